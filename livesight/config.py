@@ -1,0 +1,255 @@
+"""Configuration: pydantic models (extra="forbid"), loaded from YAML with ${ENV_VAR} substitution.
+
+Every error names its field path, e.g. `cameras.0.sample_fps: Input should be greater than 0`.
+`livesight validate-config FILE` prints them all.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from livesight.errors import ConfigError
+
+Identifier = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
+
+
+def is_loopback(host: str) -> bool:
+    return host in {"localhost", "::1"} or host.startswith("127.")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ReconnectConfig(_Strict):
+    """Jittered, capped exponential backoff between connection attempts."""
+
+    initial_s: float = Field(1.0, gt=0, le=600)
+    max_s: float = Field(30.0, gt=0, le=3600)
+    multiplier: float = Field(2.0, ge=1.0, le=10.0)
+    jitter: float = Field(0.2, ge=0.0, le=1.0, description="fraction of the delay randomised (+/-)")
+    attempts: int | Literal["forever"] = Field("forever", description="give up after this many failed attempts")
+
+    @model_validator(mode="after")
+    def _max_not_below_initial(self) -> ReconnectConfig:
+        if self.max_s < self.initial_s:
+            raise ValueError("max_s must be >= initial_s")
+        return self
+
+    @field_validator("attempts")
+    @classmethod
+    def _attempts_positive(cls, v: int | str) -> int | str:
+        if isinstance(v, int) and v < 0:
+            raise ValueError("attempts must be >= 0 or 'forever'")
+        return v
+
+
+class DTDConfig(_Strict):
+    """Differential Token Dropping (see docs/architecture.md)."""
+
+    mode: Literal["feature", "pixel", "relative", "off"] = "feature"
+    threshold: float = Field(
+        0.5,
+        ge=0.0,
+        le=1.0,
+        description="feature: drop if cosine similarity > threshold; pixel: drop if mean abs difference "
+        "(0-1 scale) < threshold; relative: fraction of tokens to drop per frame",
+    )
+    reference: Literal["last_kept", "previous"] = Field(
+        "last_kept", description="compare with the last kept token (ours) or the previous frame (TimeChat-Online)"
+    )
+    pixel_precheck: float | None = Field(
+        0.02,
+        ge=0.0,
+        le=1.0,
+        description="skip the vision encoder when no 28x28 region changed by more than this (0-1 scale); null = off",
+    )
+    keyframe_every_s: float | None = Field(None, gt=0, description="keep a whole frame at least this often")
+
+
+class CameraConfig(_Strict):
+    id: Identifier
+    source: str = Field(
+        ...,
+        min_length=1,
+        description="rtsp://…, /dev/videoN, a file path, lavfi:<filtergraph>, or builtin:demo",
+    )
+    sample_fps: float = Field(1.0, gt=0, le=30)
+    width: int | None = Field(None, ge=16, le=7680, description="webcam capture width (v4l2)")
+    height: int | None = Field(None, ge=16, le=4320, description="webcam capture height (v4l2)")
+    realtime: bool = Field(True, description="pace files in real time (a file then behaves like a live camera)")
+    loop: bool = Field(False, description="restart a file from the beginning when it ends")
+    queue_size: int = Field(4, ge=1, le=1024, description="sampled frames waiting for the model (drop oldest)")
+    stall_timeout_s: float | None = Field(
+        None, gt=0, description="no frame for this long = stalled; default scales with the source's frame rate"
+    )
+    reconnect: ReconnectConfig = ReconnectConfig()
+    dtd: DTDConfig | None = Field(None, description="per-camera DTD settings; default: the top-level dtd")
+    proactive: bool | None = Field(None, description="per-camera switch; default: proactive.enabled")
+
+
+class ModelConfig(_Strict):
+    preset: Literal["tiny-random"] | None = Field(
+        None, description="tiny-random: a tiny random-weight Qwen2.5-VL (answers are meaningless text)"
+    )
+    path: str | None = Field(None, description="local directory or HF id (from the local HF cache)")
+    device: str = Field("cpu", pattern=r"^(cpu|cuda(:\d+)?|mps|auto)$")
+    dtype: Literal["float32", "bfloat16", "float16", "auto"] = "float32"
+    image_size: int = Field(448, ge=56, le=1344, description="frames are resized to this square size (multiple of 28)")
+    max_new_tokens: int = Field(64, ge=1, le=4096)
+    seed: int = 0
+    system_prompt: str = Field(
+        "You are livesight, an assistant watching a live video stream. Answer briefly about what you see.",
+        max_length=4000,
+    )
+
+    @model_validator(mode="after")
+    def _one_source(self) -> ModelConfig:
+        if (self.preset is None) == (self.path is None):
+            raise ValueError("set exactly one of 'preset' or 'path'")
+        if self.image_size % 28:
+            raise ValueError("image_size must be a multiple of 28")
+        return self
+
+
+class MemoryConfig(_Strict):
+    token_budget: int = Field(8192, ge=256, le=1_000_000, description="visual tokens kept per camera")
+    database: str | None = Field("livesight.sqlite", description="SQLite event log; null disables it")
+
+
+class SceneConfig(_Strict):
+    window: int = Field(8, ge=2, le=1000, description="sampled frames in the rolling statistics")
+    min_scene_s: float = Field(2.0, ge=0, description="minimum scene length")
+    threshold: float = Field(3.0, gt=0, description="boundary when the change ratio leaves its rolling mean by this many std")
+    min_change: float = Field(0.15, ge=0, le=1, description="and rises by at least this much (absolute, 0-1)")
+
+
+class ProactiveConfig(_Strict):
+    enabled: bool = True
+    min_interval_s: float = Field(10.0, ge=0, description="at most one proactive message per camera per interval")
+    prompt: str = Field("Describe briefly what just changed in the scene.", max_length=2000)
+
+
+class ServerConfig(_Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(8765, ge=0, le=65535)
+    auth_token: str | None = Field(None, description="bearer token; required when host is not loopback")
+    allowed_origins: list[str] | None = Field(None, description="browser origins allowed; null = same host only")
+    max_message_bytes: int = Field(65536, ge=1024, le=16 * 2**20)
+    client_queue: int = Field(256, ge=8, le=100_000, description="events buffered per client before it is dropped")
+    stats_interval_s: float = Field(2.0, gt=0, le=3600)
+
+    @model_validator(mode="after")
+    def _token_unless_loopback(self) -> ServerConfig:
+        if not is_loopback(self.host) and not self.auth_token:
+            raise ValueError(f"auth_token is required when host is not loopback (host={self.host!r})")
+        return self
+
+
+class MQTTConfig(_Strict):
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: int = Field(1883, ge=1, le=65535)
+    username: str | None = None
+    password: str | None = None
+    prefix: str = Field("livesight", pattern=r"^[A-Za-z0-9_/-]+$")
+    reconnect: ReconnectConfig = ReconnectConfig()
+
+
+class LoggingConfig(_Strict):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    format: Literal["text", "json"] = "text"
+
+
+class Config(_Strict):
+    cameras: list[CameraConfig] = Field(..., min_length=1, max_length=64)
+    model: ModelConfig
+    dtd: DTDConfig = DTDConfig()
+    memory: MemoryConfig = MemoryConfig()
+    scenes: SceneConfig = SceneConfig()
+    proactive: ProactiveConfig = ProactiveConfig()
+    server: ServerConfig = ServerConfig()
+    mqtt: MQTTConfig = MQTTConfig()
+    logging: LoggingConfig = LoggingConfig()
+
+    @model_validator(mode="after")
+    def _unique_camera_ids(self) -> Config:
+        seen: set[str] = set()
+        for cam in self.cameras:
+            if cam.id in seen:
+                raise ValueError(f"duplicate camera id {cam.id!r}")
+            seen.add(cam.id)
+        return self
+
+    def dtd_for(self, camera: CameraConfig) -> DTDConfig:
+        return camera.dtd or self.dtd
+
+    def proactive_for(self, camera: CameraConfig) -> bool:
+        return self.proactive.enabled if camera.proactive is None else camera.proactive
+
+
+_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def substitute_env(text: str, env: dict[str, str] | None = None) -> str:
+    """Replace ${NAME} and ${NAME:-default}; an unset NAME without default is an error naming it."""
+    env = os.environ if env is None else env
+    missing: list[str] = []
+
+    def repl(m: re.Match[str]) -> str:
+        name, default = m.group(1), m.group(2)
+        if name in env:
+            return env[name]
+        if default is not None:
+            return default
+        missing.append(name)
+        return ""
+
+    out = _ENV.sub(repl, text)
+    if missing:
+        raise ConfigError("environment variable(s) not set: " + ", ".join(sorted(set(missing))))
+    return out
+
+
+def format_validation_error(err: ValidationError) -> list[str]:
+    lines = []
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        msg = e["msg"].removeprefix("Value error, ")
+        lines.append(f"{loc}: {msg}")
+    return lines
+
+
+def parse_config(data: Any, *, origin: str = "config") -> Config:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{origin}: the top level must be a mapping")
+    try:
+        return Config.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(f"{origin}: invalid configuration:\n  " + "\n  ".join(format_validation_error(e))) from None
+
+
+def load_config(path: str | Path | None = None, *, env: dict[str, str] | None = None) -> Config:
+    """Load a YAML config file (None = the embedded demo config)."""
+    if path is None:
+        text = resources.files("livesight").joinpath("configs/demo.yaml").read_text()
+        origin = "demo.yaml"
+    else:
+        p = Path(path)
+        origin = str(p)
+        try:
+            text = p.read_text()
+        except OSError as e:
+            raise ConfigError(f"cannot read config {origin}: {e.strerror or e}") from None
+    try:
+        data = yaml.safe_load(substitute_env(text, env))
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{origin}: not valid YAML: {e}") from None
+    return parse_config(data, origin=origin)

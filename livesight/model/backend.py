@@ -1,0 +1,88 @@
+"""The model backend contract: what the pipeline needs from a vision-language model.
+
+All methods are blocking (they run a forward pass); the daemon calls them from one worker thread.
+Tensor shapes are in comments: n = tokens of one frame (gh*gw), D = LLM hidden size.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+import torch
+
+
+@dataclass(frozen=True, slots=True)
+class ModelInfo:
+    name: str  # e.g. "tiny-random" or the checkpoint path
+    random_weights: bool  # True: answers are meaningless text
+    hidden_size: int  # D
+    image_size: int  # frames are resized to image_size x image_size before encoding
+    token_px: int  # pixels per token side (28 for Qwen2.5-VL: 14-px patches, 2x2 merge)
+    tokens_per_second: float  # temporal M-RoPE ids per second of stream time
+    device: str
+    dtype: str
+
+    @property
+    def grid_hw(self) -> tuple[int, int]:
+        g = self.image_size // self.token_px
+        return (g, g)
+
+
+@dataclass(frozen=True, slots=True)
+class EncodedFrame:
+    tokens: torch.Tensor  # [n, D] LLM-input visual tokens (post PatchMerger), row-major over (gh, gw)
+    grid_hw: tuple[int, int]  # (gh, gw)
+
+
+@dataclass(frozen=True, slots=True)
+class GenerationResult:
+    text: str
+    prompt_tokens: int  # tokens prefilled for this question (not the cached context)
+    completion_tokens: int
+    ttft_ms: float
+    stopped: bool  # True when should_stop() ended generation early
+
+
+class LLMContext(Protocol):
+    """A growing KV cache: system prompt, then visual tokens appended as frames arrive.
+
+    A question is prefilled on top of the cache and generated from; afterwards the cache is cropped back,
+    so a question costs only its own tokens.
+    """
+
+    @property
+    def n_tokens(self) -> int: ...  # tokens in the KV cache
+
+    def append_frame(self, tokens: torch.Tensor, t_seconds: float, grid_hw: tuple[int, int], keep: np.ndarray) -> int:
+        """Prefill the kept tokens [k, D] of one frame with their original (t, h, w) M-RoPE ids. Returns k."""
+        ...
+
+    def generate(
+        self,
+        question: str,
+        *,
+        max_new_tokens: int,
+        should_stop: Callable[[], bool] = lambda: False,
+        on_text: Callable[[str], None] | None = None,
+    ) -> GenerationResult:
+        """Answer `question` from the cache (greedy). `on_text` gets decoded text deltas as they come."""
+        ...
+
+
+class Backend(Protocol):
+    info: ModelInfo
+
+    def prepare(self, rgb: np.ndarray) -> np.ndarray:
+        """Resize an [H, W, 3] uint8 frame to the model's input size: [S, S, 3] uint8."""
+        ...
+
+    def encode(self, frames: Sequence[np.ndarray]) -> list[EncodedFrame]:
+        """Vision encoder on prepared frames (one batch). Blocking."""
+        ...
+
+    def new_context(self) -> LLMContext:
+        """A fresh context holding the system prompt."""
+        ...
