@@ -56,6 +56,13 @@ class LLMContext(Protocol):
     @property
     def n_tokens(self) -> int: ...  # tokens in the KV cache
 
+    @property
+    def max_position(self) -> int: ...  # largest M-RoPE id used so far (text continues at max_position + 1)
+
+    def append_text(self, text: str) -> int:
+        """Prefill plain text (e.g. a caption of an old scene) at the next positions. Returns tokens added."""
+        ...
+
     def append_frame(self, tokens: torch.Tensor, t_seconds: float, grid_hw: tuple[int, int], keep: np.ndarray) -> int:
         """Prefill the kept tokens [k, D] of one frame with their original (t, h, w) M-RoPE ids. Returns k."""
         ...

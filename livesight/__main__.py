@@ -1,0 +1,5 @@
+import sys
+
+from livesight.cli import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""livesight.model"""
