@@ -1,0 +1,190 @@
+"""The daemon: wires cameras, the model worker, memory, the event log and the protocol servers.
+
+Start order: event log → model (in a thread) → WebSocket/HTTP server (health answers "starting" meanwhile) →
+cameras, model worker, stats, MQTT as named tasks of one TaskGroup.
+Stop order (on `stop()`): cameras (decode threads end), pending responses cancelled (clients get
+`response.done` cancelled), model worker (waits for the forward pass in flight), MQTT (publishes offline),
+WebSocket server (clients closed with 1001), event log closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass
+
+from livesight.config import Config
+from livesight.daemon.model_worker import CameraLane, ModelWorker
+from livesight.daemon.responses import ResponseJob
+from livesight.daemon.service import Service
+from livesight.memory.camera_memory import CameraMemory
+from livesight.memory.event_log import EventLog
+from livesight.memory.scene_detector import SceneDetector
+from livesight.model.backend import Backend, GenerationResult
+from livesight.model.dtd import DTD
+from livesight.model.qwen import load_backend
+from livesight.protocols.ws_server import WSServer
+from livesight.streaming.camera import Camera
+from livesight.types import CameraStatus, ResponseKind, SceneChange
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class AppHandles:
+    """What a running app exposes to its caller (tests, the demo printer)."""
+
+    service: Service
+    port: int
+
+
+class App:
+    def __init__(self, cfg: Config, *, backend: Backend | None = None) -> None:
+        self.cfg = cfg
+        self.service = Service([c.id for c in cfg.cameras], stats_source=self._lane_stats)
+        self._backend = backend
+        self._stop = asyncio.Event()
+        self._ready = asyncio.Event()
+        self.port: int | None = None
+        self.worker: ModelWorker | None = None
+        self.event_log: EventLog | None = None
+
+    # ---- public ------------------------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    async def wait_ready(self) -> AppHandles:
+        await self._ready.wait()
+        assert self.port is not None
+        return AppHandles(self.service, self.port)
+
+    async def run(self) -> None:
+        cfg = self.cfg
+        if cfg.memory.database:
+            self.event_log = await asyncio.to_thread(EventLog, cfg.memory.database)
+        server = WSServer(self.service, cfg.server)
+        try:
+            self.port = await server.start()
+            log.info(
+                "listening on ws://%s:%d (chat page at http://%s:%d/)",
+                cfg.server.host,
+                self.port,
+                cfg.server.host,
+                self.port,
+            )
+            backend = self._backend or await asyncio.to_thread(load_backend, cfg.model)
+            self._backend = backend
+            info = backend.info
+            self.service.model_info = {
+                "name": info.name,
+                "random_weights": info.random_weights,
+                "device": info.device,
+                "dtype": info.dtype,
+            }
+            if info.random_weights:
+                log.warning(
+                    "model %r has RANDOM weights: its answers are meaningless text "
+                    "(DTD, scenes, memory, latency and the protocol are real)",
+                    info.name,
+                )
+            await self._run_pipeline(backend)
+        finally:
+            await server.close()
+            if self.event_log is not None:
+                await asyncio.to_thread(self.event_log.close)
+
+    # ---- internals ---------------------------------------------------------------------------------------
+
+    async def _run_pipeline(self, backend: Backend) -> None:
+        cfg = self.cfg
+        cameras: list[Camera] = []
+        lanes: list[CameraLane] = []
+        for cam_cfg in cfg.cameras:
+            counters = self.service.counters[cam_cfg.id]
+            camera = Camera(cam_cfg, on_status=self._on_camera_status, counters=counters)
+            cameras.append(camera)
+            start_scene = self.event_log.last_scene(cam_cfg.id) + 1 if self.event_log else 1
+            lanes.append(
+                CameraLane(
+                    camera=cam_cfg.id,
+                    frames=camera.frames,
+                    dtd=DTD(cfg.dtd_for(cam_cfg), backend.info),
+                    memory=CameraMemory(cam_cfg.id, backend, cfg.memory, self.event_log),
+                    detector=SceneDetector(cfg.scenes, cam_cfg.id, start_scene=start_scene),
+                    proactive=cfg.proactive_for(cam_cfg),
+                )
+            )
+        self.worker = ModelWorker(
+            cfg, backend, self.service, lanes, on_scene=self._on_scene, on_response=self._on_response
+        )
+        async with asyncio.TaskGroup() as tg:
+            cam_tasks = [tg.create_task(c.run(), name=f"camera:{c.cfg.id}") for c in cameras]
+            worker_task = tg.create_task(self.worker.run(), name="model-worker")
+            stats_task = tg.create_task(self._stats_loop(), name="stats")
+            mqtt_task = None
+            if cfg.mqtt.enabled:
+                from livesight.protocols.mqtt_bridge import MQTTBridge
+
+                mqtt_task = tg.create_task(MQTTBridge(self.service, cfg.mqtt).run(), name="mqtt")
+            self.service.ready = True
+            self._ready.set()
+            await self._stop.wait()
+            log.info("stopping: cameras, responses, model worker, mqtt")
+            for t in cam_tasks:
+                t.cancel()
+            await asyncio.gather(*cam_tasks, return_exceptions=True)
+            self.service.responses.cancel_all()
+            worker_task.cancel()
+            stats_task.cancel()
+            if mqtt_task is not None:
+                mqtt_task.cancel()
+
+    def _on_camera_status(self, status: CameraStatus) -> None:
+        self.service.set_state(status)
+        log.info("camera %s: %s%s", status.camera, status.state.value, f" ({status.reason})" if status.reason else "")
+        if self.event_log is not None:
+            self.event_log.camera_state(status)
+
+    def _on_scene(self, change: SceneChange) -> None:
+        log.info(
+            "camera %s: scene %d starts at %.2fs (score %.2f)", change.camera, change.scene, change.pts, change.score
+        )
+        if self.event_log is not None:
+            self.event_log.scene(change)
+
+    def _on_response(self, job: ResponseJob, result: GenerationResult | None, error: str) -> None:
+        if self.event_log is None or result is None:
+            return
+        if job.kind is ResponseKind.QUERY:
+            self.event_log.answer(job.camera, job.response_id, job.prompt, result.text, result.ttft_ms)
+        elif job.kind is ResponseKind.PROACTIVE:
+            self.event_log.proactive(job.camera, job.response_id, job.scene, result.text)
+
+    def _lane_stats(self) -> dict[str, dict]:
+        return self.worker.lane_stats() if self.worker is not None else {}
+
+    async def _stats_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.cfg.server.stats_interval_s)
+            self.service.hub.publish(self.service.stats())
+
+
+async def run_app(app: App, *, duration: float | None = None) -> None:
+    """Run until stopped (or for `duration` seconds)."""
+    async with asyncio.TaskGroup() as tg:
+        tg.create_task(app.run(), name="app")
+        if duration is not None:
+
+            async def _timer() -> None:
+                await asyncio.sleep(duration)
+                app.stop()
+
+            timer = tg.create_task(_timer(), name="duration")
+            await app._stop.wait()
+            timer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await timer
+    _ = time

@@ -1,0 +1,313 @@
+"""The model worker: the one place where the model runs, in one dedicated thread.
+
+Each turn of its loop does one of, in this order of priority:
+  1. a waiting response job (a client's question, a proactive message, a watch check),
+  2. a batch of sampled frames, taken round-robin across cameras (one per camera per round, so a fast camera
+     cannot starve a slow one): pixel pre-check → one batched vision-encoder call → DTD → memory → scene detector,
+  3. memory maintenance (compression / context rebuild steps), when there is nothing else to do.
+The event loop only moves small objects: every forward pass runs in the worker's executor thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+
+from livesight.config import Config
+from livesight.daemon.responses import ResponseJob
+from livesight.daemon.service import Service
+from livesight.model.backend import Backend, EncodedFrame, GenerationResult
+from livesight.types import (
+    DTDStep,
+    Frame,
+    ResponseDelta,
+    ResponseDone,
+    ResponseEvent,
+    ResponseKind,
+    ResponseStatus,
+    SceneChange,
+)
+
+log = logging.getLogger(__name__)
+
+_YES = re.compile(r"^\W*yes\b", re.IGNORECASE)
+
+
+class FrameSource(Protocol):
+    """What the worker needs from a camera: a non-blocking way to take its oldest waiting sampled frame."""
+
+    def get_nowait(self) -> Frame: ...  # raises asyncio.QueueEmpty
+
+
+class DTDLike(Protocol):
+    def precheck(self, prepared: np.ndarray) -> bool: ...
+
+    def decide(
+        self, camera: str, pts: float, wall_time: float, prepared: np.ndarray, encoded: EncodedFrame | None
+    ) -> DTDStep: ...
+
+
+class MemoryLike(Protocol):
+    def add_step(self, step: DTDStep, tokens: torch.Tensor | None) -> None: ...
+
+    def on_scene_change(self, change: SceneChange) -> None: ...
+
+    def answer(
+        self,
+        question: str,
+        *,
+        max_new_tokens: int,
+        should_stop: Callable[[], bool],
+        on_text: Callable[[str], None] | None,
+    ) -> GenerationResult: ...
+
+    def maintenance_step(self) -> bool: ...  # True when it did some work
+
+    def stats(self) -> dict[str, Any]: ...
+
+
+class DetectorLike(Protocol):
+    def update(self, step: DTDStep) -> SceneChange | None: ...
+
+
+@dataclass
+class CameraLane:
+    camera: str
+    frames: FrameSource
+    dtd: DTDLike
+    memory: MemoryLike
+    detector: DetectorLike
+    proactive: bool
+    last_proactive: float = -1e18
+    step_ms: list[float] = field(default_factory=list)  # recent per-frame pipeline times (bounded)
+
+
+@dataclass(frozen=True, slots=True)
+class FrameOutcome:
+    step: DTDStep
+    change: SceneChange | None
+    pipeline_ms: float
+
+
+class ModelWorker:
+    def __init__(
+        self,
+        cfg: Config,
+        backend: Backend,
+        service: Service,
+        lanes: Sequence[CameraLane],
+        *,
+        max_batch: int = 8,
+        on_scene: Callable[[SceneChange], None] | None = None,
+        on_response: Callable[[ResponseJob, GenerationResult | None, str], None] | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.backend = backend
+        self.service = service
+        self.lanes = {lane.camera: lane for lane in lanes}
+        self.max_batch = max_batch
+        self._on_scene = on_scene
+        self._on_response = on_response
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="livesight-model")
+        self._rr: list[str] = list(self.lanes)  # round-robin order
+        self.proactive_skipped = 0
+
+    # ---- loop ----------------------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            while True:
+                job = self.service.responses.pop()
+                if job is not None:
+                    await self._run_job(loop, job)
+                    continue
+                frames = self._take_frames()
+                if frames:
+                    outcomes = await loop.run_in_executor(self._executor, self._process_frames, frames)
+                    self._publish(outcomes)
+                    continue
+                worked = await loop.run_in_executor(self._executor, self._maintenance)
+                if not worked:
+                    await self.service.responses.wait(0.02)
+        finally:
+            self.service.responses.cancel_all()
+            # Waits for a forward pass in flight (generation sees its cancel flag and stops within a token).
+            await asyncio.shield(loop.run_in_executor(None, self._executor.shutdown, True))
+
+    def _take_frames(self) -> list[Frame]:
+        taken: list[Frame] = []
+        progress = True
+        while progress and len(taken) < self.max_batch:
+            progress = False
+            for cam in list(self._rr):
+                if len(taken) >= self.max_batch:
+                    break
+                try:
+                    taken.append(self.lanes[cam].frames.get_nowait())
+                    progress = True
+                except asyncio.QueueEmpty:
+                    continue
+        if taken:  # rotate so the next batch starts with another camera
+            self._rr.append(self._rr.pop(0))
+        return taken
+
+    # ---- in the worker thread ------------------------------------------------------------------------------
+
+    def _process_frames(self, frames: list[Frame]) -> list[FrameOutcome]:
+        t0 = time.perf_counter()
+        prepared = [self.backend.prepare(f.rgb) for f in frames]
+        need = [self.lanes[f.camera].dtd.precheck(p) for f, p in zip(frames, prepared, strict=True)]
+        prep_ms = (time.perf_counter() - t0) * 1000 / len(frames)
+        idx = [i for i, n in enumerate(need) if n]
+        encoded: list[EncodedFrame | None] = [None] * len(frames)
+        enc_ms = 0.0
+        if idx:
+            te = time.perf_counter()
+            out = self.backend.encode([prepared[i] for i in idx])
+            enc_ms = (time.perf_counter() - te) * 1000 / len(idx)
+            for i, e in zip(idx, out, strict=True):
+                encoded[i] = e
+        outcomes = []
+        for f, p, e in zip(frames, prepared, encoded, strict=True):
+            ts = time.perf_counter()
+            lane = self.lanes[f.camera]
+            step = lane.dtd.decide(f.camera, f.pts, f.wall_time, p, e)
+            lane.memory.add_step(step, e.tokens if e is not None else None)
+            change = lane.detector.update(step)
+            if change is not None:
+                lane.memory.on_scene_change(change)
+            ms = prep_ms + (time.perf_counter() - ts) * 1000 + (enc_ms if e is not None else 0.0)
+            outcomes.append(FrameOutcome(step, change, ms))
+        return outcomes
+
+    def _maintenance(self) -> bool:
+        return any(lane.memory.maintenance_step() for lane in self.lanes.values())
+
+    def _generate(self, job: ResponseJob, emit: Callable[[ResponseEvent], None] | None) -> GenerationResult:
+        lane = self.lanes[job.camera]
+
+        def on_text(s: str) -> None:
+            if emit is not None and s:
+                emit(ResponseDelta(job.response_id, s))
+
+        return lane.memory.answer(
+            job.prompt,
+            max_new_tokens=self.cfg.model.max_new_tokens,
+            should_stop=job.cancel.is_set,
+            on_text=on_text,
+        )
+
+    # ---- on the loop ---------------------------------------------------------------------------------------
+
+    async def _run_job(self, loop: asyncio.AbstractEventLoop, job: ResponseJob) -> None:
+        def emit(ev: ResponseEvent) -> None:  # from the worker thread
+            loop.call_soon_threadsafe(job.sink, ev)
+
+        streaming = job.kind is not ResponseKind.WATCH  # a watch is pushed only when the answer is yes
+        result: GenerationResult | None = None
+        error = ""
+        try:
+            result = await loop.run_in_executor(self._executor, self._generate, job, emit if streaming else None)
+        except (RuntimeError, ValueError, torch.cuda.OutOfMemoryError) as e:  # a failed generation fails one job
+            log.exception("response %s failed", job.response_id)
+            error = f"{type(e).__name__}: {e}"
+        finally:
+            self.service.responses.finished(job)
+        if result is None:
+            done = ResponseDone(job.response_id, ResponseStatus.FAILED, text="", error=error or "cancelled")
+        else:
+            status = ResponseStatus.CANCELLED if result.stopped else ResponseStatus.COMPLETED
+            done = ResponseDone(
+                job.response_id,
+                status,
+                text=result.text,
+                prompt_tokens=result.prompt_tokens,
+                completion_tokens=result.completion_tokens,
+                ttft_ms=round(result.ttft_ms, 2),
+            )
+            self.service.record_ttft(result.ttft_ms)
+        if job.kind is ResponseKind.WATCH:
+            if result is not None and not result.stopped and _YES.match(result.text):
+                job.sink(job.created_event())
+                job.sink(ResponseDelta(job.response_id, result.text))
+                job.sink(done)
+        else:
+            job.sink(done)
+        if self._on_response is not None:
+            self._on_response(job, result, error)
+
+    def _publish(self, outcomes: list[FrameOutcome]) -> None:
+        for o in outcomes:
+            step = o.step
+            k = self.service.counters[step.camera]
+            k.frames_encoded += 0 if step.encoder_skipped else 1
+            k.encoder_skipped += 1 if step.encoder_skipped else 0
+            k.tokens_total += step.total
+            k.tokens_kept += step.kept
+            lane = self.lanes[step.camera]
+            lane.step_ms.append(o.pipeline_ms)
+            if len(lane.step_ms) > 200:
+                del lane.step_ms[:100]
+            if o.change is not None:
+                self._scene_changed(lane, o.change)
+
+    def _scene_changed(self, lane: CameraLane, change: SceneChange) -> None:
+        self.service.hub.publish(change)
+        if self._on_scene is not None:
+            self._on_scene(change)
+        hub = self.service.hub
+        if lane.proactive:
+            now = time.monotonic()
+            if now - lane.last_proactive >= self.cfg.proactive.min_interval_s:
+                job = ResponseJob(
+                    camera=lane.camera,
+                    kind=ResponseKind.PROACTIVE,
+                    prompt=self.cfg.proactive.prompt,
+                    sink=hub.publish,
+                    scene=change.scene,
+                    pts=change.pts,
+                )
+                if self._submit(job):
+                    lane.last_proactive = now
+                    hub.publish(job.created_event())
+            else:
+                self.proactive_skipped += 1
+        for w in self.service.watches_for(lane.camera):
+            job = ResponseJob(
+                camera=lane.camera,
+                kind=ResponseKind.WATCH,
+                prompt=f"{w.text} Answer yes or no.",
+                sink=hub.publish,
+                watch_id=w.watch_id,
+                scene=change.scene,
+                pts=change.pts,
+            )
+            self._submit(job)
+
+    def _submit(self, job: ResponseJob) -> bool:
+        try:
+            self.service.responses.put(job)
+            return True
+        except OverflowError:
+            log.warning("response queue full: %s message for %s skipped", job.kind.value, job.camera)
+            return False
+
+    def lane_stats(self) -> dict[str, dict[str, Any]]:
+        out: dict[str, dict[str, Any]] = {}
+        for cam, lane in self.lanes.items():
+            recent = sorted(lane.step_ms[-50:])
+            out[cam] = {
+                "frame_ms_median": round(recent[len(recent) // 2], 2) if recent else None,
+                **lane.memory.stats(),
+            }
+        return out

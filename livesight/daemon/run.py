@@ -1,0 +1,130 @@
+"""`livesight serve` and `livesight demo`: config, logging, signals, and the demo's terminal printer.
+
+Signals (uvicorn-style): the first SIGINT/SIGTERM stops gracefully (bounded by DRAIN_TIMEOUT_S), a second one
+forces exit. SIGHUP: the config is re-validated and a "restart needed" line is logged when it changed (the
+pipeline is not reconfigured live).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+
+from livesight.config import Config, load_config
+from livesight.daemon.logsetup import setup_logging
+from livesight.errors import ConfigError, LivesightError
+
+log = logging.getLogger("livesight")
+
+DRAIN_TIMEOUT_S = 10.0
+
+
+def _load(args: argparse.Namespace) -> Config:
+    cfg = load_config(args.config)
+    server = cfg.server.model_dump()
+    if args.host is not None:
+        server["host"] = args.host
+    if args.port is not None:
+        server["port"] = args.port
+    logging_cfg = cfg.logging.model_dump()
+    if args.log_format is not None:
+        logging_cfg["format"] = args.log_format
+    if args.log_level is not None:
+        logging_cfg["level"] = args.log_level.upper()
+    from livesight.config import parse_config
+
+    data = cfg.model_dump()
+    data["server"] = server
+    data["logging"] = logging_cfg
+    return parse_config(data, origin=args.config or "demo.yaml")
+
+
+def _install_signals(loop: asyncio.AbstractEventLoop, stop: callable, config_path: str | None, cfg: Config) -> None:
+    hits = {"n": 0}
+
+    def on_stop(signame: str) -> None:
+        hits["n"] += 1
+        if hits["n"] == 1:
+            log.info("%s received: stopping (send again to force)", signame)
+            stop()
+        else:
+            log.warning("%s received again: forcing exit", signame)
+            os._exit(130)
+
+    def on_hup() -> None:
+        try:
+            new = load_config(config_path)
+        except ConfigError as e:
+            log.error("SIGHUP: config is invalid, keeping the running one: %s", e)
+            return
+        if new == cfg:
+            log.info("SIGHUP: config unchanged")
+        else:
+            log.warning("SIGHUP: config changed on disk; restart needed to apply it (the running config is kept)")
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, on_stop, sig.name)
+    loop.add_signal_handler(signal.SIGHUP, on_hup)
+
+
+async def _serve(
+    cfg: Config, config_path: str | None, *, duration: float | None = None, demo_question: str | None = None
+) -> None:
+    from livesight.daemon.app import App
+
+    app = App(cfg)
+    loop = asyncio.get_running_loop()
+    _install_signals(loop, app.stop, config_path, cfg)
+    async with asyncio.TaskGroup() as tg:
+        app_task = tg.create_task(app.run(), name="app")
+        helpers: list[asyncio.Task[None]] = []
+        if demo_question is not None:
+            from livesight.daemon.demo_printer import print_demo
+
+            helpers.append(tg.create_task(print_demo(app, demo_question), name="demo-printer"))
+        if duration is not None:
+            helpers.append(tg.create_task(_stop_after(app, duration), name="duration"))
+        await app_task
+        for t in helpers:
+            t.cancel()
+
+
+async def _stop_after(app: object, seconds: float) -> None:
+    await asyncio.sleep(seconds)
+    app.stop()  # type: ignore[attr-defined]
+
+
+def _run(args: argparse.Namespace, *, demo: bool) -> int:
+    cfg = _load(args)
+    setup_logging(cfg.logging.level, cfg.logging.format)
+    if args.config is not None and not Path(args.config).exists():
+        raise ConfigError(f"config file not found: {args.config}")
+    try:
+        asyncio.run(
+            _serve(
+                cfg,
+                args.config,
+                duration=getattr(args, "duration", None),
+                demo_question=args.question if demo else None,
+            )
+        )
+    except* LivesightError as eg:
+        raise eg.exceptions[0] from None
+    return 0
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    return _run(args, demo=False)
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    return _run(args, demo=True)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(run_serve(argparse.Namespace()))

@@ -1,0 +1,178 @@
+"""`Service`: the daemon's implementation of `ServiceAPI`, handed to the protocol adapters.
+
+It owns the event hub, the response queue and the watch list, and reads camera state and counters;
+the model worker (model_worker.py) consumes the response queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from livesight.daemon.hub import EventHub, HubSubscription
+from livesight.daemon.responses import ResponseJob, ResponseQueue
+from livesight.protocols.api import StatsSnapshot
+from livesight.types import (
+    CameraCounters,
+    CameraState,
+    CameraStatus,
+    ResponseDone,
+    ResponseEvent,
+    ResponseKind,
+)
+
+MAX_QUESTION_CHARS = 2000
+MAX_WATCHES = 64
+
+
+@dataclass(frozen=True, slots=True)
+class Watch:
+    watch_id: str
+    camera: str
+    text: str
+
+
+class Service:
+    def __init__(
+        self,
+        camera_ids: list[str],
+        *,
+        response_queue_size: int = 32,
+        stats_source: Callable[[], dict[str, dict[str, Any]]] | None = None,
+        model_info: dict[str, Any] | None = None,
+    ) -> None:
+        if not camera_ids:
+            raise ValueError("at least one camera")
+        self._cameras = list(camera_ids)
+        self.hub = EventHub()
+        self.responses = ResponseQueue(response_queue_size)
+        self.counters: dict[str, CameraCounters] = {c: CameraCounters() for c in camera_ids}
+        self.states: dict[str, CameraStatus] = {
+            c: CameraStatus(c, CameraState.CONNECTING, "starting", time.time()) for c in camera_ids
+        }
+        self.watches: dict[str, Watch] = {}
+        self._stats_source = stats_source
+        self.model_info = model_info or {}
+        self.started = time.time()
+        self.ready = False  # set by the app once the model is loaded and cameras started
+        self.ttft_ms: list[float] = []  # recent TTFTs (bounded), for stats
+
+    # ---- ServiceAPI ----------------------------------------------------------------------------------------
+
+    def camera_ids(self) -> list[str]:
+        return list(self._cameras)
+
+    def health(self) -> dict[str, Any]:
+        cams = {c: {"state": s.state.value, "reason": s.reason, "since": s.wall_time} for c, s in self.states.items()}
+        bad = {CameraState.FAILED, CameraState.STALLED, CameraState.RECONNECTING}
+        if not self.ready:
+            status = "starting"
+        elif any(s.state in bad for s in self.states.values()):
+            status = "degraded"
+        else:
+            status = "ok"
+        return {
+            "status": status,
+            "uptime_s": round(time.time() - self.started, 1),
+            "cameras": cams,
+            "model": self.model_info,
+            "clients": self.hub.subscriber_count,
+            "queued_responses": len(self.responses),
+        }
+
+    def stats(self) -> StatsSnapshot:
+        extra = self._stats_source() if self._stats_source else {}
+        cameras: dict[str, dict[str, Any]] = {}
+        for c, k in self.counters.items():
+            cameras[c] = {
+                "state": self.states[c].state.value,
+                "frames_in": k.frames_decoded,
+                "frames_sampled": k.frames_sampled,
+                "frames_dropped": k.frames_dropped_queue,
+                "frames_encoded": k.frames_encoded,
+                "encoder_skipped": k.encoder_skipped,
+                "tokens_total": k.tokens_total,
+                "tokens_kept": k.tokens_kept,
+                "drop_ratio": round(k.drop_ratio, 4),
+                "reconnects": k.reconnects,
+                **k.extra,
+                **extra.get(c, {}),
+            }
+        recent = self.ttft_ms[-50:]
+        totals = {
+            "tokens_total": sum(k.tokens_total for k in self.counters.values()),
+            "tokens_kept": sum(k.tokens_kept for k in self.counters.values()),
+            "clients": self.hub.subscriber_count,
+            "clients_dropped": self.hub.subscribers_dropped,
+            "responses_refused": self.responses.refused,
+            "ttft_ms_median": sorted(recent)[len(recent) // 2] if recent else None,
+        }
+        tt = totals["tokens_total"]
+        totals["drop_ratio"] = round(1 - totals["tokens_kept"] / tt, 4) if tt else 0.0
+        return StatsSnapshot(wall_time=time.time(), cameras=cameras, totals=totals)
+
+    def subscribe(self, *, maxsize: int) -> HubSubscription:
+        return self.hub.subscribe(maxsize=maxsize)
+
+    def _camera(self, camera: str | None) -> str:
+        if camera is None:
+            return self._cameras[0]
+        if camera not in self.counters:
+            raise KeyError(f"unknown camera {camera!r} (cameras: {', '.join(self._cameras)})")
+        return camera
+
+    async def query(self, *, camera: str | None, text: str, query_id: str | None) -> AsyncIterator[ResponseEvent]:
+        cam = self._camera(camera)
+        text = text.strip()
+        if not text:
+            raise ValueError("empty question")
+        if len(text) > MAX_QUESTION_CHARS:
+            raise ValueError(f"question longer than {MAX_QUESTION_CHARS} characters")
+        # Bounded by construction: a response has at most max_new_tokens deltas plus created/done.
+        events: asyncio.Queue[ResponseEvent] = asyncio.Queue()
+        job = ResponseJob(camera=cam, kind=ResponseKind.QUERY, prompt=text, sink=events.put_nowait, query_id=query_id)
+        self.responses.put(job)  # OverflowError when full
+        events.put_nowait(job.created_event())
+        try:
+            while True:
+                ev = await events.get()
+                yield ev
+                if isinstance(ev, ResponseDone):
+                    return
+        finally:
+            if not job.done:
+                self.responses.cancel(job.response_id)
+
+    def cancel(self, response_id: str) -> bool:
+        return self.responses.cancel(response_id)
+
+    def add_watch(self, *, camera: str | None, text: str, watch_id: str) -> None:
+        cam = self._camera(camera)
+        text = text.strip()
+        if not text or len(text) > MAX_QUESTION_CHARS:
+            raise ValueError(f"watch text must be 1..{MAX_QUESTION_CHARS} characters")
+        if watch_id not in self.watches and len(self.watches) >= MAX_WATCHES:
+            raise OverflowError(f"at most {MAX_WATCHES} watches")
+        self.watches[watch_id] = Watch(watch_id, cam, text)
+
+    def remove_watch(self, watch_id: str) -> bool:
+        return self.watches.pop(watch_id, None) is not None
+
+    # ---- used by the daemon ------------------------------------------------------------------------------
+
+    def set_state(self, status: CameraStatus) -> None:
+        prev = self.states.get(status.camera)
+        self.states[status.camera] = status
+        if prev is None or prev.state != status.state or prev.reason != status.reason:
+            self.hub.publish(status)
+
+    def record_ttft(self, ms: float) -> None:
+        self.ttft_ms.append(ms)
+        if len(self.ttft_ms) > 1000:
+            del self.ttft_ms[:500]
+
+    def watches_for(self, camera: str) -> list[Watch]:
+        return [w for w in self.watches.values() if w.camera == camera]

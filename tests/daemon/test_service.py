@@ -1,0 +1,136 @@
+"""The daemon's service object: broadcast with slow-subscriber policy, bounded response queue, cancel."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from livesight.daemon.service import Service
+from livesight.types import (
+    CameraState,
+    CameraStatus,
+    ResponseCreated,
+    ResponseDelta,
+    ResponseDone,
+    ResponseStatus,
+    SceneChange,
+)
+
+
+def change(i: int) -> SceneChange:
+    return SceneChange("cam", i, float(i), 0.0, 1.0)
+
+
+async def test_slow_subscriber_is_dropped_fast_one_keeps_everything() -> None:
+    svc = Service(["cam"])
+    slow = svc.subscribe(maxsize=4)
+    fast = svc.subscribe(maxsize=100)
+    got: list[int] = []
+
+    async def read_fast() -> None:
+        async for ev in fast:
+            got.append(ev.scene)
+            if len(got) == 10:
+                return
+
+    reader = asyncio.create_task(read_fast(), name="fast-reader")
+    for i in range(10):
+        svc.hub.publish(change(i))
+        await asyncio.sleep(0)
+    await asyncio.wait_for(reader, 2)
+    assert got == list(range(10))
+    assert slow.overflowed and svc.hub.subscribers_dropped == 1
+    drained = [ev.scene async for ev in slow]  # what it had before it was dropped, then the end
+    assert drained == [0, 1, 2, 3]
+    fast.close()
+    assert svc.hub.subscriber_count == 0
+
+
+async def fake_worker(svc: Service, words: list[str], started: asyncio.Event | None = None) -> None:
+    """Stands in for the model worker: answers each job with `words`, honouring cancel between words."""
+    while True:
+        await svc.responses.wait(1.0)
+        job = svc.responses.pop()
+        if job is None:
+            continue
+        if started is not None:
+            started.set()
+        text = ""
+        for w in words:
+            if job.cancel.is_set():
+                break
+            job.sink(ResponseDelta(job.response_id, w))
+            text += w
+            await asyncio.sleep(0.01)
+        status = ResponseStatus.CANCELLED if job.cancel.is_set() else ResponseStatus.COMPLETED
+        svc.responses.finished(job)
+        job.sink(ResponseDone(job.response_id, status, text=text))
+
+
+async def test_query_streams_created_deltas_done() -> None:
+    svc = Service(["cam"])
+    worker = asyncio.create_task(fake_worker(svc, ["a", "b", "c"]), name="fake-worker")
+    try:
+        events = [ev async for ev in svc.query(camera="cam", text=" hi ", query_id="q1")]
+    finally:
+        worker.cancel()
+    assert isinstance(events[0], ResponseCreated) and events[0].query_id == "q1"
+    assert [e.text for e in events if isinstance(e, ResponseDelta)] == ["a", "b", "c"]
+    assert isinstance(events[-1], ResponseDone) and events[-1].status is ResponseStatus.COMPLETED
+
+
+async def test_query_validation_and_bounded_queue() -> None:
+    svc = Service(["cam"], response_queue_size=2)
+    with pytest.raises(KeyError, match="unknown camera 'nope'"):
+        await anext(svc.query(camera="nope", text="x", query_id=None))
+    with pytest.raises(ValueError, match="empty"):
+        await anext(svc.query(camera=None, text="  ", query_id=None))
+    q1 = svc.query(camera=None, text="1", query_id=None)
+    q2 = svc.query(camera=None, text="2", query_id=None)
+    await anext(q1)
+    await anext(q2)
+    with pytest.raises(OverflowError):
+        await anext(svc.query(camera=None, text="3", query_id=None))
+    assert svc.responses.refused == 1
+    await q1.aclose()  # closing the iterator cancels the queued job and frees its slot
+    await q2.aclose()
+    assert len(svc.responses) == 0
+
+
+async def test_cancel_running_query() -> None:
+    svc = Service(["cam"])
+    started = asyncio.Event()
+    worker = asyncio.create_task(fake_worker(svc, ["w"] * 100, started), name="fake-worker")
+    try:
+        it = svc.query(camera=None, text="long", query_id="q")
+        created = await anext(it)
+        await started.wait()
+        assert svc.cancel(created.response_id)
+        rest = [ev async for ev in it]
+    finally:
+        worker.cancel()
+    assert rest[-1].status is ResponseStatus.CANCELLED
+    assert len([e for e in rest if isinstance(e, ResponseDelta)]) < 100
+    assert not svc.cancel(created.response_id)  # already done
+
+
+def test_health_reflects_camera_states() -> None:
+    svc = Service(["a", "b"])
+    assert svc.health()["status"] == "starting"
+    svc.ready = True
+    svc.set_state(CameraStatus("a", CameraState.LIVE, "", 0.0))
+    svc.set_state(CameraStatus("b", CameraState.LIVE, "", 0.0))
+    assert svc.health()["status"] == "ok"
+    svc.set_state(CameraStatus("b", CameraState.FAILED, "connection refused", 0.0))
+    h = svc.health()
+    assert h["status"] == "degraded" and h["cameras"]["b"]["reason"] == "connection refused"
+
+
+def test_watches() -> None:
+    svc = Service(["a", "b"])
+    svc.add_watch(camera="b", text="is the door open?", watch_id="w1")
+    assert [w.watch_id for w in svc.watches_for("b")] == ["w1"] and svc.watches_for("a") == []
+    with pytest.raises(ValueError):
+        svc.add_watch(camera=None, text="", watch_id="w2")
+    assert svc.remove_watch("w1") and not svc.remove_watch("w1")
