@@ -116,3 +116,10 @@ def test_validate_config_cli(tmp_path: Path) -> None:
     assert "dtd.mode" in bad.stderr and "Traceback" not in bad.stderr
     missing = run_cli("validate-config", str(tmp_path / "absent.yaml"))
     assert missing.returncode == 2 and "cannot read config" in missing.stderr
+
+
+def test_configuration_doc_is_current() -> None:
+    from livesight.config_doc import render
+
+    doc = Path(__file__).resolve().parents[1] / "docs" / "configuration.md"
+    assert doc.read_text() == render(), "regenerate: python -m livesight.config_doc > docs/configuration.md"

@@ -1,0 +1,59 @@
+"""`livesight bench ingest|dtd|memory|e2e|all --out DIR`: run benchmarks, write JSON (+PNG) per benchmark into DIR,
+and regenerate docs/benchmarks.md's figures from the JSON (`report.py`)."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+BENCHES = ("ingest", "dtd", "memory", "e2e")
+
+
+def machine() -> dict[str, Any]:
+    import os
+
+    info: dict[str, Any] = {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpu": platform.processor() or platform.machine(),
+        "cores": os.cpu_count(),
+        "torch": torch.__version__,
+    }
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+    return info
+
+
+def run_one(name: str, out: Path, args: argparse.Namespace) -> dict[str, Any]:
+    mod = importlib.import_module(f"livesight.bench.{name}")
+    kwargs: dict[str, Any] = {"quick": args.quick}
+    if name != "ingest":
+        kwargs.update(device=args.device, shape=args.shape)
+    t0 = time.perf_counter()
+    result = mod.run(out, **kwargs)
+    result = {"benchmark": name, "machine": machine(), "seconds": round(time.perf_counter() - t0, 1), **result}
+    (out / f"{name}.json").write_text(json.dumps(result, indent=2, default=str))
+    return result
+
+
+def run_bench(args: argparse.Namespace) -> int:
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    names = BENCHES if args.which == "all" else (args.which,)
+    for i, name in enumerate(names, 1):
+        print(f"[{i}/{len(names)}] bench {name} …", flush=True)
+        result = run_one(name, out, args)
+        print(f"[{i}/{len(names)}] bench {name}: done in {result['seconds']} s → {out / (name + '.json')}", flush=True)
+    if args.which == "all":
+        from livesight.bench.report import write_report
+
+        path = write_report(out)
+        print(f"report: {path}")
+    return 0
