@@ -44,6 +44,19 @@ def _load(args: argparse.Namespace) -> Config:
     return parse_config(data, origin=args.config or "demo.yaml")
 
 
+def preflight(cfg: Config) -> None:
+    """Checks that need the machine, not just the schema: local files that must exist."""
+    problems = []
+    for i, cam in enumerate(cfg.cameras):
+        src = cam.source
+        if "://" in src or src.startswith(("lavfi:", "builtin:", "/dev/")):
+            continue  # live sources may come and go: they get camera states, not a start-up error
+        if not Path(src).is_file():
+            problems.append(f"cameras.{i}.source: file not found: {src}")
+    if problems:
+        raise ConfigError("\n  ".join(problems))
+
+
 def _install_signals(loop: asyncio.AbstractEventLoop, stop: callable, config_path: str | None, cfg: Config) -> None:
     hits = {"n": 0}
 
@@ -101,9 +114,8 @@ async def _stop_after(app: object, seconds: float) -> None:
 
 def _run(args: argparse.Namespace, *, demo: bool) -> int:
     cfg = _load(args)
+    preflight(cfg)
     setup_logging(cfg.logging.level, cfg.logging.format)
-    if args.config is not None and not Path(args.config).exists():
-        raise ConfigError(f"config file not found: {args.config}")
     try:
         asyncio.run(
             _serve(
