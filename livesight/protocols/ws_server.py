@@ -1,0 +1,130 @@
+"""The WebSocket server (websockets' asyncio API), with plain HTTP on the same port.
+
+    server = WSServer(service, cfg.server)      # service: any ServiceAPI
+    port = await server.start()                 # port 0 → a free port; raises ServeError (one line) on failure
+    ...
+    await server.close()                        # clients get close code 1001; waits for their handlers
+
+One `ClientSession` per connection (ws_session.py). HTTP routes and handshake checks: http_routes.py.
+Metrics: metrics.py (own registry per server). Wire format: events.py and docs/protocol.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import itertools
+import logging
+import secrets
+from pathlib import Path
+
+from websockets.asyncio.server import Server, ServerConnection, serve
+
+from livesight.config import ServerConfig
+from livesight.errors import ServeError
+from livesight.protocols.api import ServiceAPI
+from livesight.protocols.http_routes import HttpRoutes, load_static
+from livesight.protocols.metrics import ServerMetrics
+from livesight.protocols.ws_session import ClientLimits, ClientSession
+
+log = logging.getLogger(__name__)
+
+
+class WSServer:
+    def __init__(
+        self,
+        service: ServiceAPI,
+        cfg: ServerConfig,
+        *,
+        page_dir: Path | None = None,
+        limits: ClientLimits | None = None,
+    ) -> None:
+        self.service = service
+        self.cfg = cfg
+        self.page_dir = page_dir
+        self.limits = limits or ClientLimits()
+        self.metrics = ServerMetrics(service)
+        self.sessions: dict[str, ClientSession] = {}
+        self.port: int | None = None
+        self.clients_dropped_slow = 0  # clients disconnected because they did not read fast enough
+        self._server: Server | None = None
+        self._ids = itertools.count(1)
+        self._salt = secrets.token_hex(3)
+
+    async def start(self) -> int:
+        """Listen; return the bound port. Raises ServeError with one clear line when it cannot."""
+        if self._server is not None:
+            raise RuntimeError("already started")
+        static = await asyncio.to_thread(load_static, self.page_dir)
+        routes = HttpRoutes(self.cfg, health=self.service.health, metrics=self._metrics, static=static)
+        host, port = self.cfg.host, self.cfg.port
+        try:
+            self._server = await serve(
+                self._handle,
+                host,
+                port,
+                process_request=routes,
+                max_size=self.cfg.max_message_bytes,
+                max_queue=16,
+                close_timeout=self.limits.close_timeout_s,
+                ping_interval=20,
+                ping_timeout=20,
+                server_header="livesight",
+            )
+        except OSError as e:
+            if e.errno == errno.EADDRINUSE:
+                raise ServeError(f"cannot listen on {host}:{port}: address already in use") from None
+            if e.errno == errno.EADDRNOTAVAIL:
+                raise ServeError(f"cannot listen on {host}:{port}: no such local address") from None
+            if e.errno == errno.EACCES:
+                raise ServeError(f"cannot listen on {host}:{port}: permission denied") from None
+            raise ServeError(f"cannot listen on {host}:{port}: {e.strerror or e}") from None
+        sockets = self._server.sockets
+        self.port = int(sockets[0].getsockname()[1]) if sockets else port
+        return self.port
+
+    async def close(self) -> None:
+        """Stop listening, close every client with 1001 (going away), wait for their handlers to finish."""
+        if self._server is None:
+            return
+        self._server.close()
+        await self._server.wait_closed()
+        self._server = None
+
+    def _metrics(self) -> tuple[bytes, str]:
+        return self.metrics.render(), self.metrics.content_type
+
+    async def _handle(self, conn: ServerConnection) -> None:
+        session_id = f"sess_{self._salt}{next(self._ids)}"
+        session = ClientSession(
+            service=self.service,
+            conn=conn,
+            session_id=session_id,
+            queue_size=self.cfg.client_queue,
+            limits=self.limits,
+            metrics=self.metrics,
+            max_message_bytes=self.cfg.max_message_bytes,
+        )
+        self.sessions[session_id] = session
+        self.metrics.clients.inc()
+        log.info("client %s connected from %s", session_id, _peer(conn))
+        try:
+            await session.run()
+        finally:
+            self.metrics.clients.dec()
+            del self.sessions[session_id]
+            if session.counters.dropped_slow:
+                self.clients_dropped_slow += 1
+            log.info(
+                "client %s disconnected (code %s%s)",
+                session_id,
+                conn.close_code,
+                ", too slow" if session.counters.dropped_slow else "",
+            )
+
+
+def _peer(conn: ServerConnection) -> str:
+    addr = conn.remote_address
+    if isinstance(addr, tuple) and len(addr) >= 2:
+        return f"{addr[0]}:{addr[1]}"
+    return str(addr)

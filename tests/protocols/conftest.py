@@ -1,0 +1,88 @@
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from websockets.asyncio.client import ClientConnection
+
+from livesight.config import ServerConfig
+from livesight.protocols.ws_server import WSServer
+from livesight.protocols.ws_session import ClientLimits
+from tests.protocols.fake_service import FakeService
+
+
+@dataclass
+class Running:
+    service: FakeService
+    server: WSServer
+    port: int
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}"
+
+
+async def start_server(
+    service: FakeService | None = None, *, limits: ClientLimits | None = None, **cfg: Any
+) -> Running:
+    service = service or FakeService()
+    server = WSServer(service, ServerConfig(host="127.0.0.1", port=0, **cfg), limits=limits)
+    port = await server.start()
+    return Running(service, server, port)
+
+
+@pytest.fixture
+async def running() -> AsyncIterator[Running]:
+    r = await start_server()
+    try:
+        yield r
+    finally:
+        await r.server.close()
+
+
+async def recv_json(ws: ClientConnection, within: float = 5.0) -> dict[str, Any]:
+    return json.loads(await asyncio.wait_for(ws.recv(), within))
+
+
+async def recv_until(ws: ClientConnection, pred: Any, within: float = 5.0) -> tuple[dict[str, Any], list[dict]]:
+    """Receive until pred(event) is true; return that event and every event before it."""
+    seen: list[dict[str, Any]] = []
+    async with asyncio.timeout(within):
+        while True:
+            e = json.loads(await ws.recv())
+            if pred(e):
+                return e, seen
+            seen.append(e)
+
+
+async def eventually(pred: Callable[[], bool], within: float = 5.0, what: str = "condition") -> None:
+    """Poll a plain state predicate (for state that has no event to wait on)."""
+    try:
+        async with asyncio.timeout(within):
+            while not pred():  # noqa: ASYNC110 - polling state that exposes no event
+                await asyncio.sleep(0.02)
+    except TimeoutError:
+        raise AssertionError(f"{what} not reached within {within} s") from None
+
+
+async def http_get(port: int, path: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
+    """A minimal HTTP/1.1 GET over a raw socket (the server closes after each response)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    lines = [f"GET {path} HTTP/1.1", f"Host: 127.0.0.1:{port}"]
+    lines += [f"{k}: {v}" for k, v in (headers or {}).items()]
+    writer.write(("\r\n".join(lines) + "\r\n\r\n").encode())
+    await writer.drain()
+    data = await asyncio.wait_for(reader.read(), 5)
+    writer.close()
+    await writer.wait_closed()
+    head, _, body = data.partition(b"\r\n\r\n")
+    status_line, *header_lines = head.decode("latin-1").split("\r\n")
+    hdrs = {}
+    for h in header_lines:
+        k, _, v = h.partition(":")
+        hdrs[k.strip().lower()] = v.strip()
+    return int(status_line.split()[1]), hdrs, body

@@ -1,0 +1,396 @@
+"""The WebSocket server with real `websockets` clients on port 0 and the fake service."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+
+import pytest
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+
+from livesight.errors import ServeError
+from livesight.protocols.api import StatsSnapshot
+from livesight.protocols.ws_session import ClientLimits
+from livesight.types import CameraState
+from tests.protocols.conftest import Running, eventually, http_get, recv_json, recv_until, start_server
+from tests.protocols.fake_service import FakeService
+
+
+async def hello(ws) -> dict:
+    created = await recv_json(ws)
+    assert created["type"] == "session.created"
+    stats = await recv_json(ws)
+    assert stats["type"] == "stats"
+    return created
+
+
+async def test_session_created_then_a_streamed_answer(running: Running) -> None:
+    async with connect(running.url) as ws:
+        created = await hello(ws)
+        assert created["session"]["camera"] == "cam1" and created["session"]["proactive"] is True
+        assert [c["id"] for c in created["cameras"]] == ["cam1", "cam2"]
+        assert created["limits"]["max_text_chars"] == 2000
+        await ws.send(json.dumps({"type": "query", "id": "q1", "text": "what is on the table?", "camera": "cam2"}))
+        done, seen = await recv_until(ws, lambda e: e["type"] == "response.done")
+    assert seen[0]["type"] == "response.created"
+    assert seen[0]["query_id"] == "q1" and seen[0]["camera"] == "cam2" and seen[0]["kind"] == "query"
+    deltas = [e for e in seen if e["type"] == "response.delta"]
+    assert "".join(d["delta"] for d in deltas) == "answer to what is on the table?"
+    assert all(d["query_id"] == "q1" and d["response_id"] == seen[0]["response_id"] for d in deltas)
+    assert done["status"] == "completed" and done["query_id"] == "q1"
+    assert done["usage"] == {"prompt_tokens": 10, "completion_tokens": 7} and done["ttft_ms"] == 12.5
+    assert running.service.asked == [("cam2", "what is on the table?", "q1")]
+
+
+async def test_bad_messages_get_errors_and_the_connection_stays_up(running: Running) -> None:
+    async with connect(running.url) as ws:
+        await hello(ws)
+        for raw, code in [
+            ("{oops", "invalid_json"),
+            ('{"type":"dance"}', "unknown_type"),
+            ('{"type":"query","id":"q1"}', "missing_field"),
+            (b"\x00\x01", "invalid_json"),
+            ('{"type":"query","id":"q2","text":"hi","camera":"garage"}', "unknown_camera"),
+            ('{"type":"query.cancel","id":"nope"}', "unknown_id"),
+            ('{"type":"watch.remove","id":"nope"}', "unknown_id"),
+            ('{"type":"session.update","camera":"garage"}', "unknown_camera"),
+        ]:
+            await ws.send(raw)
+            err = await recv_json(ws)
+            assert err["type"] == "error" and err["code"] == code, (raw, err)
+        assert err["event_type"] == "session.update"
+        await ws.send(json.dumps({"type": "query", "id": "q3", "text": "still there?"}))
+        done, _ = await recv_until(ws, lambda e: e["type"] == "response.done")
+        assert done["status"] == "completed"
+
+
+async def test_error_names_the_offending_event(running: Running) -> None:
+    async with connect(running.url) as ws:
+        await hello(ws)
+        await ws.send(json.dumps({"type": "query", "id": "q7", "text": "hi", "camera": "garage"}))
+        err = await recv_json(ws)
+    assert err == {
+        "type": "error",
+        "code": "unknown_camera",
+        "message": "unknown camera 'garage' (cameras: cam1, cam2)",
+        "event_id": "q7",
+        "event_type": "query",
+    }
+
+
+async def test_session_update_changes_default_camera_and_proactive(running: Running) -> None:
+    svc = running.service
+    async with connect(running.url) as ws:
+        await hello(ws)
+        await ws.send(json.dumps({"type": "session.update", "camera": "cam2", "proactive": False}))
+        upd = await recv_json(ws)
+        assert upd == {
+            "type": "session.updated",
+            "session": {"id": upd["session"]["id"], "camera": "cam2", "proactive": False},
+        }
+        svc.proactive("a dog walks in")
+        svc.scene("cam2", 5)
+        ev = await recv_json(ws)  # the proactive answer was filtered out
+        assert ev["type"] == "scene.change" and ev["camera"] == "cam2" and ev["scene"] == 5
+        await ws.send(json.dumps({"type": "query", "id": "q1", "text": "hello"}))
+        created = await recv_json(ws)
+        assert created["camera"] == "cam2"
+
+
+async def test_broadcasts_reach_every_client(running: Running) -> None:
+    svc = running.service
+    async with connect(running.url) as a, connect(running.url) as b:
+        await hello(a)
+        await hello(b)
+        svc.scene("cam1", 3)
+        svc.camera_state("cam2", CameraState.RECONNECTING)
+        rid = svc.proactive("a person sits down")
+        for ws in (a, b):
+            scene = await recv_json(ws)
+            assert scene["type"] == "scene.change" and scene["scene"] == 3 and scene["score"] == 4.2
+            state = await recv_json(ws)
+            assert state == {
+                "type": "camera.state",
+                "camera": "cam2",
+                "state": "reconnecting",
+                "reason": "connection refused",
+                "wall_time": state["wall_time"],
+            }
+            done, seen = await recv_until(ws, lambda e: e["type"] == "response.done")
+            assert seen[0]["type"] == "response.created" and seen[0]["kind"] == "proactive"
+            assert seen[0]["response_id"] == rid and seen[0]["scene"] == 2
+            assert "".join(e["delta"] for e in seen[1:]) == "a person sits down"
+            assert all(e["kind"] == "proactive" for e in seen[1:]) and done["kind"] == "proactive"
+
+
+async def test_stats_are_forwarded(running: Running) -> None:
+    async with connect(running.url) as ws:
+        await hello(ws)
+        running.service.publish(StatsSnapshot(1.5, {"cam1": {"frames_in": 3}}, {"clients": 1}))
+        ev = await recv_json(ws)
+    assert ev == {"type": "stats", "wall_time": 1.5, "cameras": {"cam1": {"frames_in": 3}}, "totals": {"clients": 1}}
+
+
+async def test_watches_belong_to_their_session(running: Running) -> None:
+    svc = running.service
+    async with connect(running.url) as a, connect(running.url) as b:
+        sa = (await hello(a))["session"]["id"]
+        await hello(b)
+        await a.send(json.dumps({"type": "watch.add", "id": "w1", "text": "a person enters", "camera": "cam2"}))
+        assert await recv_json(a) == {"type": "watch.added", "id": "w1", "camera": "cam2", "text": "a person enters"}
+        assert svc.watches == {f"{sa}:w1": ("cam2", "a person enters")}
+        svc.watch_hit(f"{sa}:w1", "yes, someone came in")
+        svc.scene("cam1", 9)  # a marker: b sees only this
+        done, seen = await recv_until(a, lambda e: e["type"] == "response.done")
+        assert seen[0]["kind"] == "watch" and seen[0]["watch_id"] == "w1" and done["watch_id"] == "w1"
+        assert done["text"] == "yes, someone came in"
+        first_b = await recv_json(b)
+        assert first_b["type"] == "scene.change"
+        await a.send(json.dumps({"type": "watch.remove", "id": "w1"}))
+        _, _ = await recv_until(a, lambda e: e["type"] == "watch.removed")
+        assert svc.watches == {}
+        await a.send(json.dumps({"type": "watch.add", "id": "w2", "text": "a cat"}))
+        await recv_until(a, lambda e: e["type"] == "watch.added")
+        assert len(svc.watches) == 1
+    await eventually(lambda: svc.watches == {}, what="a session's watches end with it")
+
+
+async def test_cancel_a_running_query(running: Running) -> None:
+    svc = running.service
+    svc.gate = asyncio.Event()
+    async with connect(running.url) as ws:
+        await hello(ws)
+        await ws.send(json.dumps({"type": "query", "id": "q1", "text": "long question"}))
+        created = await recv_json(ws)
+        assert created["type"] == "response.created"
+        await ws.send(json.dumps({"type": "query.cancel", "id": "q1"}))
+        done = await recv_json(ws)
+        assert done["type"] == "response.done" and done["status"] == "cancelled" and done["query_id"] == "q1"
+        assert svc.cancelled == [created["response_id"]]
+        # cancel by response id works too
+        await ws.send(json.dumps({"type": "query", "id": "q2", "text": "another"}))
+        created = await recv_json(ws)
+        await ws.send(json.dumps({"type": "query.cancel", "id": created["response_id"]}))
+        done = await recv_json(ws)
+        assert done["status"] == "cancelled" and done["query_id"] == "q2"
+
+
+async def test_concurrent_queries_are_bounded_per_client(running: Running) -> None:
+    svc = running.service
+    svc.gate = asyncio.Event()
+    async with connect(running.url) as ws:
+        created = await hello(ws)
+        limit = created["limits"]["max_concurrent_queries"]
+        for i in range(limit):
+            await ws.send(json.dumps({"type": "query", "id": f"q{i}", "text": f"question {i}"}))
+        ids = set()
+        for _ in range(limit):
+            ev = await recv_json(ws)
+            assert ev["type"] == "response.created"
+            ids.add(ev["query_id"])
+        assert ids == {f"q{i}" for i in range(limit)}
+        await ws.send(json.dumps({"type": "query", "id": "q0", "text": "again"}))
+        err = await recv_json(ws)
+        assert err["code"] == "duplicate_id" and err["event_id"] == "q0"
+        await ws.send(json.dumps({"type": "query", "id": "extra", "text": "one more"}))
+        err = await recv_json(ws)
+        assert err["code"] == "busy" and err["event_id"] == "extra"
+        svc.gate.set()
+        dones = set()
+        async with asyncio.timeout(5):
+            while len(dones) < limit:
+                ev = await recv_json(ws)
+                if ev["type"] == "response.done":
+                    dones.add(ev["query_id"])
+        assert dones == ids
+
+
+async def test_full_service_queue_is_busy() -> None:
+    r = await start_server(FakeService(max_queued=0))
+    try:
+        async with connect(r.url) as ws:
+            await hello(ws)
+            await ws.send(json.dumps({"type": "query", "id": "q1", "text": "hi"}))
+            err = await recv_json(ws)
+            assert err["code"] == "busy" and err["event_id"] == "q1" and "too many questions" in err["message"]
+    finally:
+        await r.server.close()
+
+
+async def test_disconnect_cancels_running_queries(running: Running) -> None:
+    svc = running.service
+    svc.gate = asyncio.Event()
+    async with connect(running.url) as ws:
+        await hello(ws)
+        await ws.send(json.dumps({"type": "query", "id": "q1", "text": "hold"}))
+        await recv_json(ws)
+        assert len(svc.running) == 1
+    await eventually(lambda: not svc.running, what="query cancelled")
+
+
+async def test_oversized_message_closes_with_1009() -> None:
+    r = await start_server(max_message_bytes=1024)
+    try:
+        async with connect(r.url) as ws:
+            await hello(ws)
+            await ws.send(json.dumps({"type": "query", "id": "q1", "text": "x" * 2000}))
+            with pytest.raises(ConnectionClosed) as info:
+                await recv_json(ws)
+            assert info.value.rcvd is not None and info.value.rcvd.code == 1009
+    finally:
+        await r.server.close()
+
+
+async def test_healthz_metrics_and_page(running: Running) -> None:
+    status, headers, body = await http_get(running.port, "/healthz")
+    assert status == 200 and headers["content-type"] == "application/json"
+    assert json.loads(body)["cameras"]["cam1"]["state"] == "live"
+    running.service.status = "starting"
+    status, _, body = await http_get(running.port, "/healthz")
+    assert status == 503 and json.loads(body)["status"] == "starting"
+    status, headers, body = await http_get(running.port, "/metrics")
+    assert status == 200 and headers["content-type"].startswith("text/plain")
+    text = body.decode()
+    assert 'livesight_frames_dropped_total{camera="cam1"} 2.0' in text
+    assert 'livesight_tokens_kept_total{camera="cam2"} 128.0' in text
+    assert 'livesight_camera_kv_tokens{camera="cam1"} 64.0' in text
+    assert "livesight_ws_clients 0.0" in text
+    assert "livesight_query_ttft_seconds_bucket" in text
+    status, _, _ = await http_get(running.port, "/etc/passwd")
+    assert status == 404
+    status, _, _ = await http_get(running.port, "/../index.html")
+    assert status == 404
+
+
+async def test_metrics_count_clients_queries_and_errors(running: Running) -> None:
+    async with connect(running.url) as ws:
+        await hello(ws)
+        await ws.send("{bad")
+        await recv_json(ws)
+        await ws.send(json.dumps({"type": "query", "id": "q1", "text": "hi"}))
+        await recv_until(ws, lambda e: e["type"] == "response.done")
+        _, _, body = await http_get(running.port, "/metrics")
+    text = body.decode()
+    assert "livesight_ws_clients 1.0" in text
+    assert 'livesight_ws_errors_total{code="invalid_json"} 1.0' in text
+    assert 'livesight_queries_total{status="completed"} 1.0' in text
+    assert 'livesight_ws_messages_total{type="query"} 1.0' in text
+    assert "livesight_query_ttft_seconds_count 1.0" in text
+
+
+async def test_auth_token_header_or_query_parameter() -> None:
+    r = await start_server(auth_token="s3cret")
+    try:
+        with pytest.raises(InvalidStatus) as info:
+            async with connect(r.url):
+                pass
+        assert info.value.response.status_code == 401
+        with pytest.raises(InvalidStatus):
+            async with connect(r.url, additional_headers={"Authorization": "Bearer wrong"}):
+                pass
+        async with connect(r.url, additional_headers={"Authorization": "Bearer s3cret"}) as ws:
+            await hello(ws)
+        async with connect(r.url + "/?token=s3cret") as ws:
+            await hello(ws)
+        status, _, body = await http_get(r.port, "/healthz")
+        assert status == 200 and json.loads(body) == {"status": "ok"}  # no camera details without the token
+        status, _, body = await http_get(r.port, "/healthz?token=s3cret")
+        assert "cameras" in json.loads(body)
+        status, headers, _ = await http_get(r.port, "/metrics")
+        assert status == 401 and headers["www-authenticate"].startswith("Bearer")
+        status, _, _ = await http_get(r.port, "/metrics", {"Authorization": "Bearer s3cret"})
+        assert status == 200
+    finally:
+        await r.server.close()
+
+
+async def test_browser_origins() -> None:
+    r = await start_server()
+    try:
+        with pytest.raises(InvalidStatus) as info:
+            async with connect(r.url, origin="http://evil.example"):
+                pass
+        assert info.value.response.status_code == 403
+        async with connect(r.url, origin=f"http://127.0.0.1:{r.port}") as ws:
+            await hello(ws)
+    finally:
+        await r.server.close()
+    r = await start_server(allowed_origins=["https://ops.example"])
+    try:
+        async with connect(r.url, origin="https://ops.example") as ws:
+            await hello(ws)
+        with pytest.raises(InvalidStatus):
+            async with connect(r.url, origin=f"http://127.0.0.1:{r.port}"):
+                pass
+    finally:
+        await r.server.close()
+
+
+async def test_websocket_only_on_root_or_ws(running: Running) -> None:
+    async with connect(running.url + "/ws") as ws:
+        await hello(ws)
+    with pytest.raises(InvalidStatus) as info:
+        async with connect(running.url + "/other"):
+            pass
+    assert info.value.response.status_code == 404
+
+
+async def test_port_in_use_is_a_serve_error() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        server = (await start_server()).server
+        await server.close()
+        from livesight.config import ServerConfig
+        from livesight.protocols.ws_server import WSServer
+
+        with pytest.raises(ServeError, match=rf"^cannot listen on 127\.0\.0\.1:{port}: address already in use$"):
+            await WSServer(FakeService(), ServerConfig(host="127.0.0.1", port=port)).start()
+
+
+async def test_close_sends_going_away(running: Running) -> None:
+    async with connect(running.url) as ws:
+        await hello(ws)
+        await running.server.close()
+        with pytest.raises(ConnectionClosed) as info:
+            await recv_json(ws)
+        assert info.value.rcvd is not None and info.value.rcvd.code == 1001
+
+
+async def test_a_client_that_never_reads_is_dropped_while_others_keep_up() -> None:
+    """Overflow policy disconnect_client: the publisher never waits; the stalled client is closed and counted."""
+    r = await start_server(client_queue=8, limits=ClientLimits(close_timeout_s=0.3))
+    svc = r.service
+    blob = "x" * 16_000
+    try:
+        # max_queue=1: the stalled client's library stops reading the socket once one message is buffered,
+        # so the kernel buffers fill and the server's writer blocks, as with a frozen browser tab
+        # (no compression: the blob must really take space in the buffers).
+        async with (
+            connect(r.url, max_queue=1, compression=None, close_timeout=0.5) as stalled,
+            connect(r.url, compression=None) as healthy,
+        ):
+            await hello(healthy)
+            received = 0
+            async with asyncio.timeout(20):
+                while r.server.clients_dropped_slow == 0 and not any(
+                    s.counters.dropped_slow for s in r.server.sessions.values()
+                ):
+                    svc.publish(StatsSnapshot(1.0, {}, {"blob": blob}))
+                    ev = await recv_json(healthy)  # the healthy client reads everything, one by one
+                    assert ev["type"] == "stats"
+                    received += 1
+            svc.scene("cam1", 7)
+            ev, _ = await recv_until(healthy, lambda e: e["type"] == "scene.change")
+            assert ev["scene"] == 7
+            await eventually(lambda: r.server.clients_dropped_slow == 1, what="stalled client dropped")
+            assert len(r.server.sessions) == 1  # only the healthy one is left
+            assert received > 8
+            _ = stalled
+        _, _, body = await http_get(r.port, "/metrics")
+        assert 'livesight_ws_clients_dropped_total{reason="send_queue"} 1.0' in body.decode()
+    finally:
+        await r.server.close()
