@@ -394,3 +394,14 @@ async def test_a_client_that_never_reads_is_dropped_while_others_keep_up() -> No
         assert 'livesight_ws_clients_dropped_total{reason="send_queue"} 1.0' in body.decode()
     finally:
         await r.server.close()
+
+
+async def test_page_assets_are_served_with_a_strict_policy(running: Running) -> None:
+    status, headers, body = await http_get(running.port, "/")
+    assert status == 200 and headers["content-type"] == "text/html; charset=utf-8"
+    assert b'<script src="app.js"' in body
+    assert "script-src 'self'" in headers["content-security-policy"]
+    status, headers, body = await http_get(running.port, "/app.js")
+    assert status == 200 and headers["content-type"].startswith("text/javascript") and b"WebSocket" in body
+    status, headers, _ = await http_get(running.port, "/style.css")
+    assert status == 200 and headers["content-type"].startswith("text/css")

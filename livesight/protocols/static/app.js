@@ -1,0 +1,347 @@
+// livesight chat page: one WebSocket to the daemon (docs/protocol.md), no build step, no dependencies.
+// Every server-provided string is inserted with textContent (never as HTML).
+"use strict";
+
+(() => {
+  const $ = (id) => document.getElementById(id);
+  const params = new URLSearchParams(location.search);
+  const token = params.get("token");
+  const wsUrl =
+    (location.protocol === "https:" ? "wss://" : "ws://") +
+    location.host +
+    "/ws" +
+    (token ? "?token=" + encodeURIComponent(token) : "");
+
+  const state = {
+    ws: null,
+    cameras: new Map(), // id → {state, reason, stats}
+    responses: new Map(), // response_id → {el, textEl, kind, queryId}
+    running: new Map(), // query id → response_id | null
+    watches: new Map(), // watch id → text
+    scenes: [], // {camera, scene, wall_time}
+    nextQuery: 1,
+    nextWatch: 1,
+    retry: 0,
+  };
+
+  // ---- helpers -----------------------------------------------------------------------------------------------
+
+  function el(tag, cls, text) {
+    const e = document.createElement(tag);
+    if (cls) e.className = cls;
+    if (text !== undefined && text !== null) e.textContent = String(text);
+    return e;
+  }
+
+  function clock(t) {
+    const d = t ? new Date(t * 1000) : new Date();
+    return d.toLocaleTimeString([], { hour12: false });
+  }
+
+  function addLog(cls, meta, text) {
+    const item = el("li", "msg " + cls);
+    item.appendChild(el("div", "meta", meta));
+    const body = el("div", "text", text);
+    item.appendChild(body);
+    const log = $("log");
+    const atBottom = log.scrollHeight - log.scrollTop - log.clientHeight < 40;
+    log.appendChild(item);
+    while (log.children.length > 500) log.removeChild(log.firstChild);
+    if (atBottom) log.scrollTop = log.scrollHeight;
+    return { item, body };
+  }
+
+  function send(obj) {
+    if (state.ws && state.ws.readyState === WebSocket.OPEN) {
+      state.ws.send(JSON.stringify(obj));
+      return true;
+    }
+    addLog("error", "not connected", "the message was not sent");
+    return false;
+  }
+
+  // ---- rendering ---------------------------------------------------------------------------------------------
+
+  function renderCameras() {
+    const ul = $("cameras");
+    ul.replaceChildren();
+    const select = $("camera");
+    const chosen = select.value;
+    select.replaceChildren();
+    for (const [id, cam] of state.cameras) {
+      const li = el("li", "camera");
+      const head = el("div", "cam-head");
+      head.appendChild(el("span", "cam-id", id));
+      head.appendChild(el("span", "badge state-" + (cam.state || "unknown"), cam.state || "?"));
+      li.appendChild(head);
+      if (cam.reason && cam.state !== "live") li.appendChild(el("div", "reason", cam.reason));
+      const s = cam.stats;
+      if (s) {
+        const dl = el("dl", "stats");
+        const rows = [
+          ["frames", s.frames_in],
+          ["dropped", s.frames_dropped],
+          ["tokens kept", `${s.tokens_kept ?? 0} / ${s.tokens_total ?? 0}`],
+          ["drop ratio", s.drop_ratio !== undefined ? (100 * s.drop_ratio).toFixed(1) + " %" : "–"],
+        ];
+        for (const [k, v] of rows) {
+          dl.appendChild(el("dt", null, k));
+          dl.appendChild(el("dd", null, v ?? "–"));
+        }
+        li.appendChild(dl);
+      }
+      ul.appendChild(li);
+      const opt = el("option", null, id);
+      opt.value = id;
+      select.appendChild(opt);
+    }
+    if (chosen && state.cameras.has(chosen)) select.value = chosen;
+  }
+
+  function renderTotals(t) {
+    const parts = [];
+    if (t.clients !== undefined) parts.push(`${t.clients} client${t.clients === 1 ? "" : "s"}`);
+    if (t.drop_ratio !== undefined) parts.push(`tokens dropped ${(100 * t.drop_ratio).toFixed(1)} %`);
+    if (t.ttft_ms_median !== undefined && t.ttft_ms_median !== null)
+      parts.push(`median first token ${Math.round(t.ttft_ms_median)} ms`);
+    $("totals").textContent = parts.join(" · ");
+  }
+
+  function renderTimeline() {
+    const box = $("timeline");
+    box.replaceChildren();
+    const now = Date.now() / 1000;
+    const span = 300; // seconds shown
+    const axis = el("div", "tl-row tl-axis");
+    axis.appendChild(el("span", "tl-label", "scenes"));
+    const ticks = el("div", "tl-ticks");
+    ticks.appendChild(el("span", null, "−5 min"));
+    ticks.appendChild(el("span", null, "now"));
+    axis.appendChild(ticks);
+    box.appendChild(axis);
+    for (const id of state.cameras.keys()) {
+      const row = el("div", "tl-row");
+      row.appendChild(el("span", "tl-label", id));
+      const bar = el("div", "tl-bar");
+      for (const s of state.scenes) {
+        if (s.camera !== id || now - s.wall_time > span) continue;
+        const mark = el("span", "tl-mark");
+        mark.style.left = (100 * (1 - (now - s.wall_time) / span)).toFixed(2) + "%";
+        mark.title = `scene ${s.scene} at ${clock(s.wall_time)}`;
+        bar.appendChild(mark);
+      }
+      row.appendChild(bar);
+      box.appendChild(row);
+    }
+  }
+
+  function renderWatches() {
+    const ul = $("watches");
+    ul.replaceChildren();
+    for (const [id, text] of state.watches) {
+      const li = el("li", "watch");
+      li.appendChild(el("span", "watch-text", `${id}: ${text}`));
+      const b = el("button", "small", "×");
+      b.type = "button";
+      b.title = "remove";
+      b.addEventListener("click", () => send({ type: "watch.remove", id }));
+      li.appendChild(b);
+      ul.appendChild(li);
+    }
+  }
+
+  function updateCancel() {
+    $("cancel").disabled = state.running.size === 0;
+  }
+
+  // ---- server events -----------------------------------------------------------------------------------------
+
+  function onCreated(ev) {
+    let cls, meta;
+    if (ev.kind === "query") {
+      cls = "answer";
+      meta = `${ev.camera} · answer`;
+      if (state.running.has(ev.query_id)) state.running.set(ev.query_id, ev.response_id);
+    } else if (ev.kind === "proactive") {
+      cls = "proactive";
+      meta = `${ev.camera} · scene ${ev.scene ?? "?"} · proactive · ${clock()}`;
+    } else {
+      cls = "watch-hit";
+      meta = `${ev.camera} · watch ${ev.watch_id} · ${clock()}`;
+    }
+    const { item, body } = addLog(cls + " streaming", meta, "");
+    state.responses.set(ev.response_id, { item, body, kind: ev.kind, queryId: ev.query_id });
+  }
+
+  function onDelta(ev) {
+    const r = state.responses.get(ev.response_id);
+    if (!r) return;
+    r.body.textContent += ev.delta;
+    const log = $("log");
+    log.scrollTop = log.scrollHeight;
+  }
+
+  function onDone(ev) {
+    const r = state.responses.get(ev.response_id);
+    if (!r) return;
+    state.responses.delete(ev.response_id);
+    r.item.classList.remove("streaming");
+    if (!r.body.textContent && ev.text) r.body.textContent = ev.text;
+    let info;
+    if (ev.status === "completed") {
+      info = `${ev.usage.completion_tokens} tokens` + (ev.ttft_ms ? ` · first token ${Math.round(ev.ttft_ms)} ms` : "");
+    } else if (ev.status === "cancelled") {
+      info = "cancelled";
+      r.item.classList.add("cancelled");
+    } else {
+      info = "failed: " + (ev.error || "unknown error");
+      r.item.classList.add("failed");
+    }
+    r.item.appendChild(el("div", "info", info));
+    if (r.queryId) state.running.delete(r.queryId);
+    updateCancel();
+  }
+
+  function onEvent(ev) {
+    switch (ev.type) {
+      case "session.created":
+        state.cameras.clear();
+        for (const c of ev.cameras) state.cameras.set(c.id, { state: c.state, reason: c.reason, stats: null });
+        $("proactive").checked = ev.session.proactive;
+        renderCameras();
+        $("camera").value = ev.session.camera;
+        renderTimeline();
+        break;
+      case "session.updated":
+        $("proactive").checked = ev.session.proactive;
+        break;
+      case "response.created":
+        onCreated(ev);
+        break;
+      case "response.delta":
+        onDelta(ev);
+        break;
+      case "response.done":
+        onDone(ev);
+        break;
+      case "scene.change":
+        state.scenes.push(ev);
+        if (state.scenes.length > 1000) state.scenes.splice(0, state.scenes.length - 1000);
+        addLog("scene", `${ev.camera} · ${clock(ev.wall_time)}`, `scene ${ev.scene} begins (score ${ev.score.toFixed(2)})`);
+        renderTimeline();
+        break;
+      case "camera.state": {
+        const cam = state.cameras.get(ev.camera) || { stats: null };
+        cam.state = ev.state;
+        cam.reason = ev.reason;
+        state.cameras.set(ev.camera, cam);
+        renderCameras();
+        addLog("state", `${ev.camera} · ${clock(ev.wall_time)}`, ev.state + (ev.reason ? ` (${ev.reason})` : ""));
+        break;
+      }
+      case "stats":
+        for (const [id, s] of Object.entries(ev.cameras || {})) {
+          const cam = state.cameras.get(id) || { state: s.state };
+          cam.stats = s;
+          if (s.state) cam.state = s.state;
+          state.cameras.set(id, cam);
+        }
+        renderCameras();
+        renderTotals(ev.totals || {});
+        renderTimeline();
+        break;
+      case "watch.added":
+        state.watches.set(ev.id, ev.text);
+        renderWatches();
+        break;
+      case "watch.removed":
+        state.watches.delete(ev.id);
+        renderWatches();
+        break;
+      case "error":
+        addLog("error", `error · ${ev.code}` + (ev.event_id ? ` · ${ev.event_id}` : ""), ev.message);
+        if (ev.event_type === "query" && state.running.has(ev.event_id)) {
+          state.running.delete(ev.event_id);
+          updateCancel();
+        }
+        if (ev.event_type === "watch.add") {
+          state.watches.delete(ev.event_id);
+          renderWatches();
+        }
+        break;
+      default:
+        break;
+    }
+  }
+
+  // ---- connection --------------------------------------------------------------------------------------------
+
+  function setConn(cls, text) {
+    const c = $("conn");
+    c.className = "conn " + cls;
+    c.textContent = text;
+  }
+
+  function connect() {
+    setConn("conn-off", "connecting…");
+    const ws = new WebSocket(wsUrl);
+    state.ws = ws;
+    ws.addEventListener("open", () => {
+      state.retry = 0;
+      setConn("conn-on", "live");
+    });
+    ws.addEventListener("message", (m) => {
+      let ev;
+      try {
+        ev = JSON.parse(m.data);
+      } catch (e) {
+        return;
+      }
+      onEvent(ev);
+    });
+    ws.addEventListener("close", (e) => {
+      state.ws = null;
+      state.running.clear();
+      state.watches.clear(); // watches end with the session
+      renderWatches();
+      updateCancel();
+      const delay = Math.min(30, 2 ** state.retry) * (0.8 + 0.4 * Math.random());
+      state.retry += 1;
+      setConn("conn-off", `disconnected (${e.code}); retrying in ${delay.toFixed(0)} s`);
+      setTimeout(connect, delay * 1000);
+    });
+  }
+
+  // ---- user input --------------------------------------------------------------------------------------------
+
+  $("ask-form").addEventListener("submit", (e) => {
+    e.preventDefault();
+    const text = $("question").value.trim();
+    if (!text) return;
+    const id = "q" + state.nextQuery++;
+    const camera = $("camera").value || undefined;
+    if (!send({ type: "query", id, text, camera })) return;
+    addLog("question", `you → ${camera || "camera"} · ${clock()}`, text);
+    state.running.set(id, null);
+    updateCancel();
+    $("question").value = "";
+  });
+
+  $("cancel").addEventListener("click", () => {
+    const ids = [...state.running.keys()];
+    if (ids.length) send({ type: "query.cancel", id: ids[ids.length - 1] });
+  });
+
+  $("watch-form").addEventListener("submit", (e) => {
+    e.preventDefault();
+    const text = $("watch-text").value.trim();
+    if (!text) return;
+    const id = "w" + state.nextWatch++;
+    if (send({ type: "watch.add", id, text, camera: $("camera").value || undefined })) $("watch-text").value = "";
+  });
+
+  $("proactive").addEventListener("change", (e) => send({ type: "session.update", proactive: e.target.checked }));
+
+  setInterval(renderTimeline, 5000);
+  connect();
+})();
