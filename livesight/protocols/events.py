@@ -292,7 +292,7 @@ def encode_response(
             "query_id": query_id if query_id is not None else ev.query_id,
             "watch_id": watch_id if watch_id is not None else ev.watch_id,
             "scene": ev.scene,
-            "pts": _num(ev.pts),
+            "pts": finite(ev.pts),
         }
     if isinstance(ev, ResponseDelta):
         out: dict[str, Any] = {"type": "response.delta", "response_id": ev.response_id, "delta": ev.text}
@@ -303,7 +303,7 @@ def encode_response(
             "status": ev.status.value,
             "text": ev.text,
             "usage": {"prompt_tokens": int(ev.prompt_tokens), "completion_tokens": int(ev.completion_tokens)},
-            "ttft_ms": _num(ev.ttft_ms),
+            "ttft_ms": finite(ev.ttft_ms),
             "error": ev.error,
         }
     else:
@@ -330,9 +330,9 @@ def encode_scene_change(ev: SceneChange) -> dict[str, Any]:
         "type": "scene.change",
         "camera": ev.camera,
         "scene": ev.scene,
-        "pts": _num(ev.pts),
-        "wall_time": _num(ev.wall_time),
-        "score": _num(ev.score),
+        "pts": finite(ev.pts),
+        "wall_time": finite(ev.wall_time),
+        "score": finite(ev.score),
     }
 
 
@@ -342,14 +342,14 @@ def encode_camera_state(ev: CameraStatus) -> dict[str, Any]:
         "camera": ev.camera,
         "state": ev.state.value,
         "reason": ev.reason,
-        "wall_time": _num(ev.wall_time),
+        "wall_time": finite(ev.wall_time),
     }
 
 
 def encode_stats(ev: StatsSnapshot) -> dict[str, Any]:
     return {
         "type": "stats",
-        "wall_time": _num(ev.wall_time),
+        "wall_time": finite(ev.wall_time),
         "cameras": _jsonable(ev.cameras),
         "totals": _jsonable(ev.totals),
     }
@@ -383,7 +383,7 @@ def dumps(event: dict[str, Any]) -> str:
     return json.dumps(event, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
-def _num(v: float | None) -> float | None:
+def finite(v: float | None) -> float | None:
     """JSON has no NaN/Infinity: they become null. Floats are rounded to microsecond-ish precision."""
     if v is None:
         return None
@@ -404,7 +404,7 @@ def _jsonable(v: Any) -> Any:
     if isinstance(v, int):
         return v
     if isinstance(v, float):
-        return _num(v)
+        return finite(v)
     item = getattr(v, "item", None)  # numpy scalar
     if callable(item):
         return _jsonable(item())
