@@ -290,6 +290,10 @@ class ClientSession:
             if e.event_id is None:
                 e.event_id = getattr(msg, "id", None) or msg.event_id
             self._error(e)
+        except Exception as e:  # a bug must not take the connection down: report it and go on
+            log.exception("client %s: handling %s failed", self.session_id, typ)
+            event_id = getattr(msg, "id", None) or msg.event_id
+            self._error(ev.ProtocolError(ev.ErrorCode.INTERNAL, f"internal error: {_why(e)}", event_id=event_id))
 
     def _check_camera(self, camera: str | None) -> str:
         if camera is None:
