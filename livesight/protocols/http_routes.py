@@ -142,6 +142,8 @@ class HttpRoutes:
 
     def __call__(self, connection: object, request: Request) -> Response | None:
         info = parse_request(request)
+        if request.method != "GET":
+            return text_response(405, f"method {request.method} not allowed\n", {"Allow": "GET"})
         if info.is_upgrade:
             return self._handshake(request, info)
         path = info.path

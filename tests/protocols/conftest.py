@@ -69,10 +69,12 @@ async def eventually(pred: Callable[[], bool], within: float = 5.0, what: str = 
         raise AssertionError(f"{what} not reached within {within} s") from None
 
 
-async def http_get(port: int, path: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
-    """A minimal HTTP/1.1 GET over a raw socket (the server closes after each response)."""
+async def http_get(
+    port: int, path: str, headers: dict[str, str] | None = None, method: str = "GET"
+) -> tuple[int, dict[str, str], bytes]:
+    """A minimal HTTP/1.1 request over a raw socket (the server closes after each response)."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    lines = [f"GET {path} HTTP/1.1", f"Host: 127.0.0.1:{port}"]
+    lines = [f"{method} {path} HTTP/1.1", f"Host: 127.0.0.1:{port}"]
     lines += [f"{k}: {v}" for k, v in (headers or {}).items()]
     writer.write(("\r\n".join(lines) + "\r\n\r\n").encode())
     await writer.drain()

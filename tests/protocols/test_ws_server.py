@@ -262,6 +262,8 @@ async def test_healthz_metrics_and_page(running: Running) -> None:
     assert status == 404
     status, _, _ = await http_get(running.port, "/../index.html")
     assert status == 404
+    status, headers, _ = await http_get(running.port, "/healthz", method="POST")
+    assert status == 405 and headers["allow"] == "GET"
 
 
 async def test_metrics_count_clients_queries_and_errors(running: Running) -> None:
