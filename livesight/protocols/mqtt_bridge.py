@@ -171,7 +171,7 @@ class MQTTBridge:
                     await self._forward(client, item, pending)
             finally:
                 sub.close()
-            if not getattr(sub, "overflowed", False):
+            if not sub.overflowed:
                 return  # the service closed it: the daemon is stopping
             self.counters.events_dropped += 1
             log.warning("MQTT: the broker could not keep up with events; some were dropped")

@@ -28,6 +28,11 @@ from livesight.protocols.metrics import ServerMetrics
 from livesight.protocols.ws_session import ClientLimits, ClientSession
 
 log = logging.getLogger(__name__)
+# websockets logs every HTTP response and connection at INFO (a /metrics scrape every 15 s would flood the log);
+# our sessions log connects/disconnects themselves. Set this logger to DEBUG to see the transport chatter.
+transport_log = logging.getLogger("livesight.protocols.transport")
+if transport_log.level == logging.NOTSET:
+    transport_log.setLevel(logging.WARNING)
 
 
 class WSServer:
@@ -70,6 +75,7 @@ class WSServer:
                 ping_interval=20,
                 ping_timeout=20,
                 server_header="livesight",
+                logger=transport_log,
             )
         except OSError as e:
             if e.errno == errno.EADDRINUSE:

@@ -25,7 +25,7 @@ from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
 from livesight.protocols import events as ev
-from livesight.protocols.api import BroadcastEvent, ServiceAPI
+from livesight.protocols.api import BroadcastEvent, ServiceAPI, Subscription
 from livesight.types import ResponseCreated, ResponseDelta, ResponseDone, ResponseKind, ResponseStatus
 
 if TYPE_CHECKING:
@@ -160,12 +160,12 @@ class ClientSession:
         except ConnectionClosed:
             return
 
-    async def _pump(self, sub: Any) -> None:
+    async def _pump(self, sub: Subscription) -> None:
         async for item in sub:
             out = self._route_broadcast(item)
             if out is not None:
                 self._send(out)
-        if getattr(sub, "overflowed", False):
+        if sub.overflowed:
             self._too_slow("event subscription overflowed")
 
     # ---- outgoing ------------------------------------------------------------------------------------------
