@@ -32,7 +32,7 @@ async def test_page_asks_streams_and_shows_proactive(running: Running, tmp_path:
     from playwright.async_api import async_playwright
 
     svc = running.service
-    svc.delta_delay = 0.05
+    svc.delta_delay = 0.1
     problems: list[str] = []
     async with async_playwright() as p:
         browser = await p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
@@ -52,6 +52,7 @@ async def test_page_asks_streams_and_shows_proactive(running: Running, tmp_path:
             await page.fill("#question", "what is on the table?")
             await page.click("#ask")
             answer = page.locator(".msg.answer").last
+            await page.locator(".msg.answer.streaming .text", has_text="answer to").wait_for()  # partial, streaming
             await answer.locator(".text", has_text="answer to what is on the table?").wait_for()
             await answer.locator(".info", has_text="7 tokens").wait_for()
             assert svc.asked == [("cam2", "what is on the table?", "q1")]
@@ -106,3 +107,25 @@ async def test_page_cancel_button(running: Running) -> None:
             await page.locator("#cancel[disabled]").wait_for()
         finally:
             await browser.close()
+
+
+async def test_page_passes_its_token_on() -> None:
+    from playwright.async_api import async_playwright
+
+    from tests.protocols.conftest import start_server
+
+    r = await start_server(auth_token="s3cret")
+    try:
+        async with async_playwright() as p:
+            browser = await p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+            try:
+                page = await browser.new_page()
+                await page.goto(f"http://127.0.0.1:{r.port}/?token=s3cret")
+                await page.locator("#conn.conn-on").wait_for(timeout=10_000)
+                page2 = await browser.new_page()
+                await page2.goto(f"http://127.0.0.1:{r.port}/")
+                await page2.locator("#conn", has_text="disconnected").wait_for(timeout=10_000)
+            finally:
+                await browser.close()
+    finally:
+        await r.server.close()
