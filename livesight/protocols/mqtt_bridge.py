@@ -93,24 +93,29 @@ class MQTTBridge:
     # ---- lifecycle -----------------------------------------------------------------------------------------
 
     async def run(self) -> None:
-        """Connect, bridge, reconnect on broker loss; returns only when attempts are exhausted (or cancelled)."""
-        attempt = 0
+        """Connect, bridge, reconnect on broker loss; returns only when attempts are exhausted (or cancelled).
+
+        `reconnect.attempts` = N: give up after N failed connection attempts in a row."""
+        failures = 0  # failed attempts since the last successful connection
         rc = self.cfg.reconnect
         while True:
             connects_before = self.counters.connects
+            failed = False
             try:
                 await self._session()
             except aiomqtt.MqttError as e:
                 self.counters.connection_failures += 1
+                failed = True
                 log.warning("MQTT %s:%d: %s", self.cfg.host, self.cfg.port, e)
             if self.counters.connects > connects_before:
-                attempt = 0  # it had connected: a lost connection starts the backoff over
-            if rc.attempts != "forever" and attempt >= rc.attempts:
-                log.error("MQTT: giving up after %d failed attempts; the bridge is off", attempt)
+                failures = 0  # it had connected: a lost connection starts the backoff over
+            elif failed:
+                failures += 1
+            if rc.attempts != "forever" and failures >= max(1, rc.attempts):
+                log.error("MQTT: giving up after %d failed attempts; the bridge is off", failures)
                 return
-            delay = backoff_delay(rc, attempt, self.rng)
-            attempt += 1
-            log.info("MQTT: reconnecting in %.1f s (attempt %d)", delay, attempt)
+            delay = backoff_delay(rc, max(0, failures - 1), self.rng)
+            log.info("MQTT: reconnecting in %.1f s", delay)
             await asyncio.sleep(delay)
 
     async def _session(self) -> None:

@@ -187,7 +187,7 @@ async def test_gives_up_after_the_configured_attempts(prefix: str) -> None:
     bridge = MQTTBridge(FakeService(), cfg)
     async with asyncio.timeout(10):
         await bridge.run()  # returns: the bridge is off, the daemon keeps running
-    assert bridge.counters.connection_failures == 3 and bridge.counters.connects == 0
+    assert bridge.counters.connection_failures == 2 and bridge.counters.connects == 0
 
 
 async def test_last_will_says_offline_when_the_bridge_is_killed(broker: Mosquitto, prefix: str) -> None:
