@@ -407,3 +407,23 @@ async def test_page_assets_are_served_with_a_strict_policy(running: Running) -> 
     assert status == 200 and headers["content-type"].startswith("text/javascript") and b"WebSocket" in body
     status, headers, _ = await http_get(running.port, "/style.css")
     assert status == 200 and headers["content-type"].startswith("text/css")
+
+
+async def test_subscription_overflow_closes_with_4000() -> None:
+    """A burst larger than the client's buffer (here published without yielding) overflows its subscription."""
+    r = await start_server(client_queue=8)
+    try:
+        async with connect(r.url) as ws:
+            await hello(ws)
+            for i in range(20):
+                r.service.scene("cam1", i)
+            with pytest.raises(ConnectionClosed) as info:
+                while True:
+                    await recv_json(ws)
+            assert info.value.rcvd is not None
+            assert (info.value.rcvd.code, info.value.rcvd.reason) == (4000, "client too slow")
+        await eventually(lambda: r.server.clients_dropped_slow == 1, what="counted")
+        _, _, body = await http_get(r.port, "/metrics")
+        assert 'livesight_ws_clients_dropped_total{reason="subscription"} 1.0' in body.decode()
+    finally:
+        await r.server.close()
