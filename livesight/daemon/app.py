@@ -111,7 +111,7 @@ class App:
                 CameraLane(
                     camera=cam_cfg.id,
                     frames=camera.frames,
-                    dtd=DTD(cfg.dtd_for(cam_cfg), backend.info),
+                    dtd=DTD(cfg.dtd_for(cam_cfg), backend.info.token_px),
                     memory=CameraMemory(cam_cfg.id, backend, cfg.memory, self.event_log),
                     detector=SceneDetector(cfg.scenes, cam_cfg.id, start_scene=start_scene),
                     proactive=cfg.proactive_for(cam_cfg),

@@ -49,7 +49,7 @@ class FrameSource(Protocol):
 
 
 class DTDLike(Protocol):
-    def precheck(self, prepared: np.ndarray) -> bool: ...
+    def precheck(self, prepared: np.ndarray, pts: float) -> bool: ...
 
     def decide(
         self, camera: str, pts: float, wall_time: float, prepared: np.ndarray, encoded: EncodedFrame | None
@@ -166,7 +166,7 @@ class ModelWorker:
     def _process_frames(self, frames: list[Frame]) -> list[FrameOutcome]:
         t0 = time.perf_counter()
         prepared = [self.backend.prepare(f.rgb) for f in frames]
-        need = [self.lanes[f.camera].dtd.precheck(p) for f, p in zip(frames, prepared, strict=True)]
+        need = [self.lanes[f.camera].dtd.precheck(p, f.pts) for f, p in zip(frames, prepared, strict=True)]
         prep_ms = (time.perf_counter() - t0) * 1000 / len(frames)
         idx = [i for i, n in enumerate(need) if n]
         encoded: list[EncodedFrame | None] = [None] * len(frames)

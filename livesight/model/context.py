@@ -1,0 +1,202 @@
+"""`QwenContext`: a growing KV cache of (system prompt, captions, kept visual tokens), and answers from it.
+
+Layout of the cached sequence (Qwen chat format):
+
+    <|im_start|>system\n{system}<|im_end|>\n<|im_start|>user\n      text, 1-D positions
+    [caption text …]                                                 text (append_text)
+    <|vision_start|> kept tokens of frame 1, frame 2, …              vision segment (append_frame)
+
+A question is prefilled on top — `<|vision_end|>{question}<|im_end|>\n<|im_start|>assistant\n` — and answered
+greedily; then the cache is cropped back, so a question costs its own tokens only and leaves the context unchanged.
+
+M-RoPE positions (original Qwen2.5-VL convention): a vision segment opened at position s gives a token of the frame
+at time t, grid cell (r, c) the ids (s + ⌊(t - t0)·tokens_per_second⌋, s + r, s + c), t0 being the segment's first
+frame — exactly what get_rope_index gives a video starting at s. Dropped tokens are simply absent: kept tokens keep
+their original ids. Text continues at max(all ids so far) + 1. Positions are bounded because the memory rebuilds
+the context (captions + what remains) when it compresses old scenes: the new context starts again from 0.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import numpy as np
+import torch
+from transformers import DynamicCache, PreTrainedTokenizerBase, Qwen2_5_VLForConditionalGeneration
+
+from livesight.model.backend import GenerationResult
+
+PREFILL_CHUNK = 2048  # tokens per forward pass when prefilling many tokens (bounds activation memory)
+
+
+class QwenContext:
+    def __init__(
+        self,
+        model: Qwen2_5_VLForConditionalGeneration,
+        tokenizer: PreTrainedTokenizerBase,
+        system_prompt: str,
+        *,
+        tokens_per_second: float,
+    ) -> None:
+        self._model = model
+        self._tok = tokenizer
+        self._lm = model.model.language_model
+        self._embed = model.model.get_input_embeddings()
+        self._device = next(model.parameters()).device
+        self._dtype = next(model.parameters()).dtype
+        self._tps = tokens_per_second
+        self._cache = DynamicCache(config=model.config.text_config)
+        self._max_pos = -1
+        self._seg_start: int | None = None  # first position of the open vision segment
+        self._seg_t0 = 0.0
+        self._seg_last_t = 0  # last temporal offset used in the segment (kept monotonic)
+        self._last_hidden: torch.Tensor | None = None
+        self._eos = {tokenizer.convert_tokens_to_ids(t) for t in ("<|im_end|>", "<|endoftext|>")}
+        self.frames = 0
+        self._append_ids(self._ids(f"<|im_start|>system\n{system_prompt}<|im_end|>\n<|im_start|>user\n"))
+
+    # ---- state -------------------------------------------------------------------------------------------
+
+    @property
+    def n_tokens(self) -> int:
+        return self._cache.get_seq_length()
+
+    @property
+    def max_position(self) -> int:
+        return self._max_pos
+
+    @property
+    def kv_bytes(self) -> int:
+        total = 0
+        for layer in self._cache.layers:
+            for t in (getattr(layer, "keys", None), getattr(layer, "values", None)):
+                if isinstance(t, torch.Tensor):
+                    total += t.numel() * t.element_size()
+        return total
+
+    # ---- appending ---------------------------------------------------------------------------------------
+
+    def append_text(self, text: str) -> int:
+        """Prefill text (e.g. a caption of an old scene). Closes an open vision segment first."""
+        ids = self._ids(text)
+        if self._seg_start is not None:
+            ids = self._ids("<|vision_end|>") + ids
+            self._seg_start = None
+        self._append_ids(ids)
+        return len(ids)
+
+    def vision_positions(self, t_seconds: float, grid_hw: tuple[int, int]) -> torch.Tensor:
+        """Position ids [3, gh*gw] the frame at `t_seconds` gets in the open segment (opening one if needed)."""
+        if self._seg_start is None:
+            self._append_ids(self._ids("<|vision_start|>"))
+            self._seg_start = self._max_pos + 1
+            self._seg_t0 = t_seconds
+            self._seg_last_t = 0
+        s = self._seg_start
+        t_off = max(self._seg_last_t, int(np.floor((t_seconds - self._seg_t0) * self._tps)))
+        gh, gw = grid_hw
+        rows = torch.arange(gh).view(gh, 1).expand(gh, gw).reshape(-1)
+        cols = torch.arange(gw).view(1, gw).expand(gh, gw).reshape(-1)
+        return torch.stack([torch.full_like(rows, s + t_off), rows + s, cols + s])
+
+    def append_frame(self, tokens: torch.Tensor, t_seconds: float, grid_hw: tuple[int, int], keep: np.ndarray) -> int:
+        """Prefill the kept tokens of one frame ([n, D], row-major over grid_hw) at their original positions."""
+        n = grid_hw[0] * grid_hw[1]
+        if tokens.shape[0] != n or keep.shape != (n,):
+            raise ValueError(f"frame has {tokens.shape[0]} tokens and {keep.shape} mask for grid {grid_hw}")
+        idx = torch.from_numpy(np.flatnonzero(keep))
+        if idx.numel() == 0:
+            return 0
+        pos = self.vision_positions(t_seconds, grid_hw)
+        self._seg_last_t = int(pos[0, 0]) - self._seg_start  # type: ignore[operator]
+        self._prefill(tokens[idx].to(self._device, self._dtype), pos[:, idx])
+        self.frames += 1
+        return int(idx.numel())
+
+    def append_embeddings(self, embeds: torch.Tensor, positions: torch.Tensor) -> None:
+        """Low level: prefill [k, D] embeddings at explicit [3, k] positions (e.g. pooled tokens of an old scene)."""
+        self._prefill(embeds.to(self._device, self._dtype), positions)
+
+    @torch.inference_mode()
+    def last_logits(self) -> torch.Tensor:
+        """Logits [V] of the next token after everything in the cache (for tests and diagnostics)."""
+        assert self._last_hidden is not None
+        return self._model.lm_head(self._last_hidden)[0].float()
+
+    # ---- answering ---------------------------------------------------------------------------------------
+
+    @torch.inference_mode()
+    def generate(
+        self,
+        question: str,
+        *,
+        max_new_tokens: int,
+        should_stop: Callable[[], bool] = lambda: False,
+        on_text: Callable[[str], None] | None = None,
+    ) -> GenerationResult:
+        t0 = time.perf_counter()
+        n0, max0, last0 = self.n_tokens, self._max_pos, self._last_hidden
+        prompt = ("<|vision_end|>" if self._seg_start is not None else "") + question
+        ids = self._ids(f"{prompt}<|im_end|>\n<|im_start|>assistant\n")
+        generated: list[int] = []
+        emitted = ""
+        ttft = 0.0
+        stopped = False
+        try:
+            self._append_ids(ids)
+            for step in range(max_new_tokens):
+                if should_stop():
+                    stopped = True
+                    break
+                logits = self._model.lm_head(self._last_hidden)  # [1, V]
+                next_id = int(logits.argmax(-1))
+                if step == 0:
+                    ttft = (time.perf_counter() - t0) * 1000
+                if next_id in self._eos:
+                    break
+                generated.append(next_id)
+                text = self._tok.decode(generated, skip_special_tokens=True)
+                if not text.endswith("\ufffd"):  # hold back an incomplete multi-byte character
+                    delta, emitted = text[len(emitted) :], text
+                    if delta and on_text is not None:
+                        on_text(delta)
+                if step + 1 < max_new_tokens:
+                    self._append_ids([next_id])
+        finally:  # leave the context exactly as it was
+            extra = self.n_tokens - n0
+            if extra > 0:
+                self._cache.crop(-extra)
+            self._max_pos, self._last_hidden = max0, last0
+        final = self._tok.decode(generated, skip_special_tokens=True)
+        if on_text is not None and len(final) > len(emitted) and not stopped:
+            on_text(final[len(emitted) :])
+        return GenerationResult(
+            text=final,
+            prompt_tokens=len(ids),
+            completion_tokens=len(generated),
+            ttft_ms=ttft or (time.perf_counter() - t0) * 1000,
+            stopped=stopped,
+        )
+
+    # ---- internals ---------------------------------------------------------------------------------------
+
+    def _ids(self, text: str) -> list[int]:
+        return self._tok(text, add_special_tokens=False).input_ids
+
+    def _append_ids(self, ids: list[int]) -> None:
+        if not ids:
+            return
+        t = torch.tensor(ids, device=self._device)
+        pos = torch.arange(len(ids)) + self._max_pos + 1
+        self._prefill(self._embed(t), pos.view(1, -1).expand(3, -1))
+
+    @torch.inference_mode()
+    def _prefill(self, embeds: torch.Tensor, positions: torch.Tensor) -> None:
+        """embeds [k, D], positions [3, k] → KV cache; keeps the last hidden state for the next logits."""
+        for a in range(0, embeds.shape[0], PREFILL_CHUNK):
+            e = embeds[a : a + PREFILL_CHUNK].unsqueeze(0)
+            p = positions[:, a : a + PREFILL_CHUNK].unsqueeze(1).to(self._device)  # [3, 1, k]
+            out = self._lm(inputs_embeds=e, position_ids=p, cache=self._cache, use_cache=True)
+            self._last_hidden = out.last_hidden_state[:, -1]
+        self._max_pos = max(self._max_pos, int(positions.max()))

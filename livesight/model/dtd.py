@@ -1,0 +1,182 @@
+"""Differential Token Dropping (TimeChat-Online), per camera, with our changes.
+
+Per sampled frame, in two calls so the daemon can batch the vision encoder across frames and cameras:
+
+    if dtd.precheck(prepared, pts):         # does any 28x28 region differ enough to be worth encoding?
+        encoded = backend.encode([prepared])[0]
+    step = dtd.decide(camera, pts, wall_time, prepared, encoded or None)   # → DTDStep (keep mask, scores)
+
+Modes (DTDConfig.mode):
+- feature:  cosine similarity of the LLM-input token at (h, w) with its reference; drop if > threshold.
+- pixel:    mean absolute RGB difference (0–1 scale) of the token's 28x28 region with its reference;
+            drop if < threshold.
+- relative: drop the `threshold` fraction of least-changed tokens (feature change) — a fixed token rate.
+- off:      keep everything.
+
+Reference (DTDConfig.reference):
+- last_kept (ours): the last KEPT token at each (h, w). Slow drift accumulates until it is kept.
+- previous (TimeChat-Online): the previous frame's token, kept or not; slow drift can be dropped forever.
+  (When the encoder was skipped, the feature reference stays the last encoded frame.)
+
+Encoder skip (DTDConfig.pixel_precheck): when no region differs from the last encoded frame by more than that
+(pixel mode: when no region would be kept), the vision encoder is not run and every token of the frame is dropped.
+The first frame, a change of grid (resolution) and a due keyframe (keyframe_every_s) are kept whole.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+import torch
+
+from livesight.config import DTDConfig
+from livesight.model.backend import EncodedFrame
+from livesight.types import DTDStep
+
+
+def region_diff(a: np.ndarray, b: np.ndarray, token_px: int = 28) -> np.ndarray:
+    """Mean absolute difference (0–1) of each token_px² region of two [H, W, 3] uint8 frames → [gh*gw] float32."""
+    h, w = a.shape[:2]
+    gh, gw = h // token_px, w // token_px
+    d = np.abs(a.astype(np.int16) - b.astype(np.int16))  # [H, W, 3]
+    d = d[: gh * token_px, : gw * token_px].reshape(gh, token_px, gw, token_px * 3).sum(axis=(1, 3), dtype=np.int64)
+    return (d.reshape(-1) / (token_px * token_px * 3 * 255.0)).astype(np.float32)
+
+
+class DTD:
+    def __init__(self, cfg: DTDConfig, token_px: int = 28) -> None:
+        self.cfg = cfg
+        self.token_px = token_px
+        self._grid: tuple[int, int] | None = None
+        self._ref_pixels: np.ndarray | None = None  # [H, W, 3] uint8, per-region reference (mode dependent)
+        self._enc_pixels: np.ndarray | None = None  # pixels of the last encoded frame (for the encoder skip)
+        self._ref_tokens: torch.Tensor | None = None  # [n, D]
+        self._last_keyframe = -math.inf
+        self._pending_ms = 0.0
+        self._pending_diff: tuple[int, np.ndarray] | None = None  # (id of the frame, its region diff) from precheck
+        self._force_full = True
+        self.frames = 0
+        self.encoder_skipped = 0
+
+    # ---- step 1 ------------------------------------------------------------------------------------------
+
+    def precheck(self, prepared: np.ndarray, pts: float) -> bool:
+        """True when the vision encoder must run on this (prepared) frame at stream time `pts`."""
+        t0 = time.perf_counter()
+        try:
+            grid = (prepared.shape[0] // self.token_px, prepared.shape[1] // self.token_px)
+            if self._force_full or grid != self._grid or self._enc_pixels is None or self._keyframe_due(pts):
+                return True
+            if self.cfg.mode == "pixel":
+                diff = region_diff(prepared, self._ref_pixels, self.token_px)
+                self._pending_diff = (id(prepared), diff)  # decide() on the same frame reuses it
+                return bool((diff >= self.cfg.threshold).any())
+            if self.cfg.pixel_precheck is None:
+                return True
+            return bool((region_diff(prepared, self._enc_pixels, self.token_px) > self.cfg.pixel_precheck).any())
+        finally:
+            self._pending_ms = (time.perf_counter() - t0) * 1000
+
+    # ---- step 2 ------------------------------------------------------------------------------------------
+
+    def decide(
+        self, camera: str, pts: float, wall_time: float, prepared: np.ndarray, encoded: EncodedFrame | None
+    ) -> DTDStep:
+        t0 = time.perf_counter()
+        cfg = self.cfg
+        grid = (prepared.shape[0] // self.token_px, prepared.shape[1] // self.token_px)
+        n = grid[0] * grid[1]
+        if encoded is not None and encoded.grid_hw != grid:
+            raise ValueError(f"encoded grid {encoded.grid_hw} does not match the frame's {grid}")
+        full = self._force_full or grid != self._grid or self._keyframe_due(pts) or cfg.mode == "off"
+        if full and encoded is None:
+            raise ValueError("this frame must be encoded (first frame, new grid, keyframe or mode off)")
+
+        if full:
+            keep = np.ones(n, dtype=bool)
+            change = np.ones(n, dtype=np.float32)
+            if cfg.mode != "off" or self._force_full:
+                self._last_keyframe = pts
+        elif encoded is None:  # encoder skipped: nothing changed enough
+            keep = np.zeros(n, dtype=bool)
+            change = self._pixel_change(prepared) if cfg.mode == "pixel" else region_diff(prepared, self._enc_pixels)
+            self.encoder_skipped += 1
+        elif cfg.mode == "pixel":
+            change = self._pixel_change(prepared)
+            keep = change >= cfg.threshold
+        else:
+            sim = torch.nn.functional.cosine_similarity(
+                encoded.tokens.float(),
+                self._ref_tokens.float(),
+                dim=-1,  # type: ignore[union-attr]
+            )
+            change = (1.0 - sim).cpu().numpy().astype(np.float32)
+            if cfg.mode == "feature":
+                keep = (sim <= cfg.threshold).cpu().numpy()
+            else:  # relative: keep the (1 - threshold) fraction most changed
+                n_keep = n - math.floor(n * cfg.threshold)
+                keep = np.zeros(n, dtype=bool)
+                if n_keep > 0:
+                    keep[np.argpartition(-change, n_keep - 1)[:n_keep]] = True
+
+        self._update_refs(prepared, encoded, keep, grid, full)
+        self.frames += 1
+        dtd_ms = self._pending_ms + (time.perf_counter() - t0) * 1000
+        self._pending_ms = 0.0
+        self._pending_diff = None
+        return DTDStep(
+            camera=camera,
+            pts=pts,
+            wall_time=wall_time,
+            grid_hw=grid,
+            keep=keep,
+            change=change,
+            encoder_skipped=encoded is None,
+            dtd_ms=dtd_ms,
+            encode_ms=0.0,
+        )
+
+    def _keyframe_due(self, pts: float) -> bool:
+        every = self.cfg.keyframe_every_s
+        return every is not None and pts - self._last_keyframe >= every
+
+    def _pixel_change(self, prepared: np.ndarray) -> np.ndarray:
+        if self._pending_diff is not None and self._pending_diff[0] == id(prepared):
+            return self._pending_diff[1]
+        return region_diff(prepared, self._ref_pixels, self.token_px)  # type: ignore[arg-type]
+
+    def _update_refs(
+        self, prepared: np.ndarray, encoded: EncodedFrame | None, keep: np.ndarray, grid: tuple[int, int], full: bool
+    ) -> None:
+        self._force_full = False
+        if full or self._ref_pixels is None or self._ref_tokens is None:
+            self._grid = grid
+            self._ref_pixels = prepared.copy()
+            self._enc_pixels = prepared.copy()
+            assert encoded is not None
+            self._ref_tokens = encoded.tokens.detach().clone()
+            return
+        if self.cfg.reference == "previous":  # TimeChat-Online: the previous frame, kept or not
+            self._ref_pixels = prepared.copy()
+            if encoded is not None:
+                self._enc_pixels = prepared.copy()
+                self._ref_tokens = encoded.tokens.detach().clone()
+            return
+        if encoded is None:
+            return  # nothing encoded: references unchanged (drift keeps accumulating against them)
+        self._enc_pixels = prepared.copy()
+        if keep.any():
+            idx = torch.from_numpy(np.flatnonzero(keep))
+            self._ref_tokens[idx] = encoded.tokens[idx].to(self._ref_tokens.dtype)
+            gh, gw = grid
+            px = self.token_px
+            mask = keep.reshape(gh, 1, gw, 1)
+            ref = self._ref_pixels[: gh * px, : gw * px].reshape(gh, px, gw, px, 3)
+            new = prepared[: gh * px, : gw * px].reshape(gh, px, gw, px, 3)
+            np.copyto(ref, new, where=mask[..., None])
+
+    def reset(self) -> None:
+        """Forget references (e.g. after the camera reconnected): the next frame is kept whole."""
+        self._force_full = True
