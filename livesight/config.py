@@ -121,7 +121,9 @@ class ModelConfig(_Strict):
 
 class MemoryConfig(_Strict):
     token_budget: int = Field(8192, ge=256, le=1_000_000, description="visual tokens kept per camera")
+    max_captions: int = Field(32, ge=1, le=1000, description="captions of old scenes kept (older ones are merged)")
     database: str | None = Field("livesight.sqlite", description="SQLite event log; null disables it")
+    max_rows: int = Field(100_000, ge=100, description="event log retention: rows kept per table")
 
 
 class SceneConfig(_Strict):

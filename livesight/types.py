@@ -35,6 +35,7 @@ class DTDStep:
     encoder_skipped: bool  # the pixel pre-check found nothing changed, so the vision encoder did not run
     dtd_ms: float  # time spent deciding (not encoding)
     encode_ms: float  # vision encoder time attributed to this frame (0 when skipped)
+    full: bool = False  # kept whole by rule (first frame, new resolution, keyframe): not evidence of change
 
     @property
     def total(self) -> int:

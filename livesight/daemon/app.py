@@ -27,7 +27,7 @@ from livesight.model.dtd import DTD
 from livesight.model.qwen import load_backend
 from livesight.protocols.ws_server import WSServer
 from livesight.streaming.camera import Camera
-from livesight.types import CameraStatus, ResponseKind, SceneChange
+from livesight.types import CameraStatus, SceneChange
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +64,7 @@ class App:
     async def run(self) -> None:
         cfg = self.cfg
         if cfg.memory.database:
-            self.event_log = await asyncio.to_thread(EventLog, cfg.memory.database)
+            self.event_log = await asyncio.to_thread(EventLog, cfg.memory.database, max_rows=cfg.memory.max_rows)
         server = WSServer(self.service, cfg.server)
         try:
             self.port = await server.start()
@@ -106,13 +106,13 @@ class App:
             counters = self.service.counters[cam_cfg.id]
             camera = Camera(cam_cfg, on_status=self._on_camera_status, counters=counters)
             cameras.append(camera)
-            start_scene = self.event_log.last_scene(cam_cfg.id) + 1 if self.event_log else 1
+            start_scene = await asyncio.to_thread(self._start_scene, cam_cfg.id)
             lanes.append(
                 CameraLane(
                     camera=cam_cfg.id,
                     frames=camera.frames,
                     dtd=DTD(cfg.dtd_for(cam_cfg), backend.info.token_px),
-                    memory=CameraMemory(cam_cfg.id, backend, cfg.memory, self.event_log),
+                    memory=CameraMemory(cam_cfg.id, backend, cfg.memory, self.event_log, start_scene=start_scene),
                     detector=SceneDetector(cfg.scenes, cam_cfg.id, start_scene=start_scene),
                     proactive=cfg.proactive_for(cam_cfg),
                 )
@@ -142,6 +142,9 @@ class App:
             if mqtt_task is not None:
                 mqtt_task.cancel()
 
+    def _start_scene(self, camera: str) -> int:
+        return self.event_log.last_scene(camera) + 1 if self.event_log is not None else 1
+
     def _on_camera_status(self, status: CameraStatus) -> None:
         self.service.set_state(status)
         log.info("camera %s: %s%s", status.camera, status.state.value, f" ({status.reason})" if status.reason else "")
@@ -158,10 +161,15 @@ class App:
     def _on_response(self, job: ResponseJob, result: GenerationResult | None, error: str) -> None:
         if self.event_log is None or result is None:
             return
-        if job.kind is ResponseKind.QUERY:
-            self.event_log.answer(job.camera, job.response_id, job.prompt, result.text, result.ttft_ms)
-        elif job.kind is ResponseKind.PROACTIVE:
-            self.event_log.proactive(job.camera, job.response_id, job.scene, result.text)
+        self.event_log.response(
+            response_id=job.response_id,
+            camera=job.camera,
+            kind=job.kind.value,
+            question=job.prompt,
+            answer=result.text,
+            ttft_ms=round(result.ttft_ms, 2),
+            scene=job.scene,
+        )
 
     def _lane_stats(self) -> dict[str, dict]:
         return self.worker.lane_stats() if self.worker is not None else {}

@@ -182,10 +182,10 @@ class ModelWorker:
             ts = time.perf_counter()
             lane = self.lanes[f.camera]
             step = lane.dtd.decide(f.camera, f.pts, f.wall_time, p, e)
-            lane.memory.add_step(step, e.tokens if e is not None else None)
             change = lane.detector.update(step)
-            if change is not None:
+            if change is not None:  # the ending scene is captioned before the new scene's first frame goes in
                 lane.memory.on_scene_change(change)
+            lane.memory.add_step(step, e.tokens if e is not None else None)
             ms = prep_ms + (time.perf_counter() - ts) * 1000 + (enc_ms if e is not None else 0.0)
             outcomes.append(FrameOutcome(step, change, ms))
         return outcomes
@@ -236,15 +236,16 @@ class ModelWorker:
                 ttft_ms=round(result.ttft_ms, 2),
             )
             self.service.record_ttft(result.ttft_ms)
-        if job.kind is ResponseKind.WATCH:
-            if result is not None and not result.stopped and _YES.match(result.text):
+        delivered = True
+        if job.kind is ResponseKind.WATCH:  # pushed only when the answer is yes
+            delivered = result is not None and not result.stopped and bool(_YES.match(result.text))
+            if delivered:
                 job.sink(job.created_event())
                 job.sink(ResponseDelta(job.response_id, result.text))
-                job.sink(done)
-        else:
+        if delivered:
             job.sink(done)
-        if self._on_response is not None:
-            self._on_response(job, result, error)
+            if self._on_response is not None:
+                self._on_response(job, result, error)
 
     def _publish(self, outcomes: list[FrameOutcome]) -> None:
         for o in outcomes:

@@ -12,8 +12,11 @@ greedily; then the cache is cropped back, so a question costs its own tokens onl
 M-RoPE positions (original Qwen2.5-VL convention): a vision segment opened at position s gives a token of the frame
 at time t, grid cell (r, c) the ids (s + ⌊(t - t0)·tokens_per_second⌋, s + r, s + c), t0 being the segment's first
 frame — exactly what get_rope_index gives a video starting at s. Dropped tokens are simply absent: kept tokens keep
-their original ids. Text continues at max(all ids so far) + 1. Positions are bounded because the memory rebuilds
-the context (captions + what remains) when it compresses old scenes: the new context starts again from 0.
+their original ids. Text continues at max(all ids so far) + 1.
+
+Positions stay bounded however long the stream: time gaps between appended frames are capped at `max_gap_s`
+(a static camera that drops everything for an hour does not push the ids an hour ahead; regular frames keep exact
+spacing), and the memory rebuilds the context from 0 when it compresses old scenes.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ class QwenContext:
         system_prompt: str,
         *,
         tokens_per_second: float,
+        max_gap_s: float = 2.0,
     ) -> None:
         self._model = model
         self._tok = tokenizer
@@ -49,8 +53,9 @@ class QwenContext:
         self._cache = DynamicCache(config=model.config.text_config)
         self._max_pos = -1
         self._seg_start: int | None = None  # first position of the open vision segment
-        self._seg_t0 = 0.0
-        self._seg_last_t = 0  # last temporal offset used in the segment (kept monotonic)
+        self._max_gap = max_gap_s
+        self._seg_last_pts = 0.0  # stream time of the segment's last frame
+        self._seg_time = 0.0  # the segment's virtual time (gaps capped at max_gap_s) at its last frame
         self._last_hidden: torch.Tensor | None = None
         self._eos = {tokenizer.convert_tokens_to_ids(t) for t in ("<|im_end|>", "<|endoftext|>")}
         self.frames = 0
@@ -91,10 +96,10 @@ class QwenContext:
         if self._seg_start is None:
             self._append_ids(self._ids("<|vision_start|>"))
             self._seg_start = self._max_pos + 1
-            self._seg_t0 = t_seconds
-            self._seg_last_t = 0
+            self._seg_last_pts = t_seconds
+            self._seg_time = 0.0
         s = self._seg_start
-        t_off = max(self._seg_last_t, int(np.floor((t_seconds - self._seg_t0) * self._tps)))
+        t_off = int(np.floor(self._virtual_time(t_seconds) * self._tps))
         gh, gw = grid_hw
         rows = torch.arange(gh).view(gh, 1).expand(gh, gw).reshape(-1)
         cols = torch.arange(gw).view(1, gw).expand(gh, gw).reshape(-1)
@@ -109,10 +114,15 @@ class QwenContext:
         if idx.numel() == 0:
             return 0
         pos = self.vision_positions(t_seconds, grid_hw)
-        self._seg_last_t = int(pos[0, 0]) - self._seg_start  # type: ignore[operator]
+        self._seg_time = self._virtual_time(t_seconds)
+        self._seg_last_pts = max(self._seg_last_pts, t_seconds)
         self._prefill(tokens[idx].to(self._device, self._dtype), pos[:, idx])
         self.frames += 1
         return int(idx.numel())
+
+    def _virtual_time(self, t_seconds: float) -> float:
+        """Segment time of a frame at stream time t: monotonic, each gap capped at max_gap_s."""
+        return self._seg_time + min(max(t_seconds - self._seg_last_pts, 0.0), self._max_gap)
 
     def append_embeddings(self, embeds: torch.Tensor, positions: torch.Tensor) -> None:
         """Low level: prefill [k, D] embeddings at explicit [3, k] positions (e.g. pooled tokens of an old scene)."""

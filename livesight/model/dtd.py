@@ -136,6 +136,7 @@ class DTD:
             encoder_skipped=encoded is None,
             dtd_ms=dtd_ms,
             encode_ms=0.0,
+            full=full,
         )
 
     def _keyframe_due(self, pts: float) -> bool:

@@ -97,13 +97,13 @@ def test_incremental_equals_one_shot_and_questions_leave_no_trace(backend) -> No
     # one shot: everything prefilled at once into a fresh context
     one = backend.new_context()
     toks = torch.cat([e.tokens[torch.from_numpy(np.flatnonzero(k))] for e, k in zip(enc, keeps, strict=True)])
-    pos = torch.cat(
-        [
-            one.vision_positions(i * 0.5, e.grid_hw)[:, torch.from_numpy(np.flatnonzero(k))]
-            for i, (e, k) in enumerate(zip(enc, keeps, strict=True))
-        ],
-        dim=1,
-    )
+    p0 = one.vision_positions(0.0, enc[0].grid_hw)  # opens the vision segment at s: ids (s + t, s + h, s + w)
+    parts = []
+    for i, k in enumerate(keeps):
+        p = p0.clone()
+        p[0] += i  # frames 0.5 s apart at 2 temporal ids per second
+        parts.append(p[:, torch.from_numpy(np.flatnonzero(k))])
+    pos = torch.cat(parts, dim=1)
     one.append_embeddings(toks, pos)
     assert one.n_tokens == inc.n_tokens
     assert float((one.last_logits() - inc.last_logits()).abs().max()) < 1e-4

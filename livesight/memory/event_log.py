@@ -1,0 +1,189 @@
+"""SQLite event log (WAL): scenes, captions, questions and answers, proactive messages, camera state changes.
+
+Writes never block the event loop or the model: they go through a bounded queue (overflow policy: drop the
+newest and count it) to one writer thread that commits in small batches. WAL + synchronous=NORMAL means a
+`kill -9` loses at most the batch in flight; every committed row survives and the database always opens.
+Reads (`last_scene`, `recent_*`) use their own connection. Retention: at most `max_rows` rows per table.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import sqlite3
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from livesight.types import CameraStatus, SceneChange
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS scenes (
+    id INTEGER PRIMARY KEY, camera TEXT NOT NULL, scene INTEGER NOT NULL, pts REAL NOT NULL,
+    wall_time REAL NOT NULL, score REAL NOT NULL, caption TEXT, UNIQUE (camera, scene));
+CREATE TABLE IF NOT EXISTS responses (
+    id INTEGER PRIMARY KEY, response_id TEXT NOT NULL, camera TEXT NOT NULL, kind TEXT NOT NULL,
+    scene INTEGER, question TEXT, answer TEXT NOT NULL, ttft_ms REAL, wall_time REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS camera_states (
+    id INTEGER PRIMARY KEY, camera TEXT NOT NULL, state TEXT NOT NULL, reason TEXT NOT NULL,
+    wall_time REAL NOT NULL);
+CREATE INDEX IF NOT EXISTS scenes_camera ON scenes (camera, scene);
+CREATE INDEX IF NOT EXISTS responses_camera ON responses (camera, id);
+"""
+TABLES = ("scenes", "responses", "camera_states")
+
+_STOP = object()
+
+
+def _connect(path: str) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, timeout=10, check_same_thread=False)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    return conn
+
+
+class EventLog:
+    def __init__(self, path: str | Path, *, max_rows: int = 100_000, queue_size: int = 10_000) -> None:
+        self.path = str(path)
+        self.max_rows = max_rows
+        try:
+            if self.path != ":memory:":
+                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            self._read = _connect(self.path)
+            with self._read:
+                self._read.executescript(SCHEMA)
+                row = self._read.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+                if row is None:
+                    self._read.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+                elif int(row[0]) > SCHEMA_VERSION:
+                    raise sqlite3.DatabaseError(
+                        f"schema version {row[0]} is newer than this livesight ({SCHEMA_VERSION})"
+                    )
+        except (sqlite3.Error, OSError) as e:
+            from livesight.errors import ConfigError
+
+            raise ConfigError(f"memory.database {self.path}: {e}") from None
+        self._queue: queue.Queue[object] = queue.Queue(maxsize=queue_size)
+        self.dropped = 0
+        self.written = 0
+        self._writer = threading.Thread(target=self._run, name="livesight-eventlog", daemon=True)
+        self._writer.start()
+
+    # ---- writes (any thread; never block) -----------------------------------------------------------------
+
+    def _put(self, sql: str, args: tuple[Any, ...]) -> None:
+        try:
+            self._queue.put_nowait((sql, args))
+        except queue.Full:
+            self.dropped += 1
+
+    def scene(self, change: SceneChange) -> None:
+        self._put(
+            "INSERT OR REPLACE INTO scenes (camera, scene, pts, wall_time, score) VALUES (?, ?, ?, ?, ?)",
+            (change.camera, change.scene, change.pts, change.wall_time, change.score),
+        )
+
+    def caption(self, camera: str, scene: int, caption: str) -> None:
+        self._put("UPDATE scenes SET caption = ? WHERE camera = ? AND scene = ?", (caption, camera, scene))
+
+    def camera_state(self, status: CameraStatus) -> None:
+        self._put(
+            "INSERT INTO camera_states (camera, state, reason, wall_time) VALUES (?, ?, ?, ?)",
+            (status.camera, status.state.value, status.reason, status.wall_time),
+        )
+
+    def response(
+        self,
+        *,
+        response_id: str,
+        camera: str,
+        kind: str,
+        question: str | None,
+        answer: str,
+        ttft_ms: float | None,
+        scene: int | None = None,
+    ) -> None:
+        self._put(
+            "INSERT INTO responses (response_id, camera, kind, scene, question, answer, ttft_ms, wall_time)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (response_id, camera, kind, scene, question, answer, ttft_ms, time.time()),
+        )
+
+    # ---- reads -------------------------------------------------------------------------------------------
+
+    def last_scene(self, camera: str) -> int:
+        """Highest scene number recorded for the camera (0 if none): numbering continues after a restart."""
+        self.flush()
+        row = self._read.execute("SELECT MAX(scene) FROM scenes WHERE camera = ?", (camera,)).fetchone()
+        return int(row[0] or 0)
+
+    def rows(self, table: str, limit: int = 100) -> list[dict[str, Any]]:
+        if table not in TABLES:
+            raise ValueError(f"unknown table {table!r}")
+        self.flush()
+        cur = self._read.execute(f"SELECT * FROM {table} ORDER BY id DESC LIMIT ?", (limit,))
+        names = [d[0] for d in cur.description]
+        return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+
+    # ---- lifecycle ---------------------------------------------------------------------------------------
+
+    def flush(self, timeout: float = 10.0) -> None:
+        """Wait until everything queued so far is committed."""
+        if not self._writer.is_alive():
+            return
+        done = threading.Event()
+        self._queue.put((None, done), timeout=timeout)
+        done.wait(timeout)
+
+    def close(self) -> None:
+        if self._writer.is_alive():
+            self._queue.put(_STOP)
+            self._writer.join(timeout=30)
+        self._read.close()
+
+    def _run(self) -> None:
+        conn = _connect(self.path)
+        pending = 0
+        try:
+            while True:
+                item = self._queue.get()
+                batch = [item]
+                while len(batch) < 256:  # commit what is waiting together
+                    try:
+                        batch.append(self._queue.get_nowait())
+                    except queue.Empty:
+                        break
+                stop = False
+                with conn:
+                    for it in batch:
+                        if it is _STOP:
+                            stop = True
+                            continue
+                        sql, args = it  # type: ignore[misc]
+                        if sql is None:
+                            continue
+                        conn.execute(sql, args)
+                        self.written += 1
+                        pending += 1
+                for it in batch:
+                    if isinstance(it, tuple) and it[0] is None:
+                        it[1].set()
+                if pending >= 1000:
+                    self._trim(conn)
+                    pending = 0
+                if stop:
+                    return
+        except sqlite3.Error:
+            log.exception("event log %s: write failed; further events are not recorded", self.path)
+        finally:
+            conn.close()
+
+    def _trim(self, conn: sqlite3.Connection) -> None:
+        with conn:
+            for t in TABLES:
+                conn.execute(f"DELETE FROM {t} WHERE id <= (SELECT MAX(id) FROM {t}) - ?", (self.max_rows,))

@@ -1,0 +1,109 @@
+"""The causal scene detector: cuts found within one sampled frame, no false cut on static or slowly changing video."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from livesight.config import DTDConfig, SceneConfig
+from livesight.memory.scene_detector import SceneDetector
+from livesight.model.dtd import DTD
+from livesight.types import DTDStep
+
+
+def step(t: float, changed: float, n: int = 256, full: bool = False) -> DTDStep:
+    keep = np.zeros(n, bool)
+    keep[: round(changed * n)] = True
+    return DTDStep("cam", t, 0.0, (16, 16), keep, keep.astype(np.float32), False, 0.0, 0.0, full)
+
+
+def detect(signal: list[float], cfg: SceneConfig | None = None, fps: float = 2.0) -> list[int]:
+    det = SceneDetector(cfg or SceneConfig(), "cam")
+    cuts = []
+    for i, r in enumerate(signal):
+        if det.update(step(i / fps, r, full=i == 0)) is not None:
+            cuts.append(i)
+    return cuts
+
+
+def test_feature_mode_signal_of_the_tiny_model() -> None:
+    """Tiny random model, feature mode: ~3% changed normally, ~30% at a cut (DESIGN.md §7)."""
+    rng = np.random.default_rng(0)
+    sig = list(np.clip(0.03 + 0.01 * rng.standard_normal(60), 0, 1))
+    for c in (20, 41):
+        sig[c] = 0.3
+    assert detect([1.0, *sig]) == [21, 42]
+
+
+def test_pixel_mode_cut_and_motion() -> None:
+    rng = np.random.default_rng(1)
+    sig = list(np.clip(0.08 + 0.03 * rng.standard_normal(40), 0, 1))  # a person walking around
+    sig[25] = 0.97
+    assert detect([1.0, *sig]) == [26]
+
+
+def test_min_scene_length_suppresses_flicker() -> None:
+    sig = [1.0] + [0.02] * 10 + [0.9, 0.02, 0.9, 0.02] + [0.02] * 10
+    assert detect(sig, SceneConfig(min_scene_s=2.0)) == [11]
+
+
+def test_numbering_continues_and_events_carry_time() -> None:
+    det = SceneDetector(SceneConfig(), "cam", start_scene=7)
+    events = [det.update(step(i / 2, r, full=i == 0)) for i, r in enumerate([1.0] + [0.02] * 10 + [0.95])]
+    change = events[-1]
+    assert change is not None and change.scene == 8 and change.pts == pytest.approx(5.5) and change.score > 3
+
+
+def clip(kind: str, n: int = 40, cut_at: tuple[int, ...] = (13, 27)) -> list[np.ndarray]:
+    rng = np.random.default_rng(2)
+    backgrounds = [(rng.random((448, 448, 3)) * 255).astype(np.uint8) for _ in range(len(cut_at) + 1)]
+    frames = []
+    for i in range(n):
+        if kind == "static":
+            f = backgrounds[0].copy()
+        elif kind == "pan":  # a slow pan: the picture shifts 4 px per sampled frame
+            big = np.concatenate([backgrounds[0], backgrounds[1]], axis=1)
+            f = np.ascontiguousarray(big[:, 4 * i : 4 * i + 448])
+        else:
+            f = backgrounds[sum(i >= c for c in cut_at)].copy()
+        x = 20 + 9 * i
+        f[200:256, x : x + 56] = (255, 255, 0)  # a moving object throughout
+        frames.append(f)
+    return frames
+
+
+@pytest.mark.parametrize("mode", ["pixel", "feature"])
+@pytest.mark.parametrize("kind", ["cuts", "static", "pan"])
+def test_generated_clips_through_real_dtd(request, mode: str, kind: str) -> None:
+    backend = request.getfixturevalue("backend") if mode == "feature" else None
+    dtd = DTD(DTDConfig(mode=mode, threshold=0.5 if mode == "feature" else 0.05))
+    det = SceneDetector(SceneConfig(min_scene_s=2.0), "cam")
+    cuts = []
+    for i, f in enumerate(clip(kind)):
+        enc = None
+        if dtd.precheck(f, i / 2) and backend is not None:
+            enc = backend.encode([f])[0]
+        elif mode == "pixel" and dtd.precheck(f, i / 2):
+            enc = _fake_encoding(f)
+        s = dtd.decide("cam", i / 2, 0.0, f, enc)
+        if det.update(s) is not None:
+            cuts.append(i)
+    expected = [13, 27] if kind == "cuts" else []
+    assert cuts == expected
+
+
+def _fake_encoding(frame: np.ndarray):
+    """Pixel mode decides from pixels only; the encoding is just carried along."""
+    import torch
+
+    from livesight.model.backend import EncodedFrame
+
+    return EncodedFrame(torch.zeros(256, 8), (16, 16))
+
+
+@pytest.fixture(scope="module")
+def backend():
+    from livesight.config import ModelConfig
+    from livesight.model.qwen import load_backend
+
+    return load_backend(ModelConfig(preset="tiny-random"))
