@@ -1,0 +1,210 @@
+"""`Camera`: one video source kept alive — decode thread, timestamp sampling, reconnects, stall watchdog, states.
+
+    camera = Camera(cfg, on_status=callback, counters=CameraCounters())
+    task = tg.create_task(camera.run(), name="camera:<id>")   # cancel to stop; returns when ended / failed
+    frame = camera.frames.get_nowait()                         # sampled frames, DropOldestQueue (drop_oldest)
+
+Decoding runs in one thread per connection. Sampling happens in that thread, by timestamp (variable frame rate
+safe), so only sampled frames are converted to RGB and handed to the event loop. Timestamps are made monotonic
+across reconnects and file loops. States (`on_status`): connecting → live → (stalled | reconnecting → live)… →
+ended | failed, each with a reason. A live source that ends or errors is retried with jittered, capped exponential
+backoff; permanent errors (no such file/device, not a video) fail at once; a file that ends has ended (or loops).
+The stall watchdog fires when no frame was decoded for `stall_timeout_s` (default: max(5 s, 10 frame intervals)).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from livesight.config import CameraConfig
+from livesight.streaming.backoff import Backoff
+from livesight.streaming.queues import DropOldestQueue
+from livesight.streaming.sources import SourceFailure, SourceSpec, describe_error, open_source, to_rgb
+from livesight.types import CameraCounters, CameraState, CameraStatus, Frame
+
+log = logging.getLogger(__name__)
+
+MIN_STALL_S = 5.0
+JOIN_TIMEOUT_S = 15.0  # a decode thread blocked in a socket read ends within the socket timeout
+
+
+class Sampler:
+    """Takes frames at `fps` by timestamp: the first frame at or after each 1/fps tick."""
+
+    def __init__(self, fps: float) -> None:
+        self.interval = 1.0 / fps
+        self._next: float | None = None
+
+    def take(self, pts: float) -> bool:
+        if self._next is None or pts >= self._next:
+            # after a gap longer than one interval, restart the grid at this frame
+            if self._next is None or pts - self._next >= self.interval:
+                self._next = pts + self.interval
+            else:
+                self._next += self.interval
+            return True
+        return False
+
+
+@dataclass
+class _Outcome:
+    frames: int  # frames decoded in this connection
+    error: SourceFailure | None
+    stopped: bool  # stopped by us (cancel or stall)
+
+
+class Camera:
+    def __init__(
+        self,
+        cfg: CameraConfig,
+        *,
+        on_status: Callable[[CameraStatus], None] | None = None,
+        counters: CameraCounters | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.spec = SourceSpec.parse(cfg.source, cfg)
+        self.counters = counters or CameraCounters()
+        self.frames: DropOldestQueue[Frame] = DropOldestQueue(cfg.queue_size, on_drop=self._dropped)
+        self._on_status = on_status
+        self.state: CameraState | None = None
+        self.reason = ""
+        self._pts_offset = 0.0  # keeps pts monotonic across reconnects and loops
+        self._last_pts = -1.0
+        self._last_frame_at = 0.0
+        self._declared_fps: float | None = None
+        self._index = 0
+
+    # ---- public ------------------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        backoff = Backoff(self.cfg.reconnect)
+        self._set(CameraState.CONNECTING, "")
+        while True:
+            out = await self._connection()
+            if out.frames:
+                backoff.reset()
+            if self.spec.kind == "file" and out.error is None and not out.stopped:
+                if self.cfg.loop:
+                    continue
+                self._set(CameraState.ENDED, "end of file")
+                return
+            if out.error is not None and (out.error.permanent or not self.spec.live):
+                self._set(CameraState.FAILED, out.error.reason)
+                return
+            reason = out.error.reason if out.error else ("stalled" if out.stopped else "stream ended")
+            if backoff.exhausted:
+                self._set(CameraState.FAILED, f"{reason}; gave up after {backoff.failures} attempts")
+                return
+            delay = backoff.next_delay()
+            self.counters.reconnects += 1
+            self._set(CameraState.RECONNECTING, f"{reason}; retrying in {delay:.1f}s")
+            await asyncio.sleep(delay)
+
+    # ---- one connection -----------------------------------------------------------------------------------
+
+    async def _connection(self) -> _Outcome:
+        loop = asyncio.get_running_loop()
+        stop = threading.Event()
+        done: asyncio.Future[_Outcome] = loop.create_future()
+
+        def finish(out: _Outcome) -> None:
+            if not done.done():
+                done.set_result(out)
+
+        thread = threading.Thread(
+            target=self._decode, args=(loop, stop, finish), name=f"livesight-decode-{self.cfg.id}", daemon=True
+        )
+        self._last_frame_at = time.monotonic()
+        thread.start()
+        try:
+            while True:
+                try:
+                    async with asyncio.timeout(self._check_every()):
+                        return await asyncio.shield(done)
+                except TimeoutError:
+                    idle = time.monotonic() - self._last_frame_at
+                    if idle > self._stall_timeout() and self.state is not CameraState.STALLED:
+                        self._set(CameraState.STALLED, f"no frame for {idle:.1f}s")
+                        stop.set()
+        finally:
+            stop.set()
+            if thread.is_alive():  # cancelled: wait (bounded) for the thread so nothing is left running
+                await asyncio.shield(loop.run_in_executor(None, thread.join, JOIN_TIMEOUT_S))
+
+    def _check_every(self) -> float:
+        return min(1.0, self._stall_timeout() / 4)
+
+    def _stall_timeout(self) -> float:
+        if self.cfg.stall_timeout_s is not None:
+            return self.cfg.stall_timeout_s
+        fps = self._declared_fps or 1.0
+        return max(MIN_STALL_S, 10.0 / fps)
+
+    def _decode(self, loop: asyncio.AbstractEventLoop, stop: threading.Event, finish: Callable) -> None:
+        """Decode thread: open, decode, sample, pace; hand sampled frames to the loop."""
+        frames = 0
+        error: SourceFailure | None = None
+        closer = None
+        try:
+            info, it, closer = open_source(self.spec)
+            self._declared_fps = info.fps
+            sampler = Sampler(self.cfg.sample_fps)
+            first_pts: float | None = None
+            wall0 = time.monotonic()
+            base = self._pts_offset if self._last_pts < 0 else self._last_pts + 1.0 / (info.fps or 30.0)
+            for raw_pts, frame in it:
+                if stop.is_set():
+                    break
+                now = time.monotonic()
+                raw = raw_pts if raw_pts is not None else now - wall0
+                if first_pts is None:
+                    first_pts = raw
+                    loop.call_soon_threadsafe(self._went_live, info)
+                rel = max(0.0, raw - first_pts)
+                if self.cfg.realtime and self.spec.paced:
+                    delay = rel - (now - wall0)
+                    if delay > 0 and stop.wait(delay):
+                        break
+                pts = max(base + rel, self._last_pts)
+                self._last_pts = pts
+                self._last_frame_at = time.monotonic()
+                frames += 1
+                self.counters.frames_decoded += 1
+                if sampler.take(pts):
+                    rgb = to_rgb(frame)
+                    loop.call_soon_threadsafe(self._deliver, pts, rgb)
+        except Exception as e:  # any decode/open error becomes a camera state with its reason
+            error = describe_error(e, self.spec)
+        finally:
+            if closer is not None:
+                with contextlib.suppress(Exception):
+                    closer.close()
+            with contextlib.suppress(RuntimeError):  # the loop may be closing
+                loop.call_soon_threadsafe(finish, _Outcome(frames, error, stop.is_set()))
+
+    # ---- on the loop -------------------------------------------------------------------------------------
+
+    def _went_live(self, info: object) -> None:
+        self._set(CameraState.LIVE, "")
+
+    def _deliver(self, pts: float, rgb: object) -> None:
+        self.counters.frames_sampled += 1
+        self.frames.put_nowait(Frame(self.cfg.id, self._index, pts, time.time(), rgb))  # type: ignore[arg-type]
+        self._index += 1
+
+    def _dropped(self, _frame: Frame) -> None:
+        self.counters.frames_dropped_queue += 1
+
+    def _set(self, state: CameraState, reason: str) -> None:
+        if state == self.state and reason == self.reason:
+            return
+        self.state, self.reason = state, reason
+        log.debug("camera %s: %s %s", self.cfg.id, state.value, reason)
+        if self._on_status is not None:
+            self._on_status(CameraStatus(self.cfg.id, state, reason, time.time()))
