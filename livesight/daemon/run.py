@@ -113,6 +113,8 @@ async def _stop_after(app: object, seconds: float) -> None:
 
 
 def _run(args: argparse.Namespace, *, demo: bool) -> int:
+    if demo and args.log_level is None:
+        args.log_level = "WARNING"  # the demo printer already says what happens
     cfg = _load(args)
     preflight(cfg)
     setup_logging(cfg.logging.level, cfg.logging.format)

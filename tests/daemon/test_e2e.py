@@ -59,15 +59,23 @@ def served(tmp_path: Path):
         if m:
             port = int(m.group(1))
             break
-    assert port, "server did not start:\n" + "".join(lines)
-    yield proc, port, lines
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            raise
+    if not port:
+        proc.kill()
+        proc.wait()
+        proc.stdout.close()
+        raise AssertionError("server did not start:\n" + "".join(lines))
+    try:
+        yield proc, port, lines
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+                raise
+        proc.stdout.close()
 
 
 async def wait_ready(port: int) -> dict:
