@@ -9,7 +9,8 @@ safe), so only sampled frames are converted to RGB and handed to the event loop.
 across reconnects and file loops. States (`on_status`): connecting → live → (stalled | reconnecting → live)… →
 ended | failed, each with a reason. A live source that ends or errors is retried with jittered, capped exponential
 backoff; permanent errors (no such file/device, not a video) fail at once; a file that ends has ended (or loops).
-The stall watchdog fires when no frame was decoded for `stall_timeout_s` (default: max(5 s, 10 frame intervals)).
+The stall watchdog fires when a live stream decoded no frame for `stall_timeout_s` (default: max(5 s, 10 frame
+intervals)); opening a source is bounded by the socket timeout instead.
 """
 
 from __future__ import annotations
@@ -129,7 +130,8 @@ class Camera:
                         return await asyncio.shield(done)
                 except TimeoutError:
                     idle = time.monotonic() - self._last_frame_at
-                    if idle > self._stall_timeout() and self.state is not CameraState.STALLED:
+                    # connecting has its own (socket) timeout: the watchdog watches live streams only
+                    if self.state is CameraState.LIVE and idle > self._stall_timeout():
                         self._set(CameraState.STALLED, f"no frame for {idle:.1f}s")
                         stop.set()
         finally:
