@@ -42,8 +42,10 @@ class Sampler:
         self.interval = 1.0 / fps
         self._next: float | None = None
 
+    EPS = 1e-3  # timestamps are floats: 0.1 * 3 is not 0.3
+
     def take(self, pts: float) -> bool:
-        if self._next is None or pts >= self._next:
+        if self._next is None or pts >= self._next - self.EPS:
             # after a gap longer than one interval, restart the grid at this frame
             if self._next is None or pts - self._next >= self.interval:
                 self._next = pts + self.interval

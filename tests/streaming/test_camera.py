@@ -148,6 +148,8 @@ def test_sampler_by_timestamp() -> None:
     s = Sampler(2.0)
     taken = [t for t in [0.0, 0.1, 0.49, 0.5, 0.51, 1.0, 3.0, 3.2, 3.5] if s.take(t)]
     assert taken == [0.0, 0.5, 1.0, 3.0, 3.5]
+    tenth = Sampler(10.0)  # float timestamps at exactly the sampling rate: every frame
+    assert all(tenth.take(i / 10) for i in range(100))
 
 
 async def test_drop_oldest_queue_counts() -> None:
