@@ -37,12 +37,17 @@ from livesight.types import DTDStep
 
 
 def region_diff(a: np.ndarray, b: np.ndarray, token_px: int = 28) -> np.ndarray:
-    """Mean absolute difference (0–1) of each token_px² region of two [H, W, 3] uint8 frames → [gh*gw] float32."""
+    """Mean absolute difference (0–1) of each token_px² region of two [H, W, 3] uint8 frames → [gh*gw] float32.
+
+    Stays in small integer types (|a-b| as max-min in uint8, row sums in uint16): ~7x faster than int16/int64."""
     h, w = a.shape[:2]
     gh, gw = h // token_px, w // token_px
-    d = np.abs(a.astype(np.int16) - b.astype(np.int16))  # [H, W, 3]
-    d = d[: gh * token_px, : gw * token_px].reshape(gh, token_px, gw, token_px * 3).sum(axis=(1, 3), dtype=np.int64)
-    return (d.reshape(-1) / (token_px * token_px * 3 * 255.0)).astype(np.float32)
+    a, b = a[: gh * token_px, : gw * token_px], b[: gh * token_px, : gw * token_px]
+    d = np.maximum(a, b)
+    d -= np.minimum(a, b)
+    rows = d.reshape(gh * token_px, gw, token_px * 3).sum(axis=2, dtype=np.uint16)  # ≤ 28*3*255 < 2**16
+    s = rows.reshape(gh, token_px, gw).sum(axis=1, dtype=np.uint32)
+    return (s.reshape(-1) * (1.0 / (token_px * token_px * 3 * 255.0))).astype(np.float32)
 
 
 class DTD:
@@ -75,7 +80,9 @@ class DTD:
                 return bool((diff >= self.cfg.threshold).any())
             if self.cfg.pixel_precheck is None:
                 return True
-            return bool((region_diff(prepared, self._enc_pixels, self.token_px) > self.cfg.pixel_precheck).any())
+            diff = region_diff(prepared, self._enc_pixels, self.token_px)
+            self._pending_diff = (id(prepared), diff)  # an encoder-skipped decide() reports it as the change
+            return bool((diff > self.cfg.pixel_precheck).any())
         finally:
             self._pending_ms = (time.perf_counter() - t0) * 1000
 
@@ -101,7 +108,7 @@ class DTD:
                 self._last_keyframe = pts
         elif encoded is None:  # encoder skipped: nothing changed enough
             keep = np.zeros(n, dtype=bool)
-            change = self._pixel_change(prepared) if cfg.mode == "pixel" else region_diff(prepared, self._enc_pixels)
+            change = self._pixel_change(prepared)  # vs the reference (pixel) / the last encoded frame (others)
             self.encoder_skipped += 1
         elif cfg.mode == "pixel":
             change = self._pixel_change(prepared)
@@ -146,7 +153,8 @@ class DTD:
     def _pixel_change(self, prepared: np.ndarray) -> np.ndarray:
         if self._pending_diff is not None and self._pending_diff[0] == id(prepared):
             return self._pending_diff[1]
-        return region_diff(prepared, self._ref_pixels, self.token_px)  # type: ignore[arg-type]
+        ref = self._ref_pixels if self.cfg.mode == "pixel" else self._enc_pixels
+        return region_diff(prepared, ref, self.token_px)  # type: ignore[arg-type]
 
     def _update_refs(
         self, prepared: np.ndarray, encoded: EncodedFrame | None, keep: np.ndarray, grid: tuple[int, int], full: bool

@@ -106,7 +106,8 @@ class Camera:
                 return
             delay = backoff.next_delay()
             self.counters.reconnects += 1
-            self._set(CameraState.RECONNECTING, f"{reason}; retrying in {delay:.1f}s")
+            # the attempt number keeps each announcement distinct (_set drops exact repeats)
+            self._set(CameraState.RECONNECTING, f"{reason}; retry {backoff.failures} in {delay:.2f}s")
             await asyncio.sleep(delay)
 
     # ---- one connection -----------------------------------------------------------------------------------
