@@ -130,9 +130,12 @@ class SceneConfig(_Strict):
     window: int = Field(8, ge=2, le=1000, description="sampled frames in the rolling statistics")
     min_scene_s: float = Field(2.0, ge=0, description="minimum scene length")
     threshold: float = Field(
-        3.0, gt=0, description="boundary when the change ratio leaves its rolling mean by this many std"
+        3.0, gt=0, description="boundary when the mean token change leaves its rolling mean by this many std"
     )
-    min_change: float = Field(0.15, ge=0, le=1, description="and rises by at least this much (absolute, 0-1)")
+    min_change: float = Field(
+        0.05, ge=0, le=1, description="and the mean token change rises by at least this much (absolute, 0-1)"
+    )
+    min_ratio: float = Field(2.0, ge=1.0, le=100.0, description="and is at least this many times its rolling mean")
 
 
 class ProactiveConfig(_Strict):

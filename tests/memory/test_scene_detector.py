@@ -42,6 +42,32 @@ def test_pixel_mode_cut_and_motion() -> None:
     assert detect([1.0, *sig]) == [26]
 
 
+def test_cut_in_busy_video_where_almost_every_token_changes() -> None:
+    """A panning street scene: ~90% of tokens over τ on every frame (the changed ratio saturates), each by a little;
+    a cut changes them all by a lot. The magnitude finds the cut; the ratio alone could not."""
+    rng = np.random.default_rng(3)
+    det = SceneDetector(SceneConfig(), "cam")
+    cuts = []
+    for i in range(40):
+        keep = rng.random(256) < (1.0 if i == 25 else 0.9)
+        change = (rng.random(256) * (0.5 if i == 25 else 0.12)).astype(np.float32)
+        s = DTDStep("cam", i / 2, 0.0, (16, 16), keep, change, False, 0.0, 0.0, i == 0)
+        if det.update(s) is not None:
+            cuts.append(i)
+    assert cuts == [25]
+
+
+def test_encoder_skipped_frames_are_not_evidence() -> None:
+    det = SceneDetector(SceneConfig(), "cam")
+    quiet = np.zeros(256, bool)
+    for i in range(10):
+        det.update(step(i / 2, 0.2, full=i == 0))
+    for i in range(10, 30):  # a long still period: the encoder is skipped, the tiny changes are not history
+        skipped = DTDStep("cam", i / 2, 0.0, (16, 16), quiet, np.full(256, 0.001, np.float32), True, 0.0, 0.0, False)
+        assert det.update(skipped) is None
+    assert det.update(step(15.0, 0.25)) is None  # ordinary activity again, judged against the active frames
+
+
 def test_min_scene_length_suppresses_flicker() -> None:
     sig = [1.0] + [0.02] * 10 + [0.9, 0.02, 0.9, 0.02] + [0.02] * 10
     assert detect(sig, SceneConfig(min_scene_s=2.0)) == [11]
