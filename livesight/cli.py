@@ -98,9 +98,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("video")
     sp.add_argument("--out", required=True)
     sp.add_argument("--mode", choices=["feature", "pixel", "relative"], default="pixel")
-    sp.add_argument("--threshold", type=float, default=None)
+    sp.add_argument("--threshold", type=float, default=None, help="default: 0.5 feature, 0.04 pixel, 0.5 relative")
     sp.add_argument("--fps", type=float, default=2.0, help="sampling rate")
-    sp.add_argument("--max-frames", type=int, default=60)
+    sp.add_argument("--max-frames", type=int, default=60, help="sampled frames processed (one PNG each)")
+    sp.add_argument("--model", default=None, help="checkpoint directory or HF id (default: tiny random-weight model)")
 
     sp = add("bench", _cmd_bench, "run benchmarks, writing JSON and PNG to --out")
     sp.add_argument("which", choices=["ingest", "dtd", "memory", "e2e", "all"])
