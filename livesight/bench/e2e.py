@@ -19,13 +19,17 @@ from typing import Any
 
 from livesight.config import Config, parse_config
 from livesight.daemon.app import App
+from livesight.model.backend import Backend
 from livesight.types import ResponseCreated, ResponseDelta, ResponseDone, ResponseKind, SceneChange
 
 
-def _config(cameras: list[dict[str, Any]], *, proactive_interval: float = 0.0, device: str = "cpu") -> Config:
+def _config(
+    cameras: list[dict[str, Any]], *, proactive_interval: float = 0.0, device: str = "cpu", dtd_mode: str = "feature"
+) -> Config:
     return parse_config(
         {
             "cameras": cameras,
+            "dtd": {"mode": dtd_mode},
             "model": {"preset": "tiny-random", "max_new_tokens": 32, "device": device},
             "memory": {"token_budget": 4096, "database": None},
             "proactive": {"enabled": True, "min_interval_s": proactive_interval},
@@ -35,9 +39,9 @@ def _config(cameras: list[dict[str, Any]], *, proactive_interval: float = 0.0, d
     )
 
 
-async def _cut_latency(seconds: float, device: str) -> dict[str, Any]:
+async def _cut_latency(seconds: float, device: str, backend: Backend | None) -> dict[str, Any]:
     cfg = _config([{"id": "demo", "source": "builtin:demo", "sample_fps": 2}], device=device)
-    app = App(cfg)
+    app = App(cfg, backend=backend)
     lat_ms: list[float] = []
     tps: list[float] = []
     async with asyncio.TaskGroup() as tg:
@@ -83,13 +87,15 @@ async def _cut_latency(seconds: float, device: str) -> dict[str, Any]:
     }
 
 
-async def _capacity(n: int, seconds: float, device: str) -> dict[str, Any]:
+async def _capacity(
+    n: int, seconds: float, device: str, backend: Backend | None, dtd_mode: str = "feature"
+) -> dict[str, Any]:
     cams = [
         {"id": f"cam{i}", "source": "builtin:demo", "sample_fps": 10, "realtime": True, "queue_size": 8}
         for i in range(n)
     ]
-    cfg = _config(cams, proactive_interval=1e9, device=device)
-    app = App(cfg)
+    cfg = _config(cams, proactive_interval=1e9, device=device, dtd_mode=dtd_mode)
+    app = App(cfg, backend=backend)
     async with asyncio.TaskGroup() as tg:
         tg.create_task(app.run(), name="bench-app")
         handles = await app.wait_ready()
@@ -105,6 +111,10 @@ async def _capacity(n: int, seconds: float, device: str) -> dict[str, Any]:
             c: (k.frames_encoded + k.encoder_skipped, k.frames_sampled, k.frames_dropped_queue)
             for c, k in handles.service.counters.items()
         }
+        assert app.worker is not None
+        stages = {k: round(statistics.fmean(v), 2) if v else 0.0 for k, v in app.worker.stage_ms.items()}
+        kept = sum(k.tokens_kept for k in handles.service.counters.values())
+        total = sum(k.tokens_total for k in handles.service.counters.values())
         app.stop()
     processed = {c: k1[c][0] - k0[c][0] for c in k1}
     sampled = sum(k1[c][1] - k0[c][1] for c in k1)
@@ -116,22 +126,36 @@ async def _capacity(n: int, seconds: float, device: str) -> dict[str, Any]:
         "frames_per_s_per_camera_min": round(min(per_cam) / wall, 1),
         "frames_per_s_per_camera_max": round(max(per_cam) / wall, 1),
         "dropped_share": round(dropped / max(1, sampled), 3),
+        "dtd": dtd_mode,
+        "token_drop_ratio": round(1 - kept / total, 3) if total else None,
+        "stage_ms_per_frame": stages,
     }
 
 
-async def _run(quick: bool, device: str) -> dict[str, Any]:
-    cut = await _cut_latency(12.0 if quick else 40.0, device)
-    cap = [await _capacity(n, 4.0 if quick else 15.0, device) for n in (1, 2, 4)]
-    return {"cut_latency": cut, "capacity": cap}
+async def _run(quick: bool, device: str, backend: Backend | None, counts: tuple[int, ...]) -> dict[str, Any]:
+    cut = await _cut_latency(12.0 if quick else 40.0, device, backend)
+    seconds = 4.0 if quick else 15.0
+    cap = [await _capacity(n, seconds, device, backend) for n in counts]
+    # the same pipeline with nothing dropped (DTD off): every token goes to memory and the KV cache
+    base = await _capacity(counts[0], seconds, device, backend, dtd_mode="off")
+    return {"cut_latency": cut, "capacity": cap, "no_dropping": base}
 
 
 def run(out_dir: Path, *, device: str = "cpu", shape: str = "tiny", quick: bool = False) -> dict[str, Any]:
+    backend: Backend | None = None
+    counts: tuple[int, ...] = (1, 2, 4)
     if shape != "tiny":
-        raise SystemExit("bench e2e runs the daemon's configured model; --shape 7b is for bench dtd/memory")
-    result = asyncio.run(_run(quick, device))
+        from livesight.bench.dtd import build_backend
+
+        backend = build_backend(device, shape)
+        counts = (1, 4, 16) if not quick else (1, 4)
+    result = asyncio.run(_run(quick, device, backend, counts))
     cut = result["cut_latency"]
     result["quick"] = quick
-    result["summary"] = result["capacity"]
+    base, one = result["no_dropping"], result["capacity"][0]
+    result["summary"] = [
+        {k: v for k, v in row.items() if k != "stage_ms_per_frame"} for row in [*result["capacity"], base]
+    ]
     result["notes"] = [
         f"cut → first proactive token: median {cut['cut_to_first_proactive_token_ms_median']} ms, max "
         f"{cut['cut_to_first_proactive_token_ms_max']} ms over {cut['cuts_measured']} cuts (from the sampled cut "
@@ -141,6 +165,11 @@ def run(out_dir: Path, *, device: str = "cpu", shape: str = "tiny", quick: bool 
         "+ vision encoder (batched across cameras) + DTD + memory per second; dropped_share = sampled frames the "
         "bounded queues dropped because the model worker was busy (round-robin keeps cameras fair: per-camera "
         "min/max). A question every 3 s runs alongside in the latency part.",
+        f"DTD vs no dropping ({one['cameras']} camera, same run): {one['frames_per_s_total']} vs "
+        f"{base['frames_per_s_total']} frames/s; per-frame memory + KV prefill "
+        f"{one['stage_ms_per_frame']['scenes + memory + KV prefill']} vs "
+        f"{base['stage_ms_per_frame']['scenes + memory + KV prefill']} ms "
+        f"({one['token_drop_ratio']:.0%} of tokens dropped vs none).",
     ]
     _plot(result, out_dir)
     return result
@@ -162,8 +191,23 @@ def _plot(result: dict[str, Any], out_dir: Path) -> None:
     ax.set_ylabel("frames / s through the pipeline")
     ax.set_xticks([c["cameras"] for c in cap])
     ax.legend()
-    ax.set_title("pipeline capacity (tiny model, CPU)")
+    ax.set_title("pipeline capacity")
     fig.tight_layout()
     fig.savefig(out_dir / "e2e_capacity.png", dpi=100)
     plt.close(fig)
-    result["plots"] = ["e2e_capacity.png"]
+
+    rows = [*cap, result["no_dropping"]]
+    labels = [f"{r['cameras']} cam" + (" (DTD off)" if r["dtd"] == "off" else "") for r in rows]
+    fig, ax = plt.subplots(figsize=(7, 3.2))
+    bottom = [0.0] * len(rows)
+    for stage in rows[0]["stage_ms_per_frame"]:
+        vals = [r["stage_ms_per_frame"][stage] for r in rows]
+        ax.bar(labels, vals, bottom=bottom, label=stage)
+        bottom = [b + v for b, v in zip(bottom, vals, strict=True)]
+    ax.set_ylabel("ms per frame (mean)")
+    ax.set_title("per-stage time in the model worker")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out_dir / "e2e_stages.png", dpi=100)
+    plt.close(fig)
+    result["plots"] = ["e2e_capacity.png", "e2e_stages.png"]

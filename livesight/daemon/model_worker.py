@@ -14,6 +14,7 @@ import asyncio
 import logging
 import re
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -40,6 +41,10 @@ from livesight.types import (
 log = logging.getLogger(__name__)
 
 _YES = re.compile(r"^\W*yes\b", re.IGNORECASE)
+
+
+STAGES = ("prepare + pre-check", "vision encoder", "DTD decision", "scenes + memory + KV prefill")
+STAGE_WINDOW = 4096
 
 
 class FrameSource(Protocol):
@@ -115,6 +120,8 @@ class ModelWorker:
         self.service = service
         self.lanes = {lane.camera: lane for lane in lanes}
         self.max_batch = max_batch
+        # per-frame time of each stage, last STAGE_WINDOW frames (written by the worker thread; for benchmarks)
+        self.stage_ms: dict[str, deque[float]] = {k: deque(maxlen=STAGE_WINDOW) for k in STAGES}
         self._on_scene = on_scene
         self._on_response = on_response
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="livesight-model")
@@ -177,15 +184,21 @@ class ModelWorker:
             enc_ms = (time.perf_counter() - te) * 1000 / len(idx)
             for i, e in zip(idx, out, strict=True):
                 encoded[i] = e
+        stage = self.stage_ms
         outcomes = []
         for f, p, e in zip(frames, prepared, encoded, strict=True):
             ts = time.perf_counter()
             lane = self.lanes[f.camera]
             step = lane.dtd.decide(f.camera, f.pts, f.wall_time, p, e)
+            tm = time.perf_counter()
             change = lane.detector.update(step)
             if change is not None:  # the ending scene is captioned before the new scene's first frame goes in
                 lane.memory.on_scene_change(change)
             lane.memory.add_step(step, e.tokens if e is not None else None)
+            stage["prepare + pre-check"].append(prep_ms)
+            stage["vision encoder"].append(enc_ms if e is not None else 0.0)
+            stage["DTD decision"].append((tm - ts) * 1000)
+            stage["scenes + memory + KV prefill"].append((time.perf_counter() - tm) * 1000)
             ms = prep_ms + (time.perf_counter() - ts) * 1000 + (enc_ms if e is not None else 0.0)
             outcomes.append(FrameOutcome(step, change, ms))
         return outcomes
