@@ -31,7 +31,7 @@ test: $(STAMP) system-deps
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 bench: $(STAMP) system-deps
-	$(BIN)/livesight bench all --out bench-out
+	$(BIN)/livesight bench all --out bench-out --docs docs
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache bench-out

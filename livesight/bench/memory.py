@@ -304,7 +304,7 @@ def run(out_dir: Path, *, device: str = "cpu", shape: str = "tiny", quick: bool 
         "quick": quick,
         "model": backend.info.name,
         "summary": summary,
-        "scene_cuts": cut_table,
+        "tables": {"Scene cuts: ours (online, on the DTD signal) vs PySceneDetect (offline, every frame)": cut_table},
         "notes": notes,
         "latency": lat,
         "cuts": cuts,

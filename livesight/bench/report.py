@@ -2,7 +2,7 @@
 
 Each benchmark returns (and the runner writes) a dict; the parts this report reads are:
   "summary": list of flat dicts (one table row each), "notes": list of strings, "plots": list of PNG file names,
-  "machine": where it ran, "seconds": how long it took.
+  "machine": where it ran, "seconds": how long it took, "tables": {title: rows} for further tables.
 """
 
 from __future__ import annotations
@@ -62,6 +62,8 @@ def render(out_dir: Path, *, plots_rel: str | None = None) -> str:
         summary = data.get("summary")
         if isinstance(summary, list) and summary:
             parts += ["", table(summary)]
+        for title, rows in (data.get("tables") or {}).items():
+            parts += ["", f"### {title}", "", table(rows)]
         for note in data.get("notes", []):
             parts += ["", f"- {note}"]
         for plot in data.get("plots", []):
@@ -70,8 +72,19 @@ def render(out_dir: Path, *, plots_rel: str | None = None) -> str:
     return "\n".join(parts) + "\n"
 
 
-def write_report(out_dir: Path, doc: Path | None = None) -> Path:
+def write_report(out_dir: Path, docs: Path | None = None) -> Path:
+    """DIR/benchmarks.md; with `docs`, also DOCS/benchmarks.md with the JSON and plots copied to DOCS/bench/."""
     out_dir = Path(out_dir)
-    target = doc or out_dir / "benchmarks.md"
-    target.write_text(render(out_dir))
+    (out_dir / "benchmarks.md").write_text(render(out_dir))
+    if docs is None:
+        return out_dir / "benchmarks.md"
+    import shutil
+
+    assets = Path(docs) / "bench"
+    assets.mkdir(parents=True, exist_ok=True)
+    for f in sorted(out_dir.iterdir()):
+        if f.suffix in (".json", ".png"):
+            shutil.copy2(f, assets / f.name)
+    target = Path(docs) / "benchmarks.md"
+    target.write_text(render(out_dir, plots_rel="bench"))
     return target

@@ -54,6 +54,6 @@ def run_bench(args: argparse.Namespace) -> int:
     if args.which == "all":
         from livesight.bench.report import write_report
 
-        path = write_report(out)
+        path = write_report(out, Path(args.docs) if args.docs else None)
         print(f"report: {path}")
     return 0
