@@ -74,8 +74,13 @@ def build_backend(device: str, shape: str) -> QwenBackend:
         vision_start_token_id=base["vision_start_token_id"],
         vision_end_token_id=base["vision_end_token_id"],
     )
-    with torch.device(device):
-        model = Qwen2_5_VLForConditionalGeneration(cfg).to(torch.bfloat16)
+    default = torch.get_default_dtype()
+    torch.set_default_dtype(torch.bfloat16)  # built in bf16 on the GPU directly: no 30 GB fp32 detour
+    try:
+        with torch.device(device):
+            model = Qwen2_5_VLForConditionalGeneration(cfg).eval()
+    finally:
+        torch.set_default_dtype(default)
     return QwenBackend(
         model,
         qwen_tokenizer(),
