@@ -85,6 +85,7 @@ class FakeService:
         return {
             "status": self.status,
             "cameras": {c: {"state": "live", "reason": "rtsp://user:secret@cam"} for c in self.cameras},
+            "model": {"name": "tiny-random", "random_weights": True},
         }
 
     def stats(self) -> StatsSnapshot:

@@ -43,6 +43,7 @@ async def test_page_asks_streams_and_shows_proactive(running: Running, tmp_path:
             await page.goto(f"http://127.0.0.1:{running.port}/")
             await page.locator("#conn.conn-on").wait_for(timeout=10_000)
             await page.locator(".camera .cam-id", has_text="cam2").wait_for()
+            await page.locator("#model-banner", has_text="random weights").wait_for()  # said once, up front
 
             svc.frames = 1234
             svc.publish(svc.stats())

@@ -202,9 +202,29 @@
     updateCancel();
   }
 
+  // The model loads after the server starts: ask /healthz until it names the model, then say so once when its
+  // weights are random (the built-in tiny-random demo model answers with meaningless text).
+  function checkModel(attempt) {
+    fetch("healthz" + (token ? "?token=" + encodeURIComponent(token) : ""))
+      .then((r) => r.json())
+      .then((h) => {
+        const m = h.model || {};
+        if (!m.name) {
+          if (attempt < 30) setTimeout(() => checkModel(attempt + 1), 2000);
+          return;
+        }
+        const b = $("model-banner");
+        b.hidden = !m.random_weights;
+        b.textContent = `model "${m.name}" has random weights: its answers are meaningless text ` +
+          "(token dropping, scenes, memory, latency and the protocol are real)";
+      })
+      .catch(() => {});
+  }
+
   function onEvent(ev) {
     switch (ev.type) {
       case "session.created":
+        checkModel(0);
         state.cameras.clear();
         for (const c of ev.cameras) state.cameras.set(c.id, { state: c.state, reason: c.reason, stats: null });
         $("proactive").checked = ev.session.proactive;
