@@ -41,6 +41,7 @@ LOW_WATER = 0.6
 CAPTION_PROMPT = "Describe what happened in the last scene in one short sentence."
 CAPTION_TOKENS = 24
 CAPTION_CHARS = 240
+REBUILD_FRAMES = 16  # frames prefilled per rebuild step (one forward pass; bounds the step's time)
 
 
 @dataclass
@@ -278,11 +279,10 @@ class CameraMemory:
                 yield
             i = 0
             while i < len(seg.frames):  # frames appended meanwhile are included
-                f = seg.frames[i]
-                visual += ctx.append_frame(f.full_tokens(), f.pts, f.grid_hw, f.keep_mask())
-                i += 1
-                if i % 8 == 0:
-                    yield
+                batch = seg.frames[i : i + REBUILD_FRAMES]
+                visual += ctx.append_frames([(f.full_tokens(), f.pts, f.grid_hw, f.keep_mask()) for f in batch])
+                i += len(batch)
+                yield
         self.ctx, self.ctx_visual = ctx, visual
         self.rebuilds += 1
         log.debug(

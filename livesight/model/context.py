@@ -22,7 +22,7 @@ spacing), and the memory rebuilds the context from 0 when it compresses old scen
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -107,18 +107,29 @@ class QwenContext:
 
     def append_frame(self, tokens: torch.Tensor, t_seconds: float, grid_hw: tuple[int, int], keep: np.ndarray) -> int:
         """Prefill the kept tokens of one frame ([n, D], row-major over grid_hw) at their original positions."""
-        n = grid_hw[0] * grid_hw[1]
-        if tokens.shape[0] != n or keep.shape != (n,):
-            raise ValueError(f"frame has {tokens.shape[0]} tokens and {keep.shape} mask for grid {grid_hw}")
-        idx = torch.from_numpy(np.flatnonzero(keep))
-        if idx.numel() == 0:
+        return self.append_frames([(tokens, t_seconds, grid_hw, keep)])
+
+    def append_frames(self, frames: Sequence[tuple[torch.Tensor, float, tuple[int, int], np.ndarray]]) -> int:
+        """append_frame for several frames in one prefill (context rebuilds): same positions, fewer forward passes."""
+        embeds: list[torch.Tensor] = []
+        positions: list[torch.Tensor] = []
+        for tokens, t_seconds, grid_hw, keep in frames:
+            n = grid_hw[0] * grid_hw[1]
+            if tokens.shape[0] != n or keep.shape != (n,):
+                raise ValueError(f"frame has {tokens.shape[0]} tokens and {keep.shape} mask for grid {grid_hw}")
+            idx = torch.from_numpy(np.flatnonzero(keep))
+            if idx.numel() == 0:
+                continue
+            pos = self.vision_positions(t_seconds, grid_hw)  # opens the segment (prefills its start) before any
+            self._seg_time = self._virtual_time(t_seconds)  # pending embeddings: only the first frame can open it
+            self._seg_last_pts = max(self._seg_last_pts, t_seconds)
+            embeds.append(tokens[idx].to(self._device, self._dtype))
+            positions.append(pos[:, idx])
+            self.frames += 1
+        if not embeds:
             return 0
-        pos = self.vision_positions(t_seconds, grid_hw)
-        self._seg_time = self._virtual_time(t_seconds)
-        self._seg_last_pts = max(self._seg_last_pts, t_seconds)
-        self._prefill(tokens[idx].to(self._device, self._dtype), pos[:, idx])
-        self.frames += 1
-        return int(idx.numel())
+        self._prefill(torch.cat(embeds), torch.cat(positions, dim=1))
+        return sum(int(e.shape[0]) for e in embeds)
 
     def _virtual_time(self, t_seconds: float) -> float:
         """Segment time of a frame at stream time t: monotonic, each gap capped at max_gap_s."""

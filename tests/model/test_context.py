@@ -109,6 +109,13 @@ def test_incremental_equals_one_shot_and_questions_leave_no_trace(backend) -> No
     assert float((one.last_logits() - inc.last_logits()).abs().max()) < 1e-4
     final = one.generate(QUESTION, max_new_tokens=6)
     assert final.text == answers[-1].text and final.completion_tokens == answers[-1].completion_tokens
+    # the batched form the memory's rebuild uses: same tokens, positions and logits in one forward pass
+    batched = backend.new_context()
+    n = batched.append_frames(
+        [(e.tokens, i * 0.5, e.grid_hw, k) for i, (e, k) in enumerate(zip(enc, keeps, strict=True))]
+    )
+    assert n == toks.shape[0] and batched.n_tokens == inc.n_tokens and batched.max_position == inc.max_position
+    assert float((batched.last_logits() - inc.last_logits()).abs().max()) < 1e-4
 
 
 def test_generate_streams_deltas_and_stops_when_asked(backend) -> None:
