@@ -295,8 +295,8 @@ def run(out_dir: Path, *, device: str = "cpu", shape: str = "tiny", quick: bool 
         f"TTFT({last} min)/TTFT({first} min): incremental {lat['ttft_ratio_incremental']} (target ≤ 1.2), "
         f"re-prefill {lat['ttft_ratio_reprefill']}; at {last} min re-prefill is "
         f"{lat['reprefill_over_incremental_at_end']}x slower than incremental. The incremental TTFT follows the KV "
-        f"size, which grows until the budget fills and then stays bounded: TTFT({last} min)/TTFT({rows[1]['stream_min']} "
-        f"min) = {lat['ttft_ratio_incremental_after_fill']}.",
+        f"size, which grows until the budget fills and then stays bounded: "
+        f"TTFT({last} min)/TTFT({rows[1]['stream_min']} min) = {lat['ttft_ratio_incremental_after_fill']}.",
         f"RSS growth after warm-up ({lat['rss_warmup_min']} min → {last} min): {lat['rss_growth_mib']} MiB "
         f"(target < 64 MiB); token budget {lat['token_budget']}, {lat['frames']} frames, "
         f"{lat['kept_tokens_per_frame']} tokens kept per frame, {lat['rebuilds']} cache rebuilds.",
