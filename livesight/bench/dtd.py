@@ -124,6 +124,7 @@ def evaluate(frames: list[np.ndarray], encoded: list[EncodedFrame], cfg: DTDConf
     stale = 0.0
     dtd_ms: list[float] = []
     ratios: list[float] = []
+    stale_series: list[float] = []
     prev: np.ndarray | None = None
     px_thr = cfg.threshold if cfg.mode == "pixel" else CHANGED_PX
     for i, (f, e) in enumerate(zip(frames, encoded, strict=True)):
@@ -146,7 +147,9 @@ def evaluate(frames: list[np.ndarray], encoded: list[EncodedFrame], cfg: DTDConf
             skipped += int(step.encoder_skipped)
             dtd_ms.append(step.dtd_ms)
             ratios.append(step.drop_ratio)
-            stale = max(stale, float(region_diff(f, held).max()))
+            now_stale = float(region_diff(f, held).max())
+            stale = max(stale, now_stale)
+            stale_series.append(round(now_stale, 4))
         prev = f
     return {
         "drop_ratio": round(1 - kept / total, 4) if total else None,
@@ -159,6 +162,7 @@ def evaluate(frames: list[np.ndarray], encoded: list[EncodedFrame], cfg: DTDConf
         "dtd_ms_median": round(statistics.median(dtd_ms), 3) if dtd_ms else None,
         "dtd_ms_p95": round(sorted(dtd_ms)[int(0.95 * (len(dtd_ms) - 1))], 3) if dtd_ms else None,
         "drop_ratio_series": [round(r, 4) for r in ratios],
+        "stale_series": stale_series,
     }
 
 
@@ -243,4 +247,25 @@ def _plot(results: list[dict[str, Any]], out_dir: Path, result: dict[str, Any]) 
     fig.savefig(out_dir / "dtd_drop_ratio.png", dpi=100)
     plt.close(fig)
     plots.append("dtd_drop_ratio.png")
+
+    fig, axes = plt.subplots(1, len(clips), figsize=(3.2 * len(clips), 2.8), squeeze=False)
+    for ax, clip in zip(axes[0], clips, strict=True):
+        for r in results:
+            if r["clip"] == clip and r["mode"] == "pixel" and r["tau"] == 0.04:
+                style = "-" if r["rule"] == "ours" else "--"
+                ax.plot(
+                    r["stale_series"],
+                    style,
+                    label=f"{r['rule']} (reference: {'last kept' if r['rule'] == 'ours' else 'previous frame'})",
+                )
+        ax.axhline(0.04, color="gray", ls=":", lw=1)
+        ax.set_title(clip, fontsize=9)
+        ax.set_xlabel("sampled frame")
+    axes[0, 0].set_ylabel("max staleness of the\nmodel's view (0-1)")
+    axes[0, 0].legend(fontsize=7)
+    fig.suptitle("How far the pixels the model holds lag behind the frame (pixel mode, τ = 0.04 dotted)", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(out_dir / "dtd_staleness.png", dpi=100)
+    plt.close(fig)
+    plots.append("dtd_staleness.png")
     result["plots"] = plots
