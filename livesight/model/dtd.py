@@ -50,6 +50,21 @@ def region_diff(a: np.ndarray, b: np.ndarray, token_px: int = 28) -> np.ndarray:
     return (s.reshape(-1) * (1.0 / (token_px * token_px * 3 * 255.0))).astype(np.float32)
 
 
+def copy_regions(dst: np.ndarray, src: np.ndarray, keep: np.ndarray, grid: tuple[int, int], token_px: int) -> None:
+    """dst[region] = src[region] for each kept token_px² region (sparse: slices; a masked copy costs a frame)."""
+    gh, gw = grid
+    kept = np.flatnonzero(keep)
+    if len(kept) > keep.size // 8 and dst.shape[:2] == (gh * token_px, gw * token_px):  # dense: one masked copy
+        mask = keep.reshape(gh, 1, gw, 1, 1)
+        d = dst[: gh * token_px, : gw * token_px].reshape(gh, token_px, gw, token_px, 3)
+        np.copyto(d, src[: gh * token_px, : gw * token_px].reshape(gh, token_px, gw, token_px, 3), where=mask)
+        return
+    for k in kept:
+        r, c = divmod(int(k), gw)
+        ys, xs = slice(r * token_px, (r + 1) * token_px), slice(c * token_px, (c + 1) * token_px)
+        dst[ys, xs] = src[ys, xs]
+
+
 class DTD:
     def __init__(self, cfg: DTDConfig, token_px: int = 28) -> None:
         self.cfg = cfg
@@ -179,12 +194,7 @@ class DTD:
         if keep.any():
             idx = torch.from_numpy(np.flatnonzero(keep))
             self._ref_tokens[idx] = encoded.tokens[idx].to(self._ref_tokens.dtype)
-            gh, gw = grid
-            px = self.token_px
-            mask = keep.reshape(gh, 1, gw, 1)
-            ref = self._ref_pixels[: gh * px, : gw * px].reshape(gh, px, gw, px, 3)
-            new = prepared[: gh * px, : gw * px].reshape(gh, px, gw, px, 3)
-            np.copyto(ref, new, where=mask[..., None])
+            copy_regions(self._ref_pixels, prepared, keep, grid, self.token_px)
 
     def reset(self) -> None:
         """Forget references (e.g. after the camera reconnected): the next frame is kept whole."""

@@ -107,3 +107,18 @@ def test_decide_refuses_a_missing_encoding_when_one_is_needed(backend) -> None:
     dtd = DTD(DTDConfig())
     with pytest.raises(ValueError, match="must be encoded"):
         dtd.decide("cam", 0.0, 0.0, backend.prepare(square_frame(0, 0)), None)
+
+
+@pytest.mark.parametrize("density", [0.0, 0.02, 0.5, 1.0])
+def test_copy_regions_copies_exactly_the_kept_regions(density: float) -> None:
+    from livesight.model.dtd import copy_regions
+
+    rng = np.random.default_rng(0)
+    dst = rng.integers(0, 255, (448, 616, 3), dtype=np.uint8)
+    src = rng.integers(0, 255, (448, 616, 3), dtype=np.uint8)
+    keep = rng.random(16 * 22) < density
+    expected = dst.copy()
+    m = np.kron(keep.reshape(16, 22), np.ones((28, 28), bool))
+    expected[m] = src[m]
+    copy_regions(dst, src, keep, (16, 22), 28)
+    assert (dst == expected).all()
