@@ -52,6 +52,8 @@ class FrameSource(Protocol):
 
     def get_nowait(self) -> Frame: ...  # raises asyncio.QueueEmpty
 
+    def __len__(self) -> int: ...  # frames waiting
+
 
 class DTDLike(Protocol):
     def precheck(self, prepared: np.ndarray, pts: float) -> bool: ...
@@ -133,10 +135,13 @@ class ModelWorker:
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
         try:
-            while True:
-                job = self.service.responses.pop()
+            answered = False  # after an answer, waiting frames get the next turn: a flood of questions
+            while True:  # slows video down to every other turn instead of starving it (scenes, memory)
+                job = None if answered and self._frames_waiting() else self.service.responses.pop()
+                answered = False
                 if job is not None:
                     await self._run_job(loop, job)
+                    answered = True
                     continue
                 frames = self._take_frames()
                 if frames:
@@ -150,6 +155,9 @@ class ModelWorker:
             self.service.responses.cancel_all()
             # Waits for a forward pass in flight (generation sees its cancel flag and stops within a token).
             await asyncio.shield(loop.run_in_executor(None, self._executor.shutdown, True))
+
+    def _frames_waiting(self) -> bool:
+        return any(len(lane.frames) for lane in self.lanes.values())
 
     def _take_frames(self) -> list[Frame]:
         taken: list[Frame] = []
