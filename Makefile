@@ -33,5 +33,9 @@ test: $(STAMP) system-deps
 bench: $(STAMP) system-deps
 	$(BIN)/livesight bench all --out bench-out --docs docs
 
+# the fault-and-abuse suite (docs/reliability.md): about 10 minutes on 2 cores
+soak: $(STAMP) system-deps
+	$(BIN)/python -m tests.soak --out soak-out --docs docs
+
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache bench-out
+	rm -rf $(VENV) .pytest_cache .ruff_cache bench-out soak-out
