@@ -1,20 +1,12 @@
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
+
+from tests.bench.run import bench_quick
 
 
 def test_bench_dtd_quick(tmp_path: Path) -> None:
-    r = subprocess.run(
-        [sys.executable, "-m", "livesight", "bench", "dtd", "--quick", "--out", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=240,
-    )
-    assert r.returncode == 0, r.stderr
-    data = json.loads((tmp_path / "dtd.json").read_text())
+    data = bench_quick("dtd", tmp_path, timeout=240)
     rows = data["results"]
     clips = {row["clip"] for row in rows}
     assert "slow-drift (generated)" in clips

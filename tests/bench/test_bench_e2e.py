@@ -1,20 +1,12 @@
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
+
+from tests.bench.run import bench_quick
 
 
 def test_bench_e2e_quick(tmp_path: Path) -> None:
-    r = subprocess.run(
-        [sys.executable, "-m", "livesight", "bench", "e2e", "--quick", "--out", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=240,
-    )
-    assert r.returncode == 0, r.stderr
-    data = json.loads((tmp_path / "e2e.json").read_text())
+    data = bench_quick("e2e", tmp_path, timeout=240)
     cut = data["cut_latency"]
     assert cut["cuts_measured"] >= 1 and 0 < cut["cut_to_first_proactive_token_ms_median"] < 10_000
     assert cut["answer_tokens_per_s_median"] > 0

@@ -1,20 +1,12 @@
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
+
+from tests.bench.run import bench_quick
 
 
 def test_bench_ingest_quick(tmp_path: Path) -> None:
-    r = subprocess.run(
-        [sys.executable, "-m", "livesight", "bench", "ingest", "--quick", "--out", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert r.returncode == 0, r.stderr
-    data = json.loads((tmp_path / "ingest.json").read_text())
+    data = bench_quick("ingest", tmp_path, timeout=120)
     kinds = [row["source kind"] for row in data["summary"]]
     assert any(k.startswith("lavfi") for k in kinds) and any(k.startswith("builtin") for k in kinds)
     assert all(row["decoded_fps"] > 0 for row in data["summary"])

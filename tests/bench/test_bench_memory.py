@@ -1,11 +1,9 @@
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 
 from livesight.bench.memory import match
+from tests.bench.run import bench_quick
 
 
 def test_cut_matching() -> None:
@@ -16,14 +14,7 @@ def test_cut_matching() -> None:
 
 
 def test_bench_memory_quick(tmp_path: Path) -> None:
-    r = subprocess.run(
-        [sys.executable, "-m", "livesight", "bench", "memory", "--quick", "--out", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=240,
-    )
-    assert r.returncode == 0, r.stderr
-    data = json.loads((tmp_path / "memory.json").read_text())
+    data = bench_quick("memory", tmp_path, timeout=240)
     lat = data["latency"]
     rows = lat["checkpoints"]
     assert [row["stream_min"] for row in rows] == [1, 2, 4]

@@ -12,7 +12,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,16 +41,6 @@ class Result:
         else:
             self.ok = False
             self.problems.append(failed or f"did not hold: {held}")
-
-
-async def until(pred: Callable[[], bool], within: float, what: str) -> None:
-    """Poll a condition on plain counters (no event to wait on) until it holds, or fail naming it."""
-    try:
-        async with asyncio.timeout(within):
-            while not pred():  # noqa: ASYNC110 - counters and states are plain values
-                await asyncio.sleep(0.05)
-    except TimeoutError:
-        raise TimeoutError(f"not within {within} s: {what}") from None
 
 
 def rss_mib(pid: int | None = None) -> float:

@@ -7,7 +7,8 @@ import statistics
 import time
 
 from livesight.types import CameraState, CameraStatus
-from tests.soak.common import Result, answered, app_running, config_dict, make_config, until
+from tests.protocols.conftest import eventually
+from tests.soak.common import Result, answered, app_running, config_dict, make_config
 from tests.streaming.test_rtsp import RTSPServer, free_port
 
 
@@ -39,16 +40,16 @@ async def run(quick: bool) -> Result:
             watcher = asyncio.create_task(watch(), name="soak-rtsp-watch")
             k = svc.counters["rtsp"]
 
-            await until(lambda: k.frames_sampled > 5, 30, "first frames")
+            await eventually(lambda: k.frames_sampled > 5, 30, "first frames")
             for _ in range(n):
                 await asyncio.sleep(1.0)  # mid-stream
                 server.kill()
-                await until(lambda: states and states[-1].state is CameraState.RECONNECTING, 30, "reconnecting")
+                await eventually(lambda: states and states[-1].state is CameraState.RECONNECTING, 30, "reconnecting")
                 await asyncio.sleep(0.5)
                 before = k.frames_sampled
                 t0 = time.monotonic()
                 server.start()
-                await until(lambda before=before: k.frames_sampled > before + 2, 60, "frames again")
+                await eventually(lambda before=before: k.frames_sampled > before + 2, 60, "frames again")
                 recover_s.append(time.monotonic() - t0)
                 await asyncio.sleep(1.0)
                 frames_after.append(k.frames_sampled - before)

@@ -15,7 +15,8 @@ from typing import Any
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from tests.soak.common import Result, Served, ask, config_dict, hello, until
+from tests.protocols.conftest import eventually
+from tests.soak.common import Result, Served, ask, config_dict, hello
 
 TABLES = ("scenes", "responses", "camera_states")
 
@@ -30,21 +31,34 @@ def _config(db: Path) -> dict[str, Any]:
     )
 
 
-async def _askers(url: str, n: int, answered: set[str], stop: asyncio.Event) -> None:
-    async def one(i: int) -> None:
-        with contextlib.suppress(ConnectionClosed, OSError, TimeoutError):
-            async with connect(url) as ws:
-                await hello(ws)
-                k = 0
-                while not stop.is_set():
-                    k += 1
-                    ev = await ask(ws, f"c{i}q{k}")
-                    if ev["type"] == "response.done" and ev["status"] == "completed":
-                        answered.add(ev["response_id"])
+class Load:
+    """Clients asking questions back to back until stopped; keeps the ids of the completed answers."""
 
-    async with asyncio.TaskGroup() as tg:
-        for i in range(n):
-            tg.create_task(one(i), name=f"soak-asker-{i}")
+    def __init__(self, url: str, clients: int) -> None:
+        self.answered: set[str] = set()
+        self._stop = asyncio.Event()
+        self._task = asyncio.create_task(self._run(url, clients), name="soak-load")
+
+    async def _run(self, url: str, n: int) -> None:
+        async def one(i: int) -> None:
+            with contextlib.suppress(ConnectionClosed, OSError, TimeoutError):
+                async with connect(url) as ws:
+                    await hello(ws)
+                    k = 0
+                    while not self._stop.is_set():
+                        k += 1
+                        ev = await ask(ws, f"c{i}q{k}")
+                        if ev["type"] == "response.done" and ev["status"] == "completed":
+                            self.answered.add(ev["response_id"])
+
+        async with asyncio.TaskGroup() as tg:
+            for i in range(n):
+                tg.create_task(one(i), name=f"soak-asker-{i}")
+
+    async def stop(self) -> None:
+        self._stop.set()
+        async with asyncio.timeout(10):
+            await self._task
 
 
 def _db(path: Path) -> dict[str, Any]:
@@ -69,17 +83,14 @@ async def sigterm(quick: bool) -> Result:
         served = Served(Path(tmp), _config(db))
         try:
             await asyncio.to_thread(served.start)
-            answered: set[str] = set()
-            stop = asyncio.Event()
-            load = asyncio.create_task(_askers(served.url, clients, answered, stop), name="soak-load")
+            load = Load(served.url, clients)
             await asyncio.sleep(load_s)
             t0 = time.monotonic()
             served.signal(signal.SIGTERM)
             rc = await asyncio.to_thread(served.wait, 30)
             stop_s = time.monotonic() - t0
-            stop.set()
-            async with asyncio.timeout(10):
-                await load
+            await load.stop()
+            answered = load.answered
         finally:
             served.kill()
         after = _db(db)
@@ -112,15 +123,12 @@ async def kill9(quick: bool) -> Result:
         served = Served(Path(tmp), _config(db))
         try:
             await asyncio.to_thread(served.start)
-            answered: set[str] = set()
-            stop = asyncio.Event()
-            load = asyncio.create_task(_askers(served.url, 4, answered, stop), name="soak-load")
+            load = Load(served.url, 4)
             await asyncio.sleep(load_s)
             before = _db(db)  # what is committed (visible to another connection) right now
             served.kill()
-            stop.set()
-            async with asyncio.timeout(10):
-                await load
+            await load.stop()
+            answered = load.answered
             await asyncio.to_thread(served.start)  # the same config and database
             t0 = time.monotonic()
             first_new = {"scene": 0}
@@ -130,7 +138,7 @@ async def kill9(quick: bool) -> Result:
                     await hello(ws)
                     ev = await ask(ws, "after")
                     assert ev["type"] == "response.done"
-                await until(lambda: _db(db)["max_scene"] > before["max_scene"], 30, "a new scene after restart")
+                await eventually(lambda: _db(db)["max_scene"] > before["max_scene"], 30, "a new scene after restart")
                 first_new["scene"] = _db(db)["max_scene"]
 
             await new_scene()
