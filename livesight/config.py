@@ -133,7 +133,7 @@ class SceneConfig(_Strict):
         3.0, gt=0, description="boundary when the mean token change leaves its rolling mean by this many std"
     )
     min_change: float = Field(
-        0.05, ge=0, le=1, description="and the mean token change rises by at least this much (absolute, 0-1)"
+        0.1, ge=0, le=1, description="and the mean token change rises by at least this much (absolute, 0-1)"
     )
     min_ratio: float = Field(2.0, ge=1.0, le=100.0, description="and is at least this many times its rolling mean")
 

@@ -10,7 +10,8 @@ AdaptiveDetector: a frame is a boundary when its signal
   - exceeds the rolling mean of the previous `window` frames by `threshold` rolling standard deviations,
   - is at least `min_ratio` times that rolling mean,
   - and rises above it by at least `min_change` (absolute),
-and the current scene is at least `min_scene_s` long. Frames kept whole by rule (first frame, new resolution,
+and the current scene is at least `min_scene_s` long; at least max(3, window / 2) frames of history are needed
+(after the start or a cut) before a spread is trusted. Frames kept whole by rule (first frame, new resolution,
 keyframes) and frames whose vision encoder was skipped (nothing changed enough to encode) are not evidence and are
 skipped. Decisions use only past frames: the boundary is reported on the frame where the cut is seen.
 """
@@ -57,7 +58,7 @@ class SceneDetector:
 
     def _score(self, signal: float) -> float | None:
         """How many rolling std above the rolling mean, when it is a boundary; else None."""
-        if len(self._history) < 2:
+        if len(self._history) < max(3, self.cfg.window // 2):  # too few frames for a trustworthy spread
             return None
         n = len(self._history)
         mean = sum(self._history) / n

@@ -68,6 +68,13 @@ def test_encoder_skipped_frames_are_not_evidence() -> None:
     assert det.update(step(15.0, 0.25)) is None  # ordinary activity again, judged against the active frames
 
 
+def test_activity_rising_is_not_a_cut() -> None:
+    """The demo stream's shapes reach busier areas: the change doubles (0.05 → 0.12) right after the start, with a
+    short, calm history — not a cut. A real cut (0.9) right after still is."""
+    sig = [1.0, 0.05, 0.051, 0.052, 0.055, 0.059, 0.125, 0.115, 0.075, 0.116, 0.93, 0.1]
+    assert detect(sig, SceneConfig(min_scene_s=2.0)) == [10]
+
+
 def test_min_scene_length_suppresses_flicker() -> None:
     sig = [1.0] + [0.02] * 10 + [0.9, 0.02, 0.9, 0.02] + [0.02] * 10
     assert detect(sig, SceneConfig(min_scene_s=2.0)) == [11]
