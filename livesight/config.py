@@ -132,8 +132,12 @@ class SceneConfig(_Strict):
     threshold: float = Field(
         3.0, gt=0, description="boundary when the mean token change leaves its rolling mean by this many std"
     )
-    min_change: float = Field(
-        0.1, ge=0, le=1, description="and the mean token change rises by at least this much (absolute, 0-1)"
+    min_change: float | None = Field(
+        None,
+        ge=0,
+        le=1,
+        description="and the mean token change rises by at least this much (absolute, 0-1); default by DTD mode: "
+        "0.05 in pixel mode (mean abs pixel difference), 0.1 otherwise (cosine distance of features)",
     )
     min_ratio: float = Field(2.0, ge=1.0, le=100.0, description="and is at least this many times its rolling mean")
 

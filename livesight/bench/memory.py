@@ -207,7 +207,7 @@ def match(detected: list[float], truth: list[float]) -> dict[str, Any]:
 def ours(backend: QwenBackend, path: Path, mode: str, fps: float, scene: SceneConfig) -> dict[str, Any]:
     tau = 0.04 if mode == "pixel" else 0.5
     dtd = DTD(DTDConfig(mode=mode, threshold=tau))  # type: ignore[arg-type]
-    det = SceneDetector(scene, "bench")
+    det = SceneDetector(scene, "bench", dtd_mode=mode)
     cuts: list[float] = []
     series: list[tuple[float, float]] = []
     t0 = time.perf_counter()

@@ -113,7 +113,9 @@ class App:
                     frames=camera.frames,
                     dtd=DTD(cfg.dtd_for(cam_cfg), backend.info.token_px),
                     memory=CameraMemory(cam_cfg.id, backend, cfg.memory, self.event_log, start_scene=start_scene),
-                    detector=SceneDetector(cfg.scenes, cam_cfg.id, start_scene=start_scene),
+                    detector=SceneDetector(
+                        cfg.scenes, cam_cfg.id, start_scene=start_scene, dtd_mode=cfg.dtd_for(cam_cfg).mode
+                    ),
                     proactive=cfg.proactive_for(cam_cfg),
                 )
             )

@@ -10,8 +10,9 @@ AdaptiveDetector: a frame is a boundary when its signal
   - exceeds the rolling mean of the previous `window` frames by `threshold` rolling standard deviations,
   - is at least `min_ratio` times that rolling mean,
   - and rises above it by at least `min_change` (absolute),
-and the current scene is at least `min_scene_s` long; at least max(3, window / 2) frames of history are needed
-(after the start or a cut) before a spread is trusted. Frames kept whole by rule (first frame, new resolution,
+and the current scene is at least `min_scene_s` long; at least 3 frames of history are needed
+(after the start or a cut) before a spread is trusted. `min_change` defaults by DTD mode (its unit differs).
+Frames kept whole by rule (first frame, new resolution,
 keyframes) and frames whose vision encoder was skipped (nothing changed enough to encode) are not evidence and are
 skipped. Decisions use only past frames: the boundary is reported on the frame where the cut is seen.
 """
@@ -24,10 +25,14 @@ from collections import deque
 from livesight.config import SceneConfig
 from livesight.types import DTDStep, SceneChange
 
+MIN_HISTORY = 3  # frames of history (after the start or a cut) before a boundary can be judged
+
 
 class SceneDetector:
-    def __init__(self, cfg: SceneConfig, camera: str, *, start_scene: int = 1) -> None:
+    def __init__(self, cfg: SceneConfig, camera: str, *, start_scene: int = 1, dtd_mode: str = "feature") -> None:
         self.cfg = cfg
+        # the signal's unit depends on the DTD mode: pixels are quieter than a feature space's cosine distance
+        self.min_change = cfg.min_change if cfg.min_change is not None else (0.05 if dtd_mode == "pixel" else 0.1)
         self.camera = camera
         self.scene = start_scene  # number of the current scene
         self._history: deque[float] = deque(maxlen=cfg.window)
@@ -58,13 +63,13 @@ class SceneDetector:
 
     def _score(self, signal: float) -> float | None:
         """How many rolling std above the rolling mean, when it is a boundary; else None."""
-        if len(self._history) < max(3, self.cfg.window // 2):  # too few frames for a trustworthy spread
+        if len(self._history) < MIN_HISTORY:  # too few frames for a trustworthy spread
             return None
         n = len(self._history)
         mean = sum(self._history) / n
         std = math.sqrt(sum((x - mean) ** 2 for x in self._history) / (n - 1))
         rise = signal - mean
-        if rise < self.cfg.min_change or signal < self.cfg.min_ratio * mean:
+        if rise < self.min_change or signal < self.cfg.min_ratio * mean:
             return None
         score = rise / max(std, 1e-3)
         return score if score >= self.cfg.threshold else None

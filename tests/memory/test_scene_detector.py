@@ -110,7 +110,7 @@ def clip(kind: str, n: int = 40, cut_at: tuple[int, ...] = (13, 27)) -> list[np.
 def test_generated_clips_through_real_dtd(request, mode: str, kind: str) -> None:
     backend = request.getfixturevalue("backend") if mode == "feature" else None
     dtd = DTD(DTDConfig(mode=mode, threshold=0.5 if mode == "feature" else 0.05))
-    det = SceneDetector(SceneConfig(min_scene_s=2.0), "cam")
+    det = SceneDetector(SceneConfig(min_scene_s=2.0), "cam", dtd_mode=mode)
     cuts = []
     for i, f in enumerate(clip(kind)):
         enc = None
