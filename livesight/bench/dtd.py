@@ -31,7 +31,7 @@ import torch
 from livesight.bench.clips import drift_clip, real_clips, sample_video
 from livesight.config import DTDConfig, ModelConfig
 from livesight.model.backend import EncodedFrame
-from livesight.model.dtd import DTD, region_diff
+from livesight.model.dtd import DTD, copy_regions, region_diff
 from livesight.model.qwen import QwenBackend, load_backend
 
 FEATURE_TAUS = (0.25, 0.5, 0.7)
@@ -92,27 +92,13 @@ def build_backend(device: str, shape: str) -> QwenBackend:
 
 
 def _variants() -> list[tuple[str, str, float, DTDConfig]]:
+    """Ours (last-kept reference, pixel pre-check) and TimeChat-Online's rule (previous frame, no skip) per τ."""
     out = []
-    for tau in FEATURE_TAUS:
-        out.append(("ours", "feature", tau, DTDConfig(mode="feature", threshold=tau, reference="last_kept")))
-        out.append(
-            (
-                "timechat",
-                "feature",
-                tau,
-                DTDConfig(mode="feature", threshold=tau, reference="previous", pixel_precheck=None),
-            )
-        )
-    for tau in PIXEL_TAUS:
-        out.append(("ours", "pixel", tau, DTDConfig(mode="pixel", threshold=tau, reference="last_kept")))
-        out.append(
-            (
-                "timechat",
-                "pixel",
-                tau,
-                DTDConfig(mode="pixel", threshold=tau, reference="previous", pixel_precheck=None),
-            )
-        )
+    for mode, taus in (("feature", FEATURE_TAUS), ("pixel", PIXEL_TAUS)):
+        for tau in taus:
+            out.append(("ours", mode, tau, DTDConfig(mode=mode, threshold=tau, reference="last_kept")))
+            timechat = DTDConfig(mode=mode, threshold=tau, reference="previous", pixel_precheck=None)
+            out.append(("timechat", mode, tau, timechat))
     return out
 
 
@@ -130,13 +116,10 @@ def evaluate(frames: list[np.ndarray], encoded: list[EncodedFrame], cfg: DTDConf
     for i, (f, e) in enumerate(zip(frames, encoded, strict=True)):
         need = dtd.precheck(f, float(i)) or not skip
         step = dtd.decide("bench", float(i), 0.0, f, e if need else None)
-        gh, gw = step.grid_hw
         if held is None or held.shape != f.shape:
             held = f.copy()
         else:
-            mask = step.keep.reshape(gh, 1, gw, 1)
-            h = held[: gh * 28, : gw * 28].reshape(gh, 28, gw, 28, 3)
-            np.copyto(h, f[: gh * 28, : gw * 28].reshape(gh, 28, gw, 28, 3), where=mask[..., None])
+            copy_regions(held, f, step.keep, step.grid_hw, dtd.token_px)
         if i > 0 and prev is not None:
             changed = region_diff(f, prev) >= px_thr
             truth += int(changed.sum())
