@@ -35,7 +35,9 @@ class ReconnectConfig(_Strict):
     max_s: float = Field(30.0, gt=0, le=3600)
     multiplier: float = Field(2.0, ge=1.0, le=10.0)
     jitter: float = Field(0.2, ge=0.0, le=1.0, description="fraction of the delay randomised (+/-)")
-    attempts: int | Literal["forever"] = Field("forever", description="give up after this many failed attempts")
+    attempts: int | Literal["forever"] = Field(
+        "forever", description="reconnect attempts after a failed connection before giving up (0: never retry)"
+    )
 
     @model_validator(mode="after")
     def _max_not_below_initial(self) -> ReconnectConfig:
@@ -96,6 +98,9 @@ class CameraConfig(_Strict):
 
 
 class ModelConfig(_Strict):
+    backend: str = Field(
+        "qwen2_5_vl", description="which model backend (livesight/model/registry.py): qwen2_5_vl or echo (no model)"
+    )
     preset: Literal["tiny-random"] | None = Field(
         None, description="tiny-random: a tiny random-weight Qwen2.5-VL (answers are meaningless text)"
     )
@@ -110,9 +115,22 @@ class ModelConfig(_Strict):
         max_length=4000,
     )
 
+    @field_validator("backend")
+    @classmethod
+    def _known_backend(cls, v: str) -> str:
+        from livesight.model.registry import backend_spec  # light: no torch
+
+        backend_spec(v)
+        return v
+
     @model_validator(mode="after")
     def _one_source(self) -> ModelConfig:
-        if (self.preset is None) == (self.path is None):
+        from livesight.model.registry import backend_spec  # light: no torch
+
+        if not backend_spec(self.backend).weights:
+            if self.preset is not None or self.path is not None:
+                raise ValueError(f"backend {self.backend!r} takes no 'preset' or 'path'")
+        elif (self.preset is None) == (self.path is None):
             raise ValueError("set exactly one of 'preset' or 'path'")
         if self.image_size % 28:
             raise ValueError("image_size must be a multiple of 28")

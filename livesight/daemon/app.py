@@ -24,7 +24,7 @@ from livesight.memory.event_log import EventLog
 from livesight.memory.scene_detector import SceneDetector
 from livesight.model.backend import Backend, GenerationResult
 from livesight.model.dtd import DTD
-from livesight.model.qwen import load_backend
+from livesight.model.registry import load_backend
 from livesight.protocols.ws_server import WSServer
 from livesight.streaming.camera import Camera
 from livesight.types import CameraStatus, SceneChange

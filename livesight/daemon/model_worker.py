@@ -18,10 +18,9 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
-import torch
 
 from livesight.config import Config
 from livesight.daemon.responses import ResponseJob
@@ -37,6 +36,9 @@ from livesight.types import (
     ResponseStatus,
     SceneChange,
 )
+
+if TYPE_CHECKING:
+    import torch
 
 log = logging.getLogger(__name__)
 
@@ -239,7 +241,7 @@ class ModelWorker:
         error = ""
         try:
             result = await loop.run_in_executor(self._executor, self._generate, job, emit if streaming else None)
-        except (RuntimeError, ValueError, torch.cuda.OutOfMemoryError) as e:  # a failed generation fails one job
+        except (RuntimeError, ValueError, *self.backend.job_errors) as e:  # a failed generation fails one job
             log.exception("response %s failed", job.response_id)
             error = f"{type(e).__name__}: {e}"
         finally:

@@ -29,9 +29,7 @@ import torch
 
 from livesight.config import MemoryConfig
 from livesight.memory.event_log import EventLog
-from livesight.model.backend import GenerationResult
-from livesight.model.context import QwenContext
-from livesight.model.qwen import QwenBackend
+from livesight.model.backend import Backend, GenerationResult, LLMContext
 from livesight.types import DTDStep, SceneChange
 
 log = logging.getLogger(__name__)
@@ -111,7 +109,7 @@ class CameraMemory:
     def __init__(
         self,
         camera: str,
-        backend: QwenBackend,
+        backend: Backend,
         cfg: MemoryConfig,
         event_log: EventLog | None = None,
         *,
@@ -124,7 +122,7 @@ class CameraMemory:
         self.budget = cfg.token_budget
         self.event_log = event_log
         self.caption_tokens = caption_tokens
-        self.ctx: QwenContext = backend.new_context()
+        self.ctx: LLMContext = backend.new_context()
         self.ctx_visual = 0  # visual tokens in self.ctx
         self.segments: list[Segment] = [Segment(start_scene, 0.0, 0.0, time.time())]
         self._started = False

@@ -2,6 +2,8 @@
 
 All methods are blocking (they run a forward pass); the daemon calls them from one worker thread.
 Tensor shapes are in comments: n = tokens of one frame (gh*gw), D = LLM hidden size.
+The memory (`memory/camera_memory.py`) and the daemon use only what these protocols declare; a new backend is one
+module implementing them plus one entry in `livesight/model/registry.py` (see docs/architecture.md).
 """
 
 from __future__ import annotations
@@ -46,6 +48,10 @@ class GenerationResult:
     stopped: bool  # True when should_stop() ended generation early
 
 
+# (tokens [n, D], t_seconds, grid_hw, keep [n] bool): the arguments of one append_frame call
+FrameAppend = tuple[torch.Tensor, float, tuple[int, int], np.ndarray]
+
+
 class LLMContext(Protocol):
     """A growing KV cache: system prompt, then visual tokens appended as frames arrive.
 
@@ -63,8 +69,15 @@ class LLMContext(Protocol):
         """Prefill plain text (e.g. a caption of an old scene) at the next positions. Returns tokens added."""
         ...
 
+    @property
+    def kv_bytes(self) -> int: ...  # memory the cache holds (for stats)
+
     def append_frame(self, tokens: torch.Tensor, t_seconds: float, grid_hw: tuple[int, int], keep: np.ndarray) -> int:
         """Prefill the kept tokens [k, D] of one frame with their original (t, h, w) M-RoPE ids. Returns k."""
+        ...
+
+    def append_frames(self, frames: Sequence[FrameAppend]) -> int:
+        """`append_frame` for several frames at once (context rebuilds): same result, fewer forward passes."""
         ...
 
     def generate(
@@ -80,7 +93,14 @@ class LLMContext(Protocol):
 
 
 class Backend(Protocol):
+    """A vision-language model. Implementations register in `livesight.model.registry` under a `model.backend` name.
+
+    `job_errors`: exception types a failed generation may raise that fail only that one response (e.g. out of
+    device memory); the worker reports them on the response and goes on. Anything else is a bug and propagates.
+    """
+
     info: ModelInfo
+    job_errors: tuple[type[BaseException], ...]
 
     def prepare(self, rgb: np.ndarray) -> np.ndarray:
         """Resize an [H, W, 3] uint8 frame to the model's input size: [S, S, 3] uint8."""
