@@ -47,7 +47,7 @@ def _cmd_probe(args: argparse.Namespace) -> int:
 
 
 def _cmd_dtd_view(args: argparse.Namespace) -> int:
-    from livesight.model.dtd_view import run_dtd_view
+    from livesight.tools.dtd_view import run_dtd_view
 
     return run_dtd_view(args)
 

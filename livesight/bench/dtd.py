@@ -28,11 +28,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from livesight.bench.clips import drift_clip, real_clips, sample_video
+from livesight.bench.clips import drift_clip, real_clips
 from livesight.config import DTDConfig, ModelConfig
 from livesight.model.backend import EncodedFrame
 from livesight.model.dtd import DTD, copy_regions, region_diff
 from livesight.model.qwen import QwenBackend, load_backend
+from livesight.streaming.sampler import sample_video
 
 FEATURE_TAUS = (0.25, 0.5, 0.7)
 PIXEL_TAUS = (0.02, 0.04, 0.08)

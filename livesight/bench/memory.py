@@ -28,13 +28,14 @@ from typing import Any
 import av
 import numpy as np
 
-from livesight.bench.clips import OPENCV_DATA, real_clips, sample_video
+from livesight.bench.clips import OPENCV_DATA, real_clips
 from livesight.bench.dtd import build_backend
 from livesight.config import DTDConfig, MemoryConfig, SceneConfig
 from livesight.memory.camera_memory import CameraMemory
 from livesight.memory.scene_detector import SceneDetector
 from livesight.model.dtd import DTD
 from livesight.model.qwen import QwenBackend
+from livesight.streaming.sampler import sample_video
 
 QUESTION = "What is happening in the scene right now?"
 

@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from livesight.bench.runner import BENCHES
+from livesight.bench import BENCHES
 
 TITLES = {
     "ingest": "Ingest: decode + sampling throughput",

@@ -13,7 +13,8 @@ from typing import Any
 
 import torch
 
-BENCHES = ("ingest", "dtd", "memory", "e2e")
+from livesight.bench import BENCHES
+from livesight.bench.report import write_report
 
 
 def machine() -> dict[str, Any]:
@@ -52,8 +53,6 @@ def run_bench(args: argparse.Namespace) -> int:
         result = run_one(name, out, args)
         print(f"[{i}/{len(names)}] bench {name}: done in {result['seconds']} s → {out / (name + '.json')}", flush=True)
     if args.which == "all":
-        from livesight.bench.report import write_report
-
         path = write_report(out, Path(args.docs) if args.docs else None)
         print(f"report: {path}")
     return 0

@@ -34,9 +34,10 @@ from typing import Any
 
 import aiomqtt
 
-from livesight.config import MQTTConfig, ReconnectConfig
+from livesight.config import MQTTConfig
 from livesight.protocols import events as ev
 from livesight.protocols.api import ServiceAPI, StatsSnapshot
+from livesight.streaming.backoff import Backoff
 from livesight.types import CameraStatus, ResponseCreated, ResponseDelta, ResponseDone, ResponseKind, SceneChange
 
 log = logging.getLogger(__name__)
@@ -47,12 +48,6 @@ MAX_PAYLOAD = 16 * 1024  # query payloads larger than this are refused
 SUBSCRIPTION_SIZE = 256  # service events buffered for the broker
 KEEPALIVE_S = 10
 STOP_TIMEOUT_S = 2.0  # publishing "offline" on a clean stop
-
-
-def backoff_delay(cfg: ReconnectConfig, attempt: int, rng: random.Random) -> float:
-    """Delay before reconnect attempt `attempt` (0-based): initial·multiplier^attempt, capped, ± jitter."""
-    base = min(cfg.max_s, cfg.initial_s * cfg.multiplier ** min(attempt, 64))
-    return max(0.0, base * (1.0 + rng.uniform(-cfg.jitter, cfg.jitter)))
 
 
 @dataclass
@@ -95,26 +90,21 @@ class MQTTBridge:
     async def run(self) -> None:
         """Connect, bridge, reconnect on broker loss; returns only when attempts are exhausted (or cancelled).
 
-        `reconnect.attempts` = N: give up after N failed connection attempts in a row."""
-        failures = 0  # failed attempts since the last successful connection
-        rc = self.cfg.reconnect
+        `reconnect.attempts` = N: give up after N reconnect attempts in a row fail (as a camera does)."""
+        backoff = Backoff(self.cfg.reconnect, rng=self.rng)
         while True:
             connects_before = self.counters.connects
-            failed = False
             try:
                 await self._session()
             except aiomqtt.MqttError as e:
                 self.counters.connection_failures += 1
-                failed = True
                 log.warning("MQTT %s:%d: %s", self.cfg.host, self.cfg.port, e)
             if self.counters.connects > connects_before:
-                failures = 0  # it had connected: a lost connection starts the backoff over
-            elif failed:
-                failures += 1
-            if rc.attempts != "forever" and failures >= max(1, rc.attempts):
-                log.error("MQTT: giving up after %d failed attempts; the bridge is off", failures)
+                backoff.reset()  # it had connected: a lost connection starts the backoff over
+            if backoff.exhausted:
+                log.error("MQTT: giving up after %d reconnect attempts; the bridge is off", backoff.failures)
                 return
-            delay = backoff_delay(rc, max(0, failures - 1), self.rng)
+            delay = backoff.next_delay()
             log.info("MQTT: reconnecting in %.1f s", delay)
             await asyncio.sleep(delay)
 

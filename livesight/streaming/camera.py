@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from livesight.config import CameraConfig
 from livesight.streaming.backoff import Backoff
 from livesight.streaming.queues import DropOldestQueue
+from livesight.streaming.sampler import Sampler
 from livesight.streaming.sources import SourceFailure, SourceSpec, describe_error, open_source, to_rgb
 from livesight.types import CameraCounters, CameraState, CameraStatus, Frame
 
@@ -33,26 +34,6 @@ log = logging.getLogger(__name__)
 
 MIN_STALL_S = 5.0
 JOIN_TIMEOUT_S = 15.0  # a decode thread blocked in a socket read ends within the socket timeout
-
-
-class Sampler:
-    """Takes frames at `fps` by timestamp: the first frame at or after each 1/fps tick."""
-
-    def __init__(self, fps: float) -> None:
-        self.interval = 1.0 / fps
-        self._next: float | None = None
-
-    EPS = 1e-3  # timestamps are floats: 0.1 * 3 is not 0.3
-
-    def take(self, pts: float) -> bool:
-        if self._next is None or pts >= self._next - self.EPS:
-            # after a gap longer than one interval, restart the grid at this frame
-            if self._next is None or pts - self._next >= self.interval:
-                self._next = pts + self.interval
-            else:
-                self._next += self.interval
-            return True
-        return False
 
 
 @dataclass

@@ -166,7 +166,7 @@ def _frames(path: Path, fps: float, limit: int) -> Iterator[Any]:
     """Sampled frames of a file; decoder errors become SourceError (one line)."""
     import av
 
-    from livesight.bench.clips import sample_video
+    from livesight.streaming.sampler import sample_video
 
     try:
         yield from sample_video(path, fps, max_frames=limit)
@@ -218,7 +218,7 @@ def run_dtd_view(args: argparse.Namespace) -> int:
 
     from livesight.config import DTDConfig, ModelConfig
     from livesight.model.dtd import DTD
-    from livesight.model.qwen import load_backend
+    from livesight.model.registry import load_backend
 
     model_path = getattr(args, "model", None)
     mcfg = (

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import random
 import threading
 from pathlib import Path
 
 import pytest
 
-from livesight.config import CameraConfig
-from livesight.streaming.backoff import Backoff
-from livesight.streaming.camera import Camera, Sampler
+from livesight.config import CameraConfig, ReconnectConfig
+from livesight.streaming.backoff import Backoff, backoff_delay
+from livesight.streaming.camera import Camera
 from livesight.streaming.queues import DropOldestQueue
+from livesight.streaming.sampler import Sampler
 from livesight.types import CameraState, CameraStatus, Frame
 from tests.streaming.media import write_clip
 
@@ -161,9 +163,17 @@ async def test_drop_oldest_queue_counts() -> None:
         q.get_nowait()
 
 
-def test_backoff_is_jittered_capped_and_bounded() -> None:
-    from livesight.config import ReconnectConfig
+def test_backoff_delay_is_jittered_capped_exponential() -> None:
+    cfg = ReconnectConfig(initial_s=1, max_s=10, multiplier=2, jitter=0.2)
+    rng = random.Random(1)
+    for attempt, base in [(0, 1), (1, 2), (2, 4), (3, 8), (4, 10), (40, 10), (10_000, 10)]:
+        delays = [backoff_delay(cfg, attempt, rng) for _ in range(200)]
+        assert all(base * 0.8 <= d <= min(base * 1.2, 10) for d in delays), (attempt, min(delays), max(delays))
+        assert max(delays) - min(delays) > base * 0.15  # really jittered
+    assert backoff_delay(ReconnectConfig(initial_s=1, max_s=1, jitter=0), 5, rng) == 1.0
 
+
+def test_backoff_is_jittered_capped_and_bounded() -> None:
     b = Backoff(ReconnectConfig(initial_s=1, max_s=8, multiplier=2, jitter=0.2, attempts=6))
     delays = [b.next_delay() for _ in range(6)]
     assert all(d >= 0.8 for d in delays) and max(delays) <= 8

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from livesight.model.dtd_view import DIM, OUTLINE
+from livesight.tools.dtd_view import DIM, OUTLINE
 
 S, PX, G = 448, 28, 16  # frame size = model input size (prepare is the identity), token px, tokens per side
 FPS = 10
