@@ -15,6 +15,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from livesight.protocols.api import BusyError
 from livesight.types import ResponseCreated, ResponseDone, ResponseEvent, ResponseKind, ResponseStatus
 
 _ids = itertools.count(1)
@@ -55,7 +56,7 @@ class ResponseJob:
 
 
 class ResponseQueue:
-    """Bounded FIFO of waiting jobs (overflow policy: refuse with OverflowError), cancellable by id."""
+    """Bounded FIFO of waiting jobs (overflow policy: refuse with BusyError, an OverflowError), cancellable by id."""
 
     def __init__(self, maxsize: int) -> None:
         self._maxsize = maxsize
@@ -70,7 +71,7 @@ class ResponseQueue:
     def put(self, job: ResponseJob) -> None:
         if len(self._jobs) >= self._maxsize:
             self.refused += 1
-            raise OverflowError(f"too many questions waiting ({self._maxsize}); try again shortly")
+            raise BusyError(f"too many questions waiting ({self._maxsize}); try again shortly")
         self._jobs.append(job)
         self._by_id[job.response_id] = job
         self._ready.set()

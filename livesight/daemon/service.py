@@ -14,7 +14,7 @@ from typing import Any
 
 from livesight.daemon.hub import EventHub, HubSubscription
 from livesight.daemon.responses import ResponseJob, ResponseQueue
-from livesight.protocols.api import StatsSnapshot
+from livesight.protocols.api import InvalidRequestError, LimitExceededError, StatsSnapshot, UnknownCameraError
 from livesight.types import (
     CameraCounters,
     CameraState,
@@ -121,20 +121,20 @@ class Service:
         if camera is None:
             return self._cameras[0]
         if camera not in self.counters:
-            raise KeyError(f"unknown camera {camera!r} (cameras: {', '.join(self._cameras)})")
+            raise UnknownCameraError(f"unknown camera {camera!r} (cameras: {', '.join(self._cameras)})")
         return camera
 
     async def query(self, *, camera: str | None, text: str, query_id: str | None) -> AsyncIterator[ResponseEvent]:
         cam = self._camera(camera)
         text = text.strip()
         if not text:
-            raise ValueError("empty question")
+            raise InvalidRequestError("empty question")
         if len(text) > MAX_QUESTION_CHARS:
-            raise ValueError(f"question longer than {MAX_QUESTION_CHARS} characters")
+            raise InvalidRequestError(f"question longer than {MAX_QUESTION_CHARS} characters")
         # Bounded by construction: a response has at most max_new_tokens deltas plus created/done.
         events: asyncio.Queue[ResponseEvent] = asyncio.Queue()
         job = ResponseJob(camera=cam, kind=ResponseKind.QUERY, prompt=text, sink=events.put_nowait, query_id=query_id)
-        self.responses.put(job)  # OverflowError when full
+        self.responses.put(job)  # BusyError when full
         events.put_nowait(job.created_event())
         try:
             while True:
@@ -153,9 +153,9 @@ class Service:
         cam = self._camera(camera)
         text = text.strip()
         if not text or len(text) > MAX_QUESTION_CHARS:
-            raise ValueError(f"watch text must be 1..{MAX_QUESTION_CHARS} characters")
+            raise InvalidRequestError(f"watch text must be 1..{MAX_QUESTION_CHARS} characters")
         if watch_id not in self.watches and len(self.watches) >= MAX_WATCHES:
-            raise OverflowError(f"at most {MAX_WATCHES} watches")
+            raise LimitExceededError(f"at most {MAX_WATCHES} watches")
         self.watches[watch_id] = Watch(watch_id, cam, text)
 
     def remove_watch(self, watch_id: str) -> bool:

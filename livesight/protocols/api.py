@@ -22,6 +22,38 @@ class StatsSnapshot:
     totals: dict[str, Any]
 
 
+class ServiceError(Exception):
+    """A request the service refused. `code` is the protocol error code the faces send (docs/protocol.md)."""
+
+    code = "internal_error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class UnknownCameraError(ServiceError, LookupError):
+    code = "unknown_camera"
+
+
+class InvalidRequestError(ServiceError, ValueError):
+    """A field's value is refused (an empty or too long question or watch text)."""
+
+    code = "invalid_field"
+
+
+class BusyError(ServiceError, OverflowError):
+    """The response queue is full: try again shortly."""
+
+    code = "busy"
+
+
+class LimitExceededError(ServiceError, OverflowError):
+    """A fixed limit is reached (e.g. the number of watches)."""
+
+    code = "limit_exceeded"
+
+
 # What a subscription delivers: broadcast events (scene changes, camera states, stats, proactive/watch responses).
 BroadcastEvent = SceneChange | CameraStatus | StatsSnapshot | ResponseEvent
 
@@ -50,8 +82,8 @@ class ServiceAPI(Protocol):
     def query(self, *, camera: str | None, text: str, query_id: str | None) -> AsyncIterator[ResponseEvent]:
         """Ask a question about a camera (None = the first). Yields created, deltas, then exactly one done.
 
-        Raises KeyError for an unknown camera and OverflowError when the query queue is full.
-        Closing the iterator early cancels the generation.
+        Raises (on the first iteration) UnknownCameraError, InvalidRequestError (empty or too long text), or
+        BusyError when the query queue is full. Closing the iterator early cancels the generation.
         """
         ...
 
@@ -59,6 +91,8 @@ class ServiceAPI(Protocol):
         """Cancel a running or queued response; False if unknown or already done."""
         ...
 
-    def add_watch(self, *, camera: str | None, text: str, watch_id: str) -> None: ...
+    def add_watch(self, *, camera: str | None, text: str, watch_id: str) -> None:
+        """Add or replace a watch. Raises UnknownCameraError, InvalidRequestError or LimitExceededError."""
+        ...
 
     def remove_watch(self, watch_id: str) -> bool: ...

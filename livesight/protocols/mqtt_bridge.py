@@ -36,7 +36,8 @@ import aiomqtt
 
 from livesight.config import MQTTConfig
 from livesight.protocols import events as ev
-from livesight.protocols.api import ServiceAPI, StatsSnapshot
+from livesight.protocols.api import ServiceAPI, ServiceError, StatsSnapshot
+from livesight.protocols.session import QueryRun
 from livesight.streaming.backoff import Backoff
 from livesight.types import CameraStatus, ResponseCreated, ResponseDelta, ResponseDone, ResponseKind, SceneChange
 
@@ -252,33 +253,35 @@ class MQTTBridge:
         await self._publish(client, f"{self.prefix}/{camera}/answer/{qid}", ev.encode_error(err))
 
     async def _answer(self, client: aiomqtt.Client, q: ev.Query) -> None:
-        """Run one query to the end and publish the whole answer (or an error) on P/CAM/answer/ID."""
+        """Run one query to the end and publish the whole answer (or an error) on P/CAM/answer/ID.
+
+        The query's lifecycle is the session core's (`QueryRun`, as on the WebSocket face); MQTT keeps only its
+        outcome: the `response.done` (plus camera) or the `error`."""
         camera = q.camera or ""
         topic = f"{self.prefix}/{camera}/answer/{q.id}"
         self.counters.queries += 1
+        run = QueryRun(q.id, event_type=None)
         try:
-            done: ResponseDone | None = None
+            out: list[dict[str, Any]] = []
             agen = self.service.query(camera=q.camera, text=q.text, query_id=q.id)
             try:
                 async for item in agen:
-                    if isinstance(item, ResponseDone):
-                        done = item
+                    out = run.receive(item)
+                    if run.done_sent:
                         break
-            except (KeyError, OverflowError, ValueError) as e:
-                code = {KeyError: ev.ErrorCode.UNKNOWN_CAMERA, OverflowError: ev.ErrorCode.BUSY}.get(
-                    type(e), ev.ErrorCode.INVALID_FIELD
-                )
-                msg = str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)
-                await self._publish(client, topic, ev.encode_error(ev.ProtocolError(code, msg, event_id=q.id)))
-                return
+            except ServiceError as e:
+                out = run.fail(e)
+            except Exception as e:
+                log.exception("MQTT query %s failed", q.id)
+                out = run.fail(e)
             finally:
                 await _aclose(agen)
-            if done is None:
+            if not run.done_sent and not (out and out[-1]["type"] == "error"):
                 err = ev.ProtocolError(ev.ErrorCode.INTERNAL, "the answer ended without a result", event_id=q.id)
-                await self._publish(client, topic, ev.encode_error(err))
-                return
-            payload = ev.encode_response(done, query_id=q.id, kind=ResponseKind.QUERY.value)
-            payload["camera"] = camera
+                out = [ev.encode_error(err)]
+            payload = out[-1]
+            if payload["type"] == "response.done":
+                payload["camera"] = camera
             await self._publish(client, topic, payload)
         finally:
             self._running.discard(q.id)

@@ -6,7 +6,8 @@ import asyncio
 
 import pytest
 
-from livesight.daemon.service import Service
+from livesight.daemon.service import MAX_WATCHES, Service
+from livesight.protocols.api import BusyError, InvalidRequestError, LimitExceededError, UnknownCameraError
 from livesight.types import (
     CameraState,
     CameraStatus,
@@ -82,16 +83,19 @@ async def test_query_streams_created_deltas_done() -> None:
 
 async def test_query_validation_and_bounded_queue() -> None:
     svc = Service(["cam"], response_queue_size=2)
-    with pytest.raises(KeyError, match="unknown camera 'nope'"):
+    with pytest.raises(UnknownCameraError, match="unknown camera 'nope'") as e:
         await anext(svc.query(camera="nope", text="x", query_id=None))
-    with pytest.raises(ValueError, match="empty"):
+    assert e.value.code == "unknown_camera" and str(e.value) == "unknown camera 'nope' (cameras: cam)"
+    with pytest.raises(InvalidRequestError, match="empty") as e:
         await anext(svc.query(camera=None, text="  ", query_id=None))
+    assert e.value.code == "invalid_field"
     q1 = svc.query(camera=None, text="1", query_id=None)
     q2 = svc.query(camera=None, text="2", query_id=None)
     await anext(q1)
     await anext(q2)
-    with pytest.raises(OverflowError):
+    with pytest.raises(BusyError) as e:
         await anext(svc.query(camera=None, text="3", query_id=None))
+    assert e.value.code == "busy" and isinstance(e.value, OverflowError)
     assert svc.responses.refused == 1
     await q1.aclose()  # closing the iterator cancels the queued job and frees its slot
     await q2.aclose()
@@ -131,6 +135,13 @@ def test_watches() -> None:
     svc = Service(["a", "b"])
     svc.add_watch(camera="b", text="is the door open?", watch_id="w1")
     assert [w.watch_id for w in svc.watches_for("b")] == ["w1"] and svc.watches_for("a") == []
-    with pytest.raises(ValueError):
+    with pytest.raises(InvalidRequestError):
         svc.add_watch(camera=None, text="", watch_id="w2")
+    with pytest.raises(UnknownCameraError):
+        svc.add_watch(camera="c", text="is it?", watch_id="w2")
+    for i in range(MAX_WATCHES - 1):
+        svc.add_watch(camera="a", text="is it?", watch_id=f"x{i}")
+    with pytest.raises(LimitExceededError, match=f"at most {MAX_WATCHES} watches") as e:
+        svc.add_watch(camera="a", text="one more?", watch_id="w3")
+    assert e.value.code == "limit_exceeded"
     assert svc.remove_watch("w1") and not svc.remove_watch("w1")

@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from livesight.protocols.api import BroadcastEvent, StatsSnapshot
+from livesight.protocols.api import BroadcastEvent, BusyError, LimitExceededError, StatsSnapshot, UnknownCameraError
 from livesight.types import (
     CameraState,
     CameraStatus,
@@ -115,7 +115,7 @@ class FakeService:
     async def query(self, *, camera: str | None, text: str, query_id: str | None) -> AsyncIterator[ResponseEvent]:
         cam = self._camera(camera)
         if len(self.running) >= self.max_queued:
-            raise OverflowError(f"too many questions waiting ({self.max_queued})")
+            raise BusyError(f"too many questions waiting ({self.max_queued})")
         rid = f"resp_{next(self._ids)}"
         cancel = asyncio.Event()
         self.running[rid] = cancel
@@ -150,7 +150,7 @@ class FakeService:
     def add_watch(self, *, camera: str | None, text: str, watch_id: str) -> None:
         cam = self._camera(camera)
         if watch_id not in self.watches and len(self.watches) >= 64:
-            raise OverflowError("at most 64 watches")
+            raise LimitExceededError("at most 64 watches")
         self.watches[watch_id] = (cam, text)
 
     def remove_watch(self, watch_id: str) -> bool:
@@ -191,7 +191,7 @@ class FakeService:
         if camera is None:
             return self.cameras[0]
         if camera not in self.cameras:
-            raise KeyError(f"unknown camera {camera!r} (cameras: {', '.join(self.cameras)})")
+            raise UnknownCameraError(f"unknown camera {camera!r} (cameras: {', '.join(self.cameras)})")
         return camera
 
     @staticmethod
