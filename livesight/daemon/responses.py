@@ -68,6 +68,11 @@ class ResponseQueue:
     def __len__(self) -> int:
         return len(self._jobs)
 
+    @property
+    def active(self) -> int:
+        """Jobs waiting or running."""
+        return len(self._by_id)
+
     def put(self, job: ResponseJob) -> None:
         if len(self._jobs) >= self._maxsize:
             self.refused += 1

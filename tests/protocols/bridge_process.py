@@ -1,4 +1,4 @@
-"""Run an MQTT bridge over the fake service in its own process (for the last-will test).
+"""Run an MQTT bridge over the daemon's real Service in its own process (for the last-will test).
 
     python -m tests.protocols.bridge_process PORT PREFIX
 Prints "connected" once the bridge is online.
@@ -11,11 +11,11 @@ import sys
 
 from livesight.config import MQTTConfig
 from livesight.protocols.mqtt_bridge import MQTTBridge
-from tests.protocols.fake_service import FakeService
+from tests.protocols.pipeline import pipeline
 
 
 async def main(port: int, prefix: str) -> None:
-    bridge = MQTTBridge(FakeService(), MQTTConfig(enabled=True, port=port, prefix=prefix))
+    bridge = MQTTBridge(pipeline().service, MQTTConfig(enabled=True, port=port, prefix=prefix))
     async with asyncio.TaskGroup() as tg:
         tg.create_task(bridge.run(), name="bridge")
         await bridge.connected.wait()

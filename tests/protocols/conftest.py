@@ -12,12 +12,12 @@ from websockets.asyncio.client import ClientConnection
 from livesight.config import ServerConfig
 from livesight.protocols.ws_server import WSServer
 from livesight.protocols.ws_session import ClientLimits
-from tests.protocols.fake_service import FakeService
+from tests.protocols.pipeline import Pipeline, pipeline
 
 
 @dataclass
 class Running:
-    service: FakeService
+    pipe: Pipeline  # the real Service and model worker, echo backend (tests/protocols/pipeline.py)
     server: WSServer
     port: int
 
@@ -26,13 +26,22 @@ class Running:
         return f"ws://127.0.0.1:{self.port}"
 
 
-async def start_server(
-    service: FakeService | None = None, *, limits: ClientLimits | None = None, **cfg: Any
-) -> Running:
-    service = service or FakeService()
-    server = WSServer(service, ServerConfig(host="127.0.0.1", port=0, **cfg), limits=limits)
-    port = await server.start()
-    return Running(service, server, port)
+async def start_server(pipe: Pipeline | None = None, *, limits: ClientLimits | None = None, **cfg: Any) -> Running:
+    pipe = (pipe or pipeline()).start()
+    server = WSServer(pipe.service, ServerConfig(host="127.0.0.1", port=0, **cfg), limits=limits)
+    try:
+        port = await server.start()
+    except BaseException:
+        await pipe.stop()
+        raise
+    return Running(pipe, server, port)
+
+
+async def stop_server(r: Running) -> None:
+    try:
+        await r.server.close()
+    finally:
+        await r.pipe.stop()
 
 
 @pytest.fixture
@@ -41,7 +50,7 @@ async def running() -> AsyncIterator[Running]:
     try:
         yield r
     finally:
-        await r.server.close()
+        await stop_server(r)
 
 
 async def recv_json(ws: ClientConnection, within: float = 5.0) -> dict[str, Any]:

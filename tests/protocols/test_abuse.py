@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from websockets.asyncio.client import connect
 
 from livesight.protocols import events as ev
-from tests.protocols.conftest import Running, recv_json, recv_until, start_server
+from tests.protocols.conftest import Running, recv_json, recv_until, start_server, stop_server
 
 json_leaf = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=30)
 json_value = st.recursive(
@@ -72,11 +72,11 @@ async def _throw_at_server(messages: list[str | bytes]) -> None:
             )
             assert done["status"] == "completed"
             # The bystander saw nothing of it but broadcasts.
-            r.service.scene("cam1", 42)
+            r.pipe.scene("cam1", 42)
             scene = await recv_json(bystander)
             assert scene["type"] == "scene.change" and scene["scene"] == 42
     finally:
-        await r.server.close()
+        await stop_server(r)
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -86,8 +86,8 @@ def test_random_messages_never_break_the_server(messages: list[str | bytes]) -> 
 
 
 async def test_query_flood_is_bounded(running: Running) -> None:
-    svc = running.service
-    svc.gate = asyncio.Event()
+    svc = running.pipe.service
+    gate = running.pipe.hold()
     n = 120
     async with connect(running.url) as ws:
         limits = (await recv_json(ws))["limits"]
@@ -105,10 +105,10 @@ async def test_query_flood_is_bounded(running: Running) -> None:
                 elif e["type"] == "error" and e["code"] == "rate_limited":
                     outcome[f"rl{len(outcome)}"] = "rate_limited"  # a rate-limited message is not even parsed
         counts = {k: list(outcome.values()).count(k) for k in ("created", "busy", "rate_limited")}
-        assert counts["created"] == limits["max_concurrent_queries"] == len(svc.running)
+        assert counts["created"] == limits["max_concurrent_queries"] == svc.responses.active
         assert counts["busy"] > 0 and counts["rate_limited"] > 0
         assert sum(counts.values()) == n
-        svc.gate.set()
+        gate.set()
         finished = 0
         async with asyncio.timeout(10):
             while finished < counts["created"]:

@@ -1,14 +1,16 @@
-"""`livesight chat` as a subprocess with piped stdin, against the real server and the fake service."""
+"""`livesight chat` as a subprocess with piped stdin, against the real server, Service and model worker (echo backend:
+an answer to `say: TEXT` is TEXT, one token a word)."""
 
 from __future__ import annotations
 
 import asyncio
 import os
+import re
 import socket
 import sys
 
 from livesight.protocols.chat_client import ChatState, command_to_message
-from tests.protocols.conftest import Running, eventually, start_server
+from tests.protocols.conftest import Running, eventually, start_server, stop_server
 
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
 
@@ -44,22 +46,23 @@ async def send(proc: asyncio.subprocess.Process, line: str) -> None:
 
 
 async def test_interactive_session(running: Running) -> None:
-    svc = running.service
+    pipe, svc = running.pipe, running.pipe.service
+    svc.counters["cam1"].frames_dropped_queue = 2
     proc = await spawn(running.url, "--camera", "cam2")
     out: list[str] = []
     try:
         await read_until(proc, "connected: cameras cam1 (live), cam2 (live)", out)
         await read_until(proc, "now asking cam2", out)
-        await send(proc, "what is on the table?")
-        await read_until(proc, "cam2> answer to what is on the table?  (7 tokens, first after 12 ms)", out)
+        await send(proc, "say: a cup is on the table")
+        await read_until(proc, "cam2> a cup is on the table  (6 tokens, first after ", out)
         await send(proc, "/watch a person enters")
         await read_until(proc, "watching w1 on cam2: a person enters", out)
         (service_watch_id,) = svc.watches
-        svc.watch_hit(service_watch_id, "yes, a person came in")
+        pipe.watch_hit(service_watch_id, "yes, a person came in")
         await read_until(proc, "[watch w1 · cam2] yes, a person came in", out)
-        svc.scene("cam1", 4)
+        pipe.scene("cam1", 4)
         await read_until(proc, "── cam1: scene 4 at 12.0s (score 4.20)", out)
-        svc.proactive("a dog walks in", camera="cam1", scene=4)
+        pipe.proactive("a dog walks in", camera="cam1", scene=4)
         await read_until(proc, "[cam1 · scene 4 · proactive] a dog walks in", out)
         await send(proc, "/unwatch w1")
         await read_until(proc, "watch w1 removed", out)
@@ -67,7 +70,7 @@ async def test_interactive_session(running: Running) -> None:
         await send(proc, "/camera nowhere")
         await read_until(proc, "! unknown_camera: unknown camera 'nowhere'", out)
         await send(proc, "/stats")
-        await read_until(proc, "── cam1: live, frames 0, dropped 2, tokens kept 128/512 (drop ratio 0.75)", out)
+        await read_until(proc, "── cam1: live, frames 0, dropped 2, tokens kept 0/0 (drop ratio 0.00)", out)
         await send(proc, "/quit")
         assert await asyncio.wait_for(proc.wait(), 10) == 0
     finally:
@@ -77,17 +80,17 @@ async def test_interactive_session(running: Running) -> None:
 
 
 async def test_cancel_a_running_question(running: Running) -> None:
-    svc = running.service
-    svc.gate = asyncio.Event()
+    svc = running.pipe.service
+    running.pipe.hold()
     proc = await spawn(running.url)
     out: list[str] = []
     try:
         await read_until(proc, "connected", out)
         await send(proc, "a long question")
-        await eventually(lambda: bool(svc.running), what="query running")
+        await eventually(lambda: svc.responses.active == 1, what="query running")
         await send(proc, "/cancel")
         await read_until(proc, "cam1>   (cancelled)", out)
-        assert len(svc.cancelled) == 1
+        assert svc.responses.active == 0
         assert proc.stdin is not None
         proc.stdin.close()
         assert await asyncio.wait_for(proc.wait(), 10) == 0
@@ -98,16 +101,15 @@ async def test_cancel_a_running_question(running: Running) -> None:
 
 
 async def test_piped_questions_wait_for_their_answers(running: Running) -> None:
-    running.service.delta_delay = 0.05
+    running.pipe.backend.token_delay_s = 0.05
     proc = await spawn(f"127.0.0.1:{running.port}")
-    stdout, stderr = await asyncio.wait_for(proc.communicate(b"first question\nsecond question\n"), 20)
+    stdout, stderr = await asyncio.wait_for(proc.communicate(b"say: the first answer\nsay: the second one\n"), 20)
     text = stdout.decode()
     assert proc.returncode == 0, stderr.decode()
-    # Both answers streamed concurrently; the terminal shows each whole, in order, never interleaved.
-    assert text.splitlines()[1:] == [
-        "cam1> answer to first question  (4 tokens, first after 12 ms)",
-        "cam1> answer to second question  (4 tokens, first after 12 ms)",
-    ]
+    # Both answers streamed; the terminal shows each whole, in order, never interleaved.
+    lines = text.splitlines()[1:]
+    assert [line.split("  (")[0] for line in lines] == ["cam1> the first answer", "cam1> the second one"]
+    assert all(re.search(r"\(3 tokens, first after \d+ ms\)$", line) for line in lines), lines
     assert "Traceback" not in stderr.decode()
 
 
@@ -117,7 +119,7 @@ async def test_server_going_away_exits_non_zero() -> None:
     out: list[str] = []
     try:
         await read_until(proc, "connected", out)
-        await r.server.close()
+        await stop_server(r)
         await read_until(proc, "connection closed by the server (code 1001", out)
         assert await asyncio.wait_for(proc.wait(), 10) == 1
     finally:
@@ -138,9 +140,9 @@ async def test_refused_and_unreachable_are_one_line() -> None:
         )
         proc = await spawn(r.url, "--token", "s3cret")
         stdout, _ = await asyncio.wait_for(proc.communicate(b"hello\n"), 20)
-        assert proc.returncode == 0 and "answer to hello" in stdout.decode()
+        assert proc.returncode == 0 and "You asked: hello" in stdout.decode()
     finally:
-        await r.server.close()
+        await stop_server(r)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]  # bound, not listening: connection refused

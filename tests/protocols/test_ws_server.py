@@ -1,4 +1,5 @@
-"""The WebSocket server with real `websockets` clients on port 0 and the fake service."""
+"""The WebSocket server with real `websockets` clients on port 0, over the daemon's real Service and model worker
+(echo backend, no cameras: tests/protocols/pipeline.py)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import asyncio
 import json
 import socket
 
+import numpy as np
 import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
@@ -14,8 +16,8 @@ from livesight.errors import ServeError
 from livesight.protocols.api import StatsSnapshot
 from livesight.protocols.ws_session import ClientLimits
 from livesight.types import CameraState
-from tests.protocols.conftest import Running, eventually, http_get, recv_json, recv_until, start_server
-from tests.protocols.fake_service import FakeService
+from tests.protocols.conftest import Running, eventually, http_get, recv_json, recv_until, start_server, stop_server
+from tests.protocols.pipeline import pipeline
 
 
 async def hello(ws) -> dict:
@@ -37,11 +39,11 @@ async def test_session_created_then_a_streamed_answer(running: Running) -> None:
     assert seen[0]["type"] == "response.created"
     assert seen[0]["query_id"] == "q1" and seen[0]["camera"] == "cam2" and seen[0]["kind"] == "query"
     deltas = [e for e in seen if e["type"] == "response.delta"]
-    assert "".join(d["delta"] for d in deltas) == "answer to what is on the table?"
+    text = "".join(d["delta"] for d in deltas)
+    assert text.endswith("You asked: what is on the table?") and len(deltas) == len(text.split())
     assert all(d["query_id"] == "q1" and d["response_id"] == seen[0]["response_id"] for d in deltas)
-    assert done["status"] == "completed" and done["query_id"] == "q1"
-    assert done["usage"] == {"prompt_tokens": 10, "completion_tokens": 7} and done["ttft_ms"] == 12.5
-    assert running.service.asked == [("cam2", "what is on the table?", "q1")]
+    assert done["status"] == "completed" and done["query_id"] == "q1" and done["text"] == text
+    assert done["usage"] == {"prompt_tokens": 5, "completion_tokens": len(deltas)} and done["ttft_ms"] > 0
 
 
 async def test_bad_messages_get_errors_and_the_connection_stays_up(running: Running) -> None:
@@ -81,7 +83,7 @@ async def test_error_names_the_offending_event(running: Running) -> None:
 
 
 async def test_session_update_changes_default_camera_and_proactive(running: Running) -> None:
-    svc = running.service
+    pipe = running.pipe
     async with connect(running.url) as ws:
         await hello(ws)
         await ws.send(json.dumps({"type": "session.update", "camera": "cam2", "proactive": False}))
@@ -90,8 +92,8 @@ async def test_session_update_changes_default_camera_and_proactive(running: Runn
             "type": "session.updated",
             "session": {"id": upd["session"]["id"], "camera": "cam2", "proactive": False},
         }
-        svc.proactive("a dog walks in")
-        svc.scene("cam2", 5)
+        pipe.proactive("a dog walks in")
+        pipe.scene("cam2", 5)
         ev = await recv_json(ws)  # the proactive answer was filtered out
         assert ev["type"] == "scene.change" and ev["camera"] == "cam2" and ev["scene"] == 5
         await ws.send(json.dumps({"type": "query", "id": "q1", "text": "hello"}))
@@ -100,13 +102,13 @@ async def test_session_update_changes_default_camera_and_proactive(running: Runn
 
 
 async def test_broadcasts_reach_every_client(running: Running) -> None:
-    svc = running.service
+    pipe = running.pipe
     async with connect(running.url) as a, connect(running.url) as b:
         await hello(a)
         await hello(b)
-        svc.scene("cam1", 3)
-        svc.camera_state("cam2", CameraState.RECONNECTING)
-        rid = svc.proactive("a person sits down")
+        pipe.scene("cam1", 3)
+        pipe.camera_state("cam2", CameraState.RECONNECTING)
+        rid = pipe.proactive("a person sits down")
         for ws in (a, b):
             scene = await recv_json(ws)
             assert scene["type"] == "scene.change" and scene["scene"] == 3 and scene["score"] == 4.2
@@ -128,21 +130,25 @@ async def test_broadcasts_reach_every_client(running: Running) -> None:
 async def test_stats_are_forwarded(running: Running) -> None:
     async with connect(running.url) as ws:
         await hello(ws)
-        running.service.publish(StatsSnapshot(1.5, {"cam1": {"frames_in": 3}}, {"clients": 1}))
+        running.pipe.publish(StatsSnapshot(1.5, {"cam1": {"frames_in": 3}}, {"clients": 1}))
         ev = await recv_json(ws)
     assert ev == {"type": "stats", "wall_time": 1.5, "cameras": {"cam1": {"frames_in": 3}}, "totals": {"clients": 1}}
 
 
 async def test_watches_belong_to_their_session(running: Running) -> None:
-    svc = running.service
+    pipe = running.pipe
+    svc = pipe.service
     async with connect(running.url) as a, connect(running.url) as b:
         sa = (await hello(a))["session"]["id"]
         await hello(b)
         await a.send(json.dumps({"type": "watch.add", "id": "w1", "text": "a person enters", "camera": "cam2"}))
         assert await recv_json(a) == {"type": "watch.added", "id": "w1", "camera": "cam2", "text": "a person enters"}
-        assert svc.watches == {f"{sa}:w1": ("cam2", "a person enters")}
-        svc.watch_hit(f"{sa}:w1", "yes, someone came in")
-        svc.scene("cam1", 9)  # a marker: b sees only this
+        assert [(w.watch_id, w.camera, w.text) for w in svc.watches.values()] == [
+            (f"{sa}:w1", "cam2", "a person enters")
+        ]
+        pipe.watch_hit(f"{sa}:w1", "yes, someone came in")
+        await recv_until(a, lambda e: e["type"] == "response.created")
+        pipe.scene("cam1", 9)  # a marker: b sees only this
         done, seen = await recv_until(a, lambda e: e["type"] == "response.done")
         assert seen[0]["kind"] == "watch" and seen[0]["watch_id"] == "w1" and done["watch_id"] == "w1"
         assert done["text"] == "yes, someone came in"
@@ -158,8 +164,9 @@ async def test_watches_belong_to_their_session(running: Running) -> None:
 
 
 async def test_cancel_a_running_query(running: Running) -> None:
-    svc = running.service
-    svc.gate = asyncio.Event()
+    pipe = running.pipe
+    svc = pipe.service
+    pipe.hold()
     async with connect(running.url) as ws:
         await hello(ws)
         await ws.send(json.dumps({"type": "query", "id": "q1", "text": "long question"}))
@@ -168,7 +175,7 @@ async def test_cancel_a_running_query(running: Running) -> None:
         await ws.send(json.dumps({"type": "query.cancel", "id": "q1"}))
         done = await recv_json(ws)
         assert done["type"] == "response.done" and done["status"] == "cancelled" and done["query_id"] == "q1"
-        assert svc.cancelled == [created["response_id"]]
+        assert svc.responses.active == 0  # the service cancelled it
         # cancel by response id works too
         await ws.send(json.dumps({"type": "query", "id": "q2", "text": "another"}))
         created = await recv_json(ws)
@@ -178,8 +185,8 @@ async def test_cancel_a_running_query(running: Running) -> None:
 
 
 async def test_concurrent_queries_are_bounded_per_client(running: Running) -> None:
-    svc = running.service
-    svc.gate = asyncio.Event()
+    pipe = running.pipe
+    gate = pipe.hold()
     async with connect(running.url) as ws:
         created = await hello(ws)
         limit = created["limits"]["max_concurrent_queries"]
@@ -197,7 +204,7 @@ async def test_concurrent_queries_are_bounded_per_client(running: Running) -> No
         await ws.send(json.dumps({"type": "query", "id": "extra", "text": "one more"}))
         err = await recv_json(ws)
         assert err["code"] == "busy" and err["event_id"] == "extra"
-        svc.gate.set()
+        gate.set()
         dones = set()
         async with asyncio.timeout(5):
             while len(dones) < limit:
@@ -208,7 +215,7 @@ async def test_concurrent_queries_are_bounded_per_client(running: Running) -> No
 
 
 async def test_full_service_queue_is_busy() -> None:
-    r = await start_server(FakeService(max_queued=0))
+    r = await start_server(pipeline(response_queue_size=0))
     try:
         async with connect(r.url) as ws:
             await hello(ws)
@@ -216,18 +223,19 @@ async def test_full_service_queue_is_busy() -> None:
             err = await recv_json(ws)
             assert err["code"] == "busy" and err["event_id"] == "q1" and "too many questions" in err["message"]
     finally:
-        await r.server.close()
+        await stop_server(r)
 
 
 async def test_disconnect_cancels_running_queries(running: Running) -> None:
-    svc = running.service
-    svc.gate = asyncio.Event()
+    pipe = running.pipe
+    svc = pipe.service
+    pipe.hold()
     async with connect(running.url) as ws:
         await hello(ws)
         await ws.send(json.dumps({"type": "query", "id": "q1", "text": "hold"}))
         await recv_json(ws)
-        assert len(svc.running) == 1
-    await eventually(lambda: not svc.running, what="query cancelled")
+        assert svc.responses.active == 1
+    await eventually(lambda: svc.responses.active == 0, what="query cancelled")
 
 
 async def test_oversized_message_closes_with_1009() -> None:
@@ -240,22 +248,26 @@ async def test_oversized_message_closes_with_1009() -> None:
                 await recv_json(ws)
             assert info.value.rcvd is not None and info.value.rcvd.code == 1009
     finally:
-        await r.server.close()
+        await stop_server(r)
 
 
 async def test_healthz_metrics_and_page(running: Running) -> None:
+    pipe = running.pipe
+    pipe.service.counters["cam1"].frames_dropped_queue = 2  # as cam1's queue would count them
+    pipe.frame("cam2", np.full((56, 56, 3), 90, np.uint8), 0.0)  # encoded by the worker: 2x2 tokens, all kept
+    await eventually(lambda: pipe.service.counters["cam2"].tokens_kept == 4, what="frame through DTD and memory")
     status, headers, body = await http_get(running.port, "/healthz")
     assert status == 200 and headers["content-type"] == "application/json"
     assert json.loads(body)["cameras"]["cam1"]["state"] == "live"
-    running.service.status = "starting"
+    running.pipe.service.ready = False
     status, _, body = await http_get(running.port, "/healthz")
     assert status == 503 and json.loads(body)["status"] == "starting"
     status, headers, body = await http_get(running.port, "/metrics")
     assert status == 200 and headers["content-type"].startswith("text/plain")
     text = body.decode()
     assert 'livesight_frames_dropped_total{camera="cam1"} 2.0' in text
-    assert 'livesight_tokens_kept_total{camera="cam2"} 128.0' in text
-    assert 'livesight_camera_kv_tokens{camera="cam1"} 64.0' in text
+    assert 'livesight_tokens_kept_total{camera="cam2"} 4.0' in text
+    assert 'livesight_camera_kv_tokens{camera="cam2"} 4.0' in text
     assert "livesight_ws_clients 0.0" in text
     assert "livesight_query_ttft_seconds_bucket" in text
     status, _, _ = await http_get(running.port, "/etc/passwd")
@@ -305,7 +317,7 @@ async def test_auth_token_header_or_query_parameter() -> None:
         status, _, _ = await http_get(r.port, "/metrics", {"Authorization": "Bearer s3cret"})
         assert status == 200
     finally:
-        await r.server.close()
+        await stop_server(r)
 
 
 async def test_browser_origins() -> None:
@@ -318,7 +330,7 @@ async def test_browser_origins() -> None:
         async with connect(r.url, origin=f"http://127.0.0.1:{r.port}") as ws:
             await hello(ws)
     finally:
-        await r.server.close()
+        await stop_server(r)
     r = await start_server(allowed_origins=["https://ops.example"])
     try:
         async with connect(r.url, origin="https://ops.example") as ws:
@@ -327,7 +339,7 @@ async def test_browser_origins() -> None:
             async with connect(r.url, origin=f"http://127.0.0.1:{r.port}"):
                 pass
     finally:
-        await r.server.close()
+        await stop_server(r)
 
 
 async def test_websocket_only_on_root_or_ws(running: Running) -> None:
@@ -344,13 +356,12 @@ async def test_port_in_use_is_a_serve_error() -> None:
         s.bind(("127.0.0.1", 0))
         s.listen()
         port = s.getsockname()[1]
-        server = (await start_server()).server
-        await server.close()
+        await stop_server(await start_server())
         from livesight.config import ServerConfig
         from livesight.protocols.ws_server import WSServer
 
         with pytest.raises(ServeError, match=rf"^cannot listen on 127\.0\.0\.1:{port}: address already in use$"):
-            await WSServer(FakeService(), ServerConfig(host="127.0.0.1", port=port)).start()
+            await WSServer(pipeline().service, ServerConfig(host="127.0.0.1", port=port)).start()
 
 
 async def test_close_sends_going_away(running: Running) -> None:
@@ -365,7 +376,7 @@ async def test_close_sends_going_away(running: Running) -> None:
 async def test_a_client_that_never_reads_is_dropped_while_others_keep_up() -> None:
     """Overflow policy disconnect_client: the publisher never waits; the stalled client is closed and counted."""
     r = await start_server(client_queue=8, limits=ClientLimits(close_timeout_s=0.3))
-    svc = r.service
+    pipe = r.pipe
     blob = "x" * 16_000
     try:
         # max_queue=1: the stalled client's library stops reading the socket once one message is buffered,
@@ -381,11 +392,11 @@ async def test_a_client_that_never_reads_is_dropped_while_others_keep_up() -> No
                 while r.server.clients_dropped_slow == 0 and not any(
                     s.counters.dropped_slow for s in r.server.sessions.values()
                 ):
-                    svc.publish(StatsSnapshot(1.0, {}, {"blob": blob}))
+                    pipe.publish(StatsSnapshot(1.0, {}, {"blob": blob}))
                     ev = await recv_json(healthy)  # the healthy client reads everything, one by one
                     assert ev["type"] == "stats"
                     received += 1
-            svc.scene("cam1", 7)
+            pipe.scene("cam1", 7)
             ev, _ = await recv_until(healthy, lambda e: e["type"] == "scene.change")
             assert ev["scene"] == 7
             await eventually(lambda: r.server.clients_dropped_slow == 1, what="stalled client dropped")
@@ -395,7 +406,7 @@ async def test_a_client_that_never_reads_is_dropped_while_others_keep_up() -> No
         _, _, body = await http_get(r.port, "/metrics")
         assert 'livesight_ws_clients_dropped_total{reason="send_queue"} 1.0' in body.decode()
     finally:
-        await r.server.close()
+        await stop_server(r)
 
 
 async def test_page_assets_are_served_with_a_strict_policy(running: Running) -> None:
@@ -416,7 +427,7 @@ async def test_subscription_overflow_closes_with_4000() -> None:
         async with connect(r.url) as ws:
             await hello(ws)
             for i in range(20):
-                r.service.scene("cam1", i)
+                r.pipe.scene("cam1", i)
             with pytest.raises(ConnectionClosed) as info:
                 while True:
                     await recv_json(ws)
@@ -426,4 +437,4 @@ async def test_subscription_overflow_closes_with_4000() -> None:
         _, _, body = await http_get(r.port, "/metrics")
         assert 'livesight_ws_clients_dropped_total{reason="subscription"} 1.0' in body.decode()
     finally:
-        await r.server.close()
+        await stop_server(r)
