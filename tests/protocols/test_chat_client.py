@@ -48,6 +48,7 @@ async def send(proc: asyncio.subprocess.Process, line: str) -> None:
 async def test_interactive_session(running: Running) -> None:
     pipe, svc = running.pipe, running.pipe.service
     svc.counters["cam1"].frames_dropped_queue = 2
+    pipe.backend.token_delay_s = 0.01  # a first token after ≥ 10 ms: the line shows it (0 ms is left out)
     proc = await spawn(running.url, "--camera", "cam2")
     out: list[str] = []
     try:

@@ -29,6 +29,7 @@ async def hello(ws) -> dict:
 
 
 async def test_session_created_then_a_streamed_answer(running: Running) -> None:
+    running.pipe.backend.token_delay_s = 0.005  # a measurable time to first token
     async with connect(running.url) as ws:
         created = await hello(ws)
         assert created["session"]["camera"] == "cam1" and created["session"]["proactive"] is True
