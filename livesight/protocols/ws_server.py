@@ -23,8 +23,11 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from livesight.config import ServerConfig
 from livesight.errors import ServeError
 from livesight.protocols.api import ServiceAPI
-from livesight.protocols.http_routes import HttpRoutes, load_static
+from livesight.protocols.http_divert import diverting_factory
+from livesight.protocols.http_routes import Gatekeeper, HttpRoutes, load_static
 from livesight.protocols.metrics import ServerMetrics
+from livesight.protocols.openai_http import PREFIX as OPENAI_PREFIX
+from livesight.protocols.openai_http import OpenAIHTTP
 from livesight.protocols.ws_session import ClientLimits, ClientSession
 
 log = logging.getLogger(__name__)
@@ -55,6 +58,9 @@ class WSServer:
         self._server: Server | None = None
         self._ids = itertools.count(1)
         self._salt = secrets.token_hex(3)
+        # POST /v1/chat/completions needs a request body and a streamed answer: served beside websockets
+        self.openai = OpenAIHTTP(service, Gatekeeper(cfg), max_body=cfg.max_message_bytes)
+        self.request_line_timeout_s = 10.0  # a connection that sends no request line in time is dropped
 
     async def start(self) -> int:
         """Listen; return the bound port. Raises ServeError with one clear line when it cannot."""
@@ -76,6 +82,9 @@ class WSServer:
                 ping_timeout=20,
                 server_header="livesight",
                 logger=transport_log,
+                create_connection=diverting_factory(
+                    self.openai.divert, (OPENAI_PREFIX,), sniff_timeout_s=self.request_line_timeout_s
+                ),
             )
         except OSError as e:
             if e.errno == errno.EADDRINUSE:
@@ -94,6 +103,7 @@ class WSServer:
         if self._server is None:
             return
         self._server.close()
+        await self.openai.close()
         await self._server.wait_closed()
         self._server = None
 
