@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass
 
 from livesight.config import Config
+from livesight.daemon.images import Images, ThumbnailStore, thumbnail_dir
 from livesight.daemon.model_worker import CameraLane, ModelWorker
 from livesight.daemon.responses import ResponseJob
 from livesight.daemon.service import Service
@@ -50,6 +51,7 @@ class App:
         self.port: int | None = None
         self.worker: ModelWorker | None = None
         self.event_log: EventLog | None = None
+        self.images: Images | None = None
 
     # ---- public ------------------------------------------------------------------------------------------
 
@@ -65,7 +67,11 @@ class App:
         cfg = self.cfg
         if cfg.memory.database:
             self.event_log = await asyncio.to_thread(EventLog, cfg.memory.database, max_rows=cfg.memory.max_rows)
-        server = WSServer(self.service, cfg.server)
+        thumbs = thumbnail_dir(cfg.memory.database)
+        store = ThumbnailStore(thumbs, cfg.memory.max_rows) if thumbs is not None else None
+        self.images = Images(self.service.camera_ids(), self.service.frames, store=store, event_log=self.event_log)
+        await self.images.start()
+        server = WSServer(self.service, cfg.server, images=self.images)
         try:
             self.port = await server.start()
             log.info(
@@ -93,6 +99,7 @@ class App:
             await self._run_pipeline(backend)
         finally:
             await server.close()
+            await self.images.close()
             if self.event_log is not None:
                 await asyncio.to_thread(self.event_log.close)
 
@@ -159,6 +166,8 @@ class App:
         )
         if self.event_log is not None:
             self.event_log.scene(change)
+        if self.images is not None:
+            self.images.save_scene(change)
 
     def _on_response(self, job: ResponseJob, result: GenerationResult | None, error: str) -> None:
         if self.event_log is None or result is None:

@@ -200,6 +200,7 @@ class ModelWorker:
             step = lane.dtd.decide(f.camera, f.pts, f.wall_time, p, e)
             tm = time.perf_counter()
             change = lane.detector.update(step)
+            self.service.frames.put(step, p, change)  # latest frame + scene starts, for pictures
             if change is not None:  # the ending scene is captioned before the new scene's first frame goes in
                 lane.memory.on_scene_change(change)
             lane.memory.add_step(step, e.tokens if e is not None else None)

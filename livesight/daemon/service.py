@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from livesight.daemon.frame_slots import FrameSlots
 from livesight.daemon.hub import EventHub, HubSubscription
 from livesight.daemon.responses import ResponseJob, ResponseQueue
 from livesight.protocols.api import StatsSnapshot
@@ -59,6 +60,7 @@ class Service:
         self.started = time.time()
         self.ready = False  # set by the app once the model is loaded and cameras started
         self.ttft_ms: list[float] = []  # recent TTFTs (bounded), for stats
+        self.frames = FrameSlots()  # what the model saw last, per camera (written by the model worker)
 
     # ---- ServiceAPI ----------------------------------------------------------------------------------------
 

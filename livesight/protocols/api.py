@@ -62,3 +62,34 @@ class ServiceAPI(Protocol):
     def add_watch(self, *, camera: str | None, text: str, watch_id: str) -> None: ...
 
     def remove_watch(self, watch_id: str) -> bool: ...
+
+
+# ---- pictures (latest frame with the DTD overlay, scene thumbnails) --------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class JpegImage:
+    """An encoded picture. `seq` numbers the camera's sampled frames (it changes when a new frame is shown)."""
+
+    data: bytes
+    seq: int
+    pts: float
+    wall_time: float
+
+
+class ImageSource(Protocol):
+    """Camera pictures for the HTTP image endpoints and the Home Assistant image entity. Every method raises
+    KeyError for an unknown camera and OverflowError when too many pictures are being encoded already."""
+
+    async def latest_jpeg(self, camera: str, *, overlay: bool) -> JpegImage | None:
+        """The camera's latest sampled frame as the model saw it (None before the first); with `overlay`, the
+        tokens DTD dropped dimmed and the kept ones outlined."""
+        ...
+
+    async def scene_jpeg(self, camera: str, scene: int) -> bytes | None:
+        """The first frame of a scene (None when not kept)."""
+        ...
+
+    async def scenes(self, camera: str, *, limit: int) -> list[dict[str, Any]]:
+        """The camera's latest scenes, newest first: {scene, pts, wall_time, caption, thumbnail (bool)}."""
+        ...

@@ -22,9 +22,10 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 
 from livesight.config import ServerConfig
 from livesight.errors import ServeError
-from livesight.protocols.api import ServiceAPI
+from livesight.protocols.api import ImageSource, ServiceAPI
 from livesight.protocols.http_divert import diverting_factory
 from livesight.protocols.http_routes import Gatekeeper, HttpRoutes, load_static
+from livesight.protocols.image_routes import ImageRoutes
 from livesight.protocols.metrics import ServerMetrics
 from livesight.protocols.openai_http import PREFIX as OPENAI_PREFIX
 from livesight.protocols.openai_http import OpenAIHTTP
@@ -46,11 +47,13 @@ class WSServer:
         *,
         page_dir: Path | None = None,
         limits: ClientLimits | None = None,
+        images: ImageSource | None = None,
     ) -> None:
         self.service = service
         self.cfg = cfg
         self.page_dir = page_dir
         self.limits = limits or ClientLimits()
+        self.images = images  # camera pictures under /api/cameras/ (image_routes.py); None: not served
         self.metrics = ServerMetrics(service)
         self.sessions: dict[str, ClientSession] = {}
         self.port: int | None = None
@@ -67,7 +70,11 @@ class WSServer:
         if self._server is not None:
             raise RuntimeError("already started")
         static = await asyncio.to_thread(load_static, self.page_dir)
-        routes = HttpRoutes(self.cfg, health=self.service.health, metrics=self._metrics, static=static)
+        gate = Gatekeeper(self.cfg)
+        api = (
+            ImageRoutes(self.images, gate, same_origin_only=gate.same_origin_only) if self.images is not None else None
+        )
+        routes = HttpRoutes(self.cfg, health=self.service.health, metrics=self._metrics, static=static, api=api)
         host, port = self.cfg.host, self.cfg.port
         try:
             self._server = await serve(
