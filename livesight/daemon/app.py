@@ -137,7 +137,7 @@ class App:
             if cfg.mqtt.enabled:
                 from livesight.protocols.mqtt_bridge import MQTTBridge
 
-                mqtt_task = tg.create_task(MQTTBridge(self.service, cfg.mqtt).run(), name="mqtt")
+                mqtt_task = tg.create_task(MQTTBridge(self.service, cfg.mqtt, images=self.images).run(), name="mqtt")
             self.service.ready = True
             self._ready.set()
             await self._stop.wait()

@@ -261,6 +261,8 @@ class ModelWorker:
         delivered = True
         if job.kind is ResponseKind.WATCH:  # pushed only when the answer is yes
             delivered = result is not None and not result.stopped and bool(_YES.match(result.text))
+            if result is not None and not result.stopped:  # yes or no: the watch's state (Home Assistant)
+                self.service.watch_answered(job.watch_id, delivered)
             if delivered:
                 job.sink(job.created_event())
                 job.sink(ResponseDelta(job.response_id, result.text))

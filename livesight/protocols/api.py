@@ -26,6 +26,16 @@ class StatsSnapshot:
 BroadcastEvent = SceneChange | CameraStatus | StatsSnapshot | ResponseEvent
 
 
+@dataclass(frozen=True, slots=True)
+class WatchInfo:
+    """A standing watch question and its last answer."""
+
+    watch_id: str
+    camera: str
+    text: str
+    holds: bool | None  # the last answer at a scene change: True (yes), False (no), None (not asked yet)
+
+
 class Subscription(Protocol):
     """A bounded per-subscriber event buffer. When the subscriber falls behind, it is closed (overflowed=True)."""
 
@@ -62,6 +72,10 @@ class ServiceAPI(Protocol):
     def add_watch(self, *, camera: str | None, text: str, watch_id: str) -> None: ...
 
     def remove_watch(self, watch_id: str) -> bool: ...
+
+    def watch_list(self) -> list[WatchInfo]:
+        """Every watch of every client, with its last answer (for Home Assistant's binary sensors)."""
+        ...
 
 
 # ---- pictures (latest frame with the DTD overlay, scene thumbnails) --------------------------------------------

@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from livesight.protocols.api import BroadcastEvent, StatsSnapshot
+from livesight.protocols.api import BroadcastEvent, StatsSnapshot, WatchInfo
 from livesight.types import (
     CameraState,
     CameraStatus,
@@ -74,6 +74,7 @@ class FakeService:
     cancelled: list[str] = field(default_factory=list)
     running: dict[str, asyncio.Event] = field(default_factory=dict)  # response id → cancel flag
     frames: int = 0
+    watch_holds: dict[str, bool] = field(default_factory=dict)
     _ids: Any = field(default_factory=lambda: itertools.count(1))
 
     # ---- ServiceAPI ----------------------------------------------------------------------------------------
@@ -154,7 +155,11 @@ class FakeService:
         self.watches[watch_id] = (cam, text)
 
     def remove_watch(self, watch_id: str) -> bool:
+        self.watch_holds.pop(watch_id, None)
         return self.watches.pop(watch_id, None) is not None
+
+    def watch_list(self) -> list[WatchInfo]:
+        return [WatchInfo(w, cam, text, self.watch_holds.get(w)) for w, (cam, text) in self.watches.items()]
 
     # ---- test drivers --------------------------------------------------------------------------------------
 
