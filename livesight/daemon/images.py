@@ -127,6 +127,11 @@ class Images:
 
     # ---- ImageSource ---------------------------------------------------------------------------------------
 
+    def latest_seq(self, camera: str) -> int | None:
+        self._check(camera)
+        view = self.slots.latest(camera)
+        return view.seq if view is not None else None
+
     async def latest_jpeg(self, camera: str, *, overlay: bool) -> JpegImage | None:
         self._check(camera)
         view = self.slots.latest(camera)

@@ -95,6 +95,10 @@ class ImageSource(Protocol):
     """Camera pictures for the HTTP image endpoints and the Home Assistant image entity. Every method raises
     KeyError for an unknown camera and OverflowError when too many pictures are being encoded already."""
 
+    def latest_seq(self, camera: str) -> int | None:
+        """The number of the camera's latest sampled frame (None before the first): cheap, no encoding."""
+        ...
+
     async def latest_jpeg(self, camera: str, *, overlay: bool) -> JpegImage | None:
         """The camera's latest sampled frame as the model saw it (None before the first); with `overlay`, the
         tokens DTD dropped dimmed and the kept ones outlined."""

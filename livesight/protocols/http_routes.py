@@ -33,7 +33,7 @@ STATIC_FILES = {
 }
 DEFAULT_PAGE_DIR = Path(__file__).parent / "static"
 _PAGE_CSP = (
-    "default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data:; style-src 'self'; "
+    "default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data: blob:; style-src 'self'; "
     "script-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
 )
 _HEALTHY = ("ok", "degraded")

@@ -59,6 +59,9 @@ class ImageRoutes:
 
     async def _latest(self, request: Request, camera: str, overlay: bool) -> Response:
         try:
+            seq = self.images.latest_seq(camera)
+            if seq is not None and request.headers.get("If-None-Match") == _etag(seq, overlay):
+                return response(304, b"", "image/jpeg", {"ETag": _etag(seq, overlay)})  # no encoding at all
             img = await self.images.latest_jpeg(camera, overlay=overlay)
         except KeyError:
             return text_response(404, f"unknown camera {camera}\n")
@@ -66,7 +69,7 @@ class ImageRoutes:
             return text_response(503, f"{e}\n", {"Retry-After": "1"})
         if img is None:
             return text_response(503, "no frame yet\n", {"Retry-After": "1"})
-        etag = f'"{img.seq}-{int(overlay)}"'
+        etag = _etag(img.seq, overlay)
         extra = {
             "ETag": etag,
             "X-Frame-Seq": str(img.seq),
@@ -106,3 +109,7 @@ class ImageRoutes:
             return text_response(404, f"no thumbnail of scene {scene}\n")
         extra = {"Cross-Origin-Resource-Policy": self._corp, "Cache-Control": "private, max-age=3600"}
         return response(200, data, "image/jpeg", extra)
+
+
+def _etag(seq: int, overlay: bool) -> str:
+    return f'"{seq}-{int(overlay)}"'

@@ -179,6 +179,17 @@ async def test_image_endpoints_need_the_token(tmp_path: Path) -> None:
             port, "/api/cameras/cam1/latest.jpg?overlay=1", {**ok, "If-None-Match": hdrs["etag"]}
         )
         assert status == 304 and body == b""
+        # a new frame: the old ETag no longer matches, and polling it costs one encoding
+        encoded = images.encoded
+        slots.put(step("cam1", np.ones(6, bool), (2, 3), pts=2.0), frame(100), None)
+        status, hdrs2, _ = await http_get(
+            port, "/api/cameras/cam1/latest.jpg?overlay=1", {**ok, "If-None-Match": hdrs["etag"]}
+        )
+        assert status == 200 and hdrs2["x-frame-seq"] == "2" and images.encoded == encoded + 1
+        status, _, _ = await http_get(
+            port, "/api/cameras/cam1/latest.jpg?overlay=1", {**ok, "If-None-Match": hdrs2["etag"]}
+        )
+        assert status == 304 and images.encoded == encoded + 1
         status, _, body = await http_get(port, f"/api/cameras/cam1/scenes/2.jpg?token={TOKEN}")
         assert status == 200 and body[:2] == b"\xff\xd8"
         log.flush()

@@ -86,6 +86,9 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Any:
 class Pictures:
     """A small ImageSource: every scene has the same tiny JPEG."""
 
+    def latest_seq(self, camera: str) -> int | None:
+        return 1
+
     async def latest_jpeg(self, camera: str, *, overlay: bool) -> JpegImage | None:
         return JpegImage(JPEG, 1, 0.0, time.time())
 
