@@ -148,7 +148,7 @@
     const box = $("thumbs");
     box.replaceChildren();
     const cam = $("camera").value;
-    const shown = state.scenes.filter((s) => s.camera === cam && s.thumbnail).slice(-12);
+    const shown = state.scenes.filter((s) => s.camera === cam && s.thumbnail && hasFrames(cam)).slice(-12);
     for (const s of shown) {
       const fig = el("figure", "thumb");
       const img = el("img");
@@ -327,7 +327,7 @@
         {
           const { item } = addLog("scene", `${ev.camera} · ${clock(ev.wall_time)}`,
             `scene ${ev.scene} begins (score ${ev.score.toFixed(2)})`);
-          if (ev.thumbnail) {
+          if (ev.thumbnail && hasFrames(ev.camera)) {
             const img = el("img");
             img.src = withToken(ev.thumbnail);
             img.alt = `scene ${ev.scene}`;
