@@ -70,9 +70,9 @@ class App:
         thumbs = thumbnail_dir(cfg.memory.database)
         store = ThumbnailStore(thumbs, cfg.memory.max_rows) if thumbs is not None else None
         self.images = Images(self.service.camera_ids(), self.service.frames, store=store, event_log=self.event_log)
-        await self.images.start()
         server = WSServer(self.service, cfg.server, images=self.images)
         try:
+            await self.images.start()
             self.port = await server.start()
             log.info(
                 "listening on ws://%s:%d (chat page at http://%s:%d/)",

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from livesight.daemon.frame_slots import FrameSlots, FrameView
+from livesight.errors import ConfigError
 from livesight.imaging import encode_jpeg, overlay
 from livesight.memory.event_log import EventLog
 from livesight.protocols.api import JpegImage
@@ -117,8 +118,12 @@ class Images:
         self.thumbnails_skipped = 0  # scene starts not written (no frame kept, too many waiting, write failed)
 
     async def start(self) -> None:
+        """Open the thumbnail directory. Raises ConfigError (naming memory.database) when it cannot be used."""
         if self.store is not None:
-            await self._run(self.store.open)
+            try:
+                await self._run(self.store.open)
+            except OSError as e:
+                raise ConfigError(f"memory.database: thumbnail directory {self.store.dir}: {e.strerror or e}") from None
 
     async def close(self) -> None:
         pending = list(self._writing.values()) + list(self._inflight.values())

@@ -165,8 +165,8 @@ class HAPublisher:
             if data is None:
                 latest = await self.images.latest_jpeg(change.camera, overlay=False)
                 data = latest.data if latest is not None else None
-        except (KeyError, OverflowError) as e:
-            log.debug("no picture of %s scene %d for Home Assistant: %s", change.camera, change.scene, e)
+        except (KeyError, OverflowError, OSError, ValueError) as e:  # no picture this time; the bridge goes on
+            log.warning("no picture of %s scene %d for Home Assistant: %s", change.camera, change.scene, e)
         if data is None:
             self.counters.images_skipped += 1
             return

@@ -16,6 +16,7 @@ from PIL import Image
 from livesight.config import ServerConfig
 from livesight.daemon.frame_slots import FrameSlots
 from livesight.daemon.images import Images, ThumbnailStore, thumbnail_dir
+from livesight.errors import ConfigError
 from livesight.imaging import DIM, OUTLINE, overlay
 from livesight.memory.event_log import EventLog
 from livesight.protocols.ws_server import WSServer
@@ -208,3 +209,13 @@ async def test_image_endpoints_need_the_token(tmp_path: Path) -> None:
         await server.close()
         await images.close()
         log.close()
+
+
+async def test_an_unusable_thumbnail_directory_is_a_config_error(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("not a directory")
+    images = Images(["a"], FrameSlots(), store=ThumbnailStore(tmp_path / "file" / "ev.thumbnails", 10))
+    try:
+        with pytest.raises(ConfigError, match=r"memory\.database: thumbnail directory"):
+            await images.start()
+    finally:
+        await images.close()
