@@ -178,6 +178,15 @@ class Images:
             return []
         return await self._run(self._scene_rows, camera, limit)
 
+    def counters(self) -> dict[str, int]:
+        return {
+            "encoded": self.encoded,
+            "refused": self.refused,
+            "thumbnails_written": self.thumbnails_written,
+            "thumbnails_skipped": self.thumbnails_skipped,
+            "thumbnails_deleted": self.store.deleted if self.store is not None else 0,
+        }
+
     # ---- thumbnails ----------------------------------------------------------------------------------------
 
     def save_scene(self, change: SceneChange) -> None:

@@ -111,3 +111,7 @@ class ImageSource(Protocol):
     async def scenes(self, camera: str, *, limit: int) -> list[dict[str, Any]]:
         """The camera's latest scenes, newest first: {scene, pts, wall_time, caption, thumbnail (bool)}."""
         ...
+
+    def counters(self) -> dict[str, int]:
+        """What it did and refused, for /metrics (e.g. encoded, refused, thumbnails_written)."""
+        ...

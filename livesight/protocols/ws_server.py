@@ -29,6 +29,7 @@ from livesight.protocols.image_routes import ImageRoutes
 from livesight.protocols.metrics import ServerMetrics
 from livesight.protocols.openai_http import PREFIX as OPENAI_PREFIX
 from livesight.protocols.openai_http import OpenAIHTTP
+from livesight.protocols.parts_metrics import PartsCollector
 from livesight.protocols.ws_session import ClientLimits, ClientSession
 
 log = logging.getLogger(__name__)
@@ -64,6 +65,7 @@ class WSServer:
         # POST /v1/chat/completions needs a request body and a streamed answer: served beside websockets
         self.openai = OpenAIHTTP(service, Gatekeeper(cfg), max_body=cfg.max_message_bytes)
         self.request_line_timeout_s = 10.0  # a connection that sends no request line in time is dropped
+        self.metrics.registry.register(PartsCollector(self.openai.counters, images))
 
     async def start(self) -> int:
         """Listen; return the bound port. Raises ServeError with one clear line when it cannot."""

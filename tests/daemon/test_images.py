@@ -205,6 +205,10 @@ async def test_image_endpoints_need_the_token(tmp_path: Path) -> None:
         assert (await http_get(port, "/api/cameras/cam1/scenes/9.jpg", ok))[0] == 404
         assert (await http_get(port, "/api/cameras/cam1/scenes?limit=0", ok))[0] == 400
         assert (await http_get(port, "/api/cameras/cam1/other", ok))[0] == 404
+        status, _, metrics = await http_get(port, "/metrics", ok)
+        assert status == 200
+        assert f"livesight_pictures_encoded_total {float(images.encoded)}".encode() in metrics
+        assert b"livesight_pictures_thumbnails_written_total 1.0" in metrics
     finally:
         await server.close()
         await images.close()

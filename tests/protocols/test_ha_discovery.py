@@ -98,6 +98,9 @@ class Pictures:
     async def scenes(self, camera: str, *, limit: int) -> list[dict[str, Any]]:
         return []
 
+    def counters(self) -> dict[str, int]:
+        return {}
+
 
 @asynccontextmanager
 async def bridge_with_discovery(svc: FakeService, port: int, prefix: str, dp: str) -> AsyncIterator[MQTTBridge]:

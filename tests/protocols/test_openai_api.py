@@ -239,6 +239,8 @@ async def test_raw_http_errors(served: Running) -> None:
     assert status == 200 and json.loads(body)["object"] == "list"
     status, _, body = await http_get(served.port, f"/v1/models?token={TOKEN}")
     assert status == 200
+    _, _, metrics = await http_get(served.port, "/metrics", ok)
+    assert b"livesight_openai_refused_total 6.0" in metrics  # 400, 401, 405, 404, 413, 403
 
 
 async def test_disconnect_cancels_the_answer(served: Running) -> None:
