@@ -114,6 +114,7 @@ class App:
             camera = Camera(cam_cfg, on_status=self._on_camera_status, counters=counters)
             cameras.append(camera)
             start_scene = await asyncio.to_thread(self._start_scene, cam_cfg.id)
+            self.service.frames.expect_first_scene(cam_cfg.id, start_scene)  # its thumbnail
             lanes.append(
                 CameraLane(
                     camera=cam_cfg.id,

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import threading
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -37,6 +38,14 @@ class FrameSlots:
         self._latest: dict[str, FrameView] = {}
         self._starts: dict[str, deque[tuple[int, FrameView]]] = {}
         self._seq: dict[str, int] = {}
+        self._first_scene: dict[str, int] = {}  # camera → number of the scene its first frame starts
+        # called (from the worker thread) when a camera's first frame starts its first scene: (camera, scene)
+        self.on_first_scene: Callable[[str, int], None] | None = None
+
+    def expect_first_scene(self, camera: str, scene: int) -> None:
+        """The camera's next first frame starts scene `scene` (the scene detector announces only later cuts)."""
+        with self._lock:
+            self._first_scene[camera] = scene
 
     def put(self, step: DTDStep, prepared: np.ndarray, change: SceneChange | None) -> None:
         """One sampled frame went through DTD (`change`: the scene it starts, if any). Any thread; never blocks long."""
@@ -45,8 +54,12 @@ class FrameSlots:
             self._seq[step.camera] = seq
             view = FrameView(step.camera, seq, step.pts, step.wall_time, prepared, step.keep, step.grid_hw)
             self._latest[step.camera] = view
-            if change is not None:
-                self._starts.setdefault(step.camera, deque(maxlen=SCENE_STARTS)).append((change.scene, view))
+            first = self._first_scene.pop(step.camera, None)
+            scene = change.scene if change is not None else first
+            if scene is not None:
+                self._starts.setdefault(step.camera, deque(maxlen=SCENE_STARTS)).append((scene, view))
+        if first is not None and change is None and self.on_first_scene is not None:
+            self.on_first_scene(step.camera, first)
 
     def latest(self, camera: str) -> FrameView | None:
         with self._lock:

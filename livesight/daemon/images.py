@@ -119,6 +119,8 @@ class Images:
 
     async def start(self) -> None:
         """Open the thumbnail directory. Raises ConfigError (naming memory.database) when it cannot be used."""
+        loop = asyncio.get_running_loop()
+        self.slots.on_first_scene = lambda camera, scene: loop.call_soon_threadsafe(self._save, camera, scene)
         if self.store is not None:
             try:
                 await self._run(self.store.open)
@@ -191,14 +193,17 @@ class Images:
 
     def save_scene(self, change: SceneChange) -> None:
         """Store the thumbnail of a scene that just started (on the event loop; the work goes to the thread)."""
+        self._save(change.camera, change.scene)
+
+    def _save(self, camera: str, scene: int) -> None:
         if self.store is None:
             return
-        view = self.slots.scene_start(change.camera, change.scene)
+        view = self.slots.scene_start(camera, scene)
         if view is None or len(self._writing) >= MAX_PENDING_THUMBNAILS:
             self.thumbnails_skipped += 1
             return
-        key = (change.camera, change.scene)
-        fut = self._run(self._write_thumbnail, view, change.scene)
+        key = (camera, scene)
+        fut = self._run(self._write_thumbnail, view, scene)
         self._writing[key] = fut
         fut.add_done_callback(lambda f: self._thumbnail_done(key, f))
 

@@ -137,6 +137,24 @@ async def test_thumbnails_are_stored_and_trimmed(tmp_path: Path) -> None:
     assert sorted(p.name for p in (tmp_path / "ev.thumbnails" / "a").iterdir()) == ["4.jpg", "5.jpg"]
 
 
+async def test_the_first_scene_gets_its_thumbnail(tmp_path: Path) -> None:
+    slots = FrameSlots()
+    images = Images(["a"], slots, store=ThumbnailStore(tmp_path / "th", 10))
+    await images.start()
+    try:
+        slots.expect_first_scene("a", 42)  # numbering continues after a restart
+        slots.put(step("a", np.ones(6, bool), (2, 3)), frame(80), None)  # the first frame: no scene.change for it
+        slots.put(step("a", np.ones(6, bool), (2, 3), pts=2.0), frame(160), None)
+        async with asyncio.timeout(5):
+            while images.thumbnails_written < 1:  # noqa: ASYNC110 - the write is scheduled from "the worker"
+                await asyncio.sleep(0.01)
+        data = await images.scene_jpeg("a", 42)
+        assert data is not None and abs(int(decode(data)[5, 5, 0]) - 80) <= 3  # the first frame, not a later one
+        assert images.thumbnails_written == 1
+    finally:
+        await images.close()
+
+
 # ---- HTTP ---------------------------------------------------------------------------------------------------
 
 

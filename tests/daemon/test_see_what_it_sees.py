@@ -83,6 +83,8 @@ async def test_pictures_and_openai_on_the_real_daemon(tmp_path: Path) -> None:
         status, _, listing = await http_get(port, "/api/cameras/cam/scenes", ok)
         assert status == 200
         assert any(s["scene"] == scene["scene"] and s["thumbnail"] for s in json.loads(listing)["scenes"])
+        status, _, first = await http_get(port, "/api/cameras/cam/scenes/1.jpg", ok)  # the first scene (no cut)
+        assert status == 200 and np.abs(mean_rgb(first) - np.array(SHOTS[0])).max() < 40
         # unauthenticated: 401 and no image bytes
         status, _, body = await http_get(port, scene["thumbnail"])
         assert status == 401 and b"\xff\xd8" not in body
