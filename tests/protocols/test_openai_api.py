@@ -269,6 +269,26 @@ async def test_websocket_still_served_beside_it(served: Running) -> None:
     assert done["text"] == "answer to b" and text == "answer to a"
 
 
+async def test_request_lines_split_across_packets(served: Running) -> None:
+    """The connection decides websockets-or-ours from the request line, however it arrives."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", served.port)
+    for part in (b"GET /v1/mo", b"dels?token=" + TOKEN.encode(), b" HTTP/1.1\r\nHost: x\r\n\r\n"):
+        writer.write(part)
+        await writer.drain()
+        await asyncio.sleep(0.05)
+    data = await asyncio.wait_for(reader.read(), 5)
+    writer.close()
+    assert data.startswith(b"HTTP/1.1 200 OK") and b'"object":"list"' in data.replace(b" ", b"")
+    reader, writer = await asyncio.open_connection("127.0.0.1", served.port)
+    for part in (b"GET /heal", b"thz HTTP/1.1\r\nHost: x\r\n\r\n"):  # websockets' side, same trick
+        writer.write(part)
+        await writer.drain()
+        await asyncio.sleep(0.05)
+    data = await asyncio.wait_for(reader.read(), 5)
+    writer.close()
+    assert data.startswith(b"HTTP/1.1 200 OK") and b'"status"' in data
+
+
 async def test_a_silent_connection_is_dropped() -> None:
     server = WSServer(FakeService(cameras=list(CAMS)), ServerConfig(host="127.0.0.1", port=0))
     server.request_line_timeout_s = 0.3
