@@ -5,7 +5,9 @@
     ...
     await server.close()                        # clients get close code 1001; waits for their handlers
 
-One `ClientSession` per connection (ws_session.py). HTTP routes and handshake checks: http_routes.py.
+One `ClientSession` per connection (ws_session.py). HTTP routes and handshake checks: http_routes.py; camera
+pictures: image_routes.py; the OpenAI-compatible API (`/v1/`, requests with bodies): openai_http.py, reached through
+http_divert.py's connection class.
 Metrics: metrics.py (own registry per server). Wire format: events.py and docs/protocol.md.
 """
 
