@@ -190,6 +190,8 @@ class MQTTConfig(_Strict):
     password: str | None = None
     prefix: str = Field("livesight", pattern=r"^[A-Za-z0-9_/-]+$")
     reconnect: ReconnectConfig = ReconnectConfig()
+    discovery: bool = Field(False, description="publish Home Assistant MQTT discovery (a device per camera)")
+    discovery_prefix: str = Field("homeassistant", pattern=r"^[A-Za-z0-9_-]+$", description="HA's discovery prefix")
 
 
 class LoggingConfig(_Strict):

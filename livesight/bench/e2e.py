@@ -87,8 +87,29 @@ async def _cut_latency(seconds: float, device: str, backend: Backend | None) -> 
     }
 
 
+async def _viewer(port: int, camera: str, period_s: float, out: dict[str, Any]) -> None:
+    """One person watching the live view as the chat page does: `latest.jpg?overlay=1` polled with If-None-Match."""
+    etag = ""
+    while True:
+        t0 = time.perf_counter()
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        head = f"GET /api/cameras/{camera}/latest.jpg?overlay=1 HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        writer.write((head + (f"If-None-Match: {etag}\r\n" if etag else "") + "\r\n").encode())
+        data = await reader.read()
+        writer.close()
+        await writer.wait_closed()
+        status_line, _, rest = data.partition(b"\r\n")
+        status = int(status_line.split()[1]) if status_line else 0
+        for line in rest.split(b"\r\n\r\n", 1)[0].split(b"\r\n"):
+            if line.lower().startswith(b"etag:"):
+                etag = line.split(b":", 1)[1].strip().decode()
+        out[str(status)] = out.get(str(status), 0) + 1
+        out.setdefault("ms", []).append((time.perf_counter() - t0) * 1000)
+        await asyncio.sleep(max(0.0, period_s - (time.perf_counter() - t0)))
+
+
 async def _capacity(
-    n: int, seconds: float, device: str, backend: Backend | None, dtd_mode: str = "feature"
+    n: int, seconds: float, device: str, backend: Backend | None, dtd_mode: str = "feature", viewers: int = 0
 ) -> dict[str, Any]:
     cams = [
         {"id": f"cam{i}", "source": "builtin:demo", "sample_fps": 10, "realtime": True, "queue_size": 8}
@@ -100,6 +121,11 @@ async def _capacity(
         tg.create_task(app.run(), name="bench-app")
         handles = await app.wait_ready()
         await asyncio.sleep(2.0)  # warm-up
+        seen: dict[str, Any] = {}
+        views = [
+            tg.create_task(_viewer(handles.port, f"cam{i % n}", 0.25, seen), name=f"bench-viewer{i}")
+            for i in range(viewers)
+        ]
         k0 = {
             c: (k.frames_encoded + k.encoder_skipped, k.frames_sampled, k.frames_dropped_queue)
             for c, k in handles.service.counters.items()
@@ -115,6 +141,9 @@ async def _capacity(
         stages = {k: round(statistics.fmean(v), 2) if v else 0.0 for k, v in app.worker.stage_ms.items()}
         kept = sum(k.tokens_kept for k in handles.service.counters.values())
         total = sum(k.tokens_total for k in handles.service.counters.values())
+        for v in views:
+            v.cancel()
+        encoded = app.images.encoded if app.images is not None else 0
         app.stop()
     processed = {c: k1[c][0] - k0[c][0] for c in k1}
     sampled = sum(k1[c][1] - k0[c][1] for c in k1)
@@ -129,6 +158,22 @@ async def _capacity(
         "dtd": dtd_mode,
         "token_drop_ratio": round(1 - kept / total, 3) if total else None,
         "stage_ms_per_frame": stages,
+        **({"viewers": _viewers_summary(viewers, seen, encoded, seconds)} if viewers else {}),
+    }
+
+
+def _viewers_summary(viewers: int, seen: dict[str, Any], encoded: int, seconds: float) -> dict[str, Any]:
+    ms = sorted(seen.get("ms", []))
+    return {
+        "viewers": viewers,
+        "requests": len(ms),
+        "new_frames_200": seen.get("200", 0),
+        "unchanged_304": seen.get("304", 0),
+        "refused_503": seen.get("503", 0),
+        "jpegs_encoded": encoded,
+        "request_ms_median": round(ms[len(ms) // 2], 1) if ms else None,
+        "request_ms_p95": round(ms[int(len(ms) * 0.95)], 1) if ms else None,
+        "seconds": seconds,
     }
 
 
@@ -138,7 +183,9 @@ async def _run(quick: bool, device: str, backend: Backend | None, counts: tuple[
     cap = [await _capacity(n, seconds, device, backend) for n in counts]
     # the same pipeline with nothing dropped (DTD off): every token goes to memory and the KV cache
     base = await _capacity(counts[0], seconds, device, backend, dtd_mode="off")
-    return {"cut_latency": cut, "capacity": cap, "no_dropping": base}
+    # the same as the first capacity run, with 5 people watching the live view (DTD overlay) at 4 polls/s each
+    watched = await _capacity(counts[0], seconds, device, backend, viewers=5)
+    return {"cut_latency": cut, "capacity": cap, "no_dropping": base, "with_viewers": watched}
 
 
 def run(out_dir: Path, *, device: str = "cpu", shape: str = "tiny", quick: bool = False) -> dict[str, Any]:
@@ -170,9 +217,22 @@ def run(out_dir: Path, *, device: str = "cpu", shape: str = "tiny", quick: bool 
         f"{one['stage_ms_per_frame']['scenes + memory + KV prefill']} vs "
         f"{base['stage_ms_per_frame']['scenes + memory + KV prefill']} ms "
         f"({one['token_drop_ratio']:.0%} of tokens dropped vs none).",
+        _viewers_note(one, result["with_viewers"]),
     ]
     _plot(result, out_dir)
     return result
+
+
+def _viewers_note(alone: dict[str, Any], watched: dict[str, Any]) -> str:
+    v = watched["viewers"]
+    return (
+        f"live view with {v['viewers']} viewers ({alone['cameras']} camera, latest.jpg?overlay=1 polled 4 times/s "
+        f"each with If-None-Match): {watched['frames_per_s_total']} vs {alone['frames_per_s_total']} frames/s "
+        f"without viewers, dropped share {watched['dropped_share']} vs {alone['dropped_share']}; "
+        f"{v['requests']} requests: {v['new_frames_200']} new frames, {v['unchanged_304']} unchanged (304), "
+        f"{v['refused_503']} refused; {v['jpegs_encoded']} JPEGs encoded; request median {v['request_ms_median']} "
+        f"ms, p95 {v['request_ms_p95']} ms."
+    )
 
 
 def _plot(result: dict[str, Any], out_dir: Path) -> None:

@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass
 
 from livesight.config import Config
+from livesight.daemon.images import Images, ThumbnailStore, thumbnail_dir
 from livesight.daemon.model_worker import CameraLane, ModelWorker
 from livesight.daemon.responses import ResponseJob
 from livesight.daemon.service import Service
@@ -50,6 +51,7 @@ class App:
         self.port: int | None = None
         self.worker: ModelWorker | None = None
         self.event_log: EventLog | None = None
+        self.images: Images | None = None
 
     # ---- public ------------------------------------------------------------------------------------------
 
@@ -65,8 +67,12 @@ class App:
         cfg = self.cfg
         if cfg.memory.database:
             self.event_log = await asyncio.to_thread(EventLog, cfg.memory.database, max_rows=cfg.memory.max_rows)
-        server = WSServer(self.service, cfg.server)
+        thumbs = thumbnail_dir(cfg.memory.database)
+        store = ThumbnailStore(thumbs, cfg.memory.max_rows) if thumbs is not None else None
+        self.images = Images(self.service.camera_ids(), self.service.frames, store=store, event_log=self.event_log)
+        server = WSServer(self.service, cfg.server, images=self.images)
         try:
+            await self.images.start()
             self.port = await server.start()
             log.info(
                 "listening on ws://%s:%d (chat page at http://%s:%d/)",
@@ -93,6 +99,7 @@ class App:
             await self._run_pipeline(backend)
         finally:
             await server.close()
+            await self.images.close()
             if self.event_log is not None:
                 await asyncio.to_thread(self.event_log.close)
 
@@ -107,6 +114,7 @@ class App:
             camera = Camera(cam_cfg, on_status=self._on_camera_status, counters=counters)
             cameras.append(camera)
             start_scene = await asyncio.to_thread(self._start_scene, cam_cfg.id)
+            self.service.frames.expect_first_scene(cam_cfg.id, start_scene)  # its thumbnail
             lanes.append(
                 CameraLane(
                     camera=cam_cfg.id,
@@ -130,7 +138,7 @@ class App:
             if cfg.mqtt.enabled:
                 from livesight.protocols.mqtt_bridge import MQTTBridge
 
-                mqtt_task = tg.create_task(MQTTBridge(self.service, cfg.mqtt).run(), name="mqtt")
+                mqtt_task = tg.create_task(MQTTBridge(self.service, cfg.mqtt, images=self.images).run(), name="mqtt")
             self.service.ready = True
             self._ready.set()
             await self._stop.wait()
@@ -159,6 +167,8 @@ class App:
         )
         if self.event_log is not None:
             self.event_log.scene(change)
+        if self.images is not None:
+            self.images.save_scene(change)
 
     def _on_response(self, job: ResponseJob, result: GenerationResult | None, error: str) -> None:
         if self.event_log is None or result is None:

@@ -202,6 +202,7 @@ class ModelWorker:
             step = lane.dtd.decide(f.camera, f.pts, f.wall_time, p, e)
             tm = time.perf_counter()
             change = lane.detector.update(step)
+            self.service.frames.put(step, p, change)  # latest frame + scene starts, for pictures
             if change is not None:  # the ending scene is captioned before the new scene's first frame goes in
                 lane.memory.on_scene_change(change)
             lane.memory.add_step(step, e.tokens if e is not None else None)
@@ -262,6 +263,8 @@ class ModelWorker:
         delivered = True
         if job.kind is ResponseKind.WATCH:  # pushed only when the answer is yes
             delivered = result is not None and not result.stopped and bool(_YES.match(result.text))
+            if result is not None and not result.stopped:  # yes or no: the watch's state (Home Assistant)
+                self.service.watch_answered(job.watch_id, delivered)
             if delivered:
                 job.sink(job.created_event())
                 job.sink(ResponseDelta(job.response_id, result.text))

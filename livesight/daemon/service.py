@@ -12,9 +12,16 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from livesight.daemon.frame_slots import FrameSlots
 from livesight.daemon.hub import EventHub, HubSubscription
 from livesight.daemon.responses import ResponseJob, ResponseQueue
-from livesight.protocols.api import InvalidRequestError, LimitExceededError, StatsSnapshot, UnknownCameraError
+from livesight.protocols.api import (
+    InvalidRequestError,
+    LimitExceededError,
+    StatsSnapshot,
+    UnknownCameraError,
+    WatchInfo,
+)
 from livesight.types import (
     CameraCounters,
     CameraState,
@@ -59,6 +66,8 @@ class Service:
         self.started = time.time()
         self.ready = False  # set by the app once the model is loaded and cameras started
         self.ttft_ms: list[float] = []  # recent TTFTs (bounded), for stats
+        self.frames = FrameSlots()  # what the model saw last, per camera (written by the model worker)
+        self.watch_holds: dict[str, bool] = {}  # watch id → its last answer (yes = True)
 
     # ---- ServiceAPI ----------------------------------------------------------------------------------------
 
@@ -159,7 +168,18 @@ class Service:
         self.watches[watch_id] = Watch(watch_id, cam, text)
 
     def remove_watch(self, watch_id: str) -> bool:
+        self.watch_holds.pop(watch_id, None)
         return self.watches.pop(watch_id, None) is not None
+
+    def watch_list(self) -> list[WatchInfo]:
+        return [
+            WatchInfo(w.watch_id, w.camera, w.text, self.watch_holds.get(w.watch_id)) for w in self.watches.values()
+        ]
+
+    def watch_answered(self, watch_id: str | None, holds: bool) -> None:
+        """The model worker answered a watch question (yes/no) at a scene change."""
+        if watch_id is not None and watch_id in self.watches:
+            self.watch_holds[watch_id] = holds
 
     # ---- used by the daemon ------------------------------------------------------------------------------
 

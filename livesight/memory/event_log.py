@@ -69,6 +69,7 @@ class EventLog:
 
             raise ConfigError(f"memory.database {self.path}: {e}") from None
         self._queue: queue.Queue[object] = queue.Queue(maxsize=queue_size)
+        self._read_lock = threading.Lock()  # the read connection may be used from the picture thread too
         self.dropped = 0
         self.written = 0
         self._writer = threading.Thread(target=self._run, name="livesight-eventlog", daemon=True)
@@ -129,6 +130,15 @@ class EventLog:
         cur = self._read.execute(f"SELECT * FROM {table} ORDER BY id DESC LIMIT ?", (limit,))
         names = [d[0] for d in cur.description]
         return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+
+    def scenes(self, camera: str, limit: int = 100) -> list[dict[str, Any]]:
+        """The camera's latest scenes, newest first (no flush: what is committed; for the HTTP scene list)."""
+        with self._read_lock:
+            cur = self._read.execute(
+                "SELECT scene, pts, wall_time, caption FROM scenes WHERE camera = ? ORDER BY scene DESC LIMIT ?",
+                (camera, limit),
+            )
+            return [{"scene": r[0], "pts": r[1], "wall_time": r[2], "caption": r[3]} for r in cur.fetchall()]
 
     # ---- lifecycle ---------------------------------------------------------------------------------------
 

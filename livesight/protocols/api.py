@@ -58,6 +58,16 @@ class LimitExceededError(ServiceError, OverflowError):
 BroadcastEvent = SceneChange | CameraStatus | StatsSnapshot | ResponseEvent
 
 
+@dataclass(frozen=True, slots=True)
+class WatchInfo:
+    """A standing watch question and its last answer."""
+
+    watch_id: str
+    camera: str
+    text: str
+    holds: bool | None  # the last answer at a scene change: True (yes), False (no), None (not asked yet)
+
+
 class Subscription(Protocol):
     """A bounded per-subscriber event buffer. When the subscriber falls behind, it is closed (overflowed=True)."""
 
@@ -96,3 +106,46 @@ class ServiceAPI(Protocol):
         ...
 
     def remove_watch(self, watch_id: str) -> bool: ...
+
+    def watch_list(self) -> list[WatchInfo]:
+        """Every watch of every client, with its last answer (for Home Assistant's binary sensors)."""
+        ...
+
+
+# ---- pictures (latest frame with the DTD overlay, scene thumbnails) --------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class JpegImage:
+    """An encoded picture. `seq` numbers the camera's sampled frames (it changes when a new frame is shown)."""
+
+    data: bytes
+    seq: int
+    pts: float
+    wall_time: float
+
+
+class ImageSource(Protocol):
+    """Camera pictures for the HTTP image endpoints and the Home Assistant image entity. Every method raises
+    UnknownCameraError for an unknown camera and BusyError when too many pictures are being encoded already."""
+
+    def latest_seq(self, camera: str) -> int | None:
+        """The number of the camera's latest sampled frame (None before the first): cheap, no encoding."""
+        ...
+
+    async def latest_jpeg(self, camera: str, *, overlay: bool) -> JpegImage | None:
+        """The camera's latest sampled frame as the model saw it (None before the first); with `overlay`, the
+        tokens DTD dropped dimmed and the kept ones outlined."""
+        ...
+
+    async def scene_jpeg(self, camera: str, scene: int) -> bytes | None:
+        """The first frame of a scene (None when not kept)."""
+        ...
+
+    async def scenes(self, camera: str, *, limit: int) -> list[dict[str, Any]]:
+        """The camera's latest scenes, newest first: {scene, pts, wall_time, caption, thumbnail (bool)}."""
+        ...
+
+    def counters(self) -> dict[str, int]:
+        """What it did and refused, for /metrics (e.g. encoded, refused, thumbnails_written)."""
+        ...

@@ -12,7 +12,7 @@ import hmac
 import http
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,7 +33,7 @@ STATIC_FILES = {
 }
 DEFAULT_PAGE_DIR = Path(__file__).parent / "static"
 _PAGE_CSP = (
-    "default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data:; style-src 'self'; "
+    "default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data: blob:; style-src 'self'; "
     "script-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
 )
 _HEALTHY = ("ok", "degraded")
@@ -96,6 +96,10 @@ class Gatekeeper:
         self._origins = None if cfg.allowed_origins is None else {o.rstrip("/") for o in cfg.allowed_origins}
 
     @property
+    def same_origin_only(self) -> bool:
+        return self._origins is None
+
+    @property
     def auth_required(self) -> bool:
         return self._token is not None
 
@@ -134,19 +138,23 @@ class HttpRoutes:
         health: Callable[[], dict[str, Any]],
         metrics: Callable[[], tuple[bytes, str]],
         static: dict[str, bytes],
+        api: Callable[[Request, RequestInfo], Response | Awaitable[Response]] | None = None,
     ) -> None:
         self.gate = Gatekeeper(cfg)
+        self._api = api  # /api/… (camera pictures: image_routes.py)
         self._health = health
         self._metrics = metrics
         self._static = static
 
-    def __call__(self, connection: object, request: Request) -> Response | None:
+    def __call__(self, connection: object, request: Request) -> Response | Awaitable[Response] | None:
         info = parse_request(request)
         if request.method != "GET":
             return text_response(405, f"method {request.method} not allowed\n", {"Allow": "GET"})
         if info.is_upgrade:
             return self._handshake(request, info)
         path = info.path
+        if path.startswith("/api/") and self._api is not None:
+            return self._api(request, info)
         if path == "/healthz":
             return self._healthz(request, info)
         if path == "/metrics":

@@ -36,7 +36,9 @@ import aiomqtt
 
 from livesight.config import MQTTConfig
 from livesight.protocols import events as ev
-from livesight.protocols.api import ServiceAPI, ServiceError, StatsSnapshot
+from livesight.protocols.api import ImageSource, ServiceAPI, ServiceError, StatsSnapshot
+from livesight.protocols.ha_discovery import Naming
+from livesight.protocols.ha_publisher import HAPublisher
 from livesight.protocols.session import QueryRun
 from livesight.streaming.backoff import Backoff
 from livesight.types import CameraStatus, ResponseCreated, ResponseDelta, ResponseDone, ResponseKind, SceneChange
@@ -70,6 +72,7 @@ class MQTTBridge:
         identifier: str | None = None,
         rng: random.Random | None = None,
         client_factory: Callable[..., aiomqtt.Client] = aiomqtt.Client,
+        images: ImageSource | None = None,
     ) -> None:
         self.service = service
         self.cfg = cfg
@@ -81,6 +84,9 @@ class MQTTBridge:
         self.connected = asyncio.Event()
         self._ids = itertools.count(1)
         self._running: set[str] = set()  # query ids being answered
+        # Home Assistant discovery (ha_publisher.py), when mqtt.discovery is on
+        naming = Naming.of(cfg.discovery_prefix, cfg.prefix)
+        self.ha = HAPublisher(service, naming, images=images) if cfg.discovery else None
 
     @property
     def availability_topic(self) -> str:
@@ -127,11 +133,15 @@ class MQTTBridge:
             try:
                 await client.publish(self.availability_topic, b"online", qos=1, retain=True)
                 await client.subscribe(f"{self.prefix}/+/query", qos=1)
+                for topic in self.ha.subscriptions if self.ha is not None else ():
+                    await client.subscribe(topic, qos=1)
                 self.connected.set()
                 log.info("MQTT: connected to %s:%d (prefix %s)", self.cfg.host, self.cfg.port, self.prefix)
                 async with asyncio.TaskGroup() as tg:
                     tg.create_task(self._forward_events(client), name="mqtt:events")
                     tg.create_task(self._receive(client, tg), name="mqtt:receive")
+                    if self.ha is not None:
+                        tg.create_task(self.ha.run(client), name="mqtt:ha")
             except asyncio.CancelledError:
                 self.connected.clear()
                 await self._say_offline(client)
@@ -200,6 +210,8 @@ class MQTTBridge:
     async def _receive(self, client: aiomqtt.Client, tg: asyncio.TaskGroup) -> None:
         async for message in client.messages:
             topic = str(message.topic)
+            if self.ha is not None and self.ha.on_message(topic, _payload(message)):
+                continue
             parts = topic.split("/")
             if len(parts) < 2 or parts[-1] != "query":
                 continue
@@ -283,8 +295,14 @@ class MQTTBridge:
             if payload["type"] == "response.done":
                 payload["camera"] = camera
             await self._publish(client, topic, payload)
+            if self.ha is not None and payload["type"] == "response.done" and payload["status"] == "completed":
+                await self.ha.message(client, camera, payload["text"], kind="query", question=q.text)
         finally:
             self._running.discard(q.id)
+
+
+def _payload(message: aiomqtt.Message) -> bytes:
+    return bytes(message.payload) if isinstance(message.payload, bytes | bytearray) else b""
 
 
 async def _aclose(agen: Any) -> None:

@@ -5,7 +5,9 @@
     ...
     await server.close()                        # clients get close code 1001; waits for their handlers
 
-One `ClientSession` per connection (ws_session.py). HTTP routes and handshake checks: http_routes.py.
+One `ClientSession` per connection (ws_session.py). HTTP routes and handshake checks: http_routes.py; camera
+pictures: image_routes.py; the OpenAI-compatible API (`/v1/`, requests with bodies): openai_http.py, reached through
+http_divert.py's connection class.
 Metrics: metrics.py (own registry per server). Wire format: events.py and docs/protocol.md.
 """
 
@@ -22,9 +24,14 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 
 from livesight.config import ServerConfig
 from livesight.errors import ServeError
-from livesight.protocols.api import ServiceAPI
-from livesight.protocols.http_routes import HttpRoutes, load_static
+from livesight.protocols.api import ImageSource, ServiceAPI
+from livesight.protocols.http_divert import diverting_factory
+from livesight.protocols.http_routes import Gatekeeper, HttpRoutes, load_static
+from livesight.protocols.image_routes import ImageRoutes
 from livesight.protocols.metrics import ServerMetrics
+from livesight.protocols.openai_http import PREFIX as OPENAI_PREFIX
+from livesight.protocols.openai_http import OpenAIHTTP
+from livesight.protocols.parts_metrics import PartsCollector
 from livesight.protocols.ws_session import ClientLimits, ClientSession
 
 log = logging.getLogger(__name__)
@@ -43,11 +50,13 @@ class WSServer:
         *,
         page_dir: Path | None = None,
         limits: ClientLimits | None = None,
+        images: ImageSource | None = None,
     ) -> None:
         self.service = service
         self.cfg = cfg
         self.page_dir = page_dir
         self.limits = limits or ClientLimits()
+        self.images = images  # camera pictures under /api/cameras/ (image_routes.py); None: not served
         self.metrics = ServerMetrics(service)
         self.sessions: dict[str, ClientSession] = {}
         self.port: int | None = None
@@ -55,13 +64,21 @@ class WSServer:
         self._server: Server | None = None
         self._ids = itertools.count(1)
         self._salt = secrets.token_hex(3)
+        # POST /v1/chat/completions needs a request body and a streamed answer: served beside websockets
+        self.openai = OpenAIHTTP(service, Gatekeeper(cfg), max_body=cfg.max_message_bytes)
+        self.request_line_timeout_s = 10.0  # a connection that sends no request line in time is dropped
+        self.metrics.registry.register(PartsCollector(self.openai.counters, images))
 
     async def start(self) -> int:
         """Listen; return the bound port. Raises ServeError with one clear line when it cannot."""
         if self._server is not None:
             raise RuntimeError("already started")
         static = await asyncio.to_thread(load_static, self.page_dir)
-        routes = HttpRoutes(self.cfg, health=self.service.health, metrics=self._metrics, static=static)
+        gate = Gatekeeper(self.cfg)
+        api = (
+            ImageRoutes(self.images, gate, same_origin_only=gate.same_origin_only) if self.images is not None else None
+        )
+        routes = HttpRoutes(self.cfg, health=self.service.health, metrics=self._metrics, static=static, api=api)
         host, port = self.cfg.host, self.cfg.port
         try:
             self._server = await serve(
@@ -76,6 +93,9 @@ class WSServer:
                 ping_timeout=20,
                 server_header="livesight",
                 logger=transport_log,
+                create_connection=diverting_factory(
+                    self.openai.divert, (OPENAI_PREFIX,), sniff_timeout_s=self.request_line_timeout_s
+                ),
             )
         except OSError as e:
             if e.errno == errno.EADDRINUSE:
@@ -94,6 +114,7 @@ class WSServer:
         if self._server is None:
             return
         self._server.close()
+        await self.openai.close()
         await self._server.wait_closed()
         self._server = None
 

@@ -17,4 +17,8 @@ def test_bench_e2e_quick(tmp_path: Path) -> None:
     stages = data["capacity"][0]["stage_ms_per_frame"]
     assert set(stages) == {"prepare + pre-check", "vision encoder", "DTD decision", "scenes + memory + KV prefill"}
     assert all(v >= 0 for v in stages.values()) and stages["vision encoder"] > 0
+    v = data["with_viewers"]["viewers"]
+    assert v["viewers"] == 5 and v["new_frames_200"] >= 1 and v["unchanged_304"] >= 1
+    assert v["jpegs_encoded"] <= v["new_frames_200"]  # viewers of one frame share its encoding
+    assert data["with_viewers"]["frames_per_s_total"] > 0
     assert (tmp_path / "e2e_capacity.png").is_file() and (tmp_path / "e2e_stages.png").is_file()

@@ -121,7 +121,8 @@ def test_encode_response_events_literal() -> None:
 def test_encode_broadcast_literal() -> None:
     scene = SceneChange("door", 3, pts=12.5, wall_time=1700000000.25, score=4.5)
     assert ev.dumps(ev.encode_broadcast(scene)) == (
-        '{"type":"scene.change","camera":"door","scene":3,"pts":12.5,"wall_time":1700000000.25,"score":4.5}'
+        '{"type":"scene.change","camera":"door","scene":3,"pts":12.5,"wall_time":1700000000.25,"score":4.5,'
+        '"thumbnail":"/api/cameras/door/scenes/3.jpg"}'
     )
     state = CameraStatus("door", CameraState.RECONNECTING, "connection refused", 1700000001.0)
     assert json.loads(ev.dumps(ev.encode_broadcast(state))) == {

@@ -125,6 +125,7 @@ async def test_events_are_published(broker: Mosquitto, prefix: str) -> None:
             "pts": 12.0,
             "wall_time": 0,
             "score": 4.2,
+            "thumbnail": "/api/cameras/cam1/scenes/3.jpg",
         }
         pipe.proactive("a person walks in", camera="cam2", scene=4)
         topic, payload, _ = await next_message(c)

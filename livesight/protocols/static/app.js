@@ -18,7 +18,8 @@
     responses: new Map(), // response_id → {el, textEl, kind, queryId}
     running: new Map(), // query id → response_id | null
     watches: new Map(), // watch id → text
-    scenes: [], // {camera, scene, wall_time}
+    scenes: [], // {camera, scene, wall_time, thumbnail}
+    scenesLoaded: new Set(), // cameras whose earlier scenes were fetched
     nextQuery: 1,
     nextWatch: 1,
     retry: 0,
@@ -49,6 +50,14 @@
     while (log.children.length > 500) log.removeChild(log.firstChild);
     if (atBottom) log.scrollTop = log.scrollHeight;
     return { item, body };
+  }
+
+  // Image URLs carry the token as a query parameter (an <img> cannot send a header).
+  function withToken(path, extra) {
+    const q = new URLSearchParams(extra || {});
+    if (token) q.set("token", token);
+    const qs = q.toString();
+    return path + (qs ? "?" + qs : "");
   }
 
   function send(obj) {
@@ -133,6 +142,73 @@
       row.appendChild(bar);
       box.appendChild(row);
     }
+  }
+
+  function renderThumbs() {
+    const box = $("thumbs");
+    box.replaceChildren();
+    const cam = $("camera").value;
+    const shown = state.scenes.filter((s) => s.camera === cam && s.thumbnail && hasFrames(cam)).slice(-12);
+    for (const s of shown) {
+      const fig = el("figure", "thumb");
+      const img = el("img");
+      img.src = withToken(s.thumbnail);
+      img.alt = `scene ${s.scene}`;
+      img.loading = "lazy";
+      fig.appendChild(img);
+      fig.appendChild(el("figcaption", null, `scene ${s.scene} · ${clock(s.wall_time)}`));
+      box.appendChild(fig);
+    }
+  }
+
+  // Scenes from before this page was opened (the event log), with their thumbnails.
+  function loadScenes(cam) {
+    fetch(withToken(`api/cameras/${encodeURIComponent(cam)}/scenes`, { limit: "12" }))
+      .then((r) => (r.ok ? r.json() : { scenes: [] }))
+      .then((body) => {
+        const known = new Set(state.scenes.filter((s) => s.camera === cam).map((s) => s.scene));
+        for (const s of body.scenes.reverse()) {
+          if (!known.has(s.scene)) state.scenes.push({ camera: cam, scene: s.scene, wall_time: s.wall_time,
+            thumbnail: s.thumbnail });
+        }
+        state.scenes.sort((a, b) => a.wall_time - b.wall_time);
+        renderTimeline();
+        renderThumbs();
+      })
+      .catch(() => {});
+  }
+
+  // Live view: poll the latest frame; If-None-Match makes an unchanged frame a bodiless 304.
+  const live = { etag: null, url: null, busy: false };
+  // Pictures exist once a camera has sampled frames (its stats say so): no requests before that.
+  function hasFrames(cam) {
+    const c = state.cameras.get(cam);
+    return Boolean(c && c.stats && c.stats.frames_sampled > 0);
+  }
+  function pollLive() {
+    const cam = $("camera").value;
+    if (!cam || live.busy || document.hidden || !hasFrames(cam)) return;
+    live.busy = true;
+    const overlay = $("overlay").checked ? "1" : "0";
+    const headers = live.etag ? { "If-None-Match": live.etag } : {};
+    fetch(withToken(`api/cameras/${encodeURIComponent(cam)}/latest.jpg`, { overlay }), { headers })
+      .then((r) => {
+        if (r.status !== 200) return null;
+        live.etag = r.headers.get("ETag");
+        const pts = r.headers.get("X-Frame-Pts");
+        $("live-cap").textContent = `${cam} · frame ${r.headers.get("X-Frame-Seq")} · ${Number(pts).toFixed(1)} s`;
+        return r.blob();
+      })
+      .then((blob) => {
+        if (!blob) return;
+        if (live.url) URL.revokeObjectURL(live.url);
+        live.url = URL.createObjectURL(blob);
+        $("live-img").src = live.url;
+      })
+      .catch(() => {})
+      .finally(() => {
+        live.busy = false;
+      });
   }
 
   function renderWatches() {
@@ -231,6 +307,7 @@
         renderCameras();
         $("camera").value = ev.session.camera;
         renderTimeline();
+        state.scenesLoaded = new Set();
         break;
       case "session.updated":
         $("proactive").checked = ev.session.proactive;
@@ -247,8 +324,18 @@
       case "scene.change":
         state.scenes.push(ev);
         if (state.scenes.length > 1000) state.scenes.splice(0, state.scenes.length - 1000);
-        addLog("scene", `${ev.camera} · ${clock(ev.wall_time)}`, `scene ${ev.scene} begins (score ${ev.score.toFixed(2)})`);
+        {
+          const { item } = addLog("scene", `${ev.camera} · ${clock(ev.wall_time)}`,
+            `scene ${ev.scene} begins (score ${ev.score.toFixed(2)})`);
+          if (ev.thumbnail && hasFrames(ev.camera)) {
+            const img = el("img");
+            img.src = withToken(ev.thumbnail);
+            img.alt = `scene ${ev.scene}`;
+            item.appendChild(img);
+          }
+        }
         renderTimeline();
+        renderThumbs();
         break;
       case "camera.state": {
         const cam = state.cameras.get(ev.camera) || { stats: null };
@@ -265,6 +352,10 @@
           cam.stats = s;
           if (s.state) cam.state = s.state;
           state.cameras.set(id, cam);
+          if (hasFrames(id) && !state.scenesLoaded.has(id)) {
+            state.scenesLoaded.add(id);
+            loadScenes(id);
+          }
         }
         renderCameras();
         renderTotals(ev.totals || {});
@@ -362,6 +453,17 @@
 
   $("proactive").addEventListener("change", (e) => send({ type: "session.update", proactive: e.target.checked }));
 
+  $("camera").addEventListener("change", () => {
+    live.etag = null;
+    renderThumbs();
+    pollLive();
+  });
+  $("overlay").addEventListener("change", () => {
+    live.etag = null;
+    pollLive();
+  });
+
   setInterval(renderTimeline, 5000);
+  setInterval(pollLive, 400);
   connect();
 })();
