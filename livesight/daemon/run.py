@@ -41,7 +41,25 @@ def _load(args: argparse.Namespace) -> Config:
     data = cfg.model_dump()
     data["server"] = server
     data["logging"] = logging_cfg
-    return parse_config(data, origin=args.config or "demo.yaml")
+    return _own_part(parse_config(data, origin=args.config or "demo.yaml"), getattr(args, "node", None))
+
+
+def _own_part(cfg: Config, node: str | None) -> Config:
+    """In a fleet, the cameras this node owns (docs/fleet.md); otherwise the config as it is."""
+    from livesight.fleet.ownership import for_node
+
+    own = for_node(cfg, node)
+    if not own.cameras:
+        raise ConfigError(f"node {own.node.id!r} owns none of the {len(cfg.cameras)} cameras of this fleet config")
+    if cfg.fleet is not None:
+        log.info(
+            "node %s runs %d of %d cameras: %s",
+            own.node.id,
+            len(own.cameras),
+            len(cfg.cameras),
+            ", ".join(c.id for c in own.cameras),
+        )
+    return own
 
 
 def preflight(cfg: Config) -> None:
@@ -57,7 +75,9 @@ def preflight(cfg: Config) -> None:
         raise ConfigError("\n  ".join(problems))
 
 
-def _install_signals(loop: asyncio.AbstractEventLoop, stop: callable, config_path: str | None, cfg: Config) -> None:
+def _install_signals(
+    loop: asyncio.AbstractEventLoop, stop: callable, config_path: str | None, cfg: Config, node: str | None = None
+) -> None:
     hits = {"n": 0}
 
     def on_stop(signame: str) -> None:
@@ -71,7 +91,7 @@ def _install_signals(loop: asyncio.AbstractEventLoop, stop: callable, config_pat
 
     def on_hup() -> None:
         try:
-            new = load_config(config_path)
+            new = _own_part(load_config(config_path), node)
         except ConfigError as e:
             log.error("SIGHUP: config is invalid, keeping the running one: %s", e)
             return
@@ -86,13 +106,18 @@ def _install_signals(loop: asyncio.AbstractEventLoop, stop: callable, config_pat
 
 
 async def _serve(
-    cfg: Config, config_path: str | None, *, duration: float | None = None, demo_question: str | None = None
+    cfg: Config,
+    config_path: str | None,
+    *,
+    duration: float | None = None,
+    demo_question: str | None = None,
+    node: str | None = None,
 ) -> None:
     from livesight.daemon.app import App
 
     app = App(cfg)
     loop = asyncio.get_running_loop()
-    _install_signals(loop, app.stop, config_path, cfg)
+    _install_signals(loop, app.stop, config_path, cfg, node)
     async with asyncio.TaskGroup() as tg:
         app_task = tg.create_task(app.run(), name="app")
         helpers: list[asyncio.Task[None]] = []
@@ -125,6 +150,7 @@ def _run(args: argparse.Namespace, *, demo: bool) -> int:
                 args.config,
                 duration=getattr(args, "duration", None),
                 demo_question=args.question if demo else None,
+                node=getattr(args, "node", None),
             )
         )
     except* LivesightError as eg:

@@ -37,6 +37,7 @@ import aiomqtt
 from livesight.config import MQTTConfig, ReconnectConfig
 from livesight.protocols import events as ev
 from livesight.protocols.api import ServiceAPI, StatsSnapshot
+from livesight.protocols.fleet_bridge import FleetAnnouncer
 from livesight.types import CameraStatus, ResponseCreated, ResponseDelta, ResponseDone, ResponseKind, SceneChange
 
 log = logging.getLogger(__name__)
@@ -45,7 +46,7 @@ MAX_CONCURRENT_QUERIES = 4
 MAX_INCOMING = 64  # queued incoming MQTT messages (aiomqtt drops beyond)
 MAX_PAYLOAD = 16 * 1024  # query payloads larger than this are refused
 SUBSCRIPTION_SIZE = 256  # service events buffered for the broker
-KEEPALIVE_S = 10
+KEEPALIVE_S = 10  # default of mqtt.keepalive_s
 STOP_TIMEOUT_S = 2.0  # publishing "offline" on a clean stop
 
 
@@ -74,6 +75,7 @@ class MQTTBridge:
         identifier: str | None = None,
         rng: random.Random | None = None,
         client_factory: Callable[..., aiomqtt.Client] = aiomqtt.Client,
+        fleet: FleetAnnouncer | None = None,
     ) -> None:
         self.service = service
         self.cfg = cfg
@@ -85,10 +87,11 @@ class MQTTBridge:
         self.connected = asyncio.Event()
         self._ids = itertools.count(1)
         self._running: set[str] = set()  # query ids being answered
+        self.fleet = fleet  # in a fleet: per-node availability, own query topics, retained camera info
 
     @property
     def availability_topic(self) -> str:
-        return f"{self.prefix}/available"
+        return self.fleet.availability_topic if self.fleet is not None else f"{self.prefix}/available"
 
     # ---- lifecycle -----------------------------------------------------------------------------------------
 
@@ -127,7 +130,7 @@ class MQTTBridge:
             password=self.cfg.password,
             identifier=self.identifier,
             will=will,
-            keepalive=KEEPALIVE_S,
+            keepalive=self.cfg.keepalive_s,
             timeout=10,
             max_queued_incoming_messages=MAX_INCOMING,
         )
@@ -135,7 +138,10 @@ class MQTTBridge:
             self.counters.connects += 1
             try:
                 await client.publish(self.availability_topic, b"online", qos=1, retain=True)
-                await client.subscribe(f"{self.prefix}/+/query", qos=1)
+                for topic in self.fleet.query_topics() if self.fleet is not None else [f"{self.prefix}/+/query"]:
+                    await client.subscribe(topic, qos=1)
+                if self.fleet is not None:
+                    await self.fleet.announce(client, self.service.health())
                 self.connected.set()
                 log.info("MQTT: connected to %s:%d (prefix %s)", self.cfg.host, self.cfg.port, self.prefix)
                 async with asyncio.TaskGroup() as tg:
@@ -187,6 +193,8 @@ class MQTTBridge:
             await self._publish(client, f"{p}/{item.camera}/scene", ev.encode_scene_change(item))
         elif isinstance(item, CameraStatus):
             await self._publish(client, f"{p}/{item.camera}/state", ev.encode_camera_state(item), retain=True)
+            if self.fleet is not None:
+                await self.fleet.on_state(client, item)
         elif isinstance(item, StatsSnapshot):
             await self._publish(client, f"{p}/stats", ev.encode_stats(item), qos=0)
         elif isinstance(item, ResponseCreated):
