@@ -1,0 +1,234 @@
+"""The gateway in process against real parts: Mosquitto, real daemons' WebSocket servers and MQTT bridges (over the
+scripted FakeService instead of a model), real websockets clients on port 0."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from websockets.asyncio.client import ClientConnection, connect
+
+from livesight.config import MQTTConfig, ReconnectConfig, ServerConfig
+from livesight.gateway.directory import Directory
+from livesight.gateway.mqtt_watch import DirectoryWatcher
+from livesight.gateway.server import GatewayServer
+from livesight.protocols.fleet_bridge import FleetAnnouncer
+from livesight.protocols.mqtt_bridge import MQTTBridge
+from livesight.protocols.ws_server import WSServer
+from tests.protocols.conftest import eventually, http_get, recv_until
+from tests.protocols.fake_service import FakeService
+from tests.protocols.mosquitto import MOSQUITTO, Mosquitto
+
+pytestmark = [
+    pytest.mark.mqtt,
+    pytest.mark.skipif(not Path(MOSQUITTO).exists(), reason="needs mosquitto (scripts/system-deps.sh)"),
+]
+
+FAST = ReconnectConfig(initial_s=0.1, max_s=0.5, multiplier=2.0, jitter=0.2)
+OWNERS = {"cam1": "a", "cam2": "a", "cam3": "b"}
+
+
+@dataclass
+class Node:
+    name: str
+    service: FakeService
+    server: WSServer
+    task: asyncio.Task[None]
+    bridge: MQTTBridge
+
+    async def stop(self) -> None:
+        """A clean stop: the bridge says offline, the server closes its clients."""
+        self.task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self.task
+        await self.server.close()
+
+
+async def start_node(name: str, broker: Mosquitto, prefix: str) -> Node:
+    cams = [c for c, n in OWNERS.items() if n == name]
+    service = FakeService(cameras=cams)
+    server = WSServer(service, ServerConfig(host="127.0.0.1", port=0))
+    port = await server.start()
+    mqtt = MQTTConfig(enabled=True, port=broker.port, prefix=prefix, reconnect=FAST, keepalive_s=2)
+    fleet = FleetAnnouncer(prefix, node=name, url=f"ws://127.0.0.1:{port}", cameras=cams)
+    bridge = MQTTBridge(service, mqtt, fleet=fleet)
+    task = asyncio.create_task(bridge.run(), name=f"bridge-{name}")
+    async with asyncio.timeout(10):
+        await bridge.connected.wait()
+    return Node(name, service, server, task, bridge)
+
+
+@dataclass
+class Gateway:
+    directory: Directory
+    server: GatewayServer
+    port: int
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}"
+
+
+@contextlib.asynccontextmanager
+async def gateway(broker: Mosquitto, prefix: str) -> AsyncIterator[Gateway]:
+    directory = Directory(OWNERS, nodes=["a", "b"])
+    watcher = DirectoryWatcher(directory, MQTTConfig(enabled=True, port=broker.port, prefix=prefix, reconnect=FAST))
+    server = GatewayServer(directory, ServerConfig(host="127.0.0.1", port=0), prefix=prefix)
+    port = await server.start()
+    task = asyncio.create_task(watcher.run(), name="directory")
+    try:
+        await eventually(lambda: directory.synced, 10, "directory synced")
+        yield Gateway(directory, server, port)
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await server.close()
+
+
+@pytest.fixture
+async def fleet(broker: Mosquitto, prefix: str) -> AsyncIterator[tuple[dict[str, Node], Gateway]]:
+    nodes = {n: await start_node(n, broker, prefix) for n in ("a", "b")}
+    try:
+        async with gateway(broker, prefix) as gw:
+            await eventually(lambda: all(gw.directory.online(n) for n in nodes), 10, "nodes online")
+            yield nodes, gw
+    finally:
+        for n in nodes.values():
+            await n.stop()
+
+
+def of_type(typ: str, **fields: Any) -> Any:
+    return lambda e: e["type"] == typ and all(e.get(k) == v for k, v in fields.items())
+
+
+async def hello(ws: ClientConnection) -> dict[str, Any]:
+    e, _ = await recv_until(ws, of_type("session.created"))
+    return e
+
+
+async def test_routes_questions_watches_and_merges_stats(fleet: tuple[dict[str, Node], Gateway]) -> None:
+    nodes, gw = fleet
+    async with connect(gw.url) as ws:
+        h = await hello(ws)
+        assert [(c["id"], c["node"], c["state"]) for c in h["cameras"]] == [
+            ("cam1", "a", "live"),
+            ("cam2", "a", "live"),
+            ("cam3", "b", "live"),
+        ]
+        assert h["session"]["camera"] == "cam1"
+
+        # each question reaches its camera's node only; the answer streams back with the client's ids
+        for qid, cam in (("q1", "cam3"), ("q2", "cam2"), ("q3", None)):
+            await ws.send(
+                json.dumps({"type": "query", "id": qid, "text": f"hi {qid}", **({"camera": cam} if cam else {})})
+            )
+            done, seen = await recv_until(ws, of_type("response.done", query_id=qid))
+            assert done["status"] == "completed" and done["text"] == f"answer to hi {qid}"
+            assert any(e["type"] == "response.delta" for e in seen)
+        assert nodes["b"].service.asked == [("cam3", "hi q1", "q1")]
+        assert [a[2] for a in nodes["a"].service.asked] == ["q2", "q3"]  # q3: the session's camera, cam1
+
+        await ws.send(json.dumps({"type": "query", "id": "q4", "text": "x", "camera": "nope"}))
+        err, _ = await recv_until(ws, of_type("error", event_id="q4"))
+        assert err["code"] == "unknown_camera" and "cam3" in err["message"]
+
+        # a watch lives on its camera's node; the hit comes back under the client's watch id
+        await ws.send(json.dumps({"type": "watch.add", "id": "w1", "text": "a red car", "camera": "cam3"}))
+        await recv_until(ws, of_type("watch.added", id="w1"))
+        (service_watch,) = nodes["b"].service.watches
+        nodes["b"].service.watch_hit(service_watch, "yes, a red car")
+        hit, _ = await recv_until(ws, of_type("response.done", kind="watch"))
+        assert hit["watch_id"] == "w1" and hit["text"] == "yes, a red car"
+
+        # stats: one event with the whole fleet's cameras
+        for n in nodes.values():
+            n.service.publish(n.service.stats())
+        stats, _ = await recv_until(ws, lambda e: e["type"] == "stats" and len(e["cameras"]) == 3)
+        assert stats["totals"]["tokens_total"] == 512 * 3 and stats["totals"]["nodes"] == 2
+
+        # proactive off reaches every node (the node filters), and the gateway answers session.update itself
+        await ws.send(json.dumps({"type": "session.update", "proactive": False, "camera": "cam3"}))
+        upd, _ = await recv_until(ws, of_type("session.updated"))
+        assert upd["session"] == {"id": h["session"]["id"], "camera": "cam3", "proactive": False}
+        await eventually(
+            lambda: all(not s.proactive for n in nodes.values() for s in n.server.sessions.values()), 5, "proactive off"
+        )
+
+
+async def test_cancel_goes_to_the_owner(fleet: tuple[dict[str, Node], Gateway]) -> None:
+    nodes, gw = fleet
+    nodes["b"].service.gate = asyncio.Event()  # hold answers until cancelled
+    async with connect(gw.url) as ws:
+        await hello(ws)
+        await ws.send(json.dumps({"type": "query", "id": "q1", "text": "wait", "camera": "cam3"}))
+        await recv_until(ws, of_type("response.created", query_id="q1"))
+        await ws.send(json.dumps({"type": "query.cancel", "id": "q1"}))
+        done, _ = await recv_until(ws, of_type("response.done", query_id="q1"))
+        assert done["status"] == "cancelled"
+        assert len(nodes["b"].service.cancelled) == 1
+        await ws.send(json.dumps({"type": "query.cancel", "id": "q1"}))
+        err, _ = await recv_until(ws, of_type("error", event_id="q1"))
+        assert err["code"] == "unknown_id"
+
+
+async def test_node_away_and_back(fleet: tuple[dict[str, Node], Gateway], broker: Mosquitto, prefix: str) -> None:
+    nodes, gw = fleet
+    nodes["b"].service.gate = asyncio.Event()
+    async with connect(gw.url) as ws:
+        await hello(ws)
+        await ws.send(json.dumps({"type": "watch.add", "id": "w1", "text": "a person", "camera": "cam3"}))
+        await recv_until(ws, of_type("watch.added", id="w1"))
+        await ws.send(json.dumps({"type": "query", "id": "q1", "text": "long", "camera": "cam3"}))
+        await recv_until(ws, of_type("response.created", query_id="q1"))
+
+        await nodes["b"].stop()
+        # the running answer fails, the camera turns unavailable, new questions are refused at once
+        done, _ = await recv_until(ws, of_type("response.done", query_id="q1"))
+        assert done["status"] == "failed" and "node b" in done["error"]
+        await recv_until(ws, of_type("camera.state", camera="cam3", state="unavailable"))
+        await ws.send(json.dumps({"type": "query", "id": "q2", "text": "x", "camera": "cam3"}))
+        err, _ = await recv_until(ws, of_type("error", event_id="q2"), within=1)
+        assert err["code"] == "camera_unavailable" and err["event_type"] == "query"
+        await ws.send(json.dumps({"type": "query", "id": "q3", "text": "x", "camera": "cam1"}))
+        assert (await recv_until(ws, of_type("response.done", query_id="q3")))[0]["status"] == "completed"
+        status, _, body = await http_get(gw.port, "/healthz")
+        health = json.loads(body)
+        assert status == 200 and health["status"] == "degraded" and not health["nodes"]["b"]["online"]
+        assert health["cameras"]["cam3"]["available"] is False
+
+        # b comes back on another port: the same client sees cam3 again, its watch was added back by the gateway
+        nodes["b"] = await start_node("b", broker, prefix)
+        await recv_until(ws, of_type("camera.state", camera="cam3", state="live"), within=10)
+        await eventually(lambda: len(nodes["b"].service.watches) == 1, 5, "watch re-added")
+        (service_watch,) = nodes["b"].service.watches
+        nodes["b"].service.watch_hit(service_watch, "yes, a person")
+        hit, seen = await recv_until(ws, of_type("response.done", kind="watch"))
+        assert hit["watch_id"] == "w1"
+        assert not [e for e in seen if e["type"] == "watch.added"], "the re-add is the gateway's business"
+        await ws.send(json.dumps({"type": "query", "id": "q4", "text": "back?", "camera": "cam3"}))
+        assert (await recv_until(ws, of_type("response.done", query_id="q4")))[0]["status"] == "completed"
+
+
+async def test_http_on_the_gateway(fleet: tuple[dict[str, Node], Gateway]) -> None:
+    _, gw = fleet
+    status, _, body = await http_get(gw.port, "/healthz")
+    health = json.loads(body)
+    assert status == 200 and health["status"] == "ok" and health["role"] == "gateway"
+    assert {c: v["node"] for c, v in health["cameras"].items()} == OWNERS
+    status, _, page = await http_get(gw.port, "/")
+    assert status == 200 and b"<html" in page.lower()
+    async with connect(gw.url) as ws:
+        await hello(ws)
+        status, _, metrics = await http_get(gw.port, "/metrics")
+    text = metrics.decode()
+    assert status == 200
+    assert 'livesight_camera_available{camera="cam3"} 1.0' in text
+    assert "livesight_gateway_nodes_online 2.0" in text
+    assert 'livesight_gateway_upstream_connects_total{node="b"} 1.0' in text
