@@ -44,6 +44,7 @@ class CameraInfo:
     state: str
     reason: str
     wall_time: float
+    random_weights: bool = False  # the node's model has random weights (the tiny test model)
 
 
 def encode_camera_info(info: CameraInfo) -> dict[str, Any]:
@@ -53,6 +54,7 @@ def encode_camera_info(info: CameraInfo) -> dict[str, Any]:
         "node": info.node,
         "url": info.url,
         "model": info.model,
+        "random_weights": info.random_weights,
         "state": info.state,
         "reason": info.reason,
         "wall_time": round(info.wall_time, 6) if math.isfinite(info.wall_time) else None,
@@ -77,7 +79,11 @@ def decode_camera_info(payload: bytes) -> CameraInfo | None:
     if not fields["url"].startswith(("ws://", "wss://")):
         return None
     wall = obj.get("wall_time")
-    return CameraInfo(wall_time=float(wall) if isinstance(wall, int | float) else math.nan, **fields)
+    return CameraInfo(
+        wall_time=float(wall) if isinstance(wall, int | float) else math.nan,
+        random_weights=obj.get("random_weights") is True,
+        **fields,
+    )
 
 
 def parse_topic(prefix: str, topic: str) -> tuple[str, str] | None:

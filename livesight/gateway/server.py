@@ -129,9 +129,14 @@ class GatewayServer:
             status = "degraded"
         else:
             status = "ok"
+        models = sorted({(i.model, i.random_weights) for i in d.infos.values() if i.model})
+        model = {"name": models[0][0], "random_weights": models[0][1]} if models else {}
+        if len(models) > 1:
+            model["others"] = [m for m, _ in models[1:]]
         return {
             "status": status,
             "role": "gateway",
+            "model": model,
             "uptime_s": round(time.time() - self.started, 1),
             "mqtt": {"connected": d.mqtt_connected, "prefix": self.prefix, "ignored": d.ignored},
             "nodes": nodes,

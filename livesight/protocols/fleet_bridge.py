@@ -32,6 +32,7 @@ class FleetAnnouncer:
         self.url = url
         self.cameras = list(cameras)
         self.model = ""
+        self.random_weights = False
         self.published = 0
 
     @property
@@ -43,7 +44,9 @@ class FleetAnnouncer:
 
     async def announce(self, client: _Publisher, health: dict[str, Any]) -> None:
         """Publish every camera's info (after each connect: retained messages may have been lost with the broker)."""
-        self.model = str((health.get("model") or {}).get("name") or "")
+        model = health.get("model") or {}
+        self.model = str(model.get("name") or "")
+        self.random_weights = model.get("random_weights") is True
         states = health.get("cameras") or {}
         now = time.time()
         for cam in self.cameras:
@@ -55,7 +58,9 @@ class FleetAnnouncer:
             await self._publish(client, status.camera, status.state.value, status.reason, status.wall_time)
 
     async def _publish(self, client: _Publisher, camera: str, state: str, reason: str, wall_time: float) -> None:
-        info = topics.CameraInfo(camera, self.node, self.url, self.model, state, reason[:500], wall_time)
+        info = topics.CameraInfo(
+            camera, self.node, self.url, self.model, state, reason[:500], wall_time, self.random_weights
+        )
         payload = ev.dumps(topics.encode_camera_info(info)).encode()
         await client.publish(topics.camera_info_topic(self.prefix, camera), payload, qos=1, retain=True)
         self.published += 1

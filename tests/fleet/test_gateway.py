@@ -232,3 +232,38 @@ async def test_http_on_the_gateway(fleet: tuple[dict[str, Node], Gateway]) -> No
     assert 'livesight_camera_available{camera="cam3"} 1.0' in text
     assert "livesight_gateway_nodes_online 2.0" in text
     assert 'livesight_gateway_upstream_connects_total{node="b"} 1.0' in text
+
+
+CHROMIUM = "/usr/bin/chromium"
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian chromium (scripts/system-deps.sh)")
+async def test_chat_page_through_the_gateway(fleet: tuple[dict[str, Node], Gateway]) -> None:
+    from playwright.async_api import async_playwright
+
+    from tests.protocols.test_browser import ARGS
+
+    nodes, gw = fleet
+    problems: list[str] = []
+    async with async_playwright() as p:
+        browser = await p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        try:
+            page = await browser.new_page(viewport={"width": 1200, "height": 760})
+            page.on("console", lambda m: problems.append(m.text) if m.type in ("error", "warning") else None)
+            page.on("pageerror", lambda e: problems.append(str(e)))
+            await page.goto(f"http://127.0.0.1:{gw.port}/")
+            await page.locator("#conn.conn-on").wait_for(timeout=10_000)
+            for cam in OWNERS:  # every camera of both nodes
+                await page.locator(".camera .cam-id", has_text=cam).wait_for()
+            await page.locator("#model-banner", has_text="random weights").wait_for()
+            await page.select_option("#camera", "cam3")
+            await page.fill("#question", "who is at the gate?")
+            await page.click("#ask")
+            await page.locator(".msg.answer .text", has_text="answer to who is at the gate?").wait_for()
+            assert nodes["b"].service.asked == [("cam3", "who is at the gate?", "q1")]
+            await nodes["b"].stop()
+            await page.locator(".camera .badge.state-unavailable").first.wait_for()
+        finally:
+            await browser.close()
+    assert problems == [], problems
