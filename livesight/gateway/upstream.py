@@ -125,6 +125,7 @@ class NodeLink:
         self.connected = True
         self.connects += 1
         reason = "connection lost"
+        self.attempted.set()
         try:
             self.sink.link_up(self, hello)
             reason = await self._serve(ws, url)
