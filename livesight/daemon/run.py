@@ -51,14 +51,6 @@ def _own_part(cfg: Config, node: str | None) -> Config:
     own = for_node(cfg, node)
     if not own.cameras:
         raise ConfigError(f"node {own.node.id!r} owns none of the {len(cfg.cameras)} cameras of this fleet config")
-    if cfg.fleet is not None:
-        log.info(
-            "node %s runs %d of %d cameras: %s",
-            own.node.id,
-            len(own.cameras),
-            len(cfg.cameras),
-            ", ".join(c.id for c in own.cameras),
-        )
     return own
 
 
@@ -143,6 +135,8 @@ def _run(args: argparse.Namespace, *, demo: bool) -> int:
     cfg = _load(args)
     preflight(cfg)
     setup_logging(cfg.logging.level, cfg.logging.format)
+    if cfg.fleet is not None:
+        log.info("node %s runs %d camera(s): %s", cfg.node.id, len(cfg.cameras), ", ".join(c.id for c in cfg.cameras))
     try:
         asyncio.run(
             _serve(

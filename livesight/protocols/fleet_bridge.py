@@ -34,6 +34,7 @@ class FleetAnnouncer:
         self.model = ""
         self.random_weights = False
         self.published = 0
+        self.reasserted = 0  # late last wills answered with "online"
 
     @property
     def availability_topic(self) -> str:
@@ -52,6 +53,12 @@ class FleetAnnouncer:
         for cam in self.cameras:
             st = states.get(cam) or {}
             await self._publish(client, cam, str(st.get("state") or "connecting"), str(st.get("reason") or ""), now)
+
+    async def on_own_availability(self, client: _Publisher, payload: object) -> None:
+        if payload == topics.OFFLINE:
+            self.reasserted += 1
+            log.info("MQTT: %s read 'offline' (a late last will): saying online again", self.availability_topic)
+            await client.publish(self.availability_topic, topics.ONLINE, qos=1, retain=True)
 
     async def on_state(self, client: _Publisher, status: CameraStatus) -> None:
         if status.camera in self.cameras:

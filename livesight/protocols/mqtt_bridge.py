@@ -141,6 +141,7 @@ class MQTTBridge:
                 for topic in self.fleet.query_topics() if self.fleet is not None else [f"{self.prefix}/+/query"]:
                     await client.subscribe(topic, qos=1)
                 if self.fleet is not None:
+                    await client.subscribe(self.fleet.availability_topic, qos=1)
                     await self.fleet.announce(client, self.service.health())
                 self.connected.set()
                 log.info("MQTT: connected to %s:%d (prefix %s)", self.cfg.host, self.cfg.port, self.prefix)
@@ -217,6 +218,9 @@ class MQTTBridge:
     async def _receive(self, client: aiomqtt.Client, tg: asyncio.TaskGroup) -> None:
         async for message in client.messages:
             topic = str(message.topic)
+            if self.fleet is not None and topic == self.fleet.availability_topic:
+                await self.fleet.on_own_availability(client, message.payload)
+                continue
             parts = topic.split("/")
             if len(parts) < 2 or parts[-1] != "query":
                 continue

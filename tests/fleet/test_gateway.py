@@ -267,3 +267,20 @@ async def test_chat_page_through_the_gateway(fleet: tuple[dict[str, Node], Gatew
         finally:
             await browser.close()
     assert problems == [], problems
+
+
+async def test_a_late_last_will_is_answered(
+    fleet: tuple[dict[str, Node], Gateway], broker: Mosquitto, prefix: str
+) -> None:
+    """A node killed and restarted within its keepalive: the broker publishes the old session's will `offline` after
+    the new one said `online`. The node reads its own topic and says `online` again; the gateway follows."""
+    import aiomqtt
+
+    nodes, gw = fleet
+    async with aiomqtt.Client("127.0.0.1", broker.port) as c:
+        await c.publish(f"{prefix}/nodes/a/available", b"offline", qos=1, retain=True)  # what a late will does
+    await eventually(lambda: nodes["a"].bridge.fleet.reasserted == 1, 5, "node a says online again")
+    await eventually(lambda: gw.directory.online("a"), 5, "the gateway sees node a online")
+    async with connect(gw.url) as ws:
+        h = await hello(ws)
+        assert all(c["state"] == "live" for c in h["cameras"]), h["cameras"]
