@@ -188,8 +188,9 @@ class MQTTConfig(_Strict):
 
 
 def default_node_id() -> str:
-    """The host name (a StatefulSet pod's name in Kubernetes), first label only."""
-    return socket.gethostname().split(".")[0] or "localhost"
+    """The host name (a StatefulSet pod's name in Kubernetes): its first label, made a valid id."""
+    name = re.sub(r"[^A-Za-z0-9_.-]", "-", socket.gethostname().split(".")[0]).lstrip("_.-")[:64]
+    return name or "localhost"
 
 
 class NodeConfig(_Strict):
