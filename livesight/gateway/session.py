@@ -435,6 +435,8 @@ class GatewaySession:
         old = self.watches.get(msg.id)
         prev = self.links.get(old.node) if old is not None and old.node != link.node else None
         if prev is not None and prev.send(ev.dumps({"type": "watch.remove", "id": msg.id})):  # moved to another node
+            if len(self._quiet_removes) >= 4 * self.limits.max_watches:  # replies lost with their node: forget them
+                self._quiet_removes.clear()
             self._quiet_removes.add(msg.id)
         self._forward(link, {"type": "watch.add", "id": msg.id, "text": msg.text, "camera": camera})
         self.watches[msg.id] = _Watch(camera, msg.text, link.node)

@@ -50,10 +50,10 @@ class Node:
         await self.server.close()
 
 
-async def start_node(name: str, broker: Mosquitto, prefix: str) -> Node:
+async def start_node(name: str, broker: Mosquitto, prefix: str, token: str | None = None) -> Node:
     cams = [c for c, n in OWNERS.items() if n == name]
     service = FakeService(cameras=cams)
-    server = WSServer(service, ServerConfig(host="127.0.0.1", port=0))
+    server = WSServer(service, ServerConfig(host="127.0.0.1", port=0, auth_token=token))
     port = await server.start()
     mqtt = MQTTConfig(enabled=True, port=broker.port, prefix=prefix, reconnect=FAST, keepalive_s=2)
     fleet = FleetAnnouncer(prefix, node=name, url=f"ws://127.0.0.1:{port}", cameras=cams)
@@ -76,10 +76,10 @@ class Gateway:
 
 
 @contextlib.asynccontextmanager
-async def gateway(broker: Mosquitto, prefix: str) -> AsyncIterator[Gateway]:
+async def gateway(broker: Mosquitto, prefix: str, token: str | None = None) -> AsyncIterator[Gateway]:
     directory = Directory(OWNERS, nodes=["a", "b"])
     watcher = DirectoryWatcher(directory, MQTTConfig(enabled=True, port=broker.port, prefix=prefix, reconnect=FAST))
-    server = GatewayServer(directory, ServerConfig(host="127.0.0.1", port=0), prefix=prefix)
+    server = GatewayServer(directory, ServerConfig(host="127.0.0.1", port=0, auth_token=token), prefix=prefix)
     port = await server.start()
     task = asyncio.create_task(watcher.run(), name="directory")
     try:
@@ -284,3 +284,25 @@ async def test_a_late_last_will_is_answered(
     async with connect(gw.url) as ws:
         h = await hello(ws)
         assert all(c["state"] == "live" for c in h["cameras"]), h["cameras"]
+
+
+async def test_the_token_opens_the_gateway_and_the_nodes(broker: Mosquitto, prefix: str) -> None:
+    from websockets.exceptions import InvalidStatus
+
+    nodes = {n: await start_node(n, broker, prefix, token="s3cret") for n in ("a", "b")}
+    try:
+        async with gateway(broker, prefix, token="s3cret") as gw:
+            await eventually(lambda: all(gw.directory.online(n) for n in nodes), 10, "nodes online")
+            with pytest.raises(InvalidStatus) as e:
+                async with connect(gw.url):
+                    pass
+            assert e.value.response.status_code == 401
+            async with connect(gw.url + "/?token=s3cret") as ws:
+                h = await hello(ws)
+                assert all(c["state"] == "live" for c in h["cameras"]), h["cameras"]  # the gateway got into the nodes
+                await ws.send(json.dumps({"type": "query", "id": "q1", "text": "hi", "camera": "cam3"}))
+                done, _ = await recv_until(ws, of_type("response.done", query_id="q1"))
+                assert done["status"] == "completed"
+    finally:
+        for n in nodes.values():
+            await n.stop()
