@@ -11,6 +11,9 @@ Topics (`P` = mqtt.prefix, `CAM` = a camera id):
   P/CAM/query      (in)   JSON {"id": "...", "text": "..."} or plain text (then an id is generated)
   P/CAM/answer/ID  (out)  the complete answer: response.done JSON + query_id, camera; or an error JSON
 
+In a fleet (`fleet=FleetAnnouncer(...)`, fleet_bridge.py): P/nodes/NODE/available replaces P/available, only the
+node's own cameras' P/CAM/query are subscribed, and a retained P/CAM/info is kept per camera.
+
     bridge = MQTTBridge(service, cfg.mqtt)
     await bridge.run()      # until cancelled; reconnects with jittered, capped exponential backoff
 
