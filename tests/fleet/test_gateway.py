@@ -21,6 +21,7 @@ from livesight.gateway.server import GatewayServer
 from livesight.protocols.fleet_bridge import FleetAnnouncer
 from livesight.protocols.mqtt_bridge import MQTTBridge
 from livesight.protocols.ws_server import WSServer
+from livesight.protocols.ws_session import ClientLimits
 from tests.protocols.conftest import eventually, http_get, recv_until
 from tests.protocols.fake_service import FakeService
 from tests.protocols.mosquitto import MOSQUITTO, Mosquitto
@@ -304,5 +305,49 @@ async def test_the_token_opens_the_gateway_and_the_nodes(broker: Mosquitto, pref
                 done, _ = await recv_until(ws, of_type("response.done", query_id="q1"))
                 assert done["status"] == "completed"
     finally:
+        for n in nodes.values():
+            await n.stop()
+
+
+async def test_a_client_that_never_reads_is_dropped(broker: Mosquitto, prefix: str) -> None:
+    """Overflow policy disconnect_client through the gateway: nodes never wait for a stalled client; it is closed."""
+    nodes = {n: await start_node(n, broker, prefix) for n in ("a", "b")}
+    directory = Directory(OWNERS, nodes=["a", "b"])
+    watcher = DirectoryWatcher(directory, MQTTConfig(enabled=True, port=broker.port, prefix=prefix, reconnect=FAST))
+    server = GatewayServer(
+        directory,
+        ServerConfig(host="127.0.0.1", port=0, client_queue=8),
+        prefix=prefix,
+        limits=ClientLimits(close_timeout_s=0.3),
+    )
+    port = await server.start()
+    task = asyncio.create_task(watcher.run(), name="directory")
+    svc = nodes["a"].service
+    try:
+        await eventually(lambda: all(directory.online(n) for n in nodes), 10, "nodes online")
+        url = f"ws://127.0.0.1:{port}"
+        async with (
+            connect(url, max_queue=1, compression=None, close_timeout=0.5) as stalled,
+            connect(url, compression=None) as healthy,
+        ):
+            await hello(healthy)
+            received = 0
+            async with asyncio.timeout(30):
+                while not any(s.dropped_slow for s in server.sessions.values()):
+                    svc.proactive("x" * 16_000, camera="cam1")
+                    await recv_until(healthy, of_type("response.done", kind="proactive"))
+                    received += 1
+            await eventually(lambda: len(server.sessions) == 1, 5, "stalled client gone")
+            svc.proactive("still here", camera="cam1")
+            await recv_until(healthy, lambda e: e["type"] == "response.done" and e["text"] == "still here")
+            assert received > 2
+            _ = stalled
+        _, _, body = await http_get(port, "/metrics")
+        assert 'livesight_ws_clients_dropped_total{reason="send_queue"} 1.0' in body.decode()
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await server.close()
         for n in nodes.values():
             await n.stop()
