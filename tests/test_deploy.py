@@ -74,3 +74,16 @@ def test_fleet_config_matches_the_statefulset(tmp_path: Path) -> None:
     assert needed <= {e["name"] for e in gw["env"]}
     assert needed <= {e["name"] for e in node["env"]}
     assert cfg.mqtt.enabled and cfg.mqtt.host == m[("Service", "mosquitto")]["metadata"]["name"]
+
+
+def test_dockerfile_installs_like_the_makefile() -> None:
+    root = DEPLOY.parents[1]
+    make = re.search(r"^TORCH\s*\?=\s*(\S+)", (root / "Makefile").read_text(), flags=re.M)
+    docker = (root / "Dockerfile").read_text()
+    pin = re.search(r"^ARG TORCH=(\S+)", docker, flags=re.M)
+    assert make and pin and pin.group(1) == make.group(1), "the image must pin the torch the Makefile pins"
+    # torch from PyTorch's index for the chosen variant first, then the project (which then keeps that torch)
+    torch_at = docker.index('--index-url "https://download.pytorch.org/whl/${TORCH_VARIANT}" "${TORCH}"')
+    assert torch_at < docker.index("pip install .")
+    assert re.search(r"^ARG TORCH_VARIANT=cpu$", docker, flags=re.M)
+    assert "USER 10001" in docker  # the same uid as the manifests' runAsUser
