@@ -48,10 +48,7 @@ def _own_part(cfg: Config, node: str | None) -> Config:
     """In a fleet, the cameras this node owns (docs/fleet.md); otherwise the config as it is."""
     from livesight.fleet.ownership import for_node
 
-    own = for_node(cfg, node)
-    if not own.cameras:
-        raise ConfigError(f"node {own.node.id!r} owns none of the {len(cfg.cameras)} cameras of this fleet config")
-    return own
+    return for_node(cfg, node)
 
 
 def preflight(cfg: Config) -> None:
@@ -135,8 +132,13 @@ def _run(args: argparse.Namespace, *, demo: bool) -> int:
     cfg = _load(args)
     preflight(cfg)
     setup_logging(cfg.logging.level, cfg.logging.format)
-    if cfg.fleet is not None:
+    if cfg.fleet is not None and cfg.cameras:
         log.info("node %s runs %d camera(s): %s", cfg.node.id, len(cfg.cameras), ", ".join(c.id for c in cfg.cameras))
+    elif cfg.fleet is not None:
+        log.warning(
+            "node %s owns none of this fleet's cameras: it idles (fleet.nodes lists more nodes than needed)",
+            cfg.node.id,
+        )
     try:
         asyncio.run(
             _serve(
