@@ -51,6 +51,17 @@ def _own_part(cfg: Config, node: str | None) -> Config:
     return for_node(cfg, node)
 
 
+def _log_fleet_part(cfg: Config) -> None:
+    if cfg.fleet is None:
+        return
+    if cfg.cameras:
+        log.info("node %s runs %d camera(s): %s", cfg.node.id, len(cfg.cameras), ", ".join(c.id for c in cfg.cameras))
+    else:
+        log.warning("node %s owns none of this fleet's cameras: it idles (more nodes than needed)", cfg.node.id)
+    if not cfg.mqtt.enabled:
+        log.warning("fleet without mqtt.enabled: no gateway can find node %s (nodes announce over MQTT)", cfg.node.id)
+
+
 def preflight(cfg: Config) -> None:
     """Checks that need the machine, not just the schema: local files that must exist."""
     problems = []
@@ -132,13 +143,7 @@ def _run(args: argparse.Namespace, *, demo: bool) -> int:
     cfg = _load(args)
     preflight(cfg)
     setup_logging(cfg.logging.level, cfg.logging.format)
-    if cfg.fleet is not None and cfg.cameras:
-        log.info("node %s runs %d camera(s): %s", cfg.node.id, len(cfg.cameras), ", ".join(c.id for c in cfg.cameras))
-    elif cfg.fleet is not None:
-        log.warning(
-            "node %s owns none of this fleet's cameras: it idles (fleet.nodes lists more nodes than needed)",
-            cfg.node.id,
-        )
+    _log_fleet_part(cfg)
     try:
         asyncio.run(
             _serve(
