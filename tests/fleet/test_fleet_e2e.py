@@ -1,7 +1,8 @@
 """Two daemons (nodes a, b) from one fleet config, one gateway, one real Mosquitto — all real processes on loopback.
 
 Checked as a user would: each camera runs on exactly one node; a WebSocket client on the gateway asks all four
-cameras and gets four answers; kill -9 node b → its cameras turn `unavailable` (camera.state events, error
+cameras and gets four answers; the chat page served by the gateway lists all four (headless chromium, when
+installed); kill -9 node b → its cameras turn `unavailable` (camera.state events, error
 `camera_unavailable` at once, gateway health `degraded` once b's last will arrives) while node a's keep answering;
 restart b → its cameras come back and answer without touching the gateway or the client.
 """
@@ -93,6 +94,30 @@ class Client:
         return await self.until(lambda e: _ends(e, qid), within, f"an answer to {qid}")
 
 
+CHROMIUM = "/usr/bin/chromium"
+HAVE_CHROMIUM = Path(CHROMIUM).exists()
+
+
+async def _page_shows_every_camera(port: int) -> None:
+    """The chat page, served by the gateway, lists the four cameras of both nodes (headless Debian chromium)."""
+    from playwright.async_api import async_playwright
+
+    from tests.protocols.test_browser import ARGS
+
+    async with async_playwright() as p:
+        browser = await p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        try:
+            page = await browser.new_page()
+            await page.goto(f"http://127.0.0.1:{port}/")
+            await page.locator("#conn.conn-on").wait_for(timeout=10_000)
+            for cam in OWNERS:
+                await page.locator(".camera .cam-id", has_text=cam).wait_for(timeout=10_000)
+            options = await page.locator("#camera option").all_inner_texts()
+            assert sorted(options) == sorted(OWNERS), options
+        finally:
+            await browser.close()
+
+
 def _ends(e: dict[str, Any], qid: str) -> bool:
     return (e["type"] == "response.done" and e.get("query_id") == qid) or (
         e["type"] == "error" and e.get("event_id") == qid
@@ -150,6 +175,8 @@ async def test_fleet_through_the_gateway(broker: Mosquitto, prefix: str, tmp_pat
             assert all(a_["status"] == "completed" and a_["text"] for a_ in answers), answers
             created = [e for e in client.events if e["type"] == "response.created"]
             assert sorted(e["camera"] for e in created) == sorted(OWNERS)
+            if HAVE_CHROMIUM:
+                await _page_shows_every_camera(gw_port)
 
             # kill -9 node b: its cameras become unavailable; a's keep answering
             b.kill9()
