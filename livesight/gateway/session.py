@@ -30,6 +30,7 @@ from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
 from livesight.gateway.directory import Directory
+from livesight.gateway.stats import merge_stats
 from livesight.gateway.upstream import NodeLink
 from livesight.protocols import events as ev
 from livesight.protocols.ws_session import CLOSE_TOO_SLOW, ClientLimits, TokenBucket
@@ -267,7 +268,7 @@ class GatewaySession:
         elif typ == "stats":
             self._node_stats[node] = obj
             if self._hello_sent:
-                self._send(self._merged_stats())
+                self._send(merge_stats(self._node_stats.values()))
             return
         elif typ == "response.created" and obj.get("kind") == "query":
             q = self.queries.get(str(obj.get("query_id")))
@@ -310,25 +311,6 @@ class GatewaySession:
         ttft = obj.get("ttft_ms")
         if status == "completed" and isinstance(ttft, int | float):
             self.metrics.server.ttft.observe(ttft / 1000.0)
-
-    def _merged_stats(self) -> dict[str, Any]:
-        cameras: dict[str, Any] = {}
-        totals: dict[str, Any] = {}
-        medians: list[float] = []
-        for st in self._node_stats.values():
-            if isinstance(st.get("cameras"), dict):
-                cameras.update(st["cameras"])
-            for k, v in (st.get("totals") or {}).items():
-                if isinstance(v, int) and not isinstance(v, bool):
-                    totals[k] = totals.get(k, 0) + v
-            m = (st.get("totals") or {}).get("ttft_ms_median")
-            if isinstance(m, int | float):
-                medians.append(float(m))
-        tt, kept = totals.get("tokens_total", 0), totals.get("tokens_kept", 0)
-        totals["drop_ratio"] = round(1 - kept / tt, 4) if tt else 0.0
-        totals["ttft_ms_median"] = sorted(medians)[len(medians) // 2] if medians else None
-        totals["nodes"] = len(self._node_stats)
-        return {"type": "stats", "wall_time": ev.finite(time.time()), "cameras": cameras, "totals": totals}
 
     # ---- incoming ------------------------------------------------------------------------------------------
 
