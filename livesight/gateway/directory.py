@@ -131,12 +131,12 @@ class Directory:
         info = self.infos.get(camera)
         node = self.owner(camera)
         available = self.online(node)
-        if info is None:
-            state, reason = ("unavailable", f"node {node} has not announced it") if available else ("unavailable", "")
-        else:
-            state, reason = info.state, info.reason
         if not available:
             state, reason = "unavailable", f"node {node} is offline" if node else "no node owns it"
+        elif info is None:
+            state, reason = "unavailable", f"node {node} has not announced it"
+        else:
+            state, reason = info.state, info.reason
         return CameraEntry(camera, node, self.url(node) if node else None, state, reason, available)
 
     def node_names(self) -> list[str]:
