@@ -1,4 +1,4 @@
-"""Command line: `livesight serve | demo | chat | validate-config | probe | dtd-view | bench`.
+"""Command line: `livesight serve | demo | gateway | chat | validate-config | probe | dtd-view | bench`.
 
 User-facing errors (LivesightError) print as one line on stderr with a non-zero exit, never a traceback.
 Each command's implementation lives in the part of the package it belongs to and is imported lazily,
@@ -32,6 +32,12 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from livesight.daemon.run import run_demo
 
     return run_demo(args)
+
+
+def _cmd_gateway(args: argparse.Namespace) -> int:
+    from livesight.gateway.run import run_gateway
+
+    return run_gateway(args)
 
 
 def _cmd_chat(args: argparse.Namespace) -> int:
@@ -80,9 +86,18 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--port", type=int, default=None, help="override server.port (0 = any free port)")
         sp.add_argument("--log-format", choices=["text", "json"], default=None, help="override logging.format")
         sp.add_argument("--log-level", default=None, help="override logging.level")
+        if name == "serve":
+            sp.add_argument("--node", default=None, help="this node's id in a fleet (overrides node.id)")
         if name == "demo":
             sp.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
             sp.add_argument("--question", default="What is happening?", help="asked every few seconds")
+
+    sp = add("gateway", _cmd_gateway, "one front for a fleet: routes each client's questions to the camera's node")
+    sp.add_argument("--config", required=True, help="the fleet's YAML config (its mqtt, server and cameras)")
+    sp.add_argument("--host", default=None, help="override server.host")
+    sp.add_argument("--port", type=int, default=None, help="override server.port (0 = any free port)")
+    sp.add_argument("--log-format", choices=["text", "json"], default=None, help="override logging.format")
+    sp.add_argument("--log-level", default=None, help="override logging.level")
 
     sp = add("chat", _cmd_chat, "interactive chat client for a running daemon")
     sp.add_argument("url", nargs="?", default="ws://127.0.0.1:8765", help="ws://HOST:PORT")
@@ -104,7 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--model", default=None, help="checkpoint directory or HF id (default: tiny random-weight model)")
 
     sp = add("bench", _cmd_bench, "run benchmarks, writing JSON and PNG to --out")
-    sp.add_argument("which", choices=["ingest", "dtd", "memory", "e2e", "all"])
+    sp.add_argument("which", choices=["ingest", "dtd", "memory", "e2e", "gateway", "all"])
     sp.add_argument("--out", default="bench-out")
     sp.add_argument("--device", default="cpu")
     sp.add_argument("--shape", choices=["tiny", "7b"], default="tiny", help="random-weight model shape")

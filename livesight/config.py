@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -17,7 +18,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from livesight.errors import ConfigError
 
-Identifier = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
+IDENTIFIER_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+Identifier = Annotated[str, Field(pattern=IDENTIFIER_PATTERN)]
+
+
+MAX_CAMERAS_PER_NODE = 64
 
 
 def is_loopback(host: str) -> bool:
@@ -95,6 +100,11 @@ class CameraConfig(_Strict):
     reconnect: ReconnectConfig = ReconnectConfig()
     dtd: DTDConfig | None = Field(None, description="per-camera DTD settings; default: the top-level dtd")
     proactive: bool | None = Field(None, description="per-camera switch; default: proactive.enabled")
+    node: str | None = Field(
+        None,
+        pattern=IDENTIFIER_PATTERN,
+        description="fleet: the node that runs this camera (one of fleet.nodes); default: consistent hashing",
+    )
 
 
 class ModelConfig(_Strict):
@@ -189,9 +199,52 @@ class MQTTConfig(_Strict):
     username: str | None = None
     password: str | None = None
     prefix: str = Field("livesight", pattern=r"^[A-Za-z0-9_/-]+$")
+    keepalive_s: int = Field(
+        10, ge=1, le=3600, description="MQTT keepalive; the broker declares a silent client dead after 1.5x this"
+    )
     reconnect: ReconnectConfig = ReconnectConfig()
     discovery: bool = Field(False, description="publish Home Assistant MQTT discovery (a device per camera)")
     discovery_prefix: str = Field("homeassistant", pattern=r"^[A-Za-z0-9_-]+$", description="HA's discovery prefix")
+
+
+def default_node_id() -> str:
+    """The host name (a StatefulSet pod's name in Kubernetes): its first label, made a valid id."""
+    name = re.sub(r"[^A-Za-z0-9_.-]", "-", socket.gethostname().split(".")[0]).lstrip("_.-")[:64]
+    return name or "localhost"
+
+
+class NodeConfig(_Strict):
+    """This daemon's identity in a fleet (`livesight serve --node ID` overrides `id`)."""
+
+    id: str = Field(
+        default_factory=default_node_id,
+        validate_default=True,
+        pattern=IDENTIFIER_PATTERN,
+        description="default: the host name (a StatefulSet pod's name)",
+    )
+    url: str | None = Field(
+        None,
+        pattern=r"^wss?://[^\s/]+(/\S*)?$",
+        description="the WebSocket URL the gateway reaches this node at; default ws://<host>:<bound port>",
+    )
+
+
+class FleetConfig(_Strict):
+    """Several daemons sharing one config and one MQTT broker (docs/fleet.md)."""
+
+    nodes: list[str] = Field(
+        ..., min_length=1, max_length=1024, description="node ids (each like a camera id) cameras are hashed over"
+    )
+
+    @field_validator("nodes")
+    @classmethod
+    def _valid_unique_nodes(cls, v: list[str]) -> list[str]:
+        bad = [n for n in v if not re.match(IDENTIFIER_PATTERN, n)]
+        if bad:
+            raise ValueError(f"not a valid node id: {bad[0]!r} (letters, digits, _ . -; at most 64)")
+        if len(set(v)) != len(v):
+            raise ValueError("node ids must be unique")
+        return v
 
 
 class LoggingConfig(_Strict):
@@ -200,7 +253,7 @@ class LoggingConfig(_Strict):
 
 
 class Config(_Strict):
-    cameras: list[CameraConfig] = Field(..., min_length=1, max_length=64)
+    cameras: list[CameraConfig] = Field(..., min_length=1, max_length=4096, description="at most 64 per node")
     model: ModelConfig
     dtd: DTDConfig = DTDConfig()
     memory: MemoryConfig = MemoryConfig()
@@ -209,6 +262,8 @@ class Config(_Strict):
     server: ServerConfig = ServerConfig()
     mqtt: MQTTConfig = MQTTConfig()
     logging: LoggingConfig = LoggingConfig()
+    node: NodeConfig = NodeConfig()
+    fleet: FleetConfig | None = Field(None, description="set for a fleet of daemons; null = one daemon runs all")
 
     @model_validator(mode="after")
     def _unique_camera_ids(self) -> Config:
@@ -217,6 +272,20 @@ class Config(_Strict):
             if cam.id in seen:
                 raise ValueError(f"duplicate camera id {cam.id!r}")
             seen.add(cam.id)
+        return self
+
+    @model_validator(mode="after")
+    def _fleet_owners(self) -> Config:
+        if self.fleet is None:
+            if len(self.cameras) > MAX_CAMERAS_PER_NODE:
+                raise ValueError(f"at most {MAX_CAMERAS_PER_NODE} cameras without a fleet section")
+            for i, cam in enumerate(self.cameras):
+                if cam.node is not None:
+                    raise ValueError(f"cameras.{i}.node: needs a fleet section listing the node")
+            return self
+        for i, cam in enumerate(self.cameras):
+            if cam.node is not None and cam.node not in self.fleet.nodes:
+                raise ValueError(f"cameras.{i}.node: {cam.node!r} is not one of fleet.nodes")
         return self
 
     def dtd_for(self, camera: CameraConfig) -> DTDConfig:

@@ -60,6 +60,8 @@ def render_model(model: type[BaseModel], prefix: str, out: list[str], seen: set[
     nested: list[tuple[str, type[BaseModel]]] = []
     for name, f in model.model_fields.items():
         default = "required" if f.default is PydanticUndefined else f.default
+        if f.default_factory is not None:
+            default = "(computed)"
         if isinstance(default, BaseModel):
             default = "(see below)"
         desc = (f.description or "").replace("|", "\\|")

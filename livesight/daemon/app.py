@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 import time
 from dataclasses import dataclass
 
@@ -20,12 +21,14 @@ from livesight.daemon.images import Images, ThumbnailStore, thumbnail_dir
 from livesight.daemon.model_worker import CameraLane, ModelWorker
 from livesight.daemon.responses import ResponseJob
 from livesight.daemon.service import Service
+from livesight.fleet.topics import default_node_url
 from livesight.memory.camera_memory import CameraMemory
 from livesight.memory.event_log import EventLog
 from livesight.memory.scene_detector import SceneDetector
 from livesight.model.backend import Backend, GenerationResult
 from livesight.model.dtd import DTD
 from livesight.model.registry import load_backend
+from livesight.protocols.fleet_bridge import FleetAnnouncer
 from livesight.protocols.ws_server import WSServer
 from livesight.streaming.camera import Camera
 from livesight.types import CameraStatus, SceneChange
@@ -138,7 +141,8 @@ class App:
             if cfg.mqtt.enabled:
                 from livesight.protocols.mqtt_bridge import MQTTBridge
 
-                mqtt_task = tg.create_task(MQTTBridge(self.service, cfg.mqtt, images=self.images).run(), name="mqtt")
+                bridge = MQTTBridge(self.service, cfg.mqtt, images=self.images, fleet=self._fleet_announcer())
+                mqtt_task = tg.create_task(bridge.run(), name="mqtt")
             self.service.ready = True
             self._ready.set()
             await self._stop.wait()
@@ -151,6 +155,15 @@ class App:
             stats_task.cancel()
             if mqtt_task is not None:
                 mqtt_task.cancel()
+
+    def _fleet_announcer(self) -> FleetAnnouncer | None:
+        """In a fleet, the MQTT bridge also publishes this node's availability and its cameras' info."""
+        cfg = self.cfg
+        if cfg.fleet is None:
+            return None
+        assert self.port is not None
+        url = cfg.node.url or default_node_url(cfg.server.host, self.port, socket.gethostname())
+        return FleetAnnouncer(cfg.mqtt.prefix, node=cfg.node.id, url=url, cameras=[c.id for c in cfg.cameras])
 
     def _start_scene(self, camera: str) -> int:
         return self.event_log.last_scene(camera) + 1 if self.event_log is not None else 1

@@ -41,7 +41,25 @@ def _load(args: argparse.Namespace) -> Config:
     data = cfg.model_dump()
     data["server"] = server
     data["logging"] = logging_cfg
-    return parse_config(data, origin=args.config or "demo.yaml")
+    return _own_part(parse_config(data, origin=args.config or "demo.yaml"), getattr(args, "node", None))
+
+
+def _own_part(cfg: Config, node: str | None) -> Config:
+    """In a fleet, the cameras this node owns (docs/fleet.md); otherwise the config as it is."""
+    from livesight.fleet.ownership import for_node
+
+    return for_node(cfg, node)
+
+
+def _log_fleet_part(cfg: Config) -> None:
+    if cfg.fleet is None:
+        return
+    if cfg.cameras:
+        log.info("node %s runs %d camera(s): %s", cfg.node.id, len(cfg.cameras), ", ".join(c.id for c in cfg.cameras))
+    else:
+        log.warning("node %s owns none of this fleet's cameras: it idles (more nodes than needed)", cfg.node.id)
+    if not cfg.mqtt.enabled:
+        log.warning("fleet without mqtt.enabled: no gateway can find node %s (nodes announce over MQTT)", cfg.node.id)
 
 
 def preflight(cfg: Config) -> None:
@@ -57,7 +75,9 @@ def preflight(cfg: Config) -> None:
         raise ConfigError("\n  ".join(problems))
 
 
-def _install_signals(loop: asyncio.AbstractEventLoop, stop: callable, config_path: str | None, cfg: Config) -> None:
+def _install_signals(
+    loop: asyncio.AbstractEventLoop, stop: callable, config_path: str | None, cfg: Config, node: str | None = None
+) -> None:
     hits = {"n": 0}
 
     def on_stop(signame: str) -> None:
@@ -71,7 +91,7 @@ def _install_signals(loop: asyncio.AbstractEventLoop, stop: callable, config_pat
 
     def on_hup() -> None:
         try:
-            new = load_config(config_path)
+            new = _own_part(load_config(config_path), node)
         except ConfigError as e:
             log.error("SIGHUP: config is invalid, keeping the running one: %s", e)
             return
@@ -86,13 +106,18 @@ def _install_signals(loop: asyncio.AbstractEventLoop, stop: callable, config_pat
 
 
 async def _serve(
-    cfg: Config, config_path: str | None, *, duration: float | None = None, demo_question: str | None = None
+    cfg: Config,
+    config_path: str | None,
+    *,
+    duration: float | None = None,
+    demo_question: str | None = None,
+    node: str | None = None,
 ) -> None:
     from livesight.daemon.app import App
 
     app = App(cfg)
     loop = asyncio.get_running_loop()
-    _install_signals(loop, app.stop, config_path, cfg)
+    _install_signals(loop, app.stop, config_path, cfg, node)
     async with asyncio.TaskGroup() as tg:
         app_task = tg.create_task(app.run(), name="app")
         helpers: list[asyncio.Task[None]] = []
@@ -118,6 +143,7 @@ def _run(args: argparse.Namespace, *, demo: bool) -> int:
     cfg = _load(args)
     preflight(cfg)
     setup_logging(cfg.logging.level, cfg.logging.format)
+    _log_fleet_part(cfg)
     try:
         asyncio.run(
             _serve(
@@ -125,6 +151,7 @@ def _run(args: argparse.Namespace, *, demo: bool) -> int:
                 args.config,
                 duration=getattr(args, "duration", None),
                 demo_question=args.question if demo else None,
+                node=getattr(args, "node", None),
             )
         )
     except* LivesightError as eg:

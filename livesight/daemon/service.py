@@ -51,8 +51,7 @@ class Service:
         stats_source: Callable[[], dict[str, dict[str, Any]]] | None = None,
         model_info: dict[str, Any] | None = None,
     ) -> None:
-        if not camera_ids:
-            raise ValueError("at least one camera")
+        # no cameras is allowed: a fleet node that owns none idles (docs/fleet.md)
         self._cameras = list(camera_ids)
         self.hub = EventHub()
         self.responses = ResponseQueue(response_queue_size)
@@ -128,6 +127,8 @@ class Service:
 
     def _camera(self, camera: str | None) -> str:
         if camera is None:
+            if not self._cameras:
+                raise KeyError("this node runs no cameras")
             return self._cameras[0]
         if camera not in self.counters:
             raise UnknownCameraError(f"unknown camera {camera!r} (cameras: {', '.join(self._cameras)})")

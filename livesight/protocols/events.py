@@ -42,6 +42,7 @@ class ErrorCode:
     MISSING_FIELD = "missing_field"
     INVALID_FIELD = "invalid_field"  # wrong type, bad pattern, too long, unknown field
     UNKNOWN_CAMERA = "unknown_camera"
+    CAMERA_UNAVAILABLE = "camera_unavailable"  # gateway: the camera's node is offline or unreachable (retry later)
     UNKNOWN_ID = "unknown_id"  # cancel/remove of an id this session does not have
     DUPLICATE_ID = "duplicate_id"  # a query id still running in this session
     BUSY = "busy"  # too many queries running (this session) or queued (server)

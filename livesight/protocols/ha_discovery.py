@@ -10,7 +10,8 @@ Per camera, one HA device with (topics: `D` = discovery prefix, `N` = node id, `
 - `binary_sensor` per watch (`D/binary_sensor/N/CAM_watch_K/config`): `P/CAM/watch/K/state` is ON while the watch
   holds (its last answer was yes), else OFF
 
-Every payload has a `unique_id`, the camera's `device` block and the availability topic `P/available`. An empty
+Every payload has a `unique_id`, the camera's `device` block and the daemon's availability topic (`P/available`;
+`P/nodes/NODE/available` in a fleet, where N also names the node). An empty
 retained payload on a config topic removes the entity (a removed watch, a camera no longer configured).
 """
 
@@ -41,11 +42,16 @@ REQUIRED = {
 class Naming:
     discovery_prefix: str  # "homeassistant"
     base: str  # mqtt.prefix, e.g. "livesight"
-    node_id: str  # one per daemon: identifies its entities (from the prefix)
+    node_id: str  # one per daemon: identifies its entities (from the prefix, and the fleet node when in a fleet)
+    availability: str = ""  # the daemon's availability topic (default `P/available`)
 
     @classmethod
-    def of(cls, discovery_prefix: str, base: str) -> Naming:
-        return cls(discovery_prefix.rstrip("/"), base.rstrip("/"), safe_id(base))
+    def of(cls, discovery_prefix: str, base: str, *, node: str | None = None, availability: str | None = None) -> Naming:
+        """In a fleet every node has its own entity ids (so one node never clears another's as leftovers) and its own
+        availability topic (`P/nodes/NODE/available`)."""
+        base = base.rstrip("/")
+        node_id = safe_id(base if node is None else f"{base}_{node}")
+        return cls(discovery_prefix.rstrip("/"), base, node_id, availability or f"{base}/available")
 
     @property
     def status_topic(self) -> str:
@@ -101,7 +107,7 @@ def _common(n: Naming, camera: str, object_id: str, name: str) -> dict[str, Any]
         "unique_id": f"livesight_{n.node_id}_{object_id}",
         "device": device(n, camera),
         "availability": [
-            {"topic": f"{n.base}/available", "payload_available": "online", "payload_not_available": "offline"}
+            {"topic": n.availability, "payload_available": "online", "payload_not_available": "offline"}
         ],
     }
 

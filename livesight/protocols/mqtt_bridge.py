@@ -11,6 +11,9 @@ Topics (`P` = mqtt.prefix, `CAM` = a camera id):
   P/CAM/query      (in)   JSON {"id": "...", "text": "..."} or plain text (then an id is generated)
   P/CAM/answer/ID  (out)  the complete answer: response.done JSON + query_id, camera; or an error JSON
 
+In a fleet (`fleet=FleetAnnouncer(...)`, fleet_bridge.py): P/nodes/NODE/available replaces P/available, only the
+node's own cameras' P/CAM/query are subscribed, and a retained P/CAM/info is kept per camera.
+
     bridge = MQTTBridge(service, cfg.mqtt)
     await bridge.run()      # until cancelled; reconnects with jittered, capped exponential backoff
 
@@ -37,6 +40,7 @@ import aiomqtt
 from livesight.config import MQTTConfig
 from livesight.protocols import events as ev
 from livesight.protocols.api import ImageSource, ServiceAPI, ServiceError, StatsSnapshot
+from livesight.protocols.fleet_bridge import FleetAnnouncer
 from livesight.protocols.ha_discovery import Naming
 from livesight.protocols.ha_publisher import HAPublisher
 from livesight.protocols.session import QueryRun
@@ -49,7 +53,7 @@ MAX_CONCURRENT_QUERIES = 4
 MAX_INCOMING = 64  # queued incoming MQTT messages (aiomqtt drops beyond)
 MAX_PAYLOAD = 16 * 1024  # query payloads larger than this are refused
 SUBSCRIPTION_SIZE = 256  # service events buffered for the broker
-KEEPALIVE_S = 10
+KEEPALIVE_S = 10  # default of mqtt.keepalive_s
 STOP_TIMEOUT_S = 2.0  # publishing "offline" on a clean stop
 
 
@@ -73,6 +77,7 @@ class MQTTBridge:
         rng: random.Random | None = None,
         client_factory: Callable[..., aiomqtt.Client] = aiomqtt.Client,
         images: ImageSource | None = None,
+        fleet: FleetAnnouncer | None = None,
     ) -> None:
         self.service = service
         self.cfg = cfg
@@ -84,13 +89,20 @@ class MQTTBridge:
         self.connected = asyncio.Event()
         self._ids = itertools.count(1)
         self._running: set[str] = set()  # query ids being answered
-        # Home Assistant discovery (ha_publisher.py), when mqtt.discovery is on
-        naming = Naming.of(cfg.discovery_prefix, cfg.prefix)
+        self.fleet = fleet  # in a fleet: per-node availability, own query topics, retained camera info
+        # Home Assistant discovery (ha_publisher.py), when mqtt.discovery is on; in a fleet each node names its own
+        # entities and points them at its own availability topic
+        naming = Naming.of(
+            cfg.discovery_prefix,
+            cfg.prefix,
+            node=fleet.node if fleet is not None else None,
+            availability=self.availability_topic,
+        )
         self.ha = HAPublisher(service, naming, images=images) if cfg.discovery else None
 
     @property
     def availability_topic(self) -> str:
-        return f"{self.prefix}/available"
+        return self.fleet.availability_topic if self.fleet is not None else f"{self.prefix}/available"
 
     # ---- lifecycle -----------------------------------------------------------------------------------------
 
@@ -124,7 +136,7 @@ class MQTTBridge:
             password=self.cfg.password,
             identifier=self.identifier,
             will=will,
-            keepalive=KEEPALIVE_S,
+            keepalive=self.cfg.keepalive_s,
             timeout=10,
             max_queued_incoming_messages=MAX_INCOMING,
         )
@@ -132,9 +144,13 @@ class MQTTBridge:
             self.counters.connects += 1
             try:
                 await client.publish(self.availability_topic, b"online", qos=1, retain=True)
-                await client.subscribe(f"{self.prefix}/+/query", qos=1)
+                for topic in self.fleet.query_topics() if self.fleet is not None else [f"{self.prefix}/+/query"]:
+                    await client.subscribe(topic, qos=1)
                 for topic in self.ha.subscriptions if self.ha is not None else ():
                     await client.subscribe(topic, qos=1)
+                if self.fleet is not None:
+                    await client.subscribe(self.fleet.availability_topic, qos=1)
+                    await self.fleet.announce(client, self.service.health())
                 self.connected.set()
                 log.info("MQTT: connected to %s:%d (prefix %s)", self.cfg.host, self.cfg.port, self.prefix)
                 async with asyncio.TaskGroup() as tg:
@@ -188,6 +204,8 @@ class MQTTBridge:
             await self._publish(client, f"{p}/{item.camera}/scene", ev.encode_scene_change(item))
         elif isinstance(item, CameraStatus):
             await self._publish(client, f"{p}/{item.camera}/state", ev.encode_camera_state(item), retain=True)
+            if self.fleet is not None:
+                await self.fleet.on_state(client, item)
         elif isinstance(item, StatsSnapshot):
             await self._publish(client, f"{p}/stats", ev.encode_stats(item), qos=0)
         elif isinstance(item, ResponseCreated):
@@ -210,6 +228,9 @@ class MQTTBridge:
     async def _receive(self, client: aiomqtt.Client, tg: asyncio.TaskGroup) -> None:
         async for message in client.messages:
             topic = str(message.topic)
+            if self.fleet is not None and topic == self.fleet.availability_topic:
+                await self.fleet.on_own_availability(client, message.payload)
+                continue
             if self.ha is not None and self.ha.on_message(topic, _payload(message)):
                 continue
             parts = topic.split("/")

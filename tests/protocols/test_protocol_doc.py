@@ -9,6 +9,7 @@ from typing import Any
 
 from websockets.asyncio.client import connect
 
+from livesight.fleet.topics import CameraInfo, encode_camera_info
 from livesight.protocols import events as ev
 from livesight.protocols.api import StatsSnapshot
 from livesight.types import (
@@ -45,6 +46,7 @@ def encoder_samples() -> dict[str, list[dict[str, Any]]]:
         "session.updated": [ev.encode_session_updated(session_id="s", camera="c", proactive=True)],
         "watch.added": [ev.encode_watch_added(watch_id="w", camera="c", text="t")],
         "watch.removed": [ev.encode_watch_removed(watch_id="w")],
+        "camera.info": [encode_camera_info(CameraInfo("c", "n", "ws://n:1", "m", "live", "", 0.0))],
     }
 
 

@@ -1,0 +1,197 @@
+"""`livesight bench gateway`: what the gateway adds to a question's time to first token (direct vs gateway, same run).
+
+A real broker (Mosquitto, found on PATH), one real daemon (`livesight serve`, a fleet of one node, the tiny model on a
+live lavfi camera) and one real gateway (`livesight gateway`), each its own process on loopback. One client
+connection to the node and one to the gateway ask in strict alternation (direct, gateway, direct, …), so both see the
+same model, load and machine. Per question, measured at the client:
+
+- `created_ms`: send → `response.created` (the daemon sends it as soon as the question is queued: the transport
+  alone, no model);
+- `ttft_ms`: send → first `response.delta` (what a user waits for).
+
+The overhead is the median of the gateway's minus the median of the direct figures; `paired_ms` is the median of the
+differences of adjacent pairs (less sensitive to drift during the run).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from websockets.asyncio.client import ClientConnection, connect
+
+from livesight.errors import LivesightError
+
+TARGET_MS = 5.0
+_CONFIG = """
+cameras:
+  - {{id: cam, source: "lavfi:testsrc2=size=320x240:rate=10", sample_fps: 1}}
+model: {{preset: tiny-random, max_new_tokens: 4, device: {device}}}
+memory: {{token_budget: 2048, database: null}}
+proactive: {{enabled: false}}
+server: {{host: 127.0.0.1, port: 0, stats_interval_s: 5}}
+mqtt: {{enabled: true, port: {mqtt}, prefix: bench, keepalive_s: 5}}
+fleet: {{nodes: [n1]}}
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class _Proc:
+    def __init__(self, argv: list[str], log: Path) -> None:
+        self.log = log
+        self._fh = log.open("w")
+        self.proc = subprocess.Popen(
+            argv, stdout=self._fh, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"}
+        )
+
+    async def wait_line(self, pattern: str, within: float) -> re.Match[str]:
+        deadline = time.monotonic() + within
+        rx = re.compile(pattern)
+        while time.monotonic() < deadline:
+            m = rx.search(self.log.read_text())
+            if m:
+                return m
+            if self.proc.poll() is not None:
+                break
+            await asyncio.sleep(0.1)
+        raise LivesightError(f"bench gateway: {self.log.name}: no {pattern!r}:\n{self.log.read_text()[-2000:]}")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._fh.close()
+
+
+async def _ask(ws: ClientConnection, qid: str) -> tuple[float, float, float | None]:
+    t0 = time.perf_counter()
+    await ws.send(json.dumps({"type": "query", "id": qid, "text": "What do you see?"}))
+    created = first = None
+    server_ttft = None
+    async with asyncio.timeout(60):
+        while True:
+            e = json.loads(await ws.recv())
+            if e.get("query_id") != qid:
+                continue
+            now = time.perf_counter()
+            if e["type"] == "response.created" and created is None:
+                created = now
+            elif e["type"] == "response.delta" and first is None:
+                first = now
+            elif e["type"] == "response.done":
+                server_ttft = e.get("ttft_ms")
+                break
+            elif e["type"] == "error":
+                raise LivesightError(f"bench gateway: {e}")
+    assert created is not None and first is not None
+    return (created - t0) * 1000, (first - t0) * 1000, server_ttft
+
+
+async def _measure(node_port: int, gw_port: int, n: int) -> dict[str, list[float]]:
+    out: dict[str, list[float]] = {k: [] for k in ("direct_created", "gw_created", "direct_ttft", "gw_ttft", "model")}
+    async with connect(f"ws://127.0.0.1:{node_port}") as direct, connect(f"ws://127.0.0.1:{gw_port}") as gw:
+        for ws in (direct, gw):
+            json.loads(await ws.recv())  # session.created
+        for i in range(-3, n):  # 3 warm-up pairs
+            for name, ws in (("direct", direct), ("gw", gw)):
+                created, ttft, server = await _ask(ws, f"{name}{i + 3}")
+                if i >= 0:
+                    out[f"{name}_created"].append(created)
+                    out[f"{name}_ttft"].append(ttft)
+                    if server is not None:
+                        out["model"].append(float(server))
+                await asyncio.sleep(0.05)
+    return out
+
+
+def _ready(port: int) -> bool:
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as r:
+            return json.loads(r.read()).get("status") == "ok"
+    except OSError:
+        return False
+
+
+async def _run(mosquitto: str, n: int, device: str) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="bench-gw-") as tmp_s:
+        tmp = Path(tmp_s)
+        mqtt_port = _free_port()
+        (tmp / "mosquitto.conf").write_text(
+            f"listener {mqtt_port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
+        )
+        (tmp / "fleet.yaml").write_text(_CONFIG.format(mqtt=mqtt_port, device=device))
+        py = [sys.executable, "-m", "livesight"]
+        procs = [_Proc([mosquitto, "-c", str(tmp / "mosquitto.conf")], tmp / "mosquitto.log")]
+        try:
+            await asyncio.sleep(0.3)
+            procs.append(_Proc([*py, "serve", "--config", str(tmp / "fleet.yaml"), "--node", "n1"], tmp / "node.log"))
+            procs.append(_Proc([*py, "gateway", "--config", str(tmp / "fleet.yaml"), "--port", "0"], tmp / "gw.log"))
+            node_port = int((await procs[1].wait_line(r"listening on ws://127\.0\.0\.1:(\d+)", 120)).group(1))
+            gw_port = int((await procs[2].wait_line(r"listening on ws://127\.0\.0\.1:(\d+)", 60)).group(1))
+            deadline = time.monotonic() + 120
+            while not (await asyncio.to_thread(_ready, node_port) and await asyncio.to_thread(_ready, gw_port)):
+                if time.monotonic() > deadline:
+                    raise LivesightError("bench gateway: the node or the gateway never became ready")
+                await asyncio.sleep(0.3)
+            samples = await _measure(node_port, gw_port, n)
+        finally:
+            for p in reversed(procs):
+                p.stop()
+    med = {k: statistics.median(v) for k, v in samples.items() if v}
+    pairs_ttft = [g - d for d, g in zip(samples["direct_ttft"], samples["gw_ttft"], strict=True)]
+    pairs_created = [g - d for d, g in zip(samples["direct_created"], samples["gw_created"], strict=True)]
+    overhead = med["gw_ttft"] - med["direct_ttft"]
+    result = {
+        "questions_each": n,
+        "direct_ttft_ms_median": round(med["direct_ttft"], 2),
+        "gateway_ttft_ms_median": round(med["gw_ttft"], 2),
+        "ttft_overhead_ms": round(overhead, 2),
+        "ttft_overhead_paired_ms": round(statistics.median(pairs_ttft), 2),
+        "direct_created_ms_median": round(med["direct_created"], 2),
+        "gateway_created_ms_median": round(med["gw_created"], 2),
+        "created_overhead_paired_ms": round(statistics.median(pairs_created), 2),
+        "model_ttft_ms_median": round(med.get("model", float("nan")), 2),
+        "target_ms": TARGET_MS,
+        "meets_target": overhead <= TARGET_MS,
+        "samples": {k: [round(x, 3) for x in v] for k, v in samples.items()},
+    }
+    return result
+
+
+def run(out: Path, *, quick: bool = False, device: str = "cpu", shape: str = "tiny") -> dict[str, Any]:
+    if shape != "tiny":
+        raise LivesightError("bench gateway: only the tiny model (the gateway's cost does not depend on the model)")
+    mosquitto = shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None)
+    if mosquitto is None:
+        raise LivesightError("bench gateway: needs mosquitto (scripts/system-deps.sh)")
+    result = asyncio.run(_run(mosquitto, 10 if quick else 40, device))
+    s = result
+    result["summary"] = (
+        f"TTFT direct {s['direct_ttft_ms_median']} ms vs through the gateway {s['gateway_ttft_ms_median']} ms: "
+        f"overhead {s['ttft_overhead_ms']} ms (paired {s['ttft_overhead_paired_ms']} ms; target <= {TARGET_MS} ms); "
+        f"transport alone (to response.created) +{s['created_overhead_paired_ms']} ms"
+    )
+    return result

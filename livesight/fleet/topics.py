@@ -1,0 +1,108 @@
+"""The fleet's MQTT topics and payloads (pure; documented in docs/protocol.md and docs/fleet.md).
+
+  P/nodes/NODE/available   "online" (retained) while the node's bridge is connected; its last will "offline"
+  P/CAM/info               retained JSON `camera.info`: owner node, the node's WebSocket URL, model, camera state
+
+Together they are the fleet's directory: a gateway subscribes to both and knows, for every camera, which node runs it,
+where to reach that node, and whether it is up. Liveness is the broker's: a node that dies without saying goodbye is
+declared `offline` by its last will after 1.5 x its MQTT keepalive.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass
+from typing import Any
+
+CAMERA_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")  # camera and node ids (config.Identifier)
+
+ONLINE = b"online"
+OFFLINE = b"offline"
+MAX_INFO_BYTES = 4096  # a camera.info payload larger than this is ignored
+
+
+def node_available_topic(prefix: str, node: str) -> str:
+    return f"{prefix}/nodes/{node}/available"
+
+
+def camera_info_topic(prefix: str, camera: str) -> str:
+    return f"{prefix}/{camera}/info"
+
+
+def camera_query_topic(prefix: str, camera: str) -> str:
+    return f"{prefix}/{camera}/query"
+
+
+@dataclass(frozen=True, slots=True)
+class CameraInfo:
+    camera: str
+    node: str
+    url: str  # the node's WebSocket URL
+    model: str
+    state: str
+    reason: str
+    wall_time: float
+    random_weights: bool = False  # the node's model has random weights (the tiny test model)
+
+
+def encode_camera_info(info: CameraInfo) -> dict[str, Any]:
+    return {
+        "type": "camera.info",
+        "camera": info.camera,
+        "node": info.node,
+        "url": info.url,
+        "model": info.model,
+        "random_weights": info.random_weights,
+        "state": info.state,
+        "reason": info.reason,
+        "wall_time": round(info.wall_time, 6) if math.isfinite(info.wall_time) else None,
+    }
+
+
+def decode_camera_info(payload: bytes) -> CameraInfo | None:
+    """A retained camera.info payload, or None when it is empty (cleared), too large or malformed."""
+    if not payload or len(payload) > MAX_INFO_BYTES:
+        return None
+    try:
+        obj = json.loads(payload)
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(obj, dict) or obj.get("type") != "camera.info":
+        return None
+    fields = {k: obj.get(k) for k in ("camera", "node", "url", "model", "state", "reason")}
+    if not all(isinstance(v, str) for v in fields.values()):
+        return None
+    if not CAMERA_PATTERN.match(fields["camera"]) or not CAMERA_PATTERN.match(fields["node"]):
+        return None
+    if not fields["url"].startswith(("ws://", "wss://")):
+        return None
+    wall = obj.get("wall_time")
+    return CameraInfo(
+        wall_time=float(wall) if isinstance(wall, int | float) else math.nan,
+        random_weights=obj.get("random_weights") is True,
+        **fields,
+    )
+
+
+def parse_topic(prefix: str, topic: str) -> tuple[str, str] | None:
+    """('node', NODE) for P/nodes/NODE/available, ('info', CAM) for P/CAM/info, else None."""
+    head = prefix + "/"
+    if not topic.startswith(head):
+        return None
+    parts = topic[len(head) :].split("/")
+    if len(parts) == 3 and parts[0] == "nodes" and parts[2] == "available" and CAMERA_PATTERN.match(parts[1]):
+        return ("node", parts[1])
+    if len(parts) == 2 and parts[1] == "info" and CAMERA_PATTERN.match(parts[0]):
+        return ("info", parts[0])
+    return None
+
+
+def default_node_url(host: str, port: int, hostname: str) -> str:
+    """ws://HOST:PORT where HOST is the listening address, or this machine's name when listening on all of them."""
+    if host in ("", "0.0.0.0", "::", "[::]"):
+        host = hostname
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"
+    return f"ws://{host}:{port}"

@@ -1,0 +1,78 @@
+"""`livesight gateway --config FLEET.yaml [--host H] [--port N]`: config, logging, signals, the gateway's tasks.
+
+It reads the fleet config's `mqtt` (the directory), `server` (its own listening address, token and limits; the token
+also opens the nodes' WebSockets), `cameras` and `fleet` (the cameras to expect and their owners). It loads no model
+and runs no camera: it can run as any number of replicas behind one Service.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+
+from livesight.config import Config, load_config, parse_config
+from livesight.daemon.logsetup import setup_logging
+from livesight.errors import ConfigError, LivesightError
+from livesight.fleet.ownership import assignment
+from livesight.gateway.directory import Directory
+from livesight.gateway.mqtt_watch import DirectoryWatcher
+from livesight.gateway.server import GatewayServer
+
+log = logging.getLogger("livesight")
+
+
+def load_gateway_config(args: argparse.Namespace) -> Config:
+    cfg = load_config(args.config)
+    if cfg.fleet is None:
+        raise ConfigError(f"{args.config}: fleet: the gateway needs a fleet section (fleet.nodes)")
+    if not cfg.mqtt.enabled:
+        raise ConfigError(f"{args.config}: mqtt.enabled: the gateway finds the nodes through MQTT; enable it")
+    data = cfg.model_dump()
+    if args.host is not None:
+        data["server"]["host"] = args.host
+    if args.port is not None:
+        data["server"]["port"] = args.port
+    if args.log_format is not None:
+        data["logging"]["format"] = args.log_format
+    if args.log_level is not None:
+        data["logging"]["level"] = args.log_level.upper()
+    return parse_config(data, origin=args.config)
+
+
+async def serve_gateway(cfg: Config, *, stop: asyncio.Event) -> None:
+    assert cfg.fleet is not None
+    directory = Directory(assignment(cfg), nodes=list(cfg.fleet.nodes))
+    watcher = DirectoryWatcher(directory, cfg.mqtt)  # a random client id: replicas never take over each other
+    server = GatewayServer(directory, cfg.server, prefix=cfg.mqtt.prefix)
+    port = await server.start()
+    log.info(
+        "gateway listening on ws://%s:%d (chat page at http://%s:%d/)", cfg.server.host, port, cfg.server.host, port
+    )
+    try:
+        async with asyncio.TaskGroup() as tg:
+            task = tg.create_task(watcher.run(), name="gateway:directory")
+            await stop.wait()
+            log.info("gateway stopping")
+            task.cancel()
+    finally:
+        await server.close()
+
+
+def run_gateway(args: argparse.Namespace) -> int:
+    cfg = load_gateway_config(args)
+    setup_logging(cfg.logging.level, cfg.logging.format)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await serve_gateway(cfg, stop=stop)
+
+    try:
+        asyncio.run(main())
+    except* LivesightError as eg:
+        raise eg.exceptions[0] from None
+    return 0

@@ -1,0 +1,353 @@
+"""The gateway in process against real parts: Mosquitto, real daemons' WebSocket servers and MQTT bridges (over the
+scripted FakeService instead of a model), real websockets clients on port 0."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from websockets.asyncio.client import ClientConnection, connect
+
+from livesight.config import MQTTConfig, ReconnectConfig, ServerConfig
+from livesight.gateway.directory import Directory
+from livesight.gateway.mqtt_watch import DirectoryWatcher
+from livesight.gateway.server import GatewayServer
+from livesight.protocols.fleet_bridge import FleetAnnouncer
+from livesight.protocols.mqtt_bridge import MQTTBridge
+from livesight.protocols.ws_server import WSServer
+from livesight.protocols.ws_session import ClientLimits
+from tests.protocols.conftest import eventually, http_get, recv_until
+from tests.protocols.fake_service import FakeService
+from tests.protocols.mosquitto import MOSQUITTO, Mosquitto
+
+pytestmark = [
+    pytest.mark.mqtt,
+    pytest.mark.skipif(not Path(MOSQUITTO).exists(), reason="needs mosquitto (scripts/system-deps.sh)"),
+]
+
+FAST = ReconnectConfig(initial_s=0.1, max_s=0.5, multiplier=2.0, jitter=0.2)
+OWNERS = {"cam1": "a", "cam2": "a", "cam3": "b"}
+
+
+@dataclass
+class Node:
+    name: str
+    service: FakeService
+    server: WSServer
+    task: asyncio.Task[None]
+    bridge: MQTTBridge
+
+    async def stop(self) -> None:
+        """A clean stop: the bridge says offline, the server closes its clients."""
+        self.task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self.task
+        await self.server.close()
+
+
+async def start_node(name: str, broker: Mosquitto, prefix: str, token: str | None = None) -> Node:
+    cams = [c for c, n in OWNERS.items() if n == name]
+    service = FakeService(cameras=cams)
+    server = WSServer(service, ServerConfig(host="127.0.0.1", port=0, auth_token=token))
+    port = await server.start()
+    mqtt = MQTTConfig(enabled=True, port=broker.port, prefix=prefix, reconnect=FAST, keepalive_s=2)
+    fleet = FleetAnnouncer(prefix, node=name, url=f"ws://127.0.0.1:{port}", cameras=cams)
+    bridge = MQTTBridge(service, mqtt, fleet=fleet)
+    task = asyncio.create_task(bridge.run(), name=f"bridge-{name}")
+    async with asyncio.timeout(10):
+        await bridge.connected.wait()
+    return Node(name, service, server, task, bridge)
+
+
+@dataclass
+class Gateway:
+    directory: Directory
+    server: GatewayServer
+    port: int
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}"
+
+
+@contextlib.asynccontextmanager
+async def gateway(broker: Mosquitto, prefix: str, token: str | None = None) -> AsyncIterator[Gateway]:
+    directory = Directory(OWNERS, nodes=["a", "b"])
+    watcher = DirectoryWatcher(directory, MQTTConfig(enabled=True, port=broker.port, prefix=prefix, reconnect=FAST))
+    server = GatewayServer(directory, ServerConfig(host="127.0.0.1", port=0, auth_token=token), prefix=prefix)
+    port = await server.start()
+    task = asyncio.create_task(watcher.run(), name="directory")
+    try:
+        await eventually(lambda: directory.synced, 10, "directory synced")
+        yield Gateway(directory, server, port)
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await server.close()
+
+
+@pytest.fixture
+async def fleet(broker: Mosquitto, prefix: str) -> AsyncIterator[tuple[dict[str, Node], Gateway]]:
+    nodes = {n: await start_node(n, broker, prefix) for n in ("a", "b")}
+    try:
+        async with gateway(broker, prefix) as gw:
+            await eventually(lambda: all(gw.directory.online(n) for n in nodes), 10, "nodes online")
+            yield nodes, gw
+    finally:
+        for n in nodes.values():
+            await n.stop()
+
+
+def of_type(typ: str, **fields: Any) -> Any:
+    return lambda e: e["type"] == typ and all(e.get(k) == v for k, v in fields.items())
+
+
+async def hello(ws: ClientConnection) -> dict[str, Any]:
+    e, _ = await recv_until(ws, of_type("session.created"))
+    return e
+
+
+async def test_routes_questions_watches_and_merges_stats(fleet: tuple[dict[str, Node], Gateway]) -> None:
+    nodes, gw = fleet
+    async with connect(gw.url) as ws:
+        h = await hello(ws)
+        assert [(c["id"], c["node"], c["state"]) for c in h["cameras"]] == [
+            ("cam1", "a", "live"),
+            ("cam2", "a", "live"),
+            ("cam3", "b", "live"),
+        ]
+        assert h["session"]["camera"] == "cam1"
+
+        # each question reaches its camera's node only; the answer streams back with the client's ids
+        for qid, cam in (("q1", "cam3"), ("q2", "cam2"), ("q3", None)):
+            await ws.send(
+                json.dumps({"type": "query", "id": qid, "text": f"hi {qid}", **({"camera": cam} if cam else {})})
+            )
+            done, seen = await recv_until(ws, of_type("response.done", query_id=qid))
+            assert done["status"] == "completed" and done["text"] == f"answer to hi {qid}"
+            assert any(e["type"] == "response.delta" for e in seen)
+        assert nodes["b"].service.asked == [("cam3", "hi q1", "q1")]
+        assert [a[2] for a in nodes["a"].service.asked] == ["q2", "q3"]  # q3: the session's camera, cam1
+
+        await ws.send(json.dumps({"type": "query", "id": "q4", "text": "x", "camera": "nope"}))
+        err, _ = await recv_until(ws, of_type("error", event_id="q4"))
+        assert err["code"] == "unknown_camera" and "cam3" in err["message"]
+
+        # a watch lives on its camera's node; the hit comes back under the client's watch id
+        await ws.send(json.dumps({"type": "watch.add", "id": "w1", "text": "a red car", "camera": "cam3"}))
+        await recv_until(ws, of_type("watch.added", id="w1"))
+        (service_watch,) = nodes["b"].service.watches
+        nodes["b"].service.watch_hit(service_watch, "yes, a red car")
+        hit, _ = await recv_until(ws, of_type("response.done", kind="watch"))
+        assert hit["watch_id"] == "w1" and hit["text"] == "yes, a red car"
+
+        # stats: one event with the whole fleet's cameras
+        for n in nodes.values():
+            n.service.publish(n.service.stats())
+        stats, _ = await recv_until(ws, lambda e: e["type"] == "stats" and len(e["cameras"]) == 3)
+        assert stats["totals"]["tokens_total"] == 512 * 3 and stats["totals"]["nodes"] == 2
+
+        # proactive off reaches every node (the node filters), and the gateway answers session.update itself
+        await ws.send(json.dumps({"type": "session.update", "proactive": False, "camera": "cam3"}))
+        upd, _ = await recv_until(ws, of_type("session.updated"))
+        assert upd["session"] == {"id": h["session"]["id"], "camera": "cam3", "proactive": False}
+        await eventually(
+            lambda: all(not s.proactive for n in nodes.values() for s in n.server.sessions.values()), 5, "proactive off"
+        )
+
+
+async def test_cancel_goes_to_the_owner(fleet: tuple[dict[str, Node], Gateway]) -> None:
+    nodes, gw = fleet
+    nodes["b"].service.gate = asyncio.Event()  # hold answers until cancelled
+    async with connect(gw.url) as ws:
+        await hello(ws)
+        await ws.send(json.dumps({"type": "query", "id": "q1", "text": "wait", "camera": "cam3"}))
+        await recv_until(ws, of_type("response.created", query_id="q1"))
+        await ws.send(json.dumps({"type": "query.cancel", "id": "q1"}))
+        done, _ = await recv_until(ws, of_type("response.done", query_id="q1"))
+        assert done["status"] == "cancelled"
+        assert len(nodes["b"].service.cancelled) == 1
+        await ws.send(json.dumps({"type": "query.cancel", "id": "q1"}))
+        err, _ = await recv_until(ws, of_type("error", event_id="q1"))
+        assert err["code"] == "unknown_id"
+
+
+async def test_node_away_and_back(fleet: tuple[dict[str, Node], Gateway], broker: Mosquitto, prefix: str) -> None:
+    nodes, gw = fleet
+    nodes["b"].service.gate = asyncio.Event()
+    async with connect(gw.url) as ws:
+        await hello(ws)
+        await ws.send(json.dumps({"type": "watch.add", "id": "w1", "text": "a person", "camera": "cam3"}))
+        await recv_until(ws, of_type("watch.added", id="w1"))
+        await ws.send(json.dumps({"type": "query", "id": "q1", "text": "long", "camera": "cam3"}))
+        await recv_until(ws, of_type("response.created", query_id="q1"))
+
+        await nodes["b"].stop()
+        # the running answer fails, the camera turns unavailable, new questions are refused at once
+        done, _ = await recv_until(ws, of_type("response.done", query_id="q1"))
+        assert done["status"] == "failed" and "node b" in done["error"]
+        await recv_until(ws, of_type("camera.state", camera="cam3", state="unavailable"))
+        await ws.send(json.dumps({"type": "query", "id": "q2", "text": "x", "camera": "cam3"}))
+        err, _ = await recv_until(ws, of_type("error", event_id="q2"), within=1)
+        assert err["code"] == "camera_unavailable" and err["event_type"] == "query"
+        await ws.send(json.dumps({"type": "query", "id": "q3", "text": "x", "camera": "cam1"}))
+        assert (await recv_until(ws, of_type("response.done", query_id="q3")))[0]["status"] == "completed"
+        status, _, body = await http_get(gw.port, "/healthz")
+        health = json.loads(body)
+        assert status == 200 and health["status"] == "degraded" and not health["nodes"]["b"]["online"]
+        assert health["cameras"]["cam3"]["available"] is False
+
+        # b comes back on another port: the same client sees cam3 again, its watch was added back by the gateway
+        nodes["b"] = await start_node("b", broker, prefix)
+        await recv_until(ws, of_type("camera.state", camera="cam3", state="live"), within=10)
+        await eventually(lambda: len(nodes["b"].service.watches) == 1, 5, "watch re-added")
+        (service_watch,) = nodes["b"].service.watches
+        nodes["b"].service.watch_hit(service_watch, "yes, a person")
+        hit, seen = await recv_until(ws, of_type("response.done", kind="watch"))
+        assert hit["watch_id"] == "w1"
+        assert not [e for e in seen if e["type"] == "watch.added"], "the re-add is the gateway's business"
+        await ws.send(json.dumps({"type": "query", "id": "q4", "text": "back?", "camera": "cam3"}))
+        assert (await recv_until(ws, of_type("response.done", query_id="q4")))[0]["status"] == "completed"
+
+
+async def test_http_on_the_gateway(fleet: tuple[dict[str, Node], Gateway]) -> None:
+    _, gw = fleet
+    status, _, body = await http_get(gw.port, "/healthz")
+    health = json.loads(body)
+    assert status == 200 and health["status"] == "ok" and health["role"] == "gateway"
+    assert {c: v["node"] for c, v in health["cameras"].items()} == OWNERS
+    status, _, page = await http_get(gw.port, "/")
+    assert status == 200 and b"<html" in page.lower()
+    async with connect(gw.url) as ws:
+        await hello(ws)
+        status, _, metrics = await http_get(gw.port, "/metrics")
+    text = metrics.decode()
+    assert status == 200
+    assert 'livesight_camera_available{camera="cam3"} 1.0' in text
+    assert "livesight_gateway_nodes_online 2.0" in text
+    assert 'livesight_gateway_upstream_connects_total{node="b"} 1.0' in text
+
+
+CHROMIUM = "/usr/bin/chromium"
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian chromium (scripts/system-deps.sh)")
+async def test_chat_page_through_the_gateway(fleet: tuple[dict[str, Node], Gateway]) -> None:
+    from playwright.async_api import async_playwright
+
+    from tests.protocols.test_browser import ARGS
+
+    nodes, gw = fleet
+    problems: list[str] = []
+    async with async_playwright() as p:
+        browser = await p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        try:
+            page = await browser.new_page(viewport={"width": 1200, "height": 760})
+            page.on("console", lambda m: problems.append(m.text) if m.type in ("error", "warning") else None)
+            page.on("pageerror", lambda e: problems.append(str(e)))
+            await page.goto(f"http://127.0.0.1:{gw.port}/")
+            await page.locator("#conn.conn-on").wait_for(timeout=10_000)
+            for cam in OWNERS:  # every camera of both nodes
+                await page.locator(".camera .cam-id", has_text=cam).wait_for()
+            await page.locator("#model-banner", has_text="random weights").wait_for()
+            await page.select_option("#camera", "cam3")
+            await page.fill("#question", "who is at the gate?")
+            await page.click("#ask")
+            await page.locator(".msg.answer .text", has_text="answer to who is at the gate?").wait_for()
+            assert nodes["b"].service.asked == [("cam3", "who is at the gate?", "q1")]
+            await nodes["b"].stop()
+            await page.locator(".camera .badge.state-unavailable").first.wait_for()
+        finally:
+            await browser.close()
+    assert problems == [], problems
+
+
+async def test_a_late_last_will_is_answered(
+    fleet: tuple[dict[str, Node], Gateway], broker: Mosquitto, prefix: str
+) -> None:
+    """A node killed and restarted within its keepalive: the broker publishes the old session's will `offline` after
+    the new one said `online`. The node reads its own topic and says `online` again; the gateway follows."""
+    import aiomqtt
+
+    nodes, gw = fleet
+    async with aiomqtt.Client("127.0.0.1", broker.port) as c:
+        await c.publish(f"{prefix}/nodes/a/available", b"offline", qos=1, retain=True)  # what a late will does
+    await eventually(lambda: nodes["a"].bridge.fleet.reasserted == 1, 5, "node a says online again")
+    await eventually(lambda: gw.directory.online("a"), 5, "the gateway sees node a online")
+    async with connect(gw.url) as ws:
+        h = await hello(ws)
+        assert all(c["state"] == "live" for c in h["cameras"]), h["cameras"]
+
+
+async def test_the_token_opens_the_gateway_and_the_nodes(broker: Mosquitto, prefix: str) -> None:
+    from websockets.exceptions import InvalidStatus
+
+    nodes = {n: await start_node(n, broker, prefix, token="s3cret") for n in ("a", "b")}
+    try:
+        async with gateway(broker, prefix, token="s3cret") as gw:
+            await eventually(lambda: all(gw.directory.online(n) for n in nodes), 10, "nodes online")
+            with pytest.raises(InvalidStatus) as e:
+                async with connect(gw.url):
+                    pass
+            assert e.value.response.status_code == 401
+            async with connect(gw.url + "/?token=s3cret") as ws:
+                h = await hello(ws)
+                assert all(c["state"] == "live" for c in h["cameras"]), h["cameras"]  # the gateway got into the nodes
+                await ws.send(json.dumps({"type": "query", "id": "q1", "text": "hi", "camera": "cam3"}))
+                done, _ = await recv_until(ws, of_type("response.done", query_id="q1"))
+                assert done["status"] == "completed"
+    finally:
+        for n in nodes.values():
+            await n.stop()
+
+
+async def test_a_client_that_never_reads_is_dropped(broker: Mosquitto, prefix: str) -> None:
+    """Overflow policy disconnect_client through the gateway: nodes never wait for a stalled client; it is closed."""
+    nodes = {n: await start_node(n, broker, prefix) for n in ("a", "b")}
+    directory = Directory(OWNERS, nodes=["a", "b"])
+    watcher = DirectoryWatcher(directory, MQTTConfig(enabled=True, port=broker.port, prefix=prefix, reconnect=FAST))
+    server = GatewayServer(
+        directory,
+        ServerConfig(host="127.0.0.1", port=0, client_queue=8),
+        prefix=prefix,
+        limits=ClientLimits(close_timeout_s=0.3),
+    )
+    port = await server.start()
+    task = asyncio.create_task(watcher.run(), name="directory")
+    svc = nodes["a"].service
+    try:
+        await eventually(lambda: all(directory.online(n) for n in nodes), 10, "nodes online")
+        url = f"ws://127.0.0.1:{port}"
+        async with (
+            connect(url, max_queue=1, compression=None, close_timeout=0.5) as stalled,
+            connect(url, compression=None) as healthy,
+        ):
+            await hello(healthy)
+            received = 0
+            async with asyncio.timeout(30):
+                while not any(s.dropped_slow for s in server.sessions.values()):
+                    svc.proactive("x" * 16_000, camera="cam1")
+                    await recv_until(healthy, of_type("response.done", kind="proactive"))
+                    received += 1
+            await eventually(lambda: len(server.sessions) == 1, 5, "stalled client gone")
+            svc.proactive("still here", camera="cam1")
+            await recv_until(healthy, lambda e: e["type"] == "response.done" and e["text"] == "still here")
+            assert received > 2
+            _ = stalled
+        _, _, body = await http_get(port, "/metrics")
+        assert 'livesight_ws_clients_dropped_total{reason="send_queue"} 1.0' in body.decode()
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await server.close()
+        for n in nodes.values():
+            await n.stop()
