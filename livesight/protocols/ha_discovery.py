@@ -46,9 +46,11 @@ class Naming:
     availability: str = ""  # the daemon's availability topic (default `P/available`)
 
     @classmethod
-    def of(cls, discovery_prefix: str, base: str, *, node: str | None = None, availability: str | None = None) -> Naming:
-        """In a fleet every node has its own entity ids (so one node never clears another's as leftovers) and its own
-        availability topic (`P/nodes/NODE/available`)."""
+    def of(
+        cls, discovery_prefix: str, base: str, *, node: str | None = None, availability: str | None = None
+    ) -> Naming:
+        """In a fleet every node has its own entity ids (so one node never clears another's as leftovers)
+        and its own availability topic (`P/nodes/NODE/available`)."""
         base = base.rstrip("/")
         node_id = safe_id(base if node is None else f"{base}_{node}")
         return cls(discovery_prefix.rstrip("/"), base, node_id, availability or f"{base}/available")
@@ -106,9 +108,7 @@ def _common(n: Naming, camera: str, object_id: str, name: str) -> dict[str, Any]
         "name": name,
         "unique_id": f"livesight_{n.node_id}_{object_id}",
         "device": device(n, camera),
-        "availability": [
-            {"topic": n.availability, "payload_available": "online", "payload_not_available": "offline"}
-        ],
+        "availability": [{"topic": n.availability, "payload_available": "online", "payload_not_available": "offline"}],
     }
 
 
