@@ -3,7 +3,9 @@
 Only the model is fake: `GatedEcho`, the echo backend (`livesight.model.echo`: a question `say: TEXT` is answered
 TEXT, word by word; any other question gets the echo template, which ends with `You asked: QUESTION`) plus a
 `gate` that holds every generation before its first word until set (cancellable meanwhile), so tests can keep
-queries running. Lanes have empty frame queues: nothing happens unless a test drives it.
+queries running, and `token_delay_s` (seconds per word). It records what the model was asked (`asked`: camera and
+question, in order) and how each generation ended (`results`). Lanes have empty frame queues: nothing happens
+unless a test drives it.
 
 Drivers publish what the pipeline publishes: `scene(...)`, `camera_state(...)`, `publish(event)`; `proactive(...)`
 and `watch_hit(...)` queue the response jobs the worker queues at a scene change (mirroring
@@ -47,18 +49,31 @@ class GatedContext(EchoContext):
         should_stop: Callable[[], bool] = lambda: False,
         on_text: Callable[[str], None] | None = None,
     ) -> GenerationResult:
-        gate = self._owner.gate
+        owner = self._owner
+        owner.asked.append((owner.camera_of(self), question))
+        gate = owner.gate
         while gate is not None and not gate.wait(0.01):  # the worker thread waits, never the loop
             if should_stop():
-                return GenerationResult("", len(question.split()), 0, 0.0, stopped=True)
-        self._delay = self._owner.token_delay_s
-        return super().generate(question, max_new_tokens=max_new_tokens, should_stop=should_stop, on_text=on_text)
+                result = GenerationResult("", len(question.split()), 0, 0.0, stopped=True)
+                owner.results.append(result)
+                return result
+        self._delay = owner.token_delay_s
+        result = super().generate(question, max_new_tokens=max_new_tokens, should_stop=should_stop, on_text=on_text)
+        owner.results.append(result)
+        return result
 
 
 class GatedEcho(EchoBackend):
     def __init__(self) -> None:
         super().__init__(image_size=56)
         self.gate: threading.Event | None = None
+        self.lanes: dict[str, CameraLane] = {}
+        self.asked: list[tuple[str, str]] = []  # (camera, question) of every generation, in order
+        self.results: list[GenerationResult] = []  # how every generation ended, in order
+
+    def camera_of(self, ctx: EchoContext) -> str:
+        """The camera whose memory holds this context (the one being asked)."""
+        return next((c for c, lane in self.lanes.items() if lane.memory.ctx is ctx), "?")
 
     def new_context(self) -> GatedContext:
         return GatedContext(self)
@@ -160,6 +175,7 @@ def pipeline(
         )
         for c in cfg.cameras
     ]
+    backend.lanes = {lane.camera: lane for lane in lanes}
     worker = ModelWorker(cfg, backend, service, lanes)
     service.ready = True
     return Pipeline(cfg, service, backend, worker)

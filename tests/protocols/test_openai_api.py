@@ -1,4 +1,5 @@
-"""The OpenAI-compatible API: pure mapping on literal JSON, then the real server with the official `openai` client."""
+"""The OpenAI-compatible API: pure mapping on literal JSON, then the real server with the official `openai` client,
+over the daemon's real Service and model worker (echo backend: tests/protocols/pipeline.py)."""
 
 from __future__ import annotations
 
@@ -14,8 +15,8 @@ from websockets.asyncio.client import connect
 from livesight.config import ServerConfig
 from livesight.protocols import openai_api as oa
 from livesight.protocols.ws_server import WSServer
-from tests.protocols.conftest import Running, eventually, http_get, recv_until, start_server
-from tests.protocols.fake_service import FakeService
+from tests.protocols.conftest import Running, eventually, http_get, recv_until, start_server, stop_server
+from tests.protocols.pipeline import pipeline
 
 CAMS = ["door", "yard"]
 TOKEN = "s3cret-token"
@@ -126,13 +127,20 @@ def test_response_shapes() -> None:
 # ---- the real server, the official client --------------------------------------------------------------------
 
 
+def echoed(question: str) -> str:
+    """The echo model's answer to a question, from a camera that has seen no frame yet."""
+    return f"I hold 0 frames (0 visual tokens). You asked: {question}"
+
+
 @pytest.fixture
 async def served() -> AsyncIterator[Running]:
-    r = await start_server(FakeService(cameras=list(CAMS), delta_delay=0.005), auth_token=TOKEN)
+    pipe = pipeline(CAMS)
+    pipe.backend.token_delay_s = 0.005  # the answer streams word by word, as a model's would
+    r = await start_server(pipe, auth_token=TOKEN)
     try:
         yield r
     finally:
-        await r.server.close()
+        await stop_server(r)
 
 
 def client(r: Running, key: str = TOKEN) -> openai.AsyncOpenAI:
@@ -148,11 +156,12 @@ async def test_models_and_a_plain_completion(served: Running) -> None:
             model="livesight/yard", messages=[{"role": "user", "content": "who is at the gate?"}]
         )
     assert out.object == "chat.completion" and out.model == "livesight/yard"
-    assert out.choices[0].message.content == "answer to who is at the gate?"
+    answer = echoed("who is at the gate?")
+    assert out.choices[0].message.content == answer
     assert out.choices[0].finish_reason == "stop"
-    assert out.usage is not None and out.usage.prompt_tokens == 10 and out.usage.completion_tokens == 7
-    assert out.usage.total_tokens == 17
-    assert served.service.asked == [("yard", "who is at the gate?", None)]
+    assert out.usage is not None and out.usage.prompt_tokens == 5 and out.usage.completion_tokens == len(answer.split())
+    assert out.usage.total_tokens == 5 + len(answer.split())
+    assert served.pipe.backend.asked == [("yard", "who is at the gate?")]
 
 
 async def test_streaming_with_usage(served: Running) -> None:
@@ -168,9 +177,12 @@ async def test_streaming_with_usage(served: Running) -> None:
     assert len({ch.id for ch in chunks}) == 1
     assert chunks[0].choices[0].delta.role == "assistant"
     text = "".join(ch.choices[0].delta.content or "" for ch in chunks if ch.choices)
-    assert text == "answer to what moved"
+    assert text == echoed("what moved")
+    assert len([ch for ch in chunks if ch.choices and ch.choices[0].delta.content]) == len(text.split())  # streamed
     assert [ch.choices[0].finish_reason for ch in chunks if ch.choices][-1] == "stop"
-    assert chunks[-1].choices == [] and chunks[-1].usage is not None and chunks[-1].usage.completion_tokens == 4
+    assert chunks[-1].choices == [] and chunks[-1].usage is not None
+    assert chunks[-1].usage.completion_tokens == len(text.split())
+    assert served.pipe.backend.asked == [("door", "what moved")]
 
 
 async def test_raw_sse_ends_with_done(served: Running) -> None:
@@ -185,13 +197,20 @@ async def test_raw_sse_ends_with_done(served: Running) -> None:
 
 
 async def test_max_tokens_stops_the_answer(served: Running) -> None:
+    pipe = served.pipe
+    pipe.backend.token_delay_s = 0.05  # the whole answer would take a while: the stop must come from max_tokens
+    question = "one two three four"
     async with client(served) as c:
         out = await c.chat.completions.create(
-            model="livesight/door", messages=[{"role": "user", "content": "one two three four"}], max_tokens=2
+            model="livesight/door", messages=[{"role": "user", "content": question}], max_tokens=2
         )
-    assert out.choices[0].message.content == "answer to"
+    assert out.choices[0].message.content == "I hold"
     assert out.choices[0].finish_reason == "length" and out.usage is not None and out.usage.completion_tokens == 2
-    assert len(served.service.cancelled) == 1  # the model stopped generating
+    # the model stopped generating (its answer was cancelled), long before the end of the answer
+    await eventually(lambda: len(pipe.backend.results) == 1, what="generation ended")
+    (result,) = pipe.backend.results
+    assert result.stopped and result.completion_tokens < len(echoed(question).split())
+    assert pipe.service.responses.active == 0
 
 
 async def test_errors_through_the_client(served: Running) -> None:
@@ -208,15 +227,19 @@ async def test_errors_through_the_client(served: Running) -> None:
         assert br.value.param == "messages"
         with pytest.raises(openai.BadRequestError):
             await c.chat.completions.create(model="livesight/door", messages=[], stream=True)
-    assert served.service.asked == []
+    assert served.pipe.backend.asked == []
 
 
-async def test_busy_is_429(served: Running) -> None:
-    served.service.max_queued = 0
-    async with client(served) as c:
-        with pytest.raises(openai.RateLimitError) as e:
-            await c.chat.completions.create(model="door", messages=[{"role": "user", "content": "x"}])
-    assert e.value.status_code == 429 and e.value.code == "rate_limit_exceeded"
+async def test_busy_is_429() -> None:
+    r = await start_server(pipeline(CAMS, response_queue_size=0), auth_token=TOKEN)
+    try:
+        async with client(r) as c:
+            with pytest.raises(openai.RateLimitError) as e:
+                await c.chat.completions.create(model="door", messages=[{"role": "user", "content": "x"}])
+        assert e.value.status_code == 429 and e.value.code == "rate_limit_exceeded"
+        assert r.pipe.service.responses.refused == 1 and r.pipe.backend.asked == []
+    finally:
+        await stop_server(r)
 
 
 async def test_raw_http_errors(served: Running) -> None:
@@ -244,17 +267,22 @@ async def test_raw_http_errors(served: Running) -> None:
 
 
 async def test_disconnect_cancels_the_answer(served: Running) -> None:
-    served.service.gate = asyncio.Event()  # every answer waits before its first word
+    pipe = served.pipe
+    pipe.hold()  # every answer waits before its first word
     body = json.dumps({"model": "door", "messages": [{"role": "user", "content": "x"}], "stream": True}).encode()
     reader, writer = await asyncio.open_connection("127.0.0.1", served.port)
     writer.write(_post_head(served.port, "/v1/chat/completions", len(body), TOKEN) + body)
     await writer.drain()
     first = await asyncio.wait_for(reader.readuntil(b"\n\n"), 5)
     assert b"200 OK" in first
+    await eventually(lambda: len(pipe.backend.asked) == 1, what="the model holds the question")
+    assert pipe.service.responses.active == 1
     writer.close()
     await writer.wait_closed()
     # the service's answer iterator was closed early: that is how ServiceAPI cancels a query
-    await eventually(lambda: not served.service.running, what="answer closed")
+    await eventually(lambda: pipe.service.responses.active == 0, what="answer closed")
+    await eventually(lambda: len(pipe.backend.results) == 1, what="generation ended")
+    assert pipe.backend.results[0].stopped  # the model stopped, it did not run on for nobody
     assert served.server.openai.counters.disconnected == 1
 
 
@@ -266,7 +294,7 @@ async def test_websocket_still_served_beside_it(served: Running) -> None:
         await ws.send(json.dumps({"type": "query", "id": "q1", "text": "b"}))
         done, _ = await recv_until(ws, lambda e: e["type"] == "response.done")
         text = "".join([ch.choices[0].delta.content or "" async for ch in streamed])
-    assert done["text"] == "answer to b" and text == "answer to a"
+    assert done["text"] == echoed("b") and text == echoed("a")
 
 
 async def test_request_lines_split_across_packets(served: Running) -> None:
@@ -290,7 +318,7 @@ async def test_request_lines_split_across_packets(served: Running) -> None:
 
 
 async def test_a_silent_connection_is_dropped() -> None:
-    server = WSServer(FakeService(cameras=list(CAMS)), ServerConfig(host="127.0.0.1", port=0))
+    server = WSServer(pipeline(CAMS).service, ServerConfig(host="127.0.0.1", port=0))
     server.request_line_timeout_s = 0.3
     port = await server.start()
     try:
