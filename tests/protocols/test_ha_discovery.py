@@ -1,4 +1,5 @@
-"""Home Assistant MQTT discovery: the payloads (pure), then the bridge against a real Mosquitto broker."""
+"""Home Assistant MQTT discovery: the payloads (pure), then the bridge against a real Mosquitto broker, over the
+daemon's real Service and model worker (echo backend: tests/protocols/pipeline.py)."""
 
 from __future__ import annotations
 
@@ -17,10 +18,10 @@ import pytest
 
 from livesight.config import MQTTConfig, ReconnectConfig
 from livesight.protocols import ha_discovery as ha
-from livesight.protocols.api import JpegImage
+from livesight.protocols.api import JpegImage, ServiceAPI
 from livesight.protocols.mqtt_bridge import MQTTBridge
-from tests.protocols.fake_service import FakeService
 from tests.protocols.mosquitto import MOSQUITTO, Mosquitto
+from tests.protocols.pipeline import Pipeline, pipeline
 
 FAST = ReconnectConfig(initial_s=0.1, max_s=0.5, multiplier=2.0, jitter=0.2)
 JPEG = b"\xff\xd8\xff\xe0fake-jpeg\xff\xd9"
@@ -103,7 +104,7 @@ class Pictures:
 
 
 @asynccontextmanager
-async def bridge_with_discovery(svc: FakeService, port: int, prefix: str, dp: str) -> AsyncIterator[MQTTBridge]:
+async def bridge_with_discovery(svc: ServiceAPI, port: int, prefix: str, dp: str) -> AsyncIterator[MQTTBridge]:
     cfg = MQTTConfig(enabled=True, port=port, prefix=prefix, reconnect=FAST, discovery=True, discovery_prefix=dp)
     bridge = MQTTBridge(svc, cfg, images=Pictures())
     assert bridge.ha is not None
@@ -156,12 +157,21 @@ async def retained(port: int, topic_filter: str, settle: float = 0.5) -> dict[st
     return out
 
 
+@pytest.fixture
+async def pipe() -> AsyncIterator[Pipeline]:
+    p = pipeline(["cam1", "cam2"]).start()
+    try:
+        yield p
+    finally:
+        await p.stop()
+
+
 @pytest.mark.mqtt
-async def test_discovery_against_mosquitto(broker: Mosquitto) -> None:
+async def test_discovery_against_mosquitto(broker: Mosquitto, pipe: Pipeline) -> None:
     k = next(_n)
     prefix, dp = f"t{os.getpid()}/{k}", f"ha{os.getpid()}x{k}"
     node = ha.safe_id(prefix)
-    svc = FakeService(cameras=["cam1", "cam2"])
+    svc = pipe.service
     # a retained leftover of an earlier run (a camera since removed from the config)
     leftover = f"{dp}/sensor/{node}/gone_message/config"
     async with aiomqtt.Client("127.0.0.1", broker.port) as c:
@@ -179,14 +189,17 @@ async def test_discovery_against_mosquitto(broker: Mosquitto) -> None:
                 check_payload(topic.split("/")[1], payload)
             assert {p["device"]["name"] for p in w.configs().values()} == {"livesight cam1", "livesight cam2"}
 
-            # a watch: its binary_sensor appears, OFF; ON while it holds; removed → config and state cleared
+            # a watch: its binary_sensor appears, OFF; ON while it holds (the model answered yes at a scene change),
+            # OFF again when it answers no; removed → config and state cleared
             svc.add_watch(camera="cam2", text="Tell me when a person enters.", watch_id="sess_1:w1")
             wtopic, _ = ha.watch_config(bridge.ha.naming, "cam2", "sess_1:w1", "x")
             state = bridge.ha.naming.watch_state_topic("cam2", "sess_1:w1")
             await w.until(lambda: wtopic in w.configs() and w.latest.get(state) == b"OFF", what="watch entity")
             check_payload("binary_sensor", w.configs()[wtopic])
-            svc.watch_holds["sess_1:w1"] = True
+            pipe.watch_hit("sess_1:w1", "yes, a person")
             await w.until(lambda: w.latest.get(state) == b"ON", what="watch ON")
+            pipe.watch_hit("sess_1:w1", "no, nobody")
+            await w.until(lambda: w.latest.get(state) == b"OFF", what="watch OFF")
             svc.remove_watch("sess_1:w1")
             await w.until(lambda: w.latest.get(wtopic) == b"" and w.latest.get(state) == b"", what="watch removed")
 
@@ -196,14 +209,15 @@ async def test_discovery_against_mosquitto(broker: Mosquitto) -> None:
             text_topic = f"{prefix}/cam1/text"
             await w.until(lambda: text_topic in w.latest, what="sensor state")
             body = json.loads(w.latest[text_topic])
-            assert body["text"] == "answer to Is anyone at the door?" and body["kind"] == "query"
+            assert body["text"] == "I hold 0 frames (0 visual tokens). You asked: Is anyone at the door?"
+            assert body["kind"] == "query" and pipe.backend.asked[-1] == ("cam1", "Is anyone at the door?")
             assert any(t.startswith(f"{prefix}/cam1/answer/") for t, _ in w.log)
 
             # a scene change: the image entity gets the picture, the event entity's topic the scene
-            svc.scene("cam1", 5)
+            pipe.scene("cam1", 5)
             await w.until(lambda: w.latest.get(f"{prefix}/cam1/image") == JPEG, what="image")
             # a proactive message updates the sensor
-            svc.proactive("a cat crosses the yard", camera="cam2", scene=6)
+            pipe.proactive("a cat crosses the yard", camera="cam2", scene=6)
             await w.until(lambda: b"a cat" in w.latest.get(f"{prefix}/cam2/text", b""), what="proactive text")
 
             # Home Assistant restarts: its birth message makes every config be published again
