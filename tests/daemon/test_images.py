@@ -19,10 +19,11 @@ from livesight.daemon.images import Images, ThumbnailStore, thumbnail_dir
 from livesight.errors import ConfigError
 from livesight.imaging import DIM, OUTLINE, overlay
 from livesight.memory.event_log import EventLog
+from livesight.protocols.api import BusyError, UnknownCameraError
 from livesight.protocols.ws_server import WSServer
 from livesight.types import DTDStep, SceneChange
 from tests.protocols.conftest import http_get
-from tests.protocols.fake_service import FakeService
+from tests.protocols.pipeline import pipeline
 
 TOKEN = "pictures-token"
 
@@ -95,13 +96,13 @@ async def test_latest_jpeg_is_encoded_once_per_frame_and_bounded() -> None:
         blockers = {("a", True, 100 + i): loop.create_future() for i in range(2)}
         images._inflight.update(blockers)
         slots.put(step("a", np.ones(6, bool), (2, 3), pts=3.0), frame(60), None)
-        with pytest.raises(OverflowError):
+        with pytest.raises(BusyError):
             await images.latest_jpeg("a", overlay=False)
         assert images.refused == 1
         for k, f in blockers.items():
             f.cancel()
             images._inflight.pop(k)
-        with pytest.raises(KeyError):
+        with pytest.raises(UnknownCameraError):
             await images.latest_jpeg("nope", overlay=False)
     finally:
         await images.close()
@@ -167,7 +168,9 @@ async def test_image_endpoints_need_the_token(tmp_path: Path) -> None:
     slots.put(step("cam1", np.array([True, False] * 3), (2, 3)), frame(150), change)
     log.scene(change)
     images.save_scene(change)
-    server = WSServer(FakeService(), ServerConfig(host="127.0.0.1", port=0, auth_token=TOKEN), images=images)
+    server = WSServer(
+        pipeline(["cam1", "cam2"]).service, ServerConfig(host="127.0.0.1", port=0, auth_token=TOKEN), images=images
+    )
     port = await server.start()
     try:
         paths = [
