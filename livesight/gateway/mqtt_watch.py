@@ -16,7 +16,7 @@ import aiomqtt
 
 from livesight.config import MQTTConfig
 from livesight.gateway.directory import Directory
-from livesight.protocols.mqtt_bridge import backoff_delay
+from livesight.streaming.backoff import backoff_delay
 
 log = logging.getLogger(__name__)
 

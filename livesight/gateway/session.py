@@ -33,7 +33,8 @@ from livesight.gateway.directory import Directory
 from livesight.gateway.stats import merge_stats
 from livesight.gateway.upstream import NodeLink
 from livesight.protocols import events as ev
-from livesight.protocols.ws_session import CLOSE_TOO_SLOW, ClientLimits, TokenBucket
+from livesight.protocols.session import ClientLimits, TokenBucket
+from livesight.protocols.ws_session import CLOSE_TOO_SLOW
 from livesight.types import ResponseDone, ResponseStatus
 
 if TYPE_CHECKING:

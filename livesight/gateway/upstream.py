@@ -24,7 +24,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
 from livesight.config import ReconnectConfig
 from livesight.gateway.directory import Directory
-from livesight.protocols.mqtt_bridge import backoff_delay
+from livesight.streaming.backoff import backoff_delay
 
 log = logging.getLogger(__name__)
 

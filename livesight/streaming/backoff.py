@@ -1,4 +1,4 @@
-"""Jittered, capped exponential backoff (ReconnectConfig): the one backoff of cameras and the MQTT bridge.
+"""Jittered, capped exponential backoff (ReconnectConfig): the one backoff of cameras, the MQTT bridge and the gateway.
 
 `reconnect.attempts` = N means N reconnect attempts after the first failed connection (0: never retry), counted
 since the last successful connection; then the caller gives up (a camera fails, the MQTT bridge turns off).
