@@ -1,5 +1,6 @@
 """The gateway in process against real parts: Mosquitto, real daemons' WebSocket servers and MQTT bridges (over the
-scripted FakeService instead of a model), real websockets clients on port 0."""
+daemon's real Service and model worker with the echo backend instead of a model: tests/protocols/pipeline.py),
+real websockets clients on port 0."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
@@ -23,8 +25,8 @@ from livesight.protocols.mqtt_bridge import MQTTBridge
 from livesight.protocols.ws_server import WSServer
 from livesight.protocols.ws_session import ClientLimits
 from tests.protocols.conftest import eventually, http_get, recv_until
-from tests.protocols.fake_service import FakeService
 from tests.protocols.mosquitto import MOSQUITTO, Mosquitto
+from tests.protocols.pipeline import Pipeline, pipeline
 
 pytestmark = [
     pytest.mark.mqtt,
@@ -38,31 +40,38 @@ OWNERS = {"cam1": "a", "cam2": "a", "cam3": "b"}
 @dataclass
 class Node:
     name: str
-    service: FakeService
+    pipe: Pipeline
     server: WSServer
     task: asyncio.Task[None]
     bridge: MQTTBridge
 
     async def stop(self) -> None:
-        """A clean stop: the bridge says offline, the server closes its clients."""
+        """A clean stop: the bridge says offline, the server closes its clients, the model worker stops."""
         self.task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self.task
-        await self.server.close()
+        try:
+            await self.server.close()
+        finally:
+            await self.pipe.stop()
 
 
 async def start_node(name: str, broker: Mosquitto, prefix: str, token: str | None = None) -> Node:
     cams = [c for c, n in OWNERS.items() if n == name]
-    service = FakeService(cameras=cams)
-    server = WSServer(service, ServerConfig(host="127.0.0.1", port=0, auth_token=token))
-    port = await server.start()
+    pipe = pipeline(cams).start()
+    server = WSServer(pipe.service, ServerConfig(host="127.0.0.1", port=0, auth_token=token))
+    try:
+        port = await server.start()
+    except BaseException:
+        await pipe.stop()
+        raise
     mqtt = MQTTConfig(enabled=True, port=broker.port, prefix=prefix, reconnect=FAST, keepalive_s=2)
     fleet = FleetAnnouncer(prefix, node=name, url=f"ws://127.0.0.1:{port}", cameras=cams)
-    bridge = MQTTBridge(service, mqtt, fleet=fleet)
+    bridge = MQTTBridge(pipe.service, mqtt, fleet=fleet)
     task = asyncio.create_task(bridge.run(), name=f"bridge-{name}")
     async with asyncio.timeout(10):
         await bridge.connected.wait()
-    return Node(name, service, server, task, bridge)
+    return Node(name, pipe, server, task, bridge)
 
 
 @dataclass
@@ -105,6 +114,20 @@ async def fleet(broker: Mosquitto, prefix: str) -> AsyncIterator[tuple[dict[str,
             await n.stop()
 
 
+def echoed(question: str) -> str:
+    """The echo model's answer to a question, from a camera that has seen no frame yet."""
+    return f"I hold 0 frames (0 visual tokens). You asked: {question}"
+
+
+async def feed(node: Node, camera: str, frames: int) -> None:
+    """Sampled frames through the node's model worker (DTD, memory): 4 tokens each (56×56, 28 px tokens)."""
+    counters = node.pipe.service.counters[camera]
+    for i in range(frames):
+        before = counters.tokens_total
+        node.pipe.frame(camera, np.full((56, 56, 3), 40 + 60 * i, np.uint8), float(i))
+        await eventually(lambda: counters.tokens_total == before + 4, 5, f"{camera} frame {i} encoded")  # noqa: B023
+
+
 def of_type(typ: str, **fields: Any) -> Any:
     return lambda e: e["type"] == typ and all(e.get(k) == v for k, v in fields.items())
 
@@ -131,10 +154,10 @@ async def test_routes_questions_watches_and_merges_stats(fleet: tuple[dict[str, 
                 json.dumps({"type": "query", "id": qid, "text": f"hi {qid}", **({"camera": cam} if cam else {})})
             )
             done, seen = await recv_until(ws, of_type("response.done", query_id=qid))
-            assert done["status"] == "completed" and done["text"] == f"answer to hi {qid}"
+            assert done["status"] == "completed" and done["text"] == echoed(f"hi {qid}")
             assert any(e["type"] == "response.delta" for e in seen)
-        assert nodes["b"].service.asked == [("cam3", "hi q1", "q1")]
-        assert [a[2] for a in nodes["a"].service.asked] == ["q2", "q3"]  # q3: the session's camera, cam1
+        assert nodes["b"].pipe.backend.asked == [("cam3", "hi q1")]
+        assert nodes["a"].pipe.backend.asked == [("cam2", "hi q2"), ("cam1", "hi q3")]  # q3: the session's camera
 
         await ws.send(json.dumps({"type": "query", "id": "q4", "text": "x", "camera": "nope"}))
         err, _ = await recv_until(ws, of_type("error", event_id="q4"))
@@ -143,29 +166,39 @@ async def test_routes_questions_watches_and_merges_stats(fleet: tuple[dict[str, 
         # a watch lives on its camera's node; the hit comes back under the client's watch id
         await ws.send(json.dumps({"type": "watch.add", "id": "w1", "text": "a red car", "camera": "cam3"}))
         await recv_until(ws, of_type("watch.added", id="w1"))
-        (service_watch,) = nodes["b"].service.watches
-        nodes["b"].service.watch_hit(service_watch, "yes, a red car")
+        (service_watch,) = nodes["b"].pipe.service.watches
+        assert nodes["b"].pipe.service.watches[service_watch].camera == "cam3" and not nodes["a"].pipe.service.watches
+        nodes["b"].pipe.watch_hit(service_watch, "yes, a red car")
         hit, _ = await recv_until(ws, of_type("response.done", kind="watch"))
         assert hit["watch_id"] == "w1" and hit["text"] == "yes, a red car"
 
-        # stats: one event with the whole fleet's cameras
+        # stats: one event with the whole fleet's cameras, totals summed over the nodes (a: 4 tokens, b: 8)
+        await feed(nodes["a"], "cam1", 1)
+        await feed(nodes["b"], "cam3", 2)
         for n in nodes.values():
-            n.service.publish(n.service.stats())
-        stats, _ = await recv_until(ws, lambda e: e["type"] == "stats" and len(e["cameras"]) == 3)
-        assert stats["totals"]["tokens_total"] == 512 * 3 and stats["totals"]["nodes"] == 2
+            n.pipe.publish(n.pipe.service.stats())
+        fed = {"cam1": 4, "cam2": 0, "cam3": 8}  # the merged event once both nodes' new stats are in
+        stats, _ = await recv_until(
+            ws,
+            lambda e: e["type"] == "stats" and {c: v.get("tokens_total") for c, v in e["cameras"].items()} == fed,
+        )
+        assert stats["totals"]["tokens_total"] == 4 + 8 and stats["totals"]["nodes"] == 2
 
         # proactive off reaches every node (the node filters), and the gateway answers session.update itself
         await ws.send(json.dumps({"type": "session.update", "proactive": False, "camera": "cam3"}))
         upd, _ = await recv_until(ws, of_type("session.updated"))
         assert upd["session"] == {"id": h["session"]["id"], "camera": "cam3", "proactive": False}
         await eventually(
-            lambda: all(not s.proactive for n in nodes.values() for s in n.server.sessions.values()), 5, "proactive off"
+            lambda: all(not s.core.proactive for n in nodes.values() for s in n.server.sessions.values()),
+            5,
+            "proactive off",
         )
 
 
 async def test_cancel_goes_to_the_owner(fleet: tuple[dict[str, Node], Gateway]) -> None:
     nodes, gw = fleet
-    nodes["b"].service.gate = asyncio.Event()  # hold answers until cancelled
+    pipe = nodes["b"].pipe
+    pipe.hold()  # hold answers until cancelled
     async with connect(gw.url) as ws:
         await hello(ws)
         await ws.send(json.dumps({"type": "query", "id": "q1", "text": "wait", "camera": "cam3"}))
@@ -173,7 +206,9 @@ async def test_cancel_goes_to_the_owner(fleet: tuple[dict[str, Node], Gateway]) 
         await ws.send(json.dumps({"type": "query.cancel", "id": "q1"}))
         done, _ = await recv_until(ws, of_type("response.done", query_id="q1"))
         assert done["status"] == "cancelled"
-        assert len(nodes["b"].service.cancelled) == 1
+        assert pipe.service.responses.active == 0 and pipe.backend.asked == [("cam3", "wait")]
+        await eventually(lambda: len(pipe.backend.results) == 1, 5, "generation ended")
+        assert pipe.backend.results[0].stopped and not nodes["a"].pipe.backend.asked
         await ws.send(json.dumps({"type": "query.cancel", "id": "q1"}))
         err, _ = await recv_until(ws, of_type("error", event_id="q1"))
         assert err["code"] == "unknown_id"
@@ -181,7 +216,7 @@ async def test_cancel_goes_to_the_owner(fleet: tuple[dict[str, Node], Gateway]) 
 
 async def test_node_away_and_back(fleet: tuple[dict[str, Node], Gateway], broker: Mosquitto, prefix: str) -> None:
     nodes, gw = fleet
-    nodes["b"].service.gate = asyncio.Event()
+    nodes["b"].pipe.hold()
     async with connect(gw.url) as ws:
         await hello(ws)
         await ws.send(json.dumps({"type": "watch.add", "id": "w1", "text": "a person", "camera": "cam3"}))
@@ -207,9 +242,9 @@ async def test_node_away_and_back(fleet: tuple[dict[str, Node], Gateway], broker
         # b comes back on another port: the same client sees cam3 again, its watch was added back by the gateway
         nodes["b"] = await start_node("b", broker, prefix)
         await recv_until(ws, of_type("camera.state", camera="cam3", state="live"), within=10)
-        await eventually(lambda: len(nodes["b"].service.watches) == 1, 5, "watch re-added")
-        (service_watch,) = nodes["b"].service.watches
-        nodes["b"].service.watch_hit(service_watch, "yes, a person")
+        await eventually(lambda: len(nodes["b"].pipe.service.watches) == 1, 5, "watch re-added")
+        (service_watch,) = nodes["b"].pipe.service.watches
+        nodes["b"].pipe.watch_hit(service_watch, "yes, a person")
         hit, seen = await recv_until(ws, of_type("response.done", kind="watch"))
         assert hit["watch_id"] == "w1"
         assert not [e for e in seen if e["type"] == "watch.added"], "the re-add is the gateway's business"
@@ -261,8 +296,8 @@ async def test_chat_page_through_the_gateway(fleet: tuple[dict[str, Node], Gatew
             await page.select_option("#camera", "cam3")
             await page.fill("#question", "who is at the gate?")
             await page.click("#ask")
-            await page.locator(".msg.answer .text", has_text="answer to who is at the gate?").wait_for()
-            assert nodes["b"].service.asked == [("cam3", "who is at the gate?", "q1")]
+            await page.locator(".msg.answer .text", has_text=echoed("who is at the gate?")).wait_for()
+            assert nodes["b"].pipe.backend.asked == [("cam3", "who is at the gate?")]
             await nodes["b"].stop()
             await page.locator(".camera .badge.state-unavailable").first.wait_for()
         finally:
@@ -322,7 +357,7 @@ async def test_a_client_that_never_reads_is_dropped(broker: Mosquitto, prefix: s
     )
     port = await server.start()
     task = asyncio.create_task(watcher.run(), name="directory")
-    svc = nodes["a"].service
+    svc = nodes["a"].pipe
     try:
         await eventually(lambda: all(directory.online(n) for n in nodes), 10, "nodes online")
         url = f"ws://127.0.0.1:{port}"
