@@ -128,7 +128,7 @@ class Service:
     def _camera(self, camera: str | None) -> str:
         if camera is None:
             if not self._cameras:
-                raise KeyError("this node runs no cameras")
+                raise UnknownCameraError("this node runs no cameras")
             return self._cameras[0]
         if camera not in self.counters:
             raise UnknownCameraError(f"unknown camera {camera!r} (cameras: {', '.join(self._cameras)})")

@@ -131,6 +131,17 @@ def test_health_reflects_camera_states() -> None:
     assert h["status"] == "degraded" and h["cameras"]["b"]["reason"] == "connection refused"
 
 
+async def test_a_node_without_cameras_refuses_with_unknown_camera() -> None:
+    """A fleet node that owns no camera idles; a question or watch for "the first camera" is a typed refusal."""
+    svc = Service([])
+    with pytest.raises(UnknownCameraError, match="this node runs no cameras") as e:
+        await anext(svc.query(camera=None, text="anyone?", query_id=None))
+    assert e.value.code == "unknown_camera"
+    with pytest.raises(UnknownCameraError):
+        svc.add_watch(camera=None, text="is it?", watch_id="w1")
+    assert svc.responses.active == 0 and svc.watches == {}
+
+
 def test_watches() -> None:
     svc = Service(["a", "b"])
     svc.add_watch(camera="b", text="is the door open?", watch_id="w1")
