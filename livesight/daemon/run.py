@@ -16,8 +16,8 @@ import sys
 from pathlib import Path
 
 from livesight.config import Config, load_config
-from livesight.daemon.logsetup import setup_logging
 from livesight.errors import ConfigError, LivesightError
+from livesight.logsetup import setup_logging
 
 log = logging.getLogger("livesight")
 

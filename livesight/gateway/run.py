@@ -13,12 +13,12 @@ import logging
 import signal
 
 from livesight.config import Config, load_config, parse_config
-from livesight.daemon.logsetup import setup_logging
 from livesight.errors import ConfigError, LivesightError
 from livesight.fleet.ownership import assignment
 from livesight.gateway.directory import Directory
 from livesight.gateway.mqtt_watch import DirectoryWatcher
 from livesight.gateway.server import GatewayServer
+from livesight.logsetup import setup_logging
 
 log = logging.getLogger("livesight")
 
