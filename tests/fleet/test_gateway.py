@@ -121,11 +121,15 @@ def echoed(question: str) -> str:
 
 async def feed(node: Node, camera: str, frames: int) -> None:
     """Sampled frames through the node's model worker (DTD, memory): 4 tokens each (56×56, 28 px tokens)."""
-    counters = node.pipe.service.counters[camera]
     for i in range(frames):
-        before = counters.tokens_total
-        node.pipe.frame(camera, np.full((56, 56, 3), 40 + 60 * i, np.uint8), float(i))
-        await eventually(lambda: counters.tokens_total == before + 4, 5, f"{camera} frame {i} encoded")  # noqa: B023
+        await feed_one(node, camera, np.full((56, 56, 3), 40 + 60 * i, np.uint8), float(i))
+
+
+async def feed_one(node: Node, camera: str, rgb: np.ndarray, pts: float) -> None:
+    counters = node.pipe.service.counters[camera]
+    want = counters.tokens_total + 4
+    node.pipe.frame(camera, rgb, pts)
+    await eventually(lambda: counters.tokens_total == want, 5, f"{camera} frame at {pts} s encoded")
 
 
 def of_type(typ: str, **fields: Any) -> Any:
