@@ -127,19 +127,42 @@ class MemoryConfig(_Strict):
 
 
 class SceneConfig(_Strict):
-    window: int = Field(8, ge=2, le=1000, description="sampled frames in the rolling statistics")
+    detector: Literal["dtd", "transnetv2"] = Field(
+        "dtd",
+        description="dtd: thumbnails of the frames DTD prepares (free, any fps); transnetv2: the trained TransNetV2 "
+        "on its own 48x27 frame tap (pip install 'livesight[scenes-ml]')",
+    )
+    window: int = Field(16, ge=2, le=1000, description="sampled frames in the rolling (median/MAD) statistics")
     min_scene_s: float = Field(2.0, ge=0, description="minimum scene length")
     threshold: float = Field(
-        3.0, gt=0, description="boundary when the mean token change leaves its rolling mean by this many std"
+        3.0, gt=0, description="hard cut when the frame-to-frame change leaves its rolling median by this many MAD-std"
     )
     min_change: float | None = Field(
         None,
         ge=0,
         le=1,
-        description="and the mean token change rises by at least this much (absolute, 0-1); default by DTD mode: "
-        "0.05 in pixel mode (mean abs pixel difference), 0.1 otherwise (cosine distance of features)",
+        description="only without pixels (legacy signal, the mean token change): it must rise by at least this much; "
+        "default by DTD mode: 0.05 in pixel mode, 0.1 otherwise",
     )
-    min_ratio: float = Field(2.0, ge=1.0, le=100.0, description="and is at least this many times its rolling mean")
+    min_ratio: float = Field(2.0, ge=1.0, le=100.0, description="and is at least this many times its rolling median")
+    cut_change: float = Field(
+        0.35, gt=0, le=2, description="hard cut: least change of the normalised thumbnail (0 same, ~1.1 unrelated)"
+    )
+    gradual_change: float = Field(
+        0.5, gt=0, le=2, description="dissolve/fade: least change from the scene as it was gradual_s ago"
+    )
+    gradual_s: float = Field(2.0, gt=0, le=10, description="how far back a gradual transition is judged")
+    flat_level: float = Field(
+        6.0, ge=0, le=128, description="a picture whose thumbnail spread is below this (grey levels) is flat (black)"
+    )
+    confirm_frames: int = Field(
+        1, ge=0, le=1, description="1: a boundary is confirmed by the next sampled frame (no boundary for a flash)"
+    )
+    transnet_fps: float = Field(10.0, ge=2, le=30, description="transnetv2: frames per second of its own tap")
+    transnet_threshold: float = Field(0.5, gt=0, lt=1, description="transnetv2: transition probability threshold")
+    transnet_lookahead: int = Field(
+        25, ge=5, le=50, description="transnetv2: frames of look-ahead (latency = lookahead / transnet_fps)"
+    )
 
 
 class ProactiveConfig(_Strict):

@@ -1,0 +1,62 @@
+"""Run scene detectors over a video file and score them against truth (detector alone, no daemon).
+
+    ours_on_file(path, fps, SceneConfig())   → {"cuts": [scene start pts], "reported": [pts of the frame that
+                                               reported it], "cpu_ms": detector CPU time, "frames": n}
+    pyscenedetect_on_file(path, "adaptive")  → {"cuts": [...], "cpu_ms": ...}
+
+Our detector sees what it sees in the daemon: frames sampled at `fps` by timestamp, prepared as the model's input
+(resized to the model's image size, 448² for the tiny preset), with the DTD step of a pixel-mode DTD.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from livesight.bench.clips import sample_video
+from livesight.config import DTDConfig, SceneConfig
+from livesight.memory.scene_detector import SceneDetector
+from livesight.model.dtd import DTD
+from livesight.model.qwen import prepare
+
+
+def ours_on_file(path: Path, fps: float, cfg: SceneConfig, *, image_size: int = 448) -> dict[str, Any]:
+    det = SceneDetector(cfg, "bench", dtd_mode="pixel")
+    dtd = DTD(DTDConfig(mode="pixel", threshold=0.04))
+    cuts, reported = [], []
+    cpu = 0.0
+    n = 0
+    for s in sample_video(path, fps):
+        p = prepare(s.rgb, image_size, 28)
+        need = dtd.precheck(p, s.pts)  # pixel mode decides from pixels: the encoding is only carried along
+        step = dtd.decide("bench", s.pts, 0.0, p, _fake_encoding(p) if need else None)
+        t0 = time.thread_time()
+        change = det.update(step, p)
+        cpu += time.thread_time() - t0
+        n += 1
+        if change is not None:
+            cuts.append(round(change.pts, 3))
+            reported.append(round(s.pts, 3))
+    return {"cuts": cuts, "reported": reported, "cpu_ms": round(cpu * 1000, 2), "frames": n}
+
+
+def _fake_encoding(p: np.ndarray):
+    import torch
+
+    from livesight.model.backend import EncodedFrame
+
+    gh, gw = p.shape[0] // 28, p.shape[1] // 28
+    return EncodedFrame(torch.zeros(gh * gw, 4), (gh, gw))
+
+
+def pyscenedetect_on_file(path: Path, which: str) -> dict[str, Any]:
+    from scenedetect import AdaptiveDetector, ContentDetector, ThresholdDetector, detect
+
+    detector = {"content": ContentDetector, "adaptive": AdaptiveDetector, "threshold": ThresholdDetector}[which]()
+    t0 = time.process_time()
+    scenes = detect(str(path), detector)
+    cpu = time.process_time() - t0
+    return {"cuts": [round(a.seconds, 3) for a, _ in scenes[1:]], "cpu_ms": round(cpu * 1000, 1)}
