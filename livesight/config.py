@@ -146,7 +146,11 @@ class SceneConfig(_Strict):
     )
     min_ratio: float = Field(2.0, ge=1.0, le=100.0, description="and is at least this many times its rolling median")
     cut_change: float = Field(
-        0.35, gt=0, le=2, description="hard cut: least change of the normalised thumbnail (0 same, ~1.1 unrelated)"
+        0.6,
+        gt=0,
+        le=2,
+        description="hard cut: least change of the normalised 16x16 thumbnail after the best small shift "
+        "(0 same picture, ~1.1 unrelated pictures; a person entering ~0.4)",
     )
     gradual_change: float = Field(
         0.5, gt=0, le=2, description="dissolve/fade: least change from the scene as it was gradual_s ago"

@@ -38,7 +38,6 @@ PHOTOS = (
     "home.jpg",
     "messi5.jpg",
     "butterfly.jpg",
-    "lena.jpg",
     "board.jpg",
     "aero1.jpg",
     "orange.jpg",
@@ -348,7 +347,7 @@ def specs(quick: bool = False) -> list[Spec]:
         ),
         Spec(
             "vfr-film",
-            [(pan(2, 40.0), 3.75), (moving_object(still(11), 0.5, 200.0), 5.01), (still(0), 4.0)],
+            [(pan(2, 40.0), 3.75), (moving_object(still(10), 0.5, 200.0), 5.01), (still(9), 4.0)],
             [("cut", 0), ("cut", 0)],
             hard=["variable frame rate (12.5–50 fps)", "cuts at 3.75 and 8.76 s"],
             vfr=True,

@@ -67,6 +67,24 @@ def distance(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.abs(a - b).mean())
 
 
+SHIFTS = [(dy, dx) for dy in range(-3, 4) for dx in range(-5, 6)]  # cells: up to 1/3 of the width, 1/5 the height
+
+
+def moved_distance(a: np.ndarray, b: np.ndarray) -> float:
+    """The distance of a to b after the best global shift of a few cells (a pan or a shake moves the picture; a cut
+    changes it): min over SHIFTS of the mean absolute difference on the overlap."""
+    g = a.shape[0]
+    best = distance(a, b)
+    for dy, dx in SHIFTS:
+        if dy == 0 and dx == 0:
+            continue
+        ya, yb = (slice(dy, g), slice(0, g - dy)) if dy >= 0 else (slice(0, g + dy), slice(-dy, g))
+        xa, xb = (slice(dx, g), slice(0, g - dx)) if dx >= 0 else (slice(0, g + dx), slice(-dx, g))
+        d = float(np.abs(a[ya, xa] - b[yb, xb]).mean())
+        best = min(best, d)
+    return best
+
+
 @dataclass
 class _Pending:
     pts: float
@@ -74,6 +92,8 @@ class _Pending:
     score: float
     ref: np.ndarray | None  # the old scene's picture; None: any content confirms (content after a flat scene)
     z: np.ndarray  # the candidate frame's picture (the new scene's first)
+    gradual: bool = False  # confirmed once the transition has settled (the frames stop changing)
+    last: np.ndarray | None = None  # gradual: the previous frame's picture
 
 
 class SceneDetector:
@@ -86,6 +106,7 @@ class SceneDetector:
         self.last_score = 0.0
         self._scene_start: float | None = None
         self._d1: deque[float] = deque(maxlen=cfg.window)  # frame-to-frame changes of the current scene
+        self._m1: deque[float] = deque(maxlen=cfg.window)  # the same after the best small shift (for cuts)
         self._ring: deque[tuple[float, np.ndarray]] = deque(maxlen=RING)  # (pts, picture) of the last gradual_s
         self._prev: np.ndarray | None = None  # the previous content picture
         self._pending: _Pending | None = None
@@ -116,15 +137,20 @@ class SceneDetector:
         if self._prev is None:  # first content of a scene (nothing to compare with)
             self._restart(step.pts, z)
             return change
-        return change or self._judge(z, step)
+        judged = self._judge(z, step)  # after a confirmed boundary too: this frame is the new scene's evidence
+        return change or judged
 
     # ---- frames with pixels -------------------------------------------------------------------------------
 
     def _resolve(self, z: np.ndarray | None, step: DTDStep) -> SceneChange | None:
-        """Confirm or reject the candidate of the previous frame with this one."""
+        """Confirm or reject the candidate of an earlier frame with this one."""
         p = self._pending
         if p is None:
             return None
+        if p.gradual and z is not None and p.last is not None and step.pts - p.pts < self.cfg.gradual_s:
+            if distance(z, p.last) >= 0.1:  # still mid-transition: wait for it to settle (bounded by gradual_s)
+                p.last = z
+                return None
         self._pending = None
         if p.ref is None:
             confirmed = z is not None
@@ -133,37 +159,44 @@ class SceneDetector:
         if not confirmed:  # a flash: forget the frame, as if it had not been
             return None
         self._restart(p.pts, p.z)
+        if p.gradual and z is not None:
+            self._ring.clear()  # the settled picture is the new scene's reference
+            self._ring.append((step.pts, z))
         return self._declare(p.pts, p.wall_time, p.score)
 
     def _judge(self, z: np.ndarray, step: DTDStep) -> SceneChange | None:
         cfg = self.cfg
         assert self._prev is not None
         d1 = distance(z, self._prev)
+        m1 = moved_distance(z, self._prev) if d1 >= cfg.cut_change else d1
         while len(self._ring) > 1 and self._ring[1][0] <= step.pts - cfg.gradual_s + 1e-6:
             self._ring.popleft()
-        ref_pts, ref = self._ring[0]
-        lag = sum(1 for t, _ in self._ring if t > ref_pts)  # frames between the reference and this one, minus one
-        cut = self._cut_score(d1)
-        grad = self._gradual_score(distance(z, ref), lag + 1)
-        candidate = (cut, self._prev) if cut is not None else ((grad, ref) if grad is not None else None)
+        ref = self._ring[0][1]
+        cut = self._cut_score(m1)
+        grad = None if cut is not None else self._gradual_score(distance(z, ref), len(self._ring))
         young = self._young(step.pts)
-        if candidate is None or young:
+        if (cut is None and grad is None) or young:
             self._d1.append(d1)
+            self._m1.append(m1)
             self._prev = z
+            if young:  # the gradual reference starts once the scene has arrived (a dissolve's tail is not a scene)
+                self._ring.clear()
             self._ring.append((step.pts, z))
             return None
-        score, old = candidate
+        score = cut if cut is not None else grad
+        assert score is not None
         if cfg.confirm_frames == 0:
             self._restart(step.pts, z)
             return self._declare(step.pts, step.wall_time, score)
-        self._pending = _Pending(step.pts, step.wall_time, score, old, z)
-        return None  # the candidate frame stays out of the statistics until the next frame confirms it
+        old = self._prev if cut is not None else ref
+        self._pending = _Pending(step.pts, step.wall_time, score, old, z, gradual=cut is None, last=z)
+        return None  # the candidate frame stays out of the statistics until a later frame confirms it
 
     def _cut_score(self, d1: float) -> float | None:
         cfg = self.cfg
         if d1 < cfg.cut_change:
             return None
-        h = np.fromiter(self._d1, np.float32)
+        h = np.fromiter(self._m1, np.float32)
         if len(h) < MIN_HISTORY:
             base = float(h.max()) if len(h) else 0.0
             return d1 / max(base, 1e-3) if d1 >= cfg.min_ratio * base else None
@@ -211,6 +244,7 @@ class SceneDetector:
             return
         if d < self.cfg.cut_change:
             self._d1.append(d)
+            self._m1.append(d)
         self._prev = z
         self._ring.clear()  # the faded-in picture is the reference from now on
         self._ring.append((step.pts, z))
@@ -222,6 +256,7 @@ class SceneDetector:
         """A new scene starts at pts with picture z (None: a flat scene)."""
         self._scene_start = pts
         self._d1.clear()
+        self._m1.clear()
         self._ring.clear()
         self._prev = z
         if z is not None:
