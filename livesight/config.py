@@ -127,10 +127,8 @@ class MemoryConfig(_Strict):
 
 
 class SceneConfig(_Strict):
-    detector: Literal["dtd", "transnetv2"] = Field(
-        "dtd",
-        description="dtd: thumbnails of the frames DTD prepares (free, any fps); transnetv2: the trained TransNetV2 "
-        "on its own 48x27 frame tap (pip install 'livesight[scenes-ml]')",
+    detector: Literal["dtd"] = Field(
+        "dtd", description="dtd: normalised thumbnails of the frames DTD prepares (free, any fps)"
     )
     window: int = Field(16, ge=2, le=1000, description="sampled frames in the rolling (median/MAD) statistics")
     min_scene_s: float = Field(2.0, ge=0, description="minimum scene length")
@@ -161,11 +159,6 @@ class SceneConfig(_Strict):
     )
     confirm_frames: int = Field(
         1, ge=0, le=1, description="1: a boundary is confirmed by the next sampled frame (no boundary for a flash)"
-    )
-    transnet_fps: float = Field(10.0, ge=2, le=30, description="transnetv2: frames per second of its own tap")
-    transnet_threshold: float = Field(0.5, gt=0, lt=1, description="transnetv2: transition probability threshold")
-    transnet_lookahead: int = Field(
-        25, ge=5, le=50, description="transnetv2: frames of look-ahead (latency = lookahead / transnet_fps)"
     )
 
 

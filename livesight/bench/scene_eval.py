@@ -40,7 +40,13 @@ def ours_on_file(path: Path, fps: float, cfg: SceneConfig, *, image_size: int = 
         if change is not None:
             cuts.append(round(change.pts, 3))
             reported.append(round(s.pts, 3))
-    return {"cuts": cuts, "reported": reported, "cpu_ms": round(cpu * 1000, 2), "frames": n}
+    return {
+        "cuts": cuts,
+        "reported": reported,
+        "cpu_ms": round(cpu * 1000, 2),
+        "frames": n,
+        "encoder_skipped": dtd.encoder_skipped,
+    }
 
 
 def _fake_encoding(p: np.ndarray):

@@ -83,7 +83,7 @@ class MemoryLike(Protocol):
 
 
 class DetectorLike(Protocol):
-    def update(self, step: DTDStep) -> SceneChange | None: ...
+    def update(self, step: DTDStep, frame: np.ndarray | None = None) -> SceneChange | None: ...
 
 
 @dataclass
@@ -199,7 +199,7 @@ class ModelWorker:
             lane = self.lanes[f.camera]
             step = lane.dtd.decide(f.camera, f.pts, f.wall_time, p, e)
             tm = time.perf_counter()
-            change = lane.detector.update(step)
+            change = lane.detector.update(step, p)  # the prepared frame: the detector's thumbnail
             if change is not None:  # the ending scene is captioned before the new scene's first frame goes in
                 lane.memory.on_scene_change(change)
             lane.memory.add_step(step, e.tokens if e is not None else None)
