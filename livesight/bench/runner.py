@@ -1,4 +1,4 @@
-"""`livesight bench ingest|dtd|memory|e2e|all --out DIR`: run benchmarks, write JSON (+PNG) per benchmark into DIR,
+"""`livesight bench ingest|dtd|memory|e2e|scenes|all --out DIR`: run benchmarks, write JSON (+PNG) per benchmark into DIR,
 and regenerate docs/benchmarks.md's figures from the JSON (`report.py`)."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-BENCHES = ("ingest", "dtd", "memory", "e2e")
+BENCHES = ("ingest", "dtd", "memory", "e2e", "scenes")
 
 
 def machine() -> dict[str, Any]:
