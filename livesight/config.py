@@ -150,6 +150,12 @@ class SceneConfig(_Strict):
         description="hard cut: least change of the normalised 16x16 thumbnail after the best small shift "
         "(0 same picture, ~1.1 unrelated pictures; a person entering ~0.4)",
     )
+    hist_change: float = Field(
+        0.2,
+        gt=0,
+        le=1,
+        description="hard cut in footage that moves a lot: least change of the colour histogram (0 same, 1 disjoint)",
+    )
     gradual_change: float = Field(
         0.5, gt=0, le=2, description="dissolve/fade: least change from the scene as it was gradual_s ago"
     )

@@ -55,6 +55,25 @@ def thumbnail(frame: np.ndarray, grid: int = GRID) -> np.ndarray:
     return small.mean(axis=(1, 3), dtype=np.float32)
 
 
+HIST_BINS = 24
+
+
+def histogram(frame: np.ndarray) -> np.ndarray:
+    """Colour distribution of a strided sample of the frame, each channel over ±3 spreads of the frame's own mean
+    (light changes shift it little; motion keeps it; a cut replaces it) → [3 * HIST_BINS] float32, sums to 1."""
+    h, w = frame.shape[:2]
+    s = frame[:: max(1, h // 56), :: max(1, w // 56)].reshape(-1, 3).astype(np.float32)
+    z = (s - s.mean()) / max(float(s.std()), 1.0)
+    idx = np.clip(((z + 3.0) * (HIST_BINS / 6.0)).astype(np.int32), 0, HIST_BINS - 1) + np.arange(3) * HIST_BINS
+    out = np.bincount(idx.reshape(-1), minlength=3 * HIST_BINS).astype(np.float32)
+    return out / out.sum()
+
+
+def hist_distance(a: np.ndarray, b: np.ndarray) -> float:
+    """Half the L1 distance of two histograms: 0 same distribution, 1 disjoint."""
+    return float(np.abs(a - b).sum()) * 0.5
+
+
 def normalise(thumb: np.ndarray, flat_level: float) -> np.ndarray | None:
     """Zero mean, unit spread; None for a flat picture (spread below flat_level grey levels)."""
     sd = float(thumb.std())
@@ -92,6 +111,8 @@ class _Pending:
     score: float
     ref: np.ndarray | None  # the old scene's picture; None: any content confirms (content after a flat scene)
     z: np.ndarray  # the candidate frame's picture (the new scene's first)
+    hist: np.ndarray  # the candidate frame's colour histogram
+    ref_hist: np.ndarray | None = None  # the old scene's
     gradual: bool = False  # confirmed once the transition has settled (the frames stop changing)
     last: np.ndarray | None = None  # gradual: the previous frame's picture
 
@@ -109,6 +130,9 @@ class SceneDetector:
         self._m1: deque[float] = deque(maxlen=cfg.window)  # the same after the best small shift (for cuts)
         self._ring: deque[tuple[float, np.ndarray]] = deque(maxlen=RING)  # (pts, picture) of the last gradual_s
         self._prev: np.ndarray | None = None  # the previous content picture
+        self._prev_hist: np.ndarray | None = None  # …and its colour histogram
+        self._h1: deque[float] = deque(maxlen=cfg.window)  # frame-to-frame histogram changes
+        self._hist = np.zeros(3 * HIST_BINS, np.float32)  # the current frame's
         self._pending: _Pending | None = None
         self._flat_since: float | None = None  # start of the current flat run
         self._flat_scene = False  # the current scene is a flat one (declared, or the stream started flat)
@@ -121,6 +145,8 @@ class SceneDetector:
         if frame is None:
             return self._update_signal(step)
         z = normalise(thumbnail(frame), self.cfg.flat_level)
+        if z is not None:
+            self._hist = histogram(frame)
         if self._scene_start is None:
             self._scene_start = step.pts
         change = self._resolve(z, step)
@@ -135,7 +161,7 @@ class SceneDetector:
             self._after_flat(z, step)
             return change
         if self._prev is None:  # first content of a scene (nothing to compare with)
-            self._restart(step.pts, z)
+            self._restart(step.pts, z, self._hist)
             return change
         judged = self._judge(z, step)  # after a confirmed boundary too: this frame is the new scene's evidence
         return change or judged
@@ -155,10 +181,14 @@ class SceneDetector:
         if p.ref is None:
             confirmed = z is not None
         else:
-            confirmed = z is None or distance(z, p.ref) >= 0.5 * self.cfg.cut_change
+            confirmed = (
+                z is None
+                or distance(z, p.ref) >= 0.5 * self.cfg.cut_change
+                or (p.ref_hist is not None and hist_distance(self._hist, p.ref_hist) >= 0.5 * self.cfg.hist_change)
+            )
         if not confirmed:  # a flash: forget the frame, as if it had not been
             return None
-        self._restart(p.pts, p.z)
+        self._restart(p.pts, p.z, p.hist)
         if p.gradual and z is not None:
             self._ring.clear()  # the settled picture is the new scene's reference
             self._ring.append((step.pts, z))
@@ -172,13 +202,18 @@ class SceneDetector:
         while len(self._ring) > 1 and self._ring[1][0] <= step.pts - cfg.gradual_s + 1e-6:
             self._ring.popleft()
         ref = self._ring[0][1]
+        assert self._prev_hist is not None
+        h1 = hist_distance(self._hist, self._prev_hist)
         cut = self._cut_score(m1)
+        if cut is None:
+            cut = self._hist_score(h1, m1)
         grad = None if cut is not None else self._gradual_score(distance(z, ref), len(self._ring))
         young = self._young(step.pts)
         if (cut is None and grad is None) or young:
             self._d1.append(d1)
             self._m1.append(m1)
-            self._prev = z
+            self._h1.append(h1)
+            self._prev, self._prev_hist = z, self._hist
             if young:  # the gradual reference starts once the scene has arrived (a dissolve's tail is not a scene)
                 self._ring.clear()
             self._ring.append((step.pts, z))
@@ -186,10 +221,12 @@ class SceneDetector:
         score = cut if cut is not None else grad
         assert score is not None
         if cfg.confirm_frames == 0:
-            self._restart(step.pts, z)
+            self._restart(step.pts, z, self._hist)
             return self._declare(step.pts, step.wall_time, score)
-        old = self._prev if cut is not None else ref
-        self._pending = _Pending(step.pts, step.wall_time, score, old, z, gradual=cut is None, last=z)
+        old, old_hist = (self._prev, self._prev_hist) if cut is not None else (ref, None)
+        self._pending = _Pending(
+            step.pts, step.wall_time, score, old, z, self._hist, old_hist, gradual=cut is None, last=z
+        )
         return None  # the candidate frame stays out of the statistics until a later frame confirms it
 
     def _cut_score(self, d1: float) -> float | None:
@@ -207,9 +244,23 @@ class SceneDetector:
         score = (d1 - med) / max(spread, 0.02)
         return score if score >= cfg.threshold else None
 
+    def _hist_score(self, h1: float, m1: float) -> float | None:
+        """A cut in footage that moves a lot (the picture changes even between frames of one shot, its colours
+        do not): the colour histogram jumps, robustly above its own history, and the picture changed too."""
+        cfg = self.cfg
+        if h1 < cfg.hist_change or m1 < 0.5 * cfg.cut_change or len(self._h1) < MIN_HISTORY:
+            return None
+        h = np.fromiter(self._h1, np.float32)
+        med = float(np.median(h))
+        spread = 1.4826 * float(np.median(np.abs(h - med)))
+        if h1 < cfg.min_ratio * med:
+            return None
+        score = (h1 - med) / max(spread, 0.02)
+        return score if score >= cfg.threshold else None
+
     def _gradual_score(self, d: float, frames: int) -> float | None:
         """d: change from the scene `frames` frames ago; a boundary when the scene's usual motion cannot explain it."""
-        if d < self.cfg.gradual_change or len(self._d1) < 2:
+        if d < self.cfg.gradual_change or len(self._d1) < 2 or frames < 2:  # not just the last frame
             return None
         usual = float(np.median(np.fromiter(self._d1, np.float32))) * frames
         if d < self.cfg.min_ratio * usual:
@@ -224,7 +275,7 @@ class SceneDetector:
             return None
         self._flat_scene = True  # flat for min_scene_s: a scene of its own, starting where the flat run started
         start = self._flat_since
-        self._restart(start, None)
+        self._restart(start, None, None)
         return self._declare(start, step.wall_time, 0.0)
 
     def _after_flat(self, z: np.ndarray, step: DTDStep) -> None:
@@ -232,33 +283,34 @@ class SceneDetector:
         self._flat_since = None
         self._flat_scene = False
         if flat_scene:  # content after a flat scene: always a new scene
-            self._pending = _Pending(step.pts, step.wall_time, 0.0, None, z)
+            self._pending = _Pending(step.pts, step.wall_time, 0.0, None, z, self._hist)
             return
         if before is None:  # the stream started flat, but only briefly (a decoder's grey first frame)
-            self._restart(step.pts, z)
+            self._restart(step.pts, z, self._hist)
             return
         d = distance(z, before)
         young = self._young(step.pts)
         if d >= self.cfg.cut_change and not young:  # through black/white to another picture
-            self._pending = _Pending(step.pts, step.wall_time, d, before, z)
+            self._pending = _Pending(step.pts, step.wall_time, d, before, z, self._hist, self._prev_hist)
             return
         if d < self.cfg.cut_change:
             self._d1.append(d)
             self._m1.append(d)
-        self._prev = z
+        self._prev, self._prev_hist = z, self._hist
         self._ring.clear()  # the faded-in picture is the reference from now on
         self._ring.append((step.pts, z))
 
     def _young(self, pts: float) -> bool:
         return self._scene_start is not None and pts - self._scene_start < self.cfg.min_scene_s
 
-    def _restart(self, pts: float, z: np.ndarray | None) -> None:
-        """A new scene starts at pts with picture z (None: a flat scene)."""
+    def _restart(self, pts: float, z: np.ndarray | None, hist: np.ndarray | None) -> None:
+        """A new scene starts at pts with picture z and histogram hist (None: a flat scene)."""
         self._scene_start = pts
         self._d1.clear()
         self._m1.clear()
+        self._h1.clear()
         self._ring.clear()
-        self._prev = z
+        self._prev, self._prev_hist = z, hist
         if z is not None:
             self._ring.append((pts, z))
 
