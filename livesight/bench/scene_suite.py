@@ -282,14 +282,14 @@ def _frame_at(spec: Spec, starts: list[float], spans: list[tuple[str, float, flo
 def write_video(path: Path, frames: list[tuple[float, np.ndarray]], fps: float) -> None:
     """H.264 MP4 with exact timestamps (1 ms time base, so VFR frames keep their times)."""
     with av.open(str(path), "w") as out:
-        s = out.add_stream("libx264", rate=int(round(fps)))
+        s = out.add_stream("libx264", rate=round(fps))
         s.width, s.height, s.pix_fmt = W, H, "yuv420p"
         s.time_base = Fraction(1, 1000)
         s.codec_context.time_base = Fraction(1, 1000)  # frame times in ms reach the encoder unrounded (VFR)
         s.options = {"crf": "18", "preset": "veryfast", "g": "50", "bf": "0"}
         for t, rgb in frames:
             f = av.VideoFrame.from_ndarray(rgb, format="rgb24")
-            f.pts = int(round(t * 1000))
+            f.pts = round(t * 1000)
             f.time_base = Fraction(1, 1000)
             for p in s.encode(f):
                 out.mux(p)

@@ -23,7 +23,10 @@ from livesight.config import SceneConfig
 
 FPS = (1.0, 2.0, 5.0)
 PSD = ("content", "adaptive", "threshold")
-REAL_CUTS = {"Megamind.avi": [f / 23.976 for f in (99, 155, 201)], "bikes.mp4": [f / 25.0 for f in (30, 76, 137, 187, 242)]}
+REAL_CUTS = {
+    "Megamind.avi": [f / 23.976 for f in (99, 155, 201)],
+    "bikes.mp4": [f / 25.0 for f in (30, 76, 137, 187, 242)],
+}
 
 
 def _clips(out: Path, quick: bool) -> list[tuple[str, Path, list[Transition], float, str]]:

@@ -173,10 +173,10 @@ class SceneDetector:
         p = self._pending
         if p is None:
             return None
-        if p.gradual and z is not None and p.last is not None and step.pts - p.pts < self.cfg.gradual_s:
-            if distance(z, p.last) >= 0.1:  # still mid-transition: wait for it to settle (bounded by gradual_s)
-                p.last = z
-                return None
+        settling = p.gradual and z is not None and p.last is not None and step.pts - p.pts < self.cfg.gradual_s
+        if settling and distance(z, p.last) >= 0.1:  # still mid-transition: wait for it to settle (≤ gradual_s)
+            p.last = z
+            return None
         self._pending = None
         if p.ref is None:
             confirmed = z is not None
