@@ -28,7 +28,7 @@ def test_tap_keeps_its_rate_and_is_bounded() -> None:
     assert got[0][2].shape == (27, 48, 3) and tap.drain() == []
     vf = av.VideoFrame.from_ndarray(np.full((240, 320, 3), 200, np.uint8), format="rgb24")
     tap.offer(10.0, vf)
-    (_, _, small), = tap.drain()
+    ((_, _, small),) = tap.drain()
     assert small.shape == (27, 48, 3) and small.dtype == np.uint8 and abs(int(small.mean()) - 200) <= 2
 
 
