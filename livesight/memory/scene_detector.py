@@ -8,9 +8,12 @@ normalised thumbnails: ~0 for the same picture, ~1.1 for two unrelated pictures.
 
 Every frame is evidence, encoder-skipped ones included (a still shot is a long run of near-zero change). Per frame:
 
-- hard cut: the change from the previous frame `d1` rises above the scene's own recent changes — a robust test
-  (median + `threshold` x 1.4826 MAD of the last `window` frames, at least `min_ratio` x the median, at least
-  `cut_change`); with fewer than 3 frames of history it must be `min_ratio` x their largest.
+- hard cut: the change from the previous frame after the best global shift of a few cells (a pan or a shake
+  moves the picture, a cut replaces it) rises above the scene's own recent changes — a robust test (median +
+  `threshold` x 1.4826 MAD of the last `window` frames, at least `min_ratio` x the median, at least `cut_change`);
+  with fewer than 3 frames of history it must be `min_ratio` x their largest. Or, for footage that moves a lot
+  (the picture changes between any two samples, its colours do not): the colour histogram (of the frame normalised
+  by its own mean and spread) jumps by `hist_change`, robustly above its own history, and the picture changed too.
 - gradual (dissolve, slow fade): the change from the scene as it was `gradual_s` ago (its start, when younger)
   reaches `gradual_change` and is `min_ratio` times what the scene's usual frame-to-frame change would add up to
   over that time — a pan adds up too, a dissolve in a still shot does not.
@@ -26,7 +29,8 @@ Every frame is evidence, encoder-skipped ones included (a still shot is a long r
 
 Without a frame (`update(step)` only), the DTDStep's mean token change is used as `d1` (hard cuts only, no
 confirmation; `min_change`, default by DTD mode, replaces `cut_change`): the legacy signal, kept for callers that
-have no pixels. Cost per frame: ~0.1 ms (one strided view + block means on the prepared frame).
+have no pixels. Cost per frame: under 1 ms (strided samples of the prepared frame, a 16x16 thumbnail, a 72-bin
+histogram, and the shift search only when the plain change is already large).
 """
 
 from __future__ import annotations
