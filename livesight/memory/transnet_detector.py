@@ -7,7 +7,7 @@ frames, the last 100 frames (the stream's first frame repeated in front while fe
 the frames now `lookahead` or more from the window's end get their transition probability. A boundary is a frame
 whose probability rises above `threshold` (from below), at least `min_scene_s` after the last one.
 Latency: lookahead/fps to hop+lookahead frames/fps, plus the forward pass. Cost: one 100-frame forward pass per
-`hop` frames (~0.7 s CPU per pass on a 2-core x86 VM).
+`hop` frames, on one torch thread (~0.66 s CPU per pass on a 2-core x86 VM: ~22% of a core at 10 fps, hop 30).
 
     det = TransNetOnline(scene_cfg, "door", model=load_transnet())
     for pts, wall, small in tap:                # small: [27, 48, 3] uint8
@@ -17,6 +17,8 @@ Latency: lookahead/fps to hop+lookahead frames/fps, plus the forward pass. Cost:
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -45,9 +47,22 @@ def load_transnet(device: str = "cpu") -> Any:
     return model.eval()
 
 
-def probabilities(model: Any, frames: np.ndarray) -> np.ndarray:
+@contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """Run torch ops with n intra-op threads, then put the count back. TransNetV2's small convolutions gain little
+    from threads and, on a busy machine, spinning threads cost 2-3x the CPU (measured: 0.66 s CPU per 100-frame
+    pass on one thread, 1.7-2.2 s on two). Safe here: the model worker is the one thread running torch ops."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def probabilities(model: Any, frames: np.ndarray, threads: int = 1) -> np.ndarray:
     """Offline (whole clip, the network's own windowing): [N, 27, 48, 3] uint8 → [N] transition probabilities."""
-    with torch.inference_mode():
+    with torch.inference_mode(), torch_threads(threads):
         single, _ = model.predict_frames(torch.from_numpy(frames), quiet=True)
     return single.numpy().astype(np.float32)
 
@@ -75,6 +90,7 @@ class TransNetOnline:
         model: Any | None = None,
         lookahead: int | None = None,
         hop: int | None = None,
+        threads: int = 1,
     ) -> None:
         self.cfg = cfg
         self.camera = camera
@@ -82,6 +98,7 @@ class TransNetOnline:
         self.model = model if model is not None else load_transnet()
         self.lookahead = lookahead if lookahead is not None else cfg.transnet_lookahead
         self.hop = hop if hop is not None else cfg.transnet_hop
+        self.threads = threads
         if not 1 <= self.lookahead <= WINDOW // 2 or not 1 <= self.hop <= WINDOW - self.lookahead:
             raise ValueError(f"lookahead {self.lookahead} / hop {self.hop} do not fit a {WINDOW}-frame window")
         self._frames: deque[np.ndarray] = deque(maxlen=WINDOW)
@@ -117,7 +134,7 @@ class TransNetOnline:
         pad = WINDOW - len(frames)
         assert self._first is not None
         window = np.stack([self._first] * pad + frames)  # [100, 27, 48, 3]
-        with torch.inference_mode():
+        with torch.inference_mode(), torch_threads(self.threads):
             single, _ = self.model.predict_raw(torch.from_numpy(window)[None])
         probs = single[0, :, 0].float().numpy()
         self.passes += 1
