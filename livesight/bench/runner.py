@@ -1,5 +1,5 @@
-"""`livesight bench ingest|dtd|memory|e2e|all --out DIR`: run benchmarks, write JSON (+PNG) per benchmark into DIR,
-and regenerate docs/benchmarks.md's figures from the JSON (`report.py`)."""
+"""`livesight bench ingest|dtd|memory|e2e|scenes|all --out DIR`: run benchmarks, write JSON (+PNG) per benchmark
+into DIR, and regenerate docs/benchmarks.md's figures from the JSON (`report.py`)."""
 
 from __future__ import annotations
 

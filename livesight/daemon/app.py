@@ -20,11 +20,11 @@ from livesight.config import Config
 from livesight.daemon.images import Images, ThumbnailStore, thumbnail_dir
 from livesight.daemon.model_worker import CameraLane, ModelWorker
 from livesight.daemon.responses import ResponseJob
+from livesight.daemon.scene_detectors import SceneDetectors
 from livesight.daemon.service import Service
 from livesight.fleet.topics import default_node_url
 from livesight.memory.camera_memory import CameraMemory
 from livesight.memory.event_log import EventLog
-from livesight.memory.scene_detector import SceneDetector
 from livesight.model.backend import Backend, GenerationResult
 from livesight.model.dtd import DTD
 from livesight.model.registry import load_backend
@@ -112,21 +112,23 @@ class App:
         cfg = self.cfg
         cameras: list[Camera] = []
         lanes: list[CameraLane] = []
+        detectors = SceneDetectors(cfg.scenes)
         for cam_cfg in cfg.cameras:
             counters = self.service.counters[cam_cfg.id]
-            camera = Camera(cam_cfg, on_status=self._on_camera_status, counters=counters)
-            cameras.append(camera)
             start_scene = await asyncio.to_thread(self._start_scene, cam_cfg.id)
             self.service.frames.expect_first_scene(cam_cfg.id, start_scene)  # its thumbnail
+            detector, tap = await detectors.build(
+                cam_cfg.id, start_scene=start_scene, dtd_mode=cfg.dtd_for(cam_cfg).mode
+            )
+            camera = Camera(cam_cfg, on_status=self._on_camera_status, counters=counters, tap=tap)
+            cameras.append(camera)
             lanes.append(
                 CameraLane(
                     camera=cam_cfg.id,
                     frames=camera.frames,
                     dtd=DTD(cfg.dtd_for(cam_cfg), backend.info.token_px),
                     memory=CameraMemory(cam_cfg.id, backend, cfg.memory, self.event_log, start_scene=start_scene),
-                    detector=SceneDetector(
-                        cfg.scenes, cam_cfg.id, start_scene=start_scene, dtd_mode=cfg.dtd_for(cam_cfg).mode
-                    ),
+                    detector=detector,
                     proactive=cfg.proactive_for(cam_cfg),
                 )
             )

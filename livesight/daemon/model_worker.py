@@ -85,7 +85,7 @@ class MemoryLike(Protocol):
 
 
 class DetectorLike(Protocol):
-    def update(self, step: DTDStep) -> SceneChange | None: ...
+    def update(self, step: DTDStep, frame: np.ndarray | None = None) -> SceneChange | None: ...
 
 
 @dataclass
@@ -201,7 +201,7 @@ class ModelWorker:
             lane = self.lanes[f.camera]
             step = lane.dtd.decide(f.camera, f.pts, f.wall_time, p, e)
             tm = time.perf_counter()
-            change = lane.detector.update(step)
+            change = lane.detector.update(step, p)  # the prepared frame: the detector's thumbnail
             self.service.frames.put(step, p, change)  # latest frame + scene starts, for pictures
             if change is not None:  # the ending scene is captioned before the new scene's first frame goes in
                 lane.memory.on_scene_change(change)

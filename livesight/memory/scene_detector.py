@@ -1,75 +1,349 @@
-"""Online (causal) scene-boundary detection on the DTD signal.
+"""Online (causal) scene-boundary detection for the DTD pipeline (`scenes.detector: dtd`).
 
-The signal is the mean per-token change of each sampled frame against the tokens the model holds (DTDStep.change:
-mean absolute pixel difference in pixel mode, 1 - cosine similarity in feature/relative mode). A hard cut changes
-every token by a lot; motion changes some tokens, or all of them a little. The changed-token *ratio* is a worse
-signal: it saturates near 1.0 on busy video (a panning street scene), where a cut cannot stand out.
+It reads what DTD already has for every sampled frame: the prepared frame (the encoder's input, also on frames whose
+encoder was skipped) and the DTDStep. From the frame it keeps a 16x16x3 thumbnail (block means: sensor noise
+averages out), normalised to zero mean and unit spread, so a change of light (flicker, a flash that washes the
+picture out, a fade's dimming) is not a change of content. Distances are mean absolute differences of those
+normalised thumbnails: ~0 for the same picture, ~1.1 for two unrelated pictures.
 
-Its level depends on the DTD mode, the model and the video, so the test is adaptive, like PySceneDetect's
-AdaptiveDetector: a frame is a boundary when its signal
-  - exceeds the rolling mean of the previous `window` frames by `threshold` rolling standard deviations,
-  - is at least `min_ratio` times that rolling mean,
-  - and rises above it by at least `min_change` (absolute),
-and the current scene is at least `min_scene_s` long; at least 3 frames of history are needed
-(after the start or a cut) before a spread is trusted. `min_change` defaults by DTD mode (its unit differs).
-Frames kept whole by rule (first frame, new resolution,
-keyframes) and frames whose vision encoder was skipped (nothing changed enough to encode) are not evidence and are
-skipped. Decisions use only past frames: the boundary is reported on the frame where the cut is seen.
+Every frame is evidence, encoder-skipped ones included (a still shot is a long run of near-zero change). Per frame:
+
+- hard cut: the change from the previous frame after the best global shift of a few cells (a pan or a shake
+  moves the picture, a cut replaces it) rises above the scene's own recent changes — a robust test (median +
+  `threshold` x 1.4826 MAD of the last `window` frames, at least `min_ratio` x the median, at least `cut_change`);
+  with fewer than 3 frames of history it must be `min_ratio` x their largest. Or, for footage that moves a lot
+  (the picture changes between any two samples, its colours do not): the colour histogram (of the frame normalised
+  by its own mean and spread) jumps by `hist_change`, robustly above its own history, and the picture changed too.
+- gradual (dissolve, slow fade): the change from the scene as it was `gradual_s` ago (its start, when younger)
+  reaches `gradual_change` and is `min_ratio` times what the scene's usual frame-to-frame change would add up to
+  over that time — a pan adds up too, a dissolve in a still shot does not.
+- flat pictures (black, white, uniform: thumbnail spread < `flat_level` grey levels) carry no content: a short flat
+  run (a fade or gap through black) is a boundary when the picture after it differs from the one before; a flat run
+  of `min_scene_s` or more is a scene of its own (the camera went dark), and the content after it starts another.
+  A stream that starts flat for at least 1 s has a boundary where the first content appears.
+- confirmation (`confirm_frames`: 1): a candidate is a boundary only when the next frame also stays away from the
+  old scene, so a one- or two-frame flash (at most one sampled frame) is not a boundary. The event carries the pts
+  of the first frame of the new scene and is reported one sampled frame later.
+- `min_scene_s`: a candidate sooner than that after the scene's start is not declared and only enters the
+  statistics as one more (robustly ignored) value — it does not poison the window.
+
+Without a frame (`update(step)` only), the DTDStep's mean token change is used as `d1` (hard cuts only, no
+confirmation; `min_change`, default by DTD mode, replaces `cut_change`): the legacy signal, kept for callers that
+have no pixels. Cost per frame: under 1 ms (strided samples of the prepared frame, a 16x16 thumbnail, a 72-bin
+histogram, and the shift search only when the plain change is already large).
 """
 
 from __future__ import annotations
 
-import math
 from collections import deque
+from dataclasses import dataclass
+
+import numpy as np
 
 from livesight.config import SceneConfig
 from livesight.types import DTDStep, SceneChange
 
-MIN_HISTORY = 3  # frames of history (after the start or a cut) before a boundary can be judged
+MIN_HISTORY = 3  # frames of history (after the start or a cut) before the robust spread is trusted
+GRID = 16  # thumbnail cells per side
+FLAT_START_S = 1.0  # a stream starting flat for this long has a boundary at its first content
+RING = 128  # bound on the thumbnails kept for the gradual test (gradual_s x fps; 5 fps x 10 s = 50)
+
+
+def thumbnail(frame: np.ndarray, grid: int = GRID) -> np.ndarray:
+    """[H, W, 3] uint8 → [grid, grid, 3] float32 block means (0–255), from a strided sample of the frame."""
+    h, w = frame.shape[:2]
+    sy, sx = max(1, h // (grid * 8)), max(1, w // (grid * 8))  # ~8x8 samples per cell
+    small = frame[::sy, ::sx]
+    ch, cw = small.shape[0] // grid, small.shape[1] // grid
+    small = small[: ch * grid, : cw * grid].reshape(grid, ch, grid, cw, -1)
+    return small.mean(axis=(1, 3), dtype=np.float32)
+
+
+HIST_BINS = 24
+
+
+def histogram(frame: np.ndarray) -> np.ndarray:
+    """Colour distribution of a strided sample of the frame, each channel over ±3 spreads of the frame's own mean
+    (light changes shift it little; motion keeps it; a cut replaces it) → [3 * HIST_BINS] float32, sums to 1."""
+    h, w = frame.shape[:2]
+    s = frame[:: max(1, h // 56), :: max(1, w // 56)].reshape(-1, 3).astype(np.float32)
+    z = (s - s.mean()) / max(float(s.std()), 1.0)
+    idx = np.clip(((z + 3.0) * (HIST_BINS / 6.0)).astype(np.int32), 0, HIST_BINS - 1) + np.arange(3) * HIST_BINS
+    out = np.bincount(idx.reshape(-1), minlength=3 * HIST_BINS).astype(np.float32)
+    return out / out.sum()
+
+
+def hist_distance(a: np.ndarray, b: np.ndarray) -> float:
+    """Half the L1 distance of two histograms: 0 same distribution, 1 disjoint."""
+    return float(np.abs(a - b).sum()) * 0.5
+
+
+def normalise(thumb: np.ndarray, flat_level: float) -> np.ndarray | None:
+    """Zero mean, unit spread; None for a flat picture (spread below flat_level grey levels)."""
+    sd = float(thumb.std())
+    if sd < flat_level:
+        return None
+    return (thumb - float(thumb.mean())) / sd
+
+
+def distance(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.abs(a - b).mean())
+
+
+SHIFTS = [(dy, dx) for dy in range(-3, 4) for dx in range(-5, 6)]  # cells: up to 1/3 of the width, 1/5 the height
+
+
+def moved_distance(a: np.ndarray, b: np.ndarray) -> float:
+    """The distance of a to b after the best global shift of a few cells (a pan or a shake moves the picture; a cut
+    changes it): min over SHIFTS of the mean absolute difference on the overlap."""
+    g = a.shape[0]
+    best = distance(a, b)
+    for dy, dx in SHIFTS:
+        if dy == 0 and dx == 0:
+            continue
+        ya, yb = (slice(dy, g), slice(0, g - dy)) if dy >= 0 else (slice(0, g + dy), slice(-dy, g))
+        xa, xb = (slice(dx, g), slice(0, g - dx)) if dx >= 0 else (slice(0, g + dx), slice(-dx, g))
+        d = float(np.abs(a[ya, xa] - b[yb, xb]).mean())
+        best = min(best, d)
+    return best
+
+
+@dataclass
+class _Pending:
+    pts: float
+    wall_time: float
+    score: float
+    ref: np.ndarray | None  # the old scene's picture; None: any content confirms (content after a flat scene)
+    z: np.ndarray  # the candidate frame's picture (the new scene's first)
+    hist: np.ndarray  # the candidate frame's colour histogram
+    ref_hist: np.ndarray | None = None  # the old scene's
+    gradual: bool = False  # confirmed once the transition has settled (the frames stop changing)
+    last: np.ndarray | None = None  # gradual: the previous frame's picture
 
 
 class SceneDetector:
     def __init__(self, cfg: SceneConfig, camera: str, *, start_scene: int = 1, dtd_mode: str = "feature") -> None:
         self.cfg = cfg
-        # the signal's unit depends on the DTD mode: pixels are quieter than a feature space's cosine distance
+        # the DTD signal's unit depends on the DTD mode: pixels are quieter than a feature space's cosine distance
         self.min_change = cfg.min_change if cfg.min_change is not None else (0.05 if dtd_mode == "pixel" else 0.1)
         self.camera = camera
         self.scene = start_scene  # number of the current scene
-        self._history: deque[float] = deque(maxlen=cfg.window)
-        self._scene_start: float | None = None
         self.last_score = 0.0
+        self._scene_start: float | None = None
+        self._d1: deque[float] = deque(maxlen=cfg.window)  # frame-to-frame changes of the current scene
+        self._m1: deque[float] = deque(maxlen=cfg.window)  # the same after the best small shift (for cuts)
+        self._ring: deque[tuple[float, np.ndarray]] = deque(maxlen=RING)  # (pts, picture) of the last gradual_s
+        self._prev: np.ndarray | None = None  # the previous content picture
+        self._prev_hist: np.ndarray | None = None  # …and its colour histogram
+        self._h1: deque[float] = deque(maxlen=cfg.window)  # frame-to-frame histogram changes
+        self._hist = np.zeros(3 * HIST_BINS, np.float32)  # the current frame's
+        self._pending: _Pending | None = None
+        self._flat_since: float | None = None  # start of the current flat run
+        self._flat_scene = False  # the current scene is a flat one (declared, or the stream started flat)
+        self._first = True
 
-    def update(self, step: DTDStep) -> SceneChange | None:
-        signal = float(step.change.mean()) if step.change.size else 0.0
-        if step.encoder_skipped and not step.full:
-            return None  # too little changed to even encode: not a cut, and not evidence for the statistics
-        if step.full:  # not evidence of change; a new camera/resolution starts a fresh history
+    # ---- public -------------------------------------------------------------------------------------------
+
+    def update(self, step: DTDStep, frame: np.ndarray | None = None) -> SceneChange | None:
+        """Feed one sampled frame (its DTD step and, preferably, the prepared frame). A boundary → SceneChange."""
+        if frame is None:
+            return self._update_signal(step)
+        z = normalise(thumbnail(frame), self.cfg.flat_level)
+        if z is not None:
+            self._hist = histogram(frame)
+        if self._scene_start is None:
+            self._scene_start = step.pts
+        change = self._resolve(z, step)
+        if z is None:
+            flat_change = self._flat(step)
+            return change or flat_change
+        if self._first:
+            self._first = False
+            if self._flat_since is not None and step.pts - self._flat_since >= FLAT_START_S:
+                self._flat_scene = True  # the stream started flat: its first content is a new scene
+        if self._flat_since is not None:  # content again after a flat run
+            self._after_flat(z, step)
+            return change
+        if self._prev is None:  # first content of a scene (nothing to compare with)
+            self._restart(step.pts, z, self._hist)
+            return change
+        judged = self._judge(z, step)  # after a confirmed boundary too: this frame is the new scene's evidence
+        return change or judged
+
+    # ---- frames with pixels -------------------------------------------------------------------------------
+
+    def _resolve(self, z: np.ndarray | None, step: DTDStep) -> SceneChange | None:
+        """Confirm or reject the candidate of an earlier frame with this one."""
+        p = self._pending
+        if p is None:
+            return None
+        settling = p.gradual and z is not None and p.last is not None and step.pts - p.pts < self.cfg.gradual_s
+        if settling and distance(z, p.last) >= 0.1:  # still mid-transition: wait for it to settle (≤ gradual_s)
+            p.last = z
+            return None
+        self._pending = None
+        if p.ref is None:
+            confirmed = z is not None
+        else:
+            confirmed = (
+                z is None
+                or distance(z, p.ref) >= 0.5 * self.cfg.cut_change
+                or (p.ref_hist is not None and hist_distance(self._hist, p.ref_hist) >= 0.5 * self.cfg.hist_change)
+            )
+        if not confirmed:  # a flash: forget the frame, as if it had not been
+            return None
+        self._restart(p.pts, p.z, p.hist)
+        if p.gradual and z is not None:
+            self._ring.clear()  # the settled picture is the new scene's reference
+            self._ring.append((step.pts, z))
+        return self._declare(p.pts, p.wall_time, p.score)
+
+    def _judge(self, z: np.ndarray, step: DTDStep) -> SceneChange | None:
+        cfg = self.cfg
+        assert self._prev is not None
+        d1 = distance(z, self._prev)
+        m1 = moved_distance(z, self._prev) if d1 >= cfg.cut_change else d1
+        while len(self._ring) > 1 and self._ring[1][0] <= step.pts - cfg.gradual_s + 1e-6:
+            self._ring.popleft()
+        ref = self._ring[0][1]
+        assert self._prev_hist is not None
+        h1 = hist_distance(self._hist, self._prev_hist)
+        cut = self._cut_score(m1)
+        if cut is None:
+            cut = self._hist_score(h1, m1)
+        grad = None if cut is not None else self._gradual_score(distance(z, ref), len(self._ring))
+        young = self._young(step.pts)
+        if (cut is None and grad is None) or young:
+            self._d1.append(d1)
+            self._m1.append(m1)
+            self._h1.append(h1)
+            self._prev, self._prev_hist = z, self._hist
+            if young:  # the gradual reference starts once the scene has arrived (a dissolve's tail is not a scene)
+                self._ring.clear()
+            self._ring.append((step.pts, z))
+            return None
+        score = cut if cut is not None else grad
+        assert score is not None
+        if cfg.confirm_frames == 0:
+            self._restart(step.pts, z, self._hist)
+            return self._declare(step.pts, step.wall_time, score)
+        old, old_hist = (self._prev, self._prev_hist) if cut is not None else (ref, None)
+        self._pending = _Pending(
+            step.pts, step.wall_time, score, old, z, self._hist, old_hist, gradual=cut is None, last=z
+        )
+        return None  # the candidate frame stays out of the statistics until a later frame confirms it
+
+    def _cut_score(self, d1: float) -> float | None:
+        cfg = self.cfg
+        if d1 < cfg.cut_change:
+            return None
+        h = np.fromiter(self._m1, np.float32)
+        if len(h) < MIN_HISTORY:
+            base = float(h.max()) if len(h) else 0.0
+            return d1 / max(base, 1e-3) if d1 >= cfg.min_ratio * base else None
+        med = float(np.median(h))
+        spread = 1.4826 * float(np.median(np.abs(h - med)))
+        if d1 < cfg.min_ratio * med:
+            return None
+        score = (d1 - med) / max(spread, 0.02)
+        return score if score >= cfg.threshold else None
+
+    def _hist_score(self, h1: float, m1: float) -> float | None:
+        """A cut in footage that moves a lot (the picture changes even between frames of one shot, its colours
+        do not): the colour histogram jumps, robustly above its own history, and the picture changed too."""
+        cfg = self.cfg
+        if h1 < cfg.hist_change or m1 < 0.5 * cfg.cut_change or len(self._h1) < MIN_HISTORY:
+            return None
+        h = np.fromiter(self._h1, np.float32)
+        med = float(np.median(h))
+        spread = 1.4826 * float(np.median(np.abs(h - med)))
+        if h1 < cfg.min_ratio * med:
+            return None
+        score = (h1 - med) / max(spread, 0.02)
+        return score if score >= cfg.threshold else None
+
+    def _gradual_score(self, d: float, frames: int) -> float | None:
+        """d: change from the scene `frames` frames ago; a boundary when the scene's usual motion cannot explain it."""
+        if d < self.cfg.gradual_change or len(self._d1) < 2 or frames < 2:  # not just the last frame
+            return None
+        usual = float(np.median(np.fromiter(self._d1, np.float32))) * frames
+        if d < self.cfg.min_ratio * usual:
+            return None
+        return d / max(usual, 1e-3)
+
+    def _flat(self, step: DTDStep) -> SceneChange | None:
+        if self._flat_since is None:
+            self._flat_since = step.pts
+            return None
+        if self._flat_scene or self._prev is None or step.pts - self._flat_since < self.cfg.min_scene_s:
+            return None
+        self._flat_scene = True  # flat for min_scene_s: a scene of its own, starting where the flat run started
+        start = self._flat_since
+        self._restart(start, None, None)
+        return self._declare(start, step.wall_time, 0.0)
+
+    def _after_flat(self, z: np.ndarray, step: DTDStep) -> None:
+        flat_scene, before = self._flat_scene, self._prev
+        self._flat_since = None
+        self._flat_scene = False
+        if flat_scene:  # content after a flat scene: always a new scene
+            self._pending = _Pending(step.pts, step.wall_time, 0.0, None, z, self._hist)
+            return
+        if before is None:  # the stream started flat, but only briefly (a decoder's grey first frame)
+            self._restart(step.pts, z, self._hist)
+            return
+        d = distance(z, before)
+        young = self._young(step.pts)
+        if d >= self.cfg.cut_change and not young:  # through black/white to another picture
+            self._pending = _Pending(step.pts, step.wall_time, d, before, z, self._hist, self._prev_hist)
+            return
+        if d < self.cfg.cut_change:
+            self._d1.append(d)
+            self._m1.append(d)
+        self._prev, self._prev_hist = z, self._hist
+        self._ring.clear()  # the faded-in picture is the reference from now on
+        self._ring.append((step.pts, z))
+
+    def _young(self, pts: float) -> bool:
+        return self._scene_start is not None and pts - self._scene_start < self.cfg.min_scene_s
+
+    def _restart(self, pts: float, z: np.ndarray | None, hist: np.ndarray | None) -> None:
+        """A new scene starts at pts with picture z and histogram hist (None: a flat scene)."""
+        self._scene_start = pts
+        self._d1.clear()
+        self._m1.clear()
+        self._h1.clear()
+        self._ring.clear()
+        self._prev, self._prev_hist = z, hist
+        if z is not None:
+            self._ring.append((pts, z))
+
+    def _declare(self, pts: float, wall_time: float, score: float) -> SceneChange:
+        self.scene += 1
+        self.last_score = score
+        return SceneChange(self.camera, self.scene, pts, wall_time, round(score, 3))
+
+    # ---- the legacy signal (no pixels) --------------------------------------------------------------------
+
+    def _update_signal(self, step: DTDStep) -> SceneChange | None:
+        if step.full:  # kept whole by rule: not evidence of change (a new camera/resolution starts a fresh history)
             if self._scene_start is None:
                 self._scene_start = step.pts
             return None
+        signal = float(step.change.mean()) if step.change.size else 0.0
         if self._scene_start is None:
             self._scene_start = step.pts
-        change = self._score(signal)
-        self._history.append(signal)
-        if change is None:
+        h = np.fromiter(self._d1, np.float32)
+        score = None
+        if len(h) >= MIN_HISTORY:
+            med = float(np.median(h))
+            spread = 1.4826 * float(np.median(np.abs(h - med)))
+            if signal - med >= self.min_change and signal >= self.cfg.min_ratio * med:
+                s = (signal - med) / max(spread, 1e-3)
+                score = s if s >= self.cfg.threshold else None
+        if score is None or step.pts - self._scene_start < self.cfg.min_scene_s:
+            self._d1.append(signal)  # skipped frames too: a still shot is evidence of no change
             return None
-        self.last_score = change
-        if step.pts - self._scene_start < self.cfg.min_scene_s:
-            return None
-        self.scene += 1
         self._scene_start = step.pts
-        self._history.clear()  # the new scene's statistics start after the cut
-        return SceneChange(self.camera, self.scene, step.pts, step.wall_time, round(change, 3))
-
-    def _score(self, signal: float) -> float | None:
-        """How many rolling std above the rolling mean, when it is a boundary; else None."""
-        if len(self._history) < MIN_HISTORY:  # too few frames for a trustworthy spread
-            return None
-        n = len(self._history)
-        mean = sum(self._history) / n
-        std = math.sqrt(sum((x - mean) ** 2 for x in self._history) / (n - 1))
-        rise = signal - mean
-        if rise < self.min_change or signal < self.cfg.min_ratio * mean:
-            return None
-        score = rise / max(std, 1e-3)
-        return score if score >= self.cfg.threshold else None
+        self._d1.clear()
+        return self._declare(step.pts, step.wall_time, score)

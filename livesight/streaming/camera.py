@@ -28,6 +28,7 @@ from livesight.streaming.backoff import Backoff
 from livesight.streaming.queues import DropOldestQueue
 from livesight.streaming.sampler import Sampler
 from livesight.streaming.sources import SourceFailure, SourceSpec, describe_error, open_source, to_rgb
+from livesight.streaming.tap import FrameTap
 from livesight.types import CameraCounters, CameraState, CameraStatus, Frame
 
 log = logging.getLogger(__name__)
@@ -50,8 +51,10 @@ class Camera:
         *,
         on_status: Callable[[CameraStatus], None] | None = None,
         counters: CameraCounters | None = None,
+        tap: FrameTap | None = None,
     ) -> None:
         self.cfg = cfg
+        self.tap = tap  # tiny frames at their own rate for a scene detector (offered every decoded frame)
         self.spec = SourceSpec.parse(cfg.source, cfg)
         self.counters = counters or CameraCounters()
         self.frames: DropOldestQueue[Frame] = DropOldestQueue(cfg.queue_size, on_drop=self._dropped)
@@ -162,6 +165,8 @@ class Camera:
                 self._last_frame_at = time.monotonic()
                 frames += 1
                 self.counters.frames_decoded += 1
+                if self.tap is not None:
+                    self.tap.offer(pts, frame)
                 if sampler.take(pts):
                     rgb = to_rgb(frame)
                     loop.call_soon_threadsafe(self._deliver, pts, rgb)

@@ -1,0 +1,30 @@
+"""Builds each camera's scene detector from `scenes.detector` (and, for TransNetV2, the camera's frame tap)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from livesight.config import SceneConfig
+from livesight.daemon.model_worker import DetectorLike
+from livesight.memory.scene_detector import SceneDetector
+from livesight.streaming.tap import FrameTap
+
+
+class SceneDetectors:
+    """One per daemon: the TransNetV2 weights are loaded once (in a thread) and shared by the cameras (they all run
+    in the one model-worker thread)."""
+
+    def __init__(self, cfg: SceneConfig) -> None:
+        self.cfg = cfg
+        self._model: Any = None
+
+    async def build(self, camera: str, *, start_scene: int, dtd_mode: str) -> tuple[DetectorLike, FrameTap | None]:
+        if self.cfg.detector == "dtd":
+            return SceneDetector(self.cfg, camera, start_scene=start_scene, dtd_mode=dtd_mode), None
+        from livesight.memory.transnet_detector import TransNetSceneDetector, load_transnet
+
+        if self._model is None:
+            self._model = await asyncio.to_thread(load_transnet)
+        tap = FrameTap(self.cfg.transnet_fps)
+        return TransNetSceneDetector(self.cfg, camera, tap, start_scene=start_scene, model=self._model), tap

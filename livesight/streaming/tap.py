@@ -1,0 +1,52 @@
+"""A small frame tap beside the sampler: tiny RGB frames at their own rate, for a scene detector that needs more
+frames per second than the model samples (TransNetV2: 48x27 at 5–10 fps).
+
+The decode thread offers every decoded frame (`offer`: a timestamp check, and a downscale by the decoder's scaler
+for the frames taken); the model worker drains them (`drain`). Bounded: at most `maxlen` frames wait (the oldest are
+dropped and counted). deque.append/popleft are atomic, so no lock is needed between the two threads.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from typing import Any
+
+import numpy as np
+
+
+class FrameTap:
+    def __init__(self, fps: float, *, width: int = 48, height: int = 27, maxlen: int = 600) -> None:
+        if fps <= 0:
+            raise ValueError(f"tap fps must be > 0, got {fps}")
+        self.fps = fps
+        self.size = (width, height)
+        self._frames: deque[tuple[float, float, np.ndarray]] = deque(maxlen=maxlen)
+        self._next: float | None = None
+        self.dropped = 0
+
+    def offer(self, pts: float, frame: Any) -> None:
+        """From the decode thread, for every decoded frame: keeps one per 1/fps of stream time."""
+        if self._next is not None and pts < self._next - 1e-3:
+            return
+        step = 1.0 / self.fps
+        self._next = (pts if self._next is None or pts - self._next >= step else self._next) + step
+        if len(self._frames) == self._frames.maxlen:
+            self.dropped += 1
+        self._frames.append((pts, time.time(), small_rgb(frame, *self.size)))
+
+    def drain(self) -> list[tuple[float, float, np.ndarray]]:
+        out = []
+        while self._frames:
+            out.append(self._frames.popleft())
+        return out
+
+
+def small_rgb(frame: Any, width: int, height: int) -> np.ndarray:
+    """An av.VideoFrame (scaled by the decoder's scaler) or an RGB ndarray (sampled) → [height, width, 3] uint8."""
+    if isinstance(frame, np.ndarray):
+        h, w = frame.shape[:2]
+        ys = (np.arange(height) * h // height).clip(0, h - 1)
+        xs = (np.arange(width) * w // width).clip(0, w - 1)
+        return np.ascontiguousarray(frame[ys][:, xs, :3])
+    return frame.to_ndarray(width=width, height=height, format="rgb24")

@@ -1,0 +1,106 @@
+"""The scene detector on the generated hard suite: real photos written as H.264 files, decoded and sampled as the
+daemon does, scored against the exact truth in each clip's sidecar."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from livesight.bench.scene_eval import ours_on_file
+from livesight.bench.scene_suite import Transition, load_truth, score, write_suite
+from livesight.config import SceneConfig
+from livesight.memory.scene_detector import SceneDetector
+from livesight.types import DTDStep
+
+CLIPS = (
+    "parked-stills",
+    "film-stills-black-gaps",
+    "flash-and-flicker",
+    "pan-and-drift",
+    "object-enters-parked",
+    "starts-on-black",
+)
+
+
+@pytest.fixture(scope="module")
+def suite(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    clips = write_suite(tmp_path_factory.mktemp("suite"), only=CLIPS)
+    return {c.name: c.path for c in clips}
+
+
+def test_truth_sidecar(suite: dict[str, Path]) -> None:
+    t = load_truth(suite["parked-stills"])
+    starts = [x["start"] for x in t["transitions"]]
+    assert starts == [6.0, 12.0, 17.5, 24.0] and t["transitions"][2]["kind"] == "fade_black"
+    assert t["hard"] and "policy" in t
+
+
+@pytest.mark.parametrize("name", CLIPS)
+def test_every_boundary_and_nothing_else_at_2fps(suite: dict[str, Path], name: str) -> None:
+    """Cuts, fades, dissolves, black gaps and a black start found within the tolerance; no boundary for sensor
+    noise, flashes, flicker, pans, drift or a person walking into a parked scene."""
+    r = ours_on_file(suite[name], 2.0, SceneConfig())
+    truth = [Transition(**x) for x in load_truth(suite[name])["transitions"]]
+    s = score(r["cuts"], truth)
+    assert (s["false"], s["missed"]) == ([], []), r
+    reported = dict(zip(r["cuts"], r["reported"], strict=True))
+    for start, end, found in s["matches"]:
+        if start == end:  # a hard cut: seen on the first frame after it, reported one frame later (confirmation)
+            assert start <= found < start + 0.5 + 1e-3 and reported[found] - start <= 1.0 + 1e-3
+
+
+@pytest.mark.parametrize("fps", [1.0, 5.0])
+def test_parked_stills_at_other_rates(suite: dict[str, Path], fps: float) -> None:
+    r = ours_on_file(suite["parked-stills"], fps, SceneConfig())
+    assert r["encoder_skipped"] > r["frames"] // 2  # most frames of a parked camera skip the encoder
+    s = score(r["cuts"], [Transition(**x) for x in load_truth(suite["parked-stills"])["transitions"]])
+    assert s["f1"] == 1.0, s
+
+
+def _step(t: float) -> DTDStep:
+    z = np.zeros(4, bool)
+    return DTDStep("cam", t, 0.0, (2, 2), z, np.zeros(4, np.float32), True, 0.0, 0.0, False)
+
+
+def _picture(seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    small = rng.integers(0, 255, (8, 8, 3), dtype=np.uint8)
+    return np.kron(small, np.ones((56, 56, 1), np.uint8))  # 448x448, blocky
+
+
+def _run(frames: list[np.ndarray], cfg: SceneConfig | None = None, fps: float = 2.0) -> list[float]:
+    det = SceneDetector(cfg or SceneConfig(), "cam")
+    out = []
+    for i, f in enumerate(frames):
+        c = det.update(_step(i / fps), f)
+        if c is not None:
+            out.append(c.pts)
+    return out
+
+
+def test_flash_of_one_sampled_frame_is_not_a_boundary_but_a_cut_is() -> None:
+    a, b = _picture(1), _picture(2)
+    white = np.full_like(a, 255)
+    assert _run([a] * 8 + [b] + [a] * 8) == []  # another picture for one frame, then back: a flash
+    assert _run([a] * 8 + [white] + [a] * 8) == []
+    assert _run([a] * 8 + [b] * 8) == [4.0]
+    assert _run([a] * 8 + [b] * 8, SceneConfig(confirm_frames=0)) == [4.0]
+    assert _run([a] * 8 + [b] + [a] * 8, SceneConfig(confirm_frames=0)) == [4.0]  # without confirmation it is one
+
+
+def test_stream_starting_on_black_and_going_dark() -> None:
+    a, b = _picture(3), _picture(4)
+    black = np.zeros_like(a)
+    assert _run([black] * 4 + [a] * 8) == [2.0]  # 2 s of black, then the first picture: a new scene
+    assert _run([black] + [a] * 8) == []  # one black frame first (a decoder's start) is not a scene
+    assert _run([a] * 8 + [black] * 6 + [b] * 6) == [4.0, 7.0]  # dark for 3 s: a scene of its own, then b
+    assert _run([a] * 8 + [black] * 2 + [b] * 6) == [5.0]  # a short black gap between two pictures: one boundary
+    assert _run([a] * 8 + [black] * 2 + [a] * 6) == []  # …and none when the same picture comes back
+
+
+def test_light_change_is_not_a_boundary() -> None:
+    a = _picture(5).astype(np.float32)
+    frames = [np.clip(a * g + o, 0, 255).astype(np.uint8) for g, o in [(1, 0)] * 6 + [(0.6, 10), (1.2, 5)] * 6]
+    assert _run(frames) == []
