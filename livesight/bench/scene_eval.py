@@ -17,11 +17,11 @@ from typing import Any
 import av
 import numpy as np
 
-from livesight.bench.clips import sample_video
 from livesight.config import DTDConfig, SceneConfig
 from livesight.memory.scene_detector import SceneDetector
 from livesight.model.dtd import DTD
 from livesight.model.qwen import prepare
+from livesight.streaming.sampler import sample_video
 
 
 def ours_on_file(path: Path, fps: float, cfg: SceneConfig, *, image_size: int = 448) -> dict[str, Any]:
