@@ -174,6 +174,20 @@ class MQTTConfig(_Strict):
     reconnect: ReconnectConfig = ReconnectConfig()
 
 
+class WorkerConfig(_Strict):
+    """The model worker's fault containment (docs/reliability.md)."""
+
+    max_failures: int = Field(
+        3, ge=1, le=1000, description="frames failing in a row before the camera goes to state 'error'"
+    )
+    retry: ReconnectConfig = Field(
+        ReconnectConfig(initial_s=2.0, max_s=60.0), description="backoff before a camera in state 'error' is retried"
+    )
+    stall_timeout_s: float = Field(
+        30.0, gt=0, le=3600, description="frames waiting and none processed for this long = worker stalled"
+    )
+
+
 class LoggingConfig(_Strict):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     format: Literal["text", "json"] = "text"
@@ -188,6 +202,7 @@ class Config(_Strict):
     proactive: ProactiveConfig = ProactiveConfig()
     server: ServerConfig = ServerConfig()
     mqtt: MQTTConfig = MQTTConfig()
+    worker: WorkerConfig = WorkerConfig()
     logging: LoggingConfig = LoggingConfig()
 
     @model_validator(mode="after")
@@ -197,6 +212,33 @@ class Config(_Strict):
             if cam.id in seen:
                 raise ValueError(f"duplicate camera id {cam.id!r}")
             seen.add(cam.id)
+        return self
+
+    @model_validator(mode="after")
+    def _combinations_that_cannot_work(self) -> Config:
+        """Cross-field checks: each refused combination names every field involved."""
+        problems: list[str] = []
+        dtds = [("dtd", self.dtd)] + [(f"cameras.{i}.dtd", c.dtd) for i, c in enumerate(self.cameras) if c.dtd]
+        for where, d in dtds:
+            if d.mode == "off" and d.keyframe_every_s is not None:
+                problems.append(
+                    f"{where}.keyframe_every_s is set but {where}.mode is 'off' (every frame is already kept whole)"
+                )
+            if d.mode == "relative" and d.threshold >= 1.0:
+                problems.append(f"{where}.threshold 1.0 with {where}.mode 'relative' drops every token of every frame")
+            if d.mode in ("feature", "relative") and d.pixel_precheck is not None and d.pixel_precheck >= 1.0:
+                problems.append(
+                    f"{where}.pixel_precheck {d.pixel_precheck} with {where}.mode {d.mode!r} skips the vision encoder "
+                    "on every frame (no region can differ by more than 1.0); use null to disable the pre-check"
+                )
+        per_frame = (self.model.image_size // 28) ** 2
+        if per_frame > self.memory.token_budget:
+            problems.append(
+                f"memory.token_budget ({self.memory.token_budget}) is smaller than one frame at model.image_size "
+                f"{self.model.image_size} ({per_frame} tokens): not even one frame fits"
+            )
+        if problems:
+            raise ValueError("; ".join(problems))
         return self
 
     def dtd_for(self, camera: CameraConfig) -> DTDConfig:

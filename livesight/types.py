@@ -68,6 +68,7 @@ class CameraState(enum.StrEnum):
     RECONNECTING = "reconnecting"
     ENDED = "ended"
     FAILED = "failed"
+    ERROR = "error"  # the source is fine but the pipeline fails on its frames; retried with backoff
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +92,7 @@ class CameraCounters:
     encoder_skipped: int = 0
     tokens_total: int = 0
     tokens_kept: int = 0
+    frames_failed: int = 0  # frames whose processing raised (skipped; see docs/reliability.md)
     reconnects: int = 0
     extra: dict[str, int] = field(default_factory=dict)
 

@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 
 from livesight.config import Config
-from livesight.daemon.model_worker import CameraLane, ModelWorker
+from livesight.daemon.model_worker import CameraLane, ModelWorker, WorkerSettings
 from livesight.daemon.responses import ResponseJob
 from livesight.daemon.service import Service
 from livesight.memory.camera_memory import CameraMemory
@@ -56,6 +56,11 @@ class App:
     def stop(self) -> None:
         self._stop.set()
 
+    @property
+    def stopping(self) -> asyncio.Event:
+        """Set once stop() was called (the drain timeout starts then)."""
+        return self._stop
+
     async def wait_ready(self) -> AppHandles:
         await self._ready.wait()
         assert self.port is not None
@@ -65,6 +70,7 @@ class App:
         cfg = self.cfg
         if cfg.memory.database:
             self.event_log = await asyncio.to_thread(EventLog, cfg.memory.database, max_rows=cfg.memory.max_rows)
+            self.service.health_parts["event_log"] = self.event_log.health
         server = WSServer(self.service, cfg.server)
         try:
             self.port = await server.start()
@@ -120,17 +126,26 @@ class App:
                 )
             )
         self.worker = ModelWorker(
-            cfg, backend, self.service, lanes, on_scene=self._on_scene, on_response=self._on_response
+            WorkerSettings.from_config(cfg),
+            backend,
+            self.service,
+            lanes,
+            on_scene=self._on_scene,
+            on_response=self._on_response,
         )
+        self.service.health_parts["worker"] = self.worker.health
         async with asyncio.TaskGroup() as tg:
             cam_tasks = [tg.create_task(c.run(), name=f"camera:{c.cfg.id}") for c in cameras]
-            worker_task = tg.create_task(self.worker.run(), name="model-worker")
+            worker_task = tg.create_task(self._supervise_worker(self.worker), name="model-worker")
             stats_task = tg.create_task(self._stats_loop(), name="stats")
+            watchdog_task = tg.create_task(self._watchdog(self.worker), name="worker-watchdog")
             mqtt_task = None
             if cfg.mqtt.enabled:
                 from livesight.protocols.mqtt_bridge import MQTTBridge
 
-                mqtt_task = tg.create_task(MQTTBridge(self.service, cfg.mqtt).run(), name="mqtt")
+                bridge = MQTTBridge(self.service, cfg.mqtt)
+                self.service.health_parts["mqtt"] = bridge.health
+                mqtt_task = tg.create_task(bridge.run(), name="mqtt")
             self.service.ready = True
             self._ready.set()
             await self._stop.wait()
@@ -141,11 +156,37 @@ class App:
             self.service.responses.cancel_all()
             worker_task.cancel()
             stats_task.cancel()
+            watchdog_task.cancel()
             if mqtt_task is not None:
                 mqtt_task.cancel()
 
     def _start_scene(self, camera: str) -> int:
-        return self.event_log.last_scene(camera) + 1 if self.event_log is not None else 1
+        """The number of the scene this run starts with; it is a row from the start (its caption lands)."""
+        if self.event_log is None:
+            return 1
+        scene = self.event_log.last_scene(camera) + 1
+        self.event_log.scene(SceneChange(camera, scene, pts=0.0, wall_time=time.time(), score=0.0))
+        return scene
+
+    async def _supervise_worker(self, worker: ModelWorker) -> None:
+        """The worker contains every frame's failure; should it die anyway, the daemon stays up (it still serves
+        /healthz, which then says `failed` with the reason) until it is stopped."""
+        try:
+            await worker.run()
+        except Exception:
+            log.exception("the model worker died; /healthz reports status failed")
+            await self._stop.wait()
+
+    async def _watchdog(self, worker: ModelWorker) -> None:
+        """Logs the worker's state changes (stalled, failed, recovered); /healthz computes the same on request."""
+        last = "running"
+        while True:
+            await asyncio.sleep(1.0)
+            h = worker.health()
+            if h["state"] != last:
+                level = logging.INFO if h["state"] == "running" else logging.WARNING
+                log.log(level, "model worker: %s%s", h["state"], f" ({h['reason']})" if h["reason"] else "")
+                last = h["state"]
 
     def _on_camera_status(self, status: CameraStatus) -> None:
         self.service.set_state(status)

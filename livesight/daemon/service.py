@@ -26,6 +26,7 @@ from livesight.types import (
 
 MAX_QUESTION_CHARS = 2000
 MAX_WATCHES = 64
+HEALTHY_PART_STATES = {"ok", "running", "connected", "disabled", "starting"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,7 +53,11 @@ class Service:
         self.counters: dict[str, CameraCounters] = {c: CameraCounters() for c in camera_ids}
         self.states: dict[str, CameraStatus] = {
             c: CameraStatus(c, CameraState.CONNECTING, "starting", time.time()) for c in camera_ids
-        }
+        }  # what clients see: the source's state, or `error` while the pipeline fails on its frames
+        self._source_states: dict[str, CameraStatus] = dict(self.states)
+        self._lane_errors: dict[str, str] = {}
+        # other parts' health ({"state": ok|degraded|failed|…, …}), registered by the app: worker, event_log, mqtt
+        self.health_parts: dict[str, Callable[[], dict[str, Any]]] = {}
         self.watches: dict[str, Watch] = {}
         self._stats_source = stats_source
         self.model_info = model_info or {}
@@ -66,11 +71,22 @@ class Service:
         return list(self._cameras)
 
     def health(self) -> dict[str, Any]:
+        """status: `failed` when a part the whole daemon needs is down (HTTP 503), `degraded` when a camera or
+        part is unwell but the daemon serves, else `ok` (`starting` until ready)."""
         cams = {c: {"state": s.state.value, "reason": s.reason, "since": s.wall_time} for c, s in self.states.items()}
-        bad = {CameraState.FAILED, CameraState.STALLED, CameraState.RECONNECTING}
-        if not self.ready:
+        bad = {CameraState.FAILED, CameraState.STALLED, CameraState.RECONNECTING, CameraState.ERROR}
+        parts: dict[str, dict[str, Any]] = {}
+        for name, fn in self.health_parts.items():
+            try:
+                parts[name] = fn()
+            except Exception as e:  # a broken part must not break /healthz
+                parts[name] = {"state": "failed", "reason": f"health check raised {type(e).__name__}: {e}"}
+        part_states = {p.get("state") for p in parts.values()}
+        if "failed" in part_states:
+            status = "failed"
+        elif not self.ready:
             status = "starting"
-        elif any(s.state in bad for s in self.states.values()):
+        elif any(s.state in bad for s in self.states.values()) or part_states - HEALTHY_PART_STATES:
             status = "degraded"
         else:
             status = "ok"
@@ -78,6 +94,7 @@ class Service:
             "status": status,
             "uptime_s": round(time.time() - self.started, 1),
             "cameras": cams,
+            **parts,
             "model": self.model_info,
             "clients": self.hub.subscriber_count,
             "queued_responses": len(self.responses),
@@ -97,6 +114,7 @@ class Service:
                 "tokens_total": k.tokens_total,
                 "tokens_kept": k.tokens_kept,
                 "drop_ratio": round(k.drop_ratio, 4),
+                "frames_failed": k.frames_failed,
                 "reconnects": k.reconnects,
                 **k.extra,
                 **extra.get(c, {}),
@@ -164,8 +182,24 @@ class Service:
     # ---- used by the daemon ------------------------------------------------------------------------------
 
     def set_state(self, status: CameraStatus) -> None:
-        prev = self.states.get(status.camera)
-        self.states[status.camera] = status
+        """The source's state (from the camera)."""
+        self._source_states[status.camera] = status
+        self._show(status.camera)
+
+    def set_lane_error(self, camera: str, reason: str | None) -> None:
+        """The model worker's verdict on the camera's frames: a reason = state error, None = cleared."""
+        if reason is None:
+            self._lane_errors.pop(camera, None)
+        else:
+            self._lane_errors[camera] = reason
+        self._show(camera)
+
+    def _show(self, camera: str) -> None:
+        reason = self._lane_errors.get(camera)
+        src = self._source_states[camera]
+        status = src if reason is None else CameraStatus(camera, CameraState.ERROR, reason, time.time())
+        prev = self.states.get(camera)
+        self.states[camera] = status
         if prev is None or prev.state != status.state or prev.reason != status.reason:
             self.hub.publish(status)
 

@@ -11,7 +11,7 @@ Modes (DTDConfig.mode):
 - pixel:    mean absolute RGB difference (0–1 scale) of the token's 28x28 region with its reference;
             drop if < threshold.
 - relative: drop the `threshold` fraction of least-changed tokens (feature change) — a fixed token rate.
-- off:      keep everything.
+- off:      keep everything (every frame is encoded; pixel_precheck and keyframes do not apply).
 
 Reference (DTDConfig.reference):
 - last_kept (ours): the last KEPT token at each (h, w). Slow drift accumulates until it is kept.
@@ -21,6 +21,13 @@ Reference (DTDConfig.reference):
 Encoder skip (DTDConfig.pixel_precheck): when no region differs from the last encoded frame by more than that
 (pixel mode: when no region would be kept), the vision encoder is not run and every token of the frame is dropped.
 The first frame, a change of grid (resolution) and a due keyframe (keyframe_every_s) are kept whole.
+
+Order: `precheck` and `decide` of one camera's frames must alternate (frame 1's decide updates the references frame
+2's precheck compares with). `decide` re-checks the pre-check against the CURRENT references when a decide ran since
+the frame's precheck: a frame encoded that one-by-one processing would have skipped is treated as encoder-skipped
+(same keep mask, same change values), so the result never depends on how frames were batched. A frame that must be
+encoded but was not raises ValueError. The model worker processes a batch in rounds (one frame per camera per
+round), so it never hits that.
 """
 
 from __future__ import annotations
@@ -75,7 +82,8 @@ class DTD:
         self._ref_tokens: torch.Tensor | None = None  # [n, D]
         self._last_keyframe = -math.inf
         self._pending_ms = 0.0
-        self._pending_diff: tuple[int, np.ndarray] | None = None  # (id of the frame, its region diff) from precheck
+        # (id of the frame, decides so far, its region diff or None when precheck needed none) from precheck
+        self._pending: tuple[int, int, np.ndarray | None] | None = None
         self._force_full = True
         self.frames = 0
         self.encoder_skipped = 0
@@ -86,20 +94,27 @@ class DTD:
         """True when the vision encoder must run on this (prepared) frame at stream time `pts`."""
         t0 = time.perf_counter()
         try:
-            grid = (prepared.shape[0] // self.token_px, prepared.shape[1] // self.token_px)
-            if self._force_full or grid != self._grid or self._enc_pixels is None or self._keyframe_due(pts):
-                return True
-            if self.cfg.mode == "pixel":
-                diff = region_diff(prepared, self._ref_pixels, self.token_px)
-                self._pending_diff = (id(prepared), diff)  # decide() on the same frame reuses it
-                return bool((diff >= self.cfg.threshold).any())
-            if self.cfg.pixel_precheck is None:
-                return True
-            diff = region_diff(prepared, self._enc_pixels, self.token_px)
-            self._pending_diff = (id(prepared), diff)  # an encoder-skipped decide() reports it as the change
-            return bool((diff > self.cfg.pixel_precheck).any())
+            need, diff = self._check(prepared, pts)
+            self._pending = (id(prepared), self.frames, diff)  # decide() on the same frame reuses it
+            return need
         finally:
             self._pending_ms = (time.perf_counter() - t0) * 1000
+
+    def _check(self, prepared: np.ndarray, pts: float) -> tuple[bool, np.ndarray | None]:
+        """(must the encoder run, the region diff it was judged on) against the current references."""
+        grid = (prepared.shape[0] // self.token_px, prepared.shape[1] // self.token_px)
+        if self._must_keep_whole(grid, pts) or self._enc_pixels is None:
+            return True, None
+        if self.cfg.mode == "pixel":
+            diff = region_diff(prepared, self._ref_pixels, self.token_px)  # type: ignore[arg-type]
+            return bool((diff >= self.cfg.threshold).any()), diff
+        if self.cfg.pixel_precheck is None:
+            return True, None
+        diff = region_diff(prepared, self._enc_pixels, self.token_px)  # an encoder skip reports it as the change
+        return bool((diff > self.cfg.pixel_precheck).any()), diff
+
+    def _must_keep_whole(self, grid: tuple[int, int], pts: float) -> bool:
+        return self.cfg.mode == "off" or self._force_full or grid != self._grid or self._keyframe_due(pts)
 
     # ---- step 2 ------------------------------------------------------------------------------------------
 
@@ -112,7 +127,15 @@ class DTD:
         n = grid[0] * grid[1]
         if encoded is not None and encoded.grid_hw != grid:
             raise ValueError(f"encoded grid {encoded.grid_hw} does not match the frame's {grid}")
-        full = self._force_full or grid != self._grid or self._keyframe_due(pts) or cfg.mode == "off"
+        pending = self._pending if self._pending is not None and self._pending[0] == id(prepared) else None
+        if pending is None or pending[1] != self.frames:  # no precheck, or a decide ran since: judge again, now
+            need, diff = self._check(prepared, pts)
+            if encoded is not None and not need:
+                encoded = None  # one-by-one, the pre-check would have skipped the encoder for this frame
+            elif encoded is None and need:
+                raise ValueError("this frame must be encoded: the pre-check against the current references says so")
+            self._pending = (id(prepared), self.frames, diff)
+        full = self._must_keep_whole(grid, pts)
         if full and encoded is None:
             raise ValueError("this frame must be encoded (first frame, new grid, keyframe or mode off)")
 
@@ -147,7 +170,7 @@ class DTD:
         self.frames += 1
         dtd_ms = self._pending_ms + (time.perf_counter() - t0) * 1000
         self._pending_ms = 0.0
-        self._pending_diff = None
+        self._pending = None
         return DTDStep(
             camera=camera,
             pts=pts,
@@ -166,8 +189,8 @@ class DTD:
         return every is not None and pts - self._last_keyframe >= every
 
     def _pixel_change(self, prepared: np.ndarray) -> np.ndarray:
-        if self._pending_diff is not None and self._pending_diff[0] == id(prepared):
-            return self._pending_diff[1]
+        if self._pending is not None and self._pending[0] == id(prepared) and self._pending[2] is not None:
+            return self._pending[2]
         ref = self._ref_pixels if self.cfg.mode == "pixel" else self._enc_pixels
         return region_diff(prepared, ref, self.token_px)  # type: ignore[arg-type]
 
