@@ -74,6 +74,7 @@ class FakeService:
     cancelled: list[str] = field(default_factory=list)
     running: dict[str, asyncio.Event] = field(default_factory=dict)  # response id → cancel flag
     frames: int = 0
+    states: dict[str, CameraState] = field(default_factory=dict)  # health() says live for the others
     _ids: Any = field(default_factory=lambda: itertools.count(1))
 
     # ---- ServiceAPI ----------------------------------------------------------------------------------------
@@ -84,7 +85,10 @@ class FakeService:
     def health(self) -> dict[str, Any]:
         return {
             "status": self.status,
-            "cameras": {c: {"state": "live", "reason": "rtsp://user:secret@cam"} for c in self.cameras},
+            "cameras": {
+                c: {"state": self.states.get(c, CameraState.LIVE).value, "reason": "rtsp://user:secret@cam"}
+                for c in self.cameras
+            },
             "model": {"name": "tiny-random", "random_weights": True},
         }
 

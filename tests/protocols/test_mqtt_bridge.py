@@ -18,6 +18,7 @@ import pytest
 
 from livesight.config import MQTTConfig, ReconnectConfig
 from livesight.protocols.mqtt_bridge import MQTTBridge, backoff_delay
+from livesight.types import CameraState
 from tests.protocols.conftest import eventually
 from tests.protocols.fake_service import FakeService
 from tests.protocols.mosquitto import MOSQUITTO, Mosquitto
@@ -72,6 +73,21 @@ async def next_message(client: aiomqtt.Client, within: float = 10) -> tuple[str,
     return str(m.topic), bytes(m.payload), bool(m.retain)  # type: ignore[arg-type]
 
 
+async def test_every_camera_state_is_published_on_connect(broker: Mosquitto, prefix: str) -> None:
+    """A camera that failed before the bridge connected still gets its retained state (issue #12)."""
+    svc = FakeService()
+    svc.states["cam2"] = CameraState.FAILED
+    async with running_bridge(svc, broker.port, prefix) as bridge:
+        await eventually(lambda: bridge.counters.published >= 2, what="two states published")
+    async with listener(broker.port, f"{prefix}/+/state") as c:
+        got = {}
+        for _ in range(2):
+            topic, payload, retained = await next_message(c)
+            assert retained
+            got[topic] = json.loads(payload)["state"]
+    assert got == {f"{prefix}/cam1/state": "live", f"{prefix}/cam2/state": "failed"}
+
+
 def test_backoff_is_jittered_capped_exponential() -> None:
     cfg = ReconnectConfig(initial_s=1, max_s=10, multiplier=2, jitter=0.2)
     rng = random.Random(1)
@@ -124,7 +140,9 @@ async def test_questions_are_answered(broker: Mosquitto, prefix: str) -> None:
 async def test_events_are_published(broker: Mosquitto, prefix: str) -> None:
     svc = FakeService()
     async with running_bridge(svc, broker.port, prefix), listener(broker.port, f"{prefix}/#") as c:
-        assert await next_message(c) == (f"{prefix}/available", b"online", True)
+        retained = {(await next_message(c))[:2] for _ in range(3)}  # retained: availability, each camera's state
+        assert (f"{prefix}/available", b"online") in retained
+        assert {t for t, _ in retained} == {f"{prefix}/available", f"{prefix}/cam1/state", f"{prefix}/cam2/state"}
         svc.scene("cam1", 3)
         topic, payload, _ = await next_message(c)
         assert topic == f"{prefix}/cam1/scene"
