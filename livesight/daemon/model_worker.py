@@ -7,8 +7,8 @@ Each turn of its loop does one of, in this order of priority:
   3. memory maintenance (compression / context rebuild steps), when there is nothing else to do.
 The event loop only moves small objects: every forward pass runs in the worker's executor thread.
 
-A batch is processed in rounds of at most one frame per camera, so each camera's frames go through pre-check,
-encoder and DTD in order: DTD decides exactly as it would one frame at a time, whatever the batch composition.
+A batch may hold several frames of one camera: DTD's pre-check plans them in order (dtd.py), so its decisions are
+exactly those of one-by-one processing whatever the batch composition, and the batch still needs one encoder call.
 
 Fault containment: every frame runs inside its camera lane's error boundary (lane_guard.py): a frame that raises
 is counted (`frames_failed`), logged once per kind, skipped, and its lane's DTD re-synchronised (the next frame is
@@ -249,18 +249,6 @@ class ModelWorker:
     # ---- in the worker thread ------------------------------------------------------------------------------
 
     def _process_frames(self, frames: list[Frame]) -> list[FrameOutcome]:
-        """Rounds of at most one frame per camera, in arrival order: DTD sees each camera's frames in sequence."""
-        rounds: list[list[Frame]] = []
-        seen: dict[str, int] = {}
-        for f in frames:
-            k = seen.get(f.camera, 0)
-            seen[f.camera] = k + 1
-            if k == len(rounds):
-                rounds.append([])
-            rounds[k].append(f)
-        return [o for rnd in rounds for o in self._process_round(rnd)]
-
-    def _process_round(self, frames: list[Frame]) -> list[FrameOutcome]:
         t0 = time.perf_counter()
         prepared: list[np.ndarray | _Failed] = []
         need: list[bool] = []
