@@ -210,7 +210,7 @@ class Config(_Strict):
         seen: set[str] = set()
         for cam in self.cameras:
             if cam.id in seen:
-                raise ValueError(f"duplicate camera id {cam.id!r}")
+                raise ValueError(f"cameras: duplicate camera id {cam.id!r}")
             seen.add(cam.id)
         return self
 
@@ -238,7 +238,7 @@ class Config(_Strict):
                 f"{self.model.image_size} ({per_frame} tokens): not even one frame fits"
             )
         if problems:
-            raise ValueError("; ".join(problems))
+            raise ValueError("\n  ".join(problems))
         return self
 
     def dtd_for(self, camera: CameraConfig) -> DTDConfig:
@@ -274,9 +274,9 @@ def substitute_env(text: str, env: dict[str, str] | None = None) -> str:
 def format_validation_error(err: ValidationError) -> list[str]:
     lines = []
     for e in err.errors():
-        loc = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        loc = ".".join(str(p) for p in e["loc"])
         msg = e["msg"].removeprefix("Value error, ")
-        lines.append(f"{loc}: {msg}")
+        lines.append(f"{loc}: {msg}" if loc else msg)  # top-level checks name their fields themselves
     return lines
 
 

@@ -71,6 +71,8 @@ class App:
         if cfg.memory.database:
             self.event_log = await asyncio.to_thread(EventLog, cfg.memory.database, max_rows=cfg.memory.max_rows)
             self.service.health_parts["event_log"] = self.event_log.health
+        else:
+            self.service.health_parts["event_log"] = _disabled
         server = WSServer(self.service, cfg.server)
         try:
             self.port = await server.start()
@@ -146,6 +148,8 @@ class App:
                 bridge = MQTTBridge(self.service, cfg.mqtt)
                 self.service.health_parts["mqtt"] = bridge.health
                 mqtt_task = tg.create_task(bridge.run(), name="mqtt")
+            else:
+                self.service.health_parts["mqtt"] = _disabled
             self.service.ready = True
             self._ready.set()
             await self._stop.wait()
@@ -221,6 +225,10 @@ class App:
         while True:
             await asyncio.sleep(self.cfg.server.stats_interval_s)
             self.service.hub.publish(self.service.stats())
+
+
+def _disabled() -> dict[str, str]:
+    return {"state": "disabled"}
 
 
 async def run_app(app: App, *, duration: float | None = None) -> None:
