@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from livesight.config import Config
 from livesight.daemon.model_worker import CameraLane, ModelWorker, WorkerSettings
 from livesight.daemon.responses import ResponseJob
-from livesight.daemon.service import Service
+from livesight.daemon.service import LaneStats, Service
 from livesight.memory.camera_memory import CameraMemory
 from livesight.memory.event_log import EventLog
 from livesight.memory.scene_detector import SceneDetector
@@ -218,7 +218,7 @@ class App:
             scene=job.scene,
         )
 
-    def _lane_stats(self) -> dict[str, dict]:
+    def _lane_stats(self) -> dict[str, LaneStats]:
         return self.worker.lane_stats() if self.worker is not None else {}
 
     async def _stats_loop(self) -> None:

@@ -35,7 +35,7 @@ import torch
 from livesight.config import Config, ReconnectConfig
 from livesight.daemon.lane_guard import LaneGuard
 from livesight.daemon.responses import ResponseJob
-from livesight.daemon.service import Service
+from livesight.daemon.service import LaneStats, Service
 from livesight.model.backend import Backend, EncodedFrame, GenerationResult
 from livesight.types import (
     DTDStep,
@@ -481,12 +481,10 @@ class ModelWorker:
             "cameras_in_error": sorted(c for c, g in self.guards.items() if g.error is not None),
         }
 
-    def lane_stats(self) -> dict[str, dict[str, Any]]:
-        out: dict[str, dict[str, Any]] = {}
+    def lane_stats(self) -> dict[str, LaneStats]:
+        out: dict[str, LaneStats] = {}
         for cam, lane in self.lanes.items():
             recent = sorted(lane.step_ms[-50:])
-            out[cam] = {
-                "frame_ms_median": round(recent[len(recent) // 2], 2) if recent else None,
-                **lane.memory.stats(),
-            }
+            median = round(recent[len(recent) // 2], 2) if recent else None
+            out[cam] = LaneStats(median, lane.memory.stats())
         return out

@@ -17,6 +17,7 @@ from livesight.daemon.responses import ResponseJob, ResponseQueue
 from livesight.protocols.api import StatsSnapshot
 from livesight.types import (
     CameraCounters,
+    CameraSnapshot,
     CameraState,
     CameraStatus,
     ResponseDone,
@@ -27,6 +28,14 @@ from livesight.types import (
 MAX_QUESTION_CHARS = 2000
 MAX_WATCHES = 64
 HEALTHY_PART_STATES = {"ok", "running", "connected", "disabled", "starting"}
+
+
+@dataclass(frozen=True, slots=True)
+class LaneStats:
+    """What the model worker knows of a camera beyond the counters."""
+
+    frame_ms_median: float | None
+    memory: dict[str, Any]
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,7 +51,7 @@ class Service:
         camera_ids: list[str],
         *,
         response_queue_size: int = 32,
-        stats_source: Callable[[], dict[str, dict[str, Any]]] | None = None,
+        stats_source: Callable[[], dict[str, LaneStats]] | None = None,
         model_info: dict[str, Any] | None = None,
     ) -> None:
         if not camera_ids:
@@ -100,25 +109,22 @@ class Service:
             "queued_responses": len(self.responses),
         }
 
-    def stats(self) -> StatsSnapshot:
-        extra = self._stats_source() if self._stats_source else {}
-        cameras: dict[str, dict[str, Any]] = {}
+    def snapshots(self) -> dict[str, CameraSnapshot]:
+        """Every camera's typed snapshot (what stats, /metrics and the demo printer show)."""
+        lanes = self._stats_source() if self._stats_source else {}
+        out = {}
         for c, k in self.counters.items():
-            cameras[c] = {
-                "state": self.states[c].state.value,
-                "frames_in": k.frames_decoded,
-                "frames_sampled": k.frames_sampled,
-                "frames_dropped": k.frames_dropped_queue,
-                "frames_encoded": k.frames_encoded,
-                "encoder_skipped": k.encoder_skipped,
-                "tokens_total": k.tokens_total,
-                "tokens_kept": k.tokens_kept,
-                "drop_ratio": round(k.drop_ratio, 4),
-                "frames_failed": k.frames_failed,
-                "reconnects": k.reconnects,
-                **k.extra,
-                **extra.get(c, {}),
-            }
+            lane = lanes.get(c)
+            out[c] = CameraSnapshot.of(
+                self.states[c].state.value,
+                k,
+                frame_ms_median=lane.frame_ms_median if lane else None,
+                memory=lane.memory if lane else None,
+            )
+        return out
+
+    def stats(self) -> StatsSnapshot:
+        cameras = {c: snap.as_dict() for c, snap in self.snapshots().items()}
         recent = self.ttft_ms[-50:]
         totals = {
             "tokens_total": sum(k.tokens_total for k in self.counters.values()),

@@ -3,12 +3,14 @@ part takes the daemon down; what fails is counted, shown in /healthz and retried
 
 from __future__ import annotations
 
+import re
 import time
 
 import numpy as np
 
 from livesight.types import CameraState, CameraStatus, ResponseStatus
 from tests.daemon.conftest import ask, daemon_config, running, until
+from tests.protocols.conftest import http_get
 
 GRAY = "lavfi:color=c=gray:s=640x360:r=10"
 
@@ -80,6 +82,10 @@ async def test_a_camera_whose_frames_fail_goes_to_error_and_the_others_never_not
         h = svc.health()
         assert h["status"] == "degraded" and h["cameras"]["bad"]["state"] == "error"
         assert h["worker"]["state"] == "running" and h["worker"]["cameras_in_error"] == ["bad"]
+        _, _, metrics = await http_get(app.port, "/metrics")
+        failed_line = re.search(rb'^livesight_frames_failed_total\{camera="bad"\} (\d+)', metrics, re.M)
+        assert failed_line and int(float(failed_line.group(1))) >= 3
+        assert b'livesight_frames_failed_total{camera="good"} 0.0' in metrics
         # retried with backoff: it fails again (another error announcement, a growing retry number)
         await until(lambda: bad.frames_failed >= 5, what="retries")
         encoded_before = good.frames_encoded
