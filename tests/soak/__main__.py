@@ -17,7 +17,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from tests.soak import broker_restarts, many_clients, rtsp_restarts, shutdown, ws_fuzz
+from tests.soak import broker_restarts, chaos, many_clients, rtsp_restarts, shutdown, ws_fuzz
 from tests.soak.common import Result
 
 SCENARIOS = {
@@ -27,9 +27,10 @@ SCENARIOS = {
     "many_clients": many_clients.run,
     "sigterm": shutdown.sigterm,
     "kill9": shutdown.kill9,
+    "chaos": chaos.run,
 }
 LIMIT_S = {"rtsp_restarts": 600, "broker_restarts": 300, "ws_fuzz": 1500, "many_clients": 300, "sigterm": 300,
-           "kill9": 300}  # fmt: skip
+           "kill9": 300, "chaos": 900}  # fmt: skip
 
 
 async def run_one(name: str, quick: bool) -> Result:

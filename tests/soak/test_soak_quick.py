@@ -25,7 +25,7 @@ def test_soak_quick(tmp_path: Path) -> None:
     failed = {x["scenario"]: x["problems"] for x in data["results"] if not x["ok"]}
     assert r.returncode == 0 and not failed, (failed, r.stdout[-3000:], r.stderr[-3000:])
     names = [x["scenario"] for x in data["results"]]
-    assert names == ["rtsp_restarts", "broker_restarts", "ws_fuzz", "many_clients", "sigterm", "kill9"]
+    assert names == ["rtsp_restarts", "broker_restarts", "ws_fuzz", "many_clients", "sigterm", "kill9", "chaos"]
     by = {x["scenario"]: x["figures"] for x in data["results"]}
     assert by["rtsp_restarts"]["reconnects_counted"] >= 2 and by["ws_fuzz"]["messages_sent"] == 500
     assert by["kill9"]["rows_lost"] == {"scenes": 0, "responses": 0, "camera_states": 0}
