@@ -14,6 +14,7 @@ import contextlib
 import logging
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from livesight.config import Config
 from livesight.daemon.model_worker import CameraLane, ModelWorker, WorkerSettings
@@ -27,7 +28,10 @@ from livesight.model.dtd import DTD
 from livesight.model.qwen import load_backend
 from livesight.protocols.ws_server import WSServer
 from livesight.streaming.camera import Camera
-from livesight.types import CameraStatus, SceneChange
+from livesight.types import CameraState, CameraStatus, SceneChange
+
+if TYPE_CHECKING:
+    from livesight.protocols.mqtt_bridge import MQTTBridge
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +48,7 @@ class App:
     def __init__(self, cfg: Config, *, backend: Backend | None = None) -> None:
         self.cfg = cfg
         self.service = Service([c.id for c in cfg.cameras], stats_source=self._lane_stats)
+        self.service.on_state_shown = self._on_state_shown
         self._backend = backend
         self._stop = asyncio.Event()
         self._ready = asyncio.Event()
@@ -137,7 +142,7 @@ class App:
         )
         self.service.health_parts["worker"] = self.worker.health
         async with asyncio.TaskGroup() as tg:
-            cam_tasks = [tg.create_task(c.run(), name=f"camera:{c.cfg.id}") for c in cameras]
+            cam_tasks = [tg.create_task(self._contain_camera(c), name=f"camera:{c.cfg.id}") for c in cameras]
             worker_task = tg.create_task(self._supervise_worker(self.worker), name="model-worker")
             stats_task = tg.create_task(self._stats_loop(), name="stats")
             watchdog_task = tg.create_task(self._watchdog(self.worker), name="worker-watchdog")
@@ -147,7 +152,7 @@ class App:
 
                 bridge = MQTTBridge(self.service, cfg.mqtt)
                 self.service.health_parts["mqtt"] = bridge.health
-                mqtt_task = tg.create_task(bridge.run(), name="mqtt")
+                mqtt_task = tg.create_task(self._contain_mqtt(bridge), name="mqtt")
             else:
                 self.service.health_parts["mqtt"] = _disabled
             self.service.ready = True
@@ -181,6 +186,24 @@ class App:
             log.exception("the model worker died; /healthz reports status failed")
             await self._stop.wait()
 
+    async def _contain_camera(self, camera: Camera) -> None:
+        """A bug in one camera's task ends that camera (state failed, with the reason), never the daemon."""
+        try:
+            await camera.run()
+        except Exception as e:
+            log.exception("camera %s: its task failed", camera.cfg.id)
+            reason = f"internal error: {type(e).__name__}: {e}"[:300]
+            self._on_camera_status(CameraStatus(camera.cfg.id, CameraState.FAILED, reason, time.time()))
+
+    async def _contain_mqtt(self, bridge: MQTTBridge) -> None:
+        """A bug in the MQTT bridge ends the bridge (health: gave up, with the reason), never the daemon."""
+        try:
+            await bridge.run()
+        except Exception as e:
+            log.exception("MQTT bridge failed; it is off")
+            bridge.last_error = f"internal error: {type(e).__name__}: {e}"[:300]
+            bridge.gave_up = True
+
     async def _watchdog(self, worker: ModelWorker) -> None:
         """Logs the worker's state changes (stalled, failed, recovered); /healthz computes the same on request."""
         last = "running"
@@ -195,6 +218,9 @@ class App:
     def _on_camera_status(self, status: CameraStatus) -> None:
         self.service.set_state(status)
         log.info("camera %s: %s%s", status.camera, status.state.value, f" ({status.reason})" if status.reason else "")
+
+    def _on_state_shown(self, status: CameraStatus) -> None:
+        """Every state clients see (the source's, or the worker's `error`) goes to the event log."""
         if self.event_log is not None:
             self.event_log.camera_state(status)
 
@@ -222,9 +248,15 @@ class App:
         return self.worker.lane_stats() if self.worker is not None else {}
 
     async def _stats_loop(self) -> None:
+        failures = 0
         while True:
             await asyncio.sleep(self.cfg.server.stats_interval_s)
-            self.service.hub.publish(self.service.stats())
+            try:
+                self.service.hub.publish(self.service.stats())
+            except Exception:  # stats are informative: counted and logged (first 3), never fatal
+                failures += 1
+                if failures <= 3:
+                    log.exception("stats failed (%d)", failures)
 
 
 def _disabled() -> dict[str, str]:

@@ -65,6 +65,7 @@ class Service:
         }  # what clients see: the source's state, or `error` while the pipeline fails on its frames
         self._source_states: dict[str, CameraStatus] = dict(self.states)
         self._lane_errors: dict[str, str] = {}
+        self.on_state_shown: Callable[[CameraStatus], None] | None = None  # e.g. the event log
         # other parts' health ({"state": ok|degraded|failed|…, …}), registered by the app: worker, event_log, mqtt
         self.health_parts: dict[str, Callable[[], dict[str, Any]]] = {}
         self.watches: dict[str, Watch] = {}
@@ -208,6 +209,8 @@ class Service:
         self.states[camera] = status
         if prev is None or prev.state != status.state or prev.reason != status.reason:
             self.hub.publish(status)
+            if self.on_state_shown is not None:
+                self.on_state_shown(status)
 
     def record_ttft(self, ms: float) -> None:
         self.ttft_ms.append(ms)

@@ -101,7 +101,7 @@ class MQTTBridge:
         """The bridge's part of /healthz. Broker trouble degrades the daemon; it never fails it."""
         connected = self.connected.is_set()
         return {
-            "state": "connected" if connected else ("failed" if self.gave_up else "disconnected"),
+            "state": "connected" if connected else ("gave_up" if self.gave_up else "disconnected"),
             "connected": connected,
             "reason": self.last_error,
             "connects": self.counters.connects,
