@@ -45,6 +45,10 @@ async def run_one(name: str, quick: bool) -> Result:
     return res
 
 
+# A hand-written section of the report (the rest is generated from the results)
+FAULT_CONTAINMENT = Path(__file__).with_name("fault_containment.md")
+
+
 def render(data: dict[str, Any]) -> str:
     m = data["machine"]
     out = [
@@ -63,6 +67,7 @@ def render(data: dict[str, Any]) -> str:
     for r in data["results"]:
         held = "<br>".join(("✅ " + h) for h in r["held"]) + "".join(f"<br>❌ {p}" for p in r["problems"])
         out.append(f"| {r['scenario']} | {r['tried']} | {held} | {'<br>'.join(r['lost'])} |")
+    out += ["", *FAULT_CONTAINMENT.read_text().splitlines()]
     out += ["", "## Figures", ""]
     for r in data["results"]:
         out.append(f"### {r['scenario']}" + ("" if r["ok"] else " — DID NOT HOLD"))
