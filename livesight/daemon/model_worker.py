@@ -11,9 +11,11 @@ A batch may hold several frames of one camera: DTD's pre-check plans them in ord
 exactly those of one-by-one processing whatever the batch composition, and the batch still needs one encoder call.
 
 Fault containment: every frame runs inside its camera lane's error boundary (lane_guard.py): a frame that raises
-is counted (`frames_failed`), logged once per kind, skipped, and its lane's DTD re-synchronised (the next frame is
-kept whole); N failures in a row put the camera in state `error`, retried with backoff. A batched encoder call that
-fails is retried frame by frame, so one bad frame does not fail the others. A failed answer fails that one response.
+is counted (`frames_failed`), logged once per kind, and skipped. A frame that failed before DTD decided leaves DTD
+as it was (the camera's later frames in the batch are judged without it, and encoded on the spot if that now takes
+an encoding); one that failed in DTD or later re-synchronises the lane (its next frame is kept whole). N failures in
+a row put the camera in state `error`, retried with backoff. A batched encoder call that fails is retried frame by
+frame, so one bad frame does not fail the others. A failed answer fails that one response.
 """
 
 from __future__ import annotations
@@ -71,6 +73,10 @@ class DTDLike(Protocol):
     def decide(
         self, camera: str, pts: float, wall_time: float, prepared: np.ndarray, encoded: EncodedFrame | None
     ) -> DTDStep: ...
+
+    def needs_encoding(self, prepared: np.ndarray, pts: float) -> bool: ...
+
+    def drop_plan(self) -> None: ...
 
     def reset(self) -> None: ...
 
@@ -285,6 +291,9 @@ class ModelWorker:
                 if failed is not None:
                     raise failed
                 assert not isinstance(p, _Failed) and not isinstance(e, _Failed)
+                if e is None and self._guarded("DTD", lane.dtd.needs_encoding, p, f.pts):
+                    # an earlier frame of this camera in the batch failed, so the plan changed: encode it now
+                    e = self._guarded("vision encoder", self._encode_one, p)
                 step = self._guarded("DTD", lane.dtd.decide, f.camera, f.pts, f.wall_time, p, e)
                 tm = time.perf_counter()
                 change = self._guarded("scene detector", lane.detector.update, step)
@@ -294,7 +303,10 @@ class ModelWorker:
                 self._guarded("memory", lane.memory.add_step, step, tokens)
             except _Failed as fail:
                 with contextlib.suppress(Exception):
-                    lane.dtd.reset()  # re-synchronise: the next frame of this camera is kept whole
+                    if fail.stage in ("prepare", "pre-check", "vision encoder"):
+                        lane.dtd.drop_plan()  # DTD never saw it: the camera's next frames are judged without it
+                    else:
+                        lane.dtd.reset()  # DTD or later may be half done: the next frame is kept whole
                 outcomes.append(FrameOutcome(f.camera, None, None, 0.0, fail.error, fail.stage))
                 continue
             stage["prepare + pre-check"].append(prep_ms)
@@ -311,6 +323,9 @@ class ModelWorker:
             return fn(*args)
         except Exception as e:
             raise _Failed(stage, e) from e
+
+    def _encode_one(self, prepared: np.ndarray) -> EncodedFrame:
+        return self.backend.encode([prepared])[0]
 
     def _encode(self, prepared: list[np.ndarray]) -> list[EncodedFrame | _Failed]:
         """One batched encoder call; when it fails, frame by frame, so one bad frame fails only itself."""

@@ -143,6 +143,14 @@ class DTD:
         finally:
             self._pending_ms = (time.perf_counter() - t0) * 1000
 
+    def needs_encoding(self, prepared: np.ndarray, pts: float) -> bool:
+        """Will decide() need this frame's encoding? (The plan's answer while it holds, else judged against the
+        current references: after a frame of the batch failed, or after reset.) Changes nothing."""
+        plan = self._planned.get(id(prepared))
+        if plan is not None and plan.seq == self.frames:
+            return plan.need
+        return self._check(self._real_state(), prepared, self._grid_of(prepared), pts)[0]
+
     def _grid_of(self, prepared: np.ndarray) -> tuple[int, int]:
         return (prepared.shape[0] // self.token_px, prepared.shape[1] // self.token_px)
 
@@ -302,6 +310,11 @@ class DTD:
         """Forget references (e.g. after the camera reconnected, or a failed frame): the next frame is kept whole.
         Prechecks not yet decided are forgotten too (their frames are judged again when decided)."""
         self._force_full = True
+        self.drop_plan()
+
+    def drop_plan(self) -> None:
+        """Forget prechecks not yet decided (e.g. one of them failed before decide): frames decided from now on are
+        judged against the current references (decide() and needs_encoding() then agree)."""
         self._planned.clear()
         self._plan_state = None
         self._next_seq = self.frames

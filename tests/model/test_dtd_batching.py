@@ -287,3 +287,71 @@ def test_change_and_revert_in_one_batch_with_the_real_model(backend, mode: str) 
     steps = [s for s, _ in memories["cam"].steps]
     assert steps[1].kept > 0 and steps[2].kept > 0, "the revert in frame 2 is kept"
     assert steps[3].kept == 0 and steps[3].encoder_skipped
+
+
+class FlakyEncoder(PooledEncoder):
+    """Raises on a poisoned frame (marker pixel), in a batch or alone: a frame that breaks the model."""
+
+    def encode(self, frames: Sequence[np.ndarray]) -> list[EncodedFrame]:
+        if any(is_poisoned(f) for f in frames):
+            raise RuntimeError("poisoned frame")
+        return super().encode(frames)
+
+
+def is_poisoned(f: np.ndarray) -> bool:
+    return bool((f[0, 0] == (1, 2, 3)).all())
+
+
+def poison(rgb: np.ndarray) -> np.ndarray:
+    out = rgb.copy()
+    out[0, 0] = (1, 2, 3)
+    return out
+
+
+def one_by_one_skipping_failures(cfg: DTDConfig, frames: list[tuple[float, np.ndarray]], enc: FlakyEncoder):
+    """The reference when frames fail: as if a frame whose encoding failed had never arrived."""
+    dtd = DTD(cfg, PX)
+    out, failed = [], 0
+    for pts, rgb in frames:
+        p = enc.prepare(rgb)
+        e = None
+        if dtd.needs_encoding(p, pts):
+            try:
+                e = enc.encode([p])[0]
+            except RuntimeError:
+                failed += 1
+                continue
+        step = dtd.decide("cam", pts, 0.0, p, e)
+        out.append((step, None if step.encoder_skipped else e.tokens))  # type: ignore[union-attr]
+    return out, dtd, failed
+
+
+@PROPERTY
+@given(
+    cfg=cfg_strategy,
+    ops=ops_strategy,
+    seed=st.integers(0, 2**16),
+    poisoned=st.sets(st.integers(0, 13), max_size=4),
+    cuts=st.lists(st.integers(0, 20), max_size=5),
+)
+def test_a_failing_frame_fails_alone_and_the_rest_decide_as_if_it_never_came(cfg, ops, seed, poisoned, cuts) -> None:
+    enc = FlakyEncoder()
+    frames = [(pts, poison(rgb) if i in poisoned else rgb) for i, (pts, rgb) in enumerate(sequence(ops, seed))]
+    want, ref_dtd, want_failed = one_by_one_skipping_failures(cfg, frames, enc)
+    worker, memories = make_worker({"a": cfg, "b": cfg}, enc)
+    clean = sequence(ops, seed)  # camera b: the same footage without poison, sharing every batch with camera a
+    failed = 0
+    arrival = [
+        Frame(c, i, pts, 0.0, rgb) for i in range(len(frames)) for c, (pts, rgb) in (("a", frames[i]), ("b", clean[i]))
+    ]
+    for lo, hi in splits(len(arrival), cuts):
+        for o in worker._process_frames(arrival[lo:hi]):
+            if o.error is not None:
+                assert o.camera == "a" and o.stage == "vision encoder" and "poisoned" in str(o.error)
+                failed += 1
+    assert failed == want_failed
+    assert_same(memories["a"].steps, want)
+    assert_same_refs(worker.lanes["a"].dtd, ref_dtd)  # type: ignore[arg-type]
+    clean_want, clean_dtd = one_by_one(cfg, clean, PooledEncoder())
+    assert_same(memories["b"].steps, clean_want)  # the other camera never noticed
+    assert_same_refs(worker.lanes["b"].dtd, clean_dtd)  # type: ignore[arg-type]
