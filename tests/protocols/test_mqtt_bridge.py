@@ -180,9 +180,12 @@ async def test_reconnects_after_a_broker_restart(tmp_path: Path, prefix: str) ->
             await asyncio.to_thread(b.stop)
             await eventually(lambda: not bridge.connected.is_set(), within=10, what="disconnect noticed")
             await asyncio.sleep(0.5)  # a few failed attempts against the dead port
+            h = bridge.health()  # what /healthz shows meanwhile
+            assert h["state"] == "disconnected" and not h["connected"] and h["reason"]
             await asyncio.to_thread(b.start)
             await eventually(lambda: bridge.connected.is_set(), within=10, what="reconnected")
             assert bridge.counters.connects == 2 and bridge.counters.connection_failures >= 1
+            assert bridge.health()["state"] == "connected" and bridge.health()["connected"]
             # persistence is off: the restarted broker forgot everything; the bridge said online again
             async with listener(b.port, f"{prefix}/available", f"{prefix}/+/answer/+") as c:
                 assert await next_message(c) == (f"{prefix}/available", b"online", True)
@@ -206,6 +209,8 @@ async def test_gives_up_after_the_configured_attempts(prefix: str) -> None:
     async with asyncio.timeout(10):
         await bridge.run()  # returns: the bridge is off, the daemon keeps running
     assert bridge.counters.connection_failures == 2 and bridge.counters.connects == 0
+    h = bridge.health()
+    assert h["state"] == "gave_up" and h["reason"]  # /healthz: degraded, with the broker's error
 
 
 async def test_last_will_says_offline_when_the_bridge_is_killed(broker: Mosquitto, prefix: str) -> None:
