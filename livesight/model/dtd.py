@@ -90,6 +90,7 @@ class _Planned:
     seq: int  # position in the precheck sequence (== frames decided before it, when the plan holds)
     need: bool
     diff: np.ndarray | None  # region diff it was judged on (None when kept whole or no pre-check)
+    ms: float = 0.0  # time the pre-check took (reported in the step's dtd_ms)
 
 
 MAX_PLANNED = 1024  # prechecked, undecided frames (a batch holds a few)
@@ -104,7 +105,6 @@ class DTD:
         self._enc_pixels: np.ndarray | None = None  # pixels of the last encoded frame (for the encoder skip)
         self._ref_tokens: torch.Tensor | None = None  # [n, D]
         self._last_keyframe = -math.inf
-        self._pending_ms = 0.0
         self._pending_diff: np.ndarray | None = None  # the diff decide() judges the current frame on
         self._force_full = True
         # The plan: prechecks not yet decided, by id of the prepared frame (bounded: cleared as they are decided,
@@ -123,25 +123,23 @@ class DTD:
         Several frames may be prechecked before they are decided (a batch): each is judged against the pixel
         state the previous ones will leave, which needs no tokens, so the answer is the one-by-one answer."""
         t0 = time.perf_counter()
-        try:
-            again = self._planned.get(id(prepared))
-            if again is not None and again.seq == self._next_seq - 1:  # the same frame asked twice: same answer
-                return again.need
-            if self._next_seq <= self.frames or self._plan_state is None:  # nothing outstanding: start from now
-                self._planned.clear()
-                self._next_seq = self.frames
-                self._plan_state = self._real_state()
-            st = self._plan_state
-            grid = self._grid_of(prepared)
-            need, diff = self._check(st, prepared, grid, pts)
-            self._planned[id(prepared)] = _Planned(self._next_seq, need, diff)
-            if len(self._planned) > MAX_PLANNED:
-                raise OverflowError(f"more than {MAX_PLANNED} frames prechecked and not decided")
-            self._next_seq += 1
-            self._plan_state = self._advance(st, prepared, grid, pts, need, diff)
-            return need
-        finally:
-            self._pending_ms = (time.perf_counter() - t0) * 1000
+        again = self._planned.get(id(prepared))
+        if again is not None and again.seq == self._next_seq - 1:  # the same frame asked twice: same answer
+            return again.need
+        if len(self._planned) >= MAX_PLANNED:
+            raise OverflowError(f"more than {MAX_PLANNED} frames prechecked and not decided")
+        if self._next_seq <= self.frames or self._plan_state is None:  # nothing outstanding: start from now
+            self._planned.clear()
+            self._next_seq = self.frames
+            self._plan_state = self._real_state()
+        st = self._plan_state
+        grid = self._grid_of(prepared)
+        need, diff = self._check(st, prepared, grid, pts)
+        self._plan_state = self._advance(st, prepared, grid, pts, need, diff)
+        ms = (time.perf_counter() - t0) * 1000
+        self._planned[id(prepared)] = _Planned(self._next_seq, need, diff, ms)
+        self._next_seq += 1
+        return need
 
     def needs_encoding(self, prepared: np.ndarray, pts: float) -> bool:
         """Will decide() need this frame's encoding? (The plan's answer while it holds, else judged against the
@@ -217,9 +215,9 @@ class DTD:
         if encoded is not None and encoded.grid_hw != grid:
             raise ValueError(f"encoded grid {encoded.grid_hw} does not match the frame's {grid}")
         plan = self._planned.pop(id(prepared), None)
+        precheck_ms = plan.ms if plan is not None else 0.0
         if plan is None or plan.seq != self.frames:  # not prechecked, or out of plan order: judge against now
-            self._planned.clear()
-            self._plan_state = None
+            self.drop_plan()
             need, diff = self._check(self._real_state(), prepared, grid, pts)
         else:
             need, diff = plan.need, plan.diff
@@ -259,8 +257,7 @@ class DTD:
 
         self._update_refs(prepared, encoded, keep, grid, full)
         self.frames += 1
-        dtd_ms = self._pending_ms + (time.perf_counter() - t0) * 1000
-        self._pending_ms = 0.0
+        dtd_ms = precheck_ms + (time.perf_counter() - t0) * 1000
         self._pending_diff = None
         return DTDStep(
             camera=camera,
