@@ -222,6 +222,7 @@ class ModelWorker:
         except Exception as e:  # a bug outside every boundary: shown in /healthz (status failed), never silent
             self.state = "failed"
             self.last_error = f"{type(e).__name__}: {e}"
+            self.service.responses.close(f"the model worker failed ({self.last_error})")
             raise
         finally:
             if self.state != "failed":

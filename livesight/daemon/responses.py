@@ -63,11 +63,20 @@ class ResponseQueue:
         self._by_id: dict[str, ResponseJob] = {}  # waiting and running jobs
         self._ready = asyncio.Event()
         self.refused = 0
+        self.closed: str | None = None  # why no job can be taken any more (the model worker is gone)
 
     def __len__(self) -> int:
         return len(self._jobs)
 
+    def close(self, reason: str) -> None:
+        """Refuse every job from now on (and cancel the waiting ones): nobody will run them."""
+        self.closed = reason
+        self.cancel_all()
+
     def put(self, job: ResponseJob) -> None:
+        if self.closed is not None:
+            self.refused += 1
+            raise OverflowError(f"cannot answer now: {self.closed}")
         if len(self._jobs) >= self._maxsize:
             self.refused += 1
             raise OverflowError(f"too many questions waiting ({self._maxsize}); try again shortly")
