@@ -181,7 +181,8 @@ class WorkerConfig(_Strict):
         3, ge=1, le=1000, description="frames failing in a row before the camera goes to state 'error'"
     )
     retry: ReconnectConfig = Field(
-        ReconnectConfig(initial_s=2.0, max_s=60.0), description="backoff before a camera in state 'error' is retried"
+        ReconnectConfig(initial_s=2.0, max_s=60.0),
+        description="backoff before a camera in state 'error' is retried (always retried: attempts is not used)",
     )
     stall_timeout_s: float = Field(
         30.0, gt=0, le=3600, description="frames waiting and none processed for this long = worker stalled"
