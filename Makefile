@@ -33,7 +33,7 @@ test: $(STAMP) system-deps
 bench: $(STAMP) system-deps
 	$(BIN)/livesight bench all --out bench-out --docs docs
 
-# the fault-and-abuse suite (docs/reliability.md): about 10 minutes on 2 cores
+# the fault-and-abuse suite (docs/reliability.md), chaos included: about 15 minutes on 2 cores
 soak: $(STAMP) system-deps
 	$(BIN)/python -m tests.soak --out soak-out --docs docs
 

@@ -296,6 +296,21 @@ class FleetConfig(_Strict):
         return v
 
 
+class WorkerConfig(_Strict):
+    """The model worker's fault containment (docs/reliability.md)."""
+
+    max_failures: int = Field(
+        3, ge=1, le=1000, description="frames failing in a row before the camera goes to state 'error'"
+    )
+    retry: ReconnectConfig = Field(
+        ReconnectConfig(initial_s=2.0, max_s=60.0),
+        description="backoff before a camera in state 'error' is retried (always retried: attempts is not used)",
+    )
+    stall_timeout_s: float = Field(
+        30.0, gt=0, le=3600, description="frames waiting and none processed for this long = worker stalled"
+    )
+
+
 class LoggingConfig(_Strict):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     format: Literal["text", "json"] = "text"
@@ -310,6 +325,7 @@ class Config(_Strict):
     proactive: ProactiveConfig = ProactiveConfig()
     server: ServerConfig = ServerConfig()
     mqtt: MQTTConfig = MQTTConfig()
+    worker: WorkerConfig = WorkerConfig()
     logging: LoggingConfig = LoggingConfig()
     node: NodeConfig = NodeConfig()
     fleet: FleetConfig | None = Field(None, description="set for a fleet of daemons; null = one daemon runs all")
@@ -319,7 +335,7 @@ class Config(_Strict):
         seen: set[str] = set()
         for cam in self.cameras:
             if cam.id in seen:
-                raise ValueError(f"duplicate camera id {cam.id!r}")
+                raise ValueError(f"cameras: duplicate camera id {cam.id!r}")
             seen.add(cam.id)
         return self
 
@@ -335,6 +351,33 @@ class Config(_Strict):
         for i, cam in enumerate(self.cameras):
             if cam.node is not None and cam.node not in self.fleet.nodes:
                 raise ValueError(f"cameras.{i}.node: {cam.node!r} is not one of fleet.nodes")
+        return self
+
+    @model_validator(mode="after")
+    def _combinations_that_cannot_work(self) -> Config:
+        """Cross-field checks: each refused combination names every field involved."""
+        problems: list[str] = []
+        dtds = [("dtd", self.dtd)] + [(f"cameras.{i}.dtd", c.dtd) for i, c in enumerate(self.cameras) if c.dtd]
+        for where, d in dtds:
+            if d.mode == "off" and d.keyframe_every_s is not None:
+                problems.append(
+                    f"{where}.keyframe_every_s is set but {where}.mode is 'off' (every frame is already kept whole)"
+                )
+            if d.mode == "relative" and d.threshold >= 1.0:
+                problems.append(f"{where}.threshold 1.0 with {where}.mode 'relative' drops every token of every frame")
+            if d.mode in ("feature", "relative") and d.pixel_precheck is not None and d.pixel_precheck >= 1.0:
+                problems.append(
+                    f"{where}.pixel_precheck {d.pixel_precheck} with {where}.mode {d.mode!r} skips the vision encoder "
+                    "on every frame (no region can differ by more than 1.0); use null to disable the pre-check"
+                )
+        per_frame = (self.model.image_size // 28) ** 2
+        if per_frame > self.memory.token_budget:
+            problems.append(
+                f"memory.token_budget ({self.memory.token_budget}) is smaller than one frame at model.image_size "
+                f"{self.model.image_size} ({per_frame} tokens): not even one frame fits"
+            )
+        if problems:
+            raise ValueError("\n  ".join(problems))
         return self
 
     def dtd_for(self, camera: CameraConfig) -> DTDConfig:
@@ -370,9 +413,9 @@ def substitute_env(text: str, env: dict[str, str] | None = None) -> str:
 def format_validation_error(err: ValidationError) -> list[str]:
     lines = []
     for e in err.errors():
-        loc = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        loc = ".".join(str(p) for p in e["loc"])
         msg = e["msg"].removeprefix("Value error, ")
-        lines.append(f"{loc}: {msg}")
+        lines.append(f"{loc}: {msg}" if loc else msg)  # top-level checks name their fields themselves
     return lines
 
 

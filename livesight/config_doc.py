@@ -18,6 +18,11 @@ YAML, validated at start (unknown keys are errors); `${NAME}` and `${NAME:-defau
 environment. Check a file with `livesight validate-config FILE`: it prints `OK` or every error with its field path
 (e.g. `cameras.0.sample_fps: Input should be greater than 0`). Examples: `configs/`.
 
+Combinations that cannot work are refused too, naming every field involved: `keyframe_every_s` with DTD
+`mode: off` (every frame is already kept whole); `mode: relative` with `threshold: 1.0` (drops every token);
+`pixel_precheck: 1.0` in feature or relative mode (the encoder would never run); a `memory.token_budget` smaller
+than one frame's tokens at `model.image_size` ((image_size / 28)² tokens).
+
 This page is generated from `livesight/config.py` by `python -m livesight.config_doc`.
 """
 

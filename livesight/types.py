@@ -6,7 +6,7 @@ Nothing here does I/O or imports torch; everyone may import this module.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 import numpy as np
 
@@ -68,6 +68,7 @@ class CameraState(enum.StrEnum):
     RECONNECTING = "reconnecting"
     ENDED = "ended"
     FAILED = "failed"
+    ERROR = "error"  # the source is fine but the pipeline fails on its frames; retried with backoff
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,7 +83,14 @@ class CameraStatus:
 
 @dataclass(slots=True)
 class CameraCounters:
-    """Per-camera counters, reported in `stats` and /metrics. Plain ints: only the event loop writes them."""
+    """Per-camera running counters. Each field has exactly one writer:
+
+    - the camera's decode thread: frames_decoded
+    - the camera's task (event loop): frames_sampled, frames_dropped_queue, reconnects
+    - the model worker's publishing step (event loop): frames_encoded, encoder_skipped, tokens_total, tokens_kept,
+      frames_failed
+    Readers (stats, /metrics, the demo printer) go through `CameraSnapshot`.
+    """
 
     frames_decoded: int = 0
     frames_sampled: int = 0
@@ -91,12 +99,78 @@ class CameraCounters:
     encoder_skipped: int = 0
     tokens_total: int = 0
     tokens_kept: int = 0
+    frames_failed: int = 0  # frames whose processing raised (counted, skipped; docs/reliability.md)
     reconnects: int = 0
-    extra: dict[str, int] = field(default_factory=dict)
 
     @property
     def drop_ratio(self) -> float:
         return 1.0 - self.tokens_kept / self.tokens_total if self.tokens_total else 0.0
+
+
+def _metric(name: str, kind: str, doc: str) -> dict[str, str]:
+    return {"metric": name, "kind": kind, "help": doc}
+
+
+@dataclass(frozen=True, slots=True)
+class CameraSnapshot:
+    """One camera at one moment, as `stats` events, /metrics and the demo printer read it.
+
+    Field metadata names the Prometheus metric (kind counter|gauge); `as_dict()` is the wire form (the keys of
+    the `stats` event, docs/protocol.md), with the memory's own statistics flattened in."""
+
+    state: str
+    frames_in: int = field(metadata=_metric("livesight_frames_decoded", "counter", "frames decoded from the source"))
+    frames_sampled: int = field(metadata=_metric("livesight_frames_sampled", "counter", "frames taken by the sampler"))
+    frames_dropped: int = field(
+        metadata=_metric(
+            "livesight_frames_dropped",
+            "counter",
+            "sampled frames dropped because the model could not keep up (queue policy drop_oldest)",
+        )
+    )
+    frames_encoded: int = field(
+        metadata=_metric("livesight_frames_encoded", "counter", "frames run through the vision encoder")
+    )
+    encoder_skipped: int = field(
+        metadata=_metric("livesight_encoder_skipped", "counter", "frames whose encoding the pixel pre-check skipped")
+    )
+    frames_failed: int = field(
+        metadata=_metric("livesight_frames_failed", "counter", "frames whose processing failed (skipped, counted)")
+    )
+    tokens_total: int = field(metadata=_metric("livesight_tokens", "counter", "visual tokens produced"))
+    tokens_kept: int = field(metadata=_metric("livesight_tokens_kept", "counter", "visual tokens kept by DTD"))
+    drop_ratio: float = field(
+        metadata=_metric("livesight_token_drop_ratio", "gauge", "fraction of visual tokens dropped by DTD")
+    )
+    reconnects: int = field(metadata=_metric("livesight_reconnects", "counter", "source reconnects"))
+    frame_ms_median: float | None = field(
+        default=None, metadata=_metric("livesight_camera_frame_ms_median", "gauge", "median pipeline ms per frame")
+    )
+    memory: dict[str, int | float | bool] = field(default_factory=dict)  # CameraMemory.stats(), owned by memory
+
+    @classmethod
+    def of(
+        cls, state: str, k: CameraCounters, *, frame_ms_median: float | None = None, memory: dict | None = None
+    ) -> CameraSnapshot:
+        return cls(
+            state=state,
+            frames_in=k.frames_decoded,
+            frames_sampled=k.frames_sampled,
+            frames_dropped=k.frames_dropped_queue,
+            frames_encoded=k.frames_encoded,
+            encoder_skipped=k.encoder_skipped,
+            frames_failed=k.frames_failed,
+            tokens_total=k.tokens_total,
+            tokens_kept=k.tokens_kept,
+            drop_ratio=round(k.drop_ratio, 4),
+            reconnects=k.reconnects,
+            frame_ms_median=frame_ms_median,
+            memory=dict(memory or {}),
+        )
+
+    def as_dict(self) -> dict[str, object]:
+        out: dict[str, object] = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "memory"}
+        return {**out, **self.memory}
 
 
 # ---- responses (answers to queries, proactive messages, watch hits) ---------------------------------------

@@ -123,3 +123,28 @@ def test_configuration_doc_is_current() -> None:
 
     doc = Path(__file__).resolve().parents[1] / "docs" / "configuration.md"
     assert doc.read_text() == render(), "regenerate: python -m livesight.config_doc > docs/configuration.md"
+
+
+@pytest.mark.parametrize(
+    ("extra", "fields"),
+    [
+        ("dtd: {mode: 'off', keyframe_every_s: 5}\n", ["dtd.keyframe_every_s", "dtd.mode"]),
+        ("dtd: {mode: relative, threshold: 1.0}\n", ["dtd.threshold", "dtd.mode"]),
+        ("dtd: {mode: feature, pixel_precheck: 1.0}\n", ["dtd.pixel_precheck", "dtd.mode"]),
+        ("model: {preset: tiny-random, image_size: 896}\nmemory: {token_budget: 512}\n", ["memory.token_budget"]),
+    ],
+)
+def test_combinations_that_cannot_work_are_refused(tmp_path: Path, extra: str, fields: list[str]) -> None:
+    text = GOOD.replace("model:\n  preset: tiny-random\n", "") if extra.startswith("model") else GOOD
+    with pytest.raises(ConfigError) as e:
+        load_config(write(tmp_path, text + extra))
+    for f in fields:
+        assert f in str(e.value)
+
+
+def test_cross_field_checks_name_the_camera(tmp_path: Path) -> None:
+    text = GOOD.replace("sample_fps: 2\n", "sample_fps: 2\n    dtd: {mode: 'off', keyframe_every_s: 5}\n")
+    with pytest.raises(ConfigError, match=r"cameras\.0\.dtd\.keyframe_every_s"):
+        load_config(write(tmp_path, text))
+    fine = GOOD + "dtd: {mode: pixel, threshold: 0.05, pixel_precheck: 0.2, keyframe_every_s: 5}\n"
+    assert load_config(write(tmp_path, fine)).dtd.mode == "pixel"  # pixel mode ignores pixel_precheck: allowed

@@ -128,7 +128,7 @@ def evaluate(frames: list[np.ndarray], encoded: list[EncodedFrame], cfg: DTDConf
             seen += int((changed & (step.keep | (region_diff(f, held) < px_thr))).sum())
             kept += step.kept
             total += step.total
-            skipped += int(step.encoder_skipped)
+            skipped += int(step.encoder_skipped and skip)  # skip=False: the encoder ran on every frame anyway
             dtd_ms.append(step.dtd_ms)
             ratios.append(step.drop_ratio)
             now_stale = float(region_diff(f, held).max())

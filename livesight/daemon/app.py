@@ -15,13 +15,14 @@ import logging
 import socket
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from livesight.config import Config
 from livesight.daemon.images import Images, ThumbnailStore, thumbnail_dir
-from livesight.daemon.model_worker import CameraLane, ModelWorker
+from livesight.daemon.model_worker import CameraLane, ModelWorker, WorkerSettings
 from livesight.daemon.responses import ResponseJob
 from livesight.daemon.scene_detectors import SceneDetectors
-from livesight.daemon.service import Service
+from livesight.daemon.service import LaneStats, Service
 from livesight.fleet.topics import default_node_url
 from livesight.memory.camera_memory import CameraMemory
 from livesight.memory.event_log import EventLog
@@ -31,7 +32,10 @@ from livesight.model.registry import load_backend
 from livesight.protocols.fleet_bridge import FleetAnnouncer
 from livesight.protocols.ws_server import WSServer
 from livesight.streaming.camera import Camera
-from livesight.types import CameraStatus, SceneChange
+from livesight.types import CameraState, CameraStatus, SceneChange
+
+if TYPE_CHECKING:
+    from livesight.protocols.mqtt_bridge import MQTTBridge
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +52,7 @@ class App:
     def __init__(self, cfg: Config, *, backend: Backend | None = None) -> None:
         self.cfg = cfg
         self.service = Service([c.id for c in cfg.cameras], stats_source=self._lane_stats)
+        self.service.on_state_shown = self._on_state_shown
         self._backend = backend
         self._stop = asyncio.Event()
         self._ready = asyncio.Event()
@@ -61,6 +66,11 @@ class App:
     def stop(self) -> None:
         self._stop.set()
 
+    @property
+    def stopping(self) -> asyncio.Event:
+        """Set once stop() was called (the drain timeout starts then)."""
+        return self._stop
+
     async def wait_ready(self) -> AppHandles:
         await self._ready.wait()
         assert self.port is not None
@@ -70,6 +80,9 @@ class App:
         cfg = self.cfg
         if cfg.memory.database:
             self.event_log = await asyncio.to_thread(EventLog, cfg.memory.database, max_rows=cfg.memory.max_rows)
+            self.service.health_parts["event_log"] = self.event_log.health
+        else:
+            self.service.health_parts["event_log"] = _disabled
         thumbs = thumbnail_dir(cfg.memory.database)
         store = ThumbnailStore(thumbs, cfg.memory.max_rows) if thumbs is not None else None
         self.images = Images(self.service.camera_ids(), self.service.frames, store=store, event_log=self.event_log)
@@ -133,18 +146,28 @@ class App:
                 )
             )
         self.worker = ModelWorker(
-            cfg, backend, self.service, lanes, on_scene=self._on_scene, on_response=self._on_response
+            WorkerSettings.from_config(cfg),
+            backend,
+            self.service,
+            lanes,
+            on_scene=self._on_scene,
+            on_response=self._on_response,
         )
+        self.service.health_parts["worker"] = self.worker.health
         async with asyncio.TaskGroup() as tg:
-            cam_tasks = [tg.create_task(c.run(), name=f"camera:{c.cfg.id}") for c in cameras]
-            worker_task = tg.create_task(self.worker.run(), name="model-worker")
+            cam_tasks = [tg.create_task(self._contain_camera(c), name=f"camera:{c.cfg.id}") for c in cameras]
+            worker_task = tg.create_task(self._supervise_worker(self.worker), name="model-worker")
             stats_task = tg.create_task(self._stats_loop(), name="stats")
+            watchdog_task = tg.create_task(self._watchdog(self.worker), name="worker-watchdog")
             mqtt_task = None
             if cfg.mqtt.enabled:
                 from livesight.protocols.mqtt_bridge import MQTTBridge
 
                 bridge = MQTTBridge(self.service, cfg.mqtt, images=self.images, fleet=self._fleet_announcer())
-                mqtt_task = tg.create_task(bridge.run(), name="mqtt")
+                self.service.health_parts["mqtt"] = bridge.health
+                mqtt_task = tg.create_task(self._contain_mqtt(bridge), name="mqtt")
+            else:
+                self.service.health_parts["mqtt"] = _disabled
             self.service.ready = True
             self._ready.set()
             await self._stop.wait()
@@ -155,6 +178,7 @@ class App:
             self.service.responses.cancel_all()
             worker_task.cancel()
             stats_task.cancel()
+            watchdog_task.cancel()
             if mqtt_task is not None:
                 mqtt_task.cancel()
 
@@ -168,11 +192,57 @@ class App:
         return FleetAnnouncer(cfg.mqtt.prefix, node=cfg.node.id, url=url, cameras=[c.id for c in cfg.cameras])
 
     def _start_scene(self, camera: str) -> int:
-        return self.event_log.last_scene(camera) + 1 if self.event_log is not None else 1
+        """The number of the scene this run starts with; it is a row from the start (its caption lands)."""
+        if self.event_log is None:
+            return 1
+        scene = self.event_log.last_scene(camera) + 1
+        self.event_log.scene(SceneChange(camera, scene, pts=0.0, wall_time=time.time(), score=0.0))
+        return scene
+
+    async def _supervise_worker(self, worker: ModelWorker) -> None:
+        """The worker contains every frame's failure; should it die anyway, the daemon stays up (it still serves
+        /healthz, which then says `failed` with the reason) until it is stopped."""
+        try:
+            await worker.run()
+        except Exception:
+            log.exception("the model worker died; /healthz reports status failed")
+            await self._stop.wait()
+
+    async def _contain_camera(self, camera: Camera) -> None:
+        """A bug in one camera's task ends that camera (state failed, with the reason), never the daemon."""
+        try:
+            await camera.run()
+        except Exception as e:
+            log.exception("camera %s: its task failed", camera.cfg.id)
+            reason = f"internal error: {type(e).__name__}: {e}"[:300]
+            self._on_camera_status(CameraStatus(camera.cfg.id, CameraState.FAILED, reason, time.time()))
+
+    async def _contain_mqtt(self, bridge: MQTTBridge) -> None:
+        """A bug in the MQTT bridge ends the bridge (health: gave up, with the reason), never the daemon."""
+        try:
+            await bridge.run()
+        except Exception as e:
+            log.exception("MQTT bridge failed; it is off")
+            bridge.last_error = f"internal error: {type(e).__name__}: {e}"[:300]
+            bridge.gave_up = True
+
+    async def _watchdog(self, worker: ModelWorker) -> None:
+        """Logs the worker's state changes (stalled, failed, recovered); /healthz computes the same on request."""
+        last = "running"
+        while True:
+            await asyncio.sleep(1.0)
+            h = worker.health()
+            if h["state"] != last:
+                level = logging.INFO if h["state"] == "running" else logging.WARNING
+                log.log(level, "model worker: %s%s", h["state"], f" ({h['reason']})" if h["reason"] else "")
+                last = h["state"]
 
     def _on_camera_status(self, status: CameraStatus) -> None:
         self.service.set_state(status)
         log.info("camera %s: %s%s", status.camera, status.state.value, f" ({status.reason})" if status.reason else "")
+
+    def _on_state_shown(self, status: CameraStatus) -> None:
+        """Every state clients see (the source's, or the worker's `error`) goes to the event log."""
         if self.event_log is not None:
             self.event_log.camera_state(status)
 
@@ -198,13 +268,23 @@ class App:
             scene=job.scene,
         )
 
-    def _lane_stats(self) -> dict[str, dict]:
+    def _lane_stats(self) -> dict[str, LaneStats]:
         return self.worker.lane_stats() if self.worker is not None else {}
 
     async def _stats_loop(self) -> None:
+        failures = 0
         while True:
             await asyncio.sleep(self.cfg.server.stats_interval_s)
-            self.service.hub.publish(self.service.stats())
+            try:
+                self.service.hub.publish(self.service.stats())
+            except Exception:  # stats are informative: counted and logged (first 3), never fatal
+                failures += 1
+                if failures <= 3:
+                    log.exception("stats failed (%d)", failures)
+
+
+def _disabled() -> dict[str, str]:
+    return {"state": "disabled"}
 
 
 async def run_app(app: App, *, duration: float | None = None) -> None:

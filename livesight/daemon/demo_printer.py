@@ -50,7 +50,8 @@ async def _events(service: object, out: TextIO) -> None:
                         f"[stats] {cam}: {s['state']} frames in {s['frames_in']}, sampled {s['frames_sampled']}, "
                         f"dropped {s['frames_dropped']}, tokens kept {s['tokens_kept']}/{s['tokens_total']} "
                         f"(DTD drop ratio {s['drop_ratio']:.1%}), encoder skipped {s['encoder_skipped']}, "
-                        f"frame {s.get('frame_ms_median')} ms",
+                        f"frame {s.get('frame_ms_median')} ms"
+                        + (f", FAILED frames {s['frames_failed']}" if s.get("frames_failed") else ""),
                     )
             elif isinstance(ev, SceneChange):
                 _p(out, f"[scene] {ev.camera}: scene {ev.scene} starts at {ev.pts:.1f}s (score {ev.score:.2f})")

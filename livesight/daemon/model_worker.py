@@ -6,11 +6,22 @@ Each turn of its loop does one of, in this order of priority:
      cannot starve a slow one): pixel pre-check → one batched vision-encoder call → DTD → memory → scene detector,
   3. memory maintenance (compression / context rebuild steps), when there is nothing else to do.
 The event loop only moves small objects: every forward pass runs in the worker's executor thread.
+
+A batch may hold several frames of one camera: DTD's pre-check plans them in order (dtd.py), so its decisions are
+exactly those of one-by-one processing whatever the batch composition, and the batch still needs one encoder call.
+
+Fault containment: every frame runs inside its camera lane's error boundary (lane_guard.py): a frame that raises
+is counted (`frames_failed`), logged once per kind, and skipped. A frame that failed before DTD decided leaves DTD
+as it was (the camera's later frames in the batch are judged without it, and encoded on the spot if that now takes
+an encoding); one that failed in DTD or later re-synchronises the lane (its next frame is kept whole). N failures in
+a row put the camera in state `error`, retried with backoff. A batched encoder call that fails is retried frame by
+frame, so one bad frame does not fail the others. A failed answer fails that one response.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 import time
@@ -22,9 +33,10 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
-from livesight.config import Config
+from livesight.config import Config, ReconnectConfig
+from livesight.daemon.lane_guard import LaneGuard
 from livesight.daemon.responses import ResponseJob
-from livesight.daemon.service import Service
+from livesight.daemon.service import LaneStats, Service
 from livesight.model.backend import Backend, EncodedFrame, GenerationResult
 from livesight.types import (
     DTDStep,
@@ -64,6 +76,12 @@ class DTDLike(Protocol):
         self, camera: str, pts: float, wall_time: float, prepared: np.ndarray, encoded: EncodedFrame | None
     ) -> DTDStep: ...
 
+    def needs_encoding(self, prepared: np.ndarray, pts: float) -> bool: ...
+
+    def drop_plan(self) -> None: ...
+
+    def reset(self) -> None: ...
+
 
 class MemoryLike(Protocol):
     def add_step(self, step: DTDStep, tokens: torch.Tensor | None) -> None: ...
@@ -88,6 +106,32 @@ class DetectorLike(Protocol):
     def update(self, step: DTDStep, frame: np.ndarray | None = None) -> SceneChange | None: ...
 
 
+DEFAULT_RETRY = ReconnectConfig(initial_s=2.0, max_s=60.0)
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerSettings:
+    """The few values the worker needs from the configuration."""
+
+    max_new_tokens: int = 64
+    proactive_prompt: str = "Describe briefly what just changed in the scene."
+    proactive_min_interval_s: float = 10.0
+    max_failures: int = 3  # frames failing in a row before the camera goes to state error
+    retry: ReconnectConfig = DEFAULT_RETRY
+    stall_timeout_s: float = 30.0  # frames waiting and none processed for this long = stalled
+
+    @classmethod
+    def from_config(cls, cfg: Config) -> WorkerSettings:
+        return cls(
+            max_new_tokens=cfg.model.max_new_tokens,
+            proactive_prompt=cfg.proactive.prompt,
+            proactive_min_interval_s=cfg.proactive.min_interval_s,
+            max_failures=cfg.worker.max_failures,
+            retry=cfg.worker.retry,
+            stall_timeout_s=cfg.worker.stall_timeout_s,
+        )
+
+
 @dataclass
 class CameraLane:
     camera: str
@@ -102,15 +146,24 @@ class CameraLane:
 
 @dataclass(frozen=True, slots=True)
 class FrameOutcome:
-    step: DTDStep
+    camera: str
+    step: DTDStep | None  # None when the frame failed
     change: SceneChange | None
     pipeline_ms: float
+    error: Exception | None = None
+    stage: str = ""  # where it failed
+
+
+class _Failed(Exception):
+    def __init__(self, stage: str, error: Exception) -> None:
+        super().__init__(stage)
+        self.stage, self.error = stage, error
 
 
 class ModelWorker:
     def __init__(
         self,
-        cfg: Config,
+        settings: WorkerSettings,
         backend: Backend,
         service: Service,
         lanes: Sequence[CameraLane],
@@ -119,10 +172,16 @@ class ModelWorker:
         on_scene: Callable[[SceneChange], None] | None = None,
         on_response: Callable[[ResponseJob, GenerationResult | None, str], None] | None = None,
     ) -> None:
-        self.cfg = cfg
+        self.settings = settings
         self.backend = backend
         self.service = service
         self.lanes = {lane.camera: lane for lane in lanes}
+        self.guards = {
+            lane.camera: LaneGuard(
+                lane.camera, max_failures=settings.max_failures, retry=settings.retry, on_error=service.set_lane_error
+            )
+            for lane in lanes
+        }
         self.max_batch = max_batch
         # per-frame time of each stage, last STAGE_WINDOW frames (written by the worker thread; for benchmarks)
         self.stage_ms: dict[str, deque[float]] = {k: deque(maxlen=STAGE_WINDOW) for k in STAGES}
@@ -131,11 +190,17 @@ class ModelWorker:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="livesight-model")
         self._rr: list[str] = list(self.lanes)  # round-robin order
         self.proactive_skipped = 0
+        self.state = "starting"  # running | stopped | failed (health() adds stalled)
+        self.last_error = ""
+        self.loop_errors = 0  # failures outside any frame (maintenance), counted and survived
+        self._last_progress = time.monotonic()  # last batch processed, or last time nothing was waiting
+        self._last_frame_at: float | None = None
 
     # ---- loop ----------------------------------------------------------------------------------------------
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
+        self.state = "running"
         try:
             answered = False  # after an answer, waiting frames get the next turn: a flood of questions
             while True:  # slows video down to every other turn instead of starving it (scenes, memory)
@@ -149,17 +214,27 @@ class ModelWorker:
                 if frames:
                     outcomes = await loop.run_in_executor(self._executor, self._process_frames, frames)
                     self._publish(outcomes)
+                    self._last_progress = self._last_frame_at = time.monotonic()
                     continue
+                if not self._frames_waiting():
+                    self._last_progress = time.monotonic()
                 worked = await loop.run_in_executor(self._executor, self._maintenance)
                 if not worked:
                     await self.service.responses.wait(0.02)
+        except Exception as e:  # a bug outside every boundary: shown in /healthz (status failed), never silent
+            self.state = "failed"
+            self.last_error = f"{type(e).__name__}: {e}"
+            self.service.responses.close(f"the model worker failed ({self.last_error})")
+            raise
         finally:
+            if self.state != "failed":
+                self.state = "stopped"
             self.service.responses.cancel_all()
             # Waits for a forward pass in flight (generation sees its cancel flag and stops within a token).
             await asyncio.shield(loop.run_in_executor(None, self._executor.shutdown, True))
 
     def _frames_waiting(self) -> bool:
-        return any(len(lane.frames) for lane in self.lanes.values())
+        return any(len(lane.frames) for lane in self.lanes.values() if self.guards[lane.camera].available())
 
     def _take_frames(self) -> list[Frame]:
         taken: list[Frame] = []
@@ -169,6 +244,8 @@ class ModelWorker:
             for cam in list(self._rr):
                 if len(taken) >= self.max_batch:
                     break
+                if not self.guards[cam].available():
+                    continue  # in state error, waiting out its backoff (its queue drops the oldest, counted)
                 try:
                     taken.append(self.lanes[cam].frames.get_nowait())
                     progress = True
@@ -182,15 +259,28 @@ class ModelWorker:
 
     def _process_frames(self, frames: list[Frame]) -> list[FrameOutcome]:
         t0 = time.perf_counter()
-        prepared = [self.backend.prepare(f.rgb) for f in frames]
-        need = [self.lanes[f.camera].dtd.precheck(p, f.pts) for f, p in zip(frames, prepared, strict=True)]
+        prepared: list[np.ndarray | _Failed] = []
+        need: list[bool] = []
+        for f in frames:
+            try:
+                p = self.backend.prepare(f.rgb)
+            except Exception as e:
+                prepared.append(_Failed("prepare", e))
+                need.append(False)
+                continue
+            prepared.append(p)
+            try:
+                need.append(self.lanes[f.camera].dtd.precheck(p, f.pts))
+            except Exception as e:
+                prepared[-1] = _Failed("pre-check", e)
+                need.append(False)
         prep_ms = (time.perf_counter() - t0) * 1000 / len(frames)
         idx = [i for i, n in enumerate(need) if n]
-        encoded: list[EncodedFrame | None] = [None] * len(frames)
+        encoded: list[EncodedFrame | _Failed | None] = [None] * len(frames)
         enc_ms = 0.0
         if idx:
             te = time.perf_counter()
-            out = self.backend.encode([prepared[i] for i in idx])
+            out = self._encode([prepared[i] for i in idx])  # type: ignore[misc]
             enc_ms = (time.perf_counter() - te) * 1000 / len(idx)
             for i, e in zip(idx, out, strict=True):
                 encoded[i] = e
@@ -199,23 +289,77 @@ class ModelWorker:
         for f, p, e in zip(frames, prepared, encoded, strict=True):
             ts = time.perf_counter()
             lane = self.lanes[f.camera]
-            step = lane.dtd.decide(f.camera, f.pts, f.wall_time, p, e)
-            tm = time.perf_counter()
-            change = lane.detector.update(step, p)  # the prepared frame: the detector's thumbnail
-            self.service.frames.put(step, p, change)  # latest frame + scene starts, for pictures
-            if change is not None:  # the ending scene is captioned before the new scene's first frame goes in
-                lane.memory.on_scene_change(change)
-            lane.memory.add_step(step, e.tokens if e is not None else None)
+            try:
+                failed = p if isinstance(p, _Failed) else e if isinstance(e, _Failed) else None
+                if failed is not None:
+                    raise failed
+                assert not isinstance(p, _Failed) and not isinstance(e, _Failed)
+                if e is None and self._guarded("DTD", lane.dtd.needs_encoding, p, f.pts):
+                    # an earlier frame of this camera in the batch failed, so the plan changed: encode it now
+                    e = self._guarded("vision encoder", self._encode_one, p)
+                step = self._guarded("DTD", lane.dtd.decide, f.camera, f.pts, f.wall_time, p, e)
+                tm = time.perf_counter()
+                change = self._guarded("scene detector", lane.detector.update, step, p)  # p: the detector's thumbnail
+                self._guarded("pictures", self.service.frames.put, step, p, change)  # latest frame, scene starts
+                if change is not None:  # the ending scene is captioned before the new scene's first frame goes in
+                    self._guarded("memory", lane.memory.on_scene_change, change)
+                tokens = e.tokens if e is not None and not step.encoder_skipped else None
+                self._guarded("memory", lane.memory.add_step, step, tokens)
+            except _Failed as fail:
+                with contextlib.suppress(Exception):
+                    if fail.stage in ("prepare", "pre-check", "vision encoder"):
+                        lane.dtd.drop_plan()  # DTD never saw it: the camera's next frames are judged without it
+                    else:
+                        lane.dtd.reset()  # DTD or later may be half done: the next frame is kept whole
+                outcomes.append(FrameOutcome(f.camera, None, None, 0.0, fail.error, fail.stage))
+                continue
             stage["prepare + pre-check"].append(prep_ms)
             stage["vision encoder"].append(enc_ms if e is not None else 0.0)
             stage["DTD decision"].append((tm - ts) * 1000)
             stage["scenes + memory + KV prefill"].append((time.perf_counter() - tm) * 1000)
             ms = prep_ms + (time.perf_counter() - ts) * 1000 + (enc_ms if e is not None else 0.0)
-            outcomes.append(FrameOutcome(step, change, ms))
+            outcomes.append(FrameOutcome(f.camera, step, change, ms))
         return outcomes
 
+    @staticmethod
+    def _guarded(stage: str, fn: Callable[..., Any], *args: Any) -> Any:
+        try:
+            return fn(*args)
+        except Exception as e:
+            raise _Failed(stage, e) from e
+
+    def _encode_one(self, prepared: np.ndarray) -> EncodedFrame:
+        return self.backend.encode([prepared])[0]
+
+    def _encode(self, prepared: list[np.ndarray]) -> list[EncodedFrame | _Failed]:
+        """One batched encoder call; when it fails, frame by frame, so one bad frame fails only itself."""
+        try:
+            out = self.backend.encode(prepared)
+            if len(out) != len(prepared):
+                raise RuntimeError(f"the encoder returned {len(out)} results for {len(prepared)} frames")
+            return list(out)
+        except Exception as e:
+            if len(prepared) == 1:
+                return [_Failed("vision encoder", e)]
+        results: list[EncodedFrame | _Failed] = []
+        for p in prepared:
+            try:
+                results.append(self.backend.encode([p])[0])
+            except Exception as e:
+                results.append(_Failed("vision encoder", e))
+        return results
+
     def _maintenance(self) -> bool:
-        return any(lane.memory.maintenance_step() for lane in self.lanes.values())
+        worked = False
+        for lane in self.lanes.values():
+            try:
+                worked = lane.memory.maintenance_step() or worked
+            except Exception as e:  # memory maintenance of one camera failed: counted, logged, survived
+                self.loop_errors += 1
+                self.last_error = f"maintenance {lane.camera}: {type(e).__name__}: {e}"
+                if self.loop_errors <= 3:
+                    log.exception("camera %s: memory maintenance failed", lane.camera)
+        return worked
 
     def _generate(self, job: ResponseJob, emit: Callable[[ResponseEvent], None] | None) -> GenerationResult:
         lane = self.lanes[job.camera]
@@ -226,7 +370,7 @@ class ModelWorker:
 
         return lane.memory.answer(
             job.prompt,
-            max_new_tokens=self.cfg.model.max_new_tokens,
+            max_new_tokens=self.settings.max_new_tokens,
             should_stop=job.cancel.is_set,
             on_text=on_text,
         )
@@ -242,7 +386,7 @@ class ModelWorker:
         error = ""
         try:
             result = await loop.run_in_executor(self._executor, self._generate, job, emit if streaming else None)
-        except (RuntimeError, ValueError, *self.backend.job_errors) as e:  # a failed generation fails one job
+        except Exception as e:  # a failed generation fails one job, never the worker
             log.exception("response %s failed", job.response_id)
             error = f"{type(e).__name__}: {e}"
         finally:
@@ -276,6 +420,13 @@ class ModelWorker:
     def _publish(self, outcomes: list[FrameOutcome]) -> None:
         for o in outcomes:
             step = o.step
+            guard = self.guards[o.camera]
+            if step is None:
+                assert o.error is not None
+                self.service.counters[o.camera].frames_failed += 1
+                guard.failed(o.stage, o.error)
+                continue
+            guard.succeeded()
             k = self.service.counters[step.camera]
             k.frames_encoded += 0 if step.encoder_skipped else 1
             k.encoder_skipped += 1 if step.encoder_skipped else 0
@@ -295,11 +446,11 @@ class ModelWorker:
         hub = self.service.hub
         if lane.proactive:
             now = time.monotonic()
-            if now - lane.last_proactive >= self.cfg.proactive.min_interval_s:
+            if now - lane.last_proactive >= self.settings.proactive_min_interval_s:
                 job = ResponseJob(
                     camera=lane.camera,
                     kind=ResponseKind.PROACTIVE,
-                    prompt=self.cfg.proactive.prompt,
+                    prompt=self.settings.proactive_prompt,
                     sink=hub.publish,
                     scene=change.scene,
                     pts=change.pts,
@@ -329,12 +480,32 @@ class ModelWorker:
             log.warning("response queue full: %s message for %s skipped", job.kind.value, job.camera)
             return False
 
-    def lane_stats(self) -> dict[str, dict[str, Any]]:
-        out: dict[str, dict[str, Any]] = {}
+    def health(self) -> dict[str, Any]:
+        """The worker's part of /healthz: state (running | stalled | failed | …) and why."""
+        now = time.monotonic()
+        state = self.state
+        waiting = self._frames_waiting()
+        idle = now - self._last_progress
+        reason = self.last_error if state == "failed" else ""
+        if state == "running" and waiting and idle > self.settings.stall_timeout_s:
+            state, reason = "stalled", f"frames waiting, none processed for {idle:.1f}s"
+        return {
+            "state": state,
+            "reason": reason,
+            "last_frame_age_s": None if self._last_frame_at is None else round(now - self._last_frame_at, 2),
+            "frames_failed": sum(g.failed_total for g in self.guards.values()),
+            "errors_outside_frames": self.loop_errors,
+            "queues": {
+                "responses": len(self.service.responses),
+                **{cam: len(lane.frames) for cam, lane in self.lanes.items()},
+            },
+            "cameras_in_error": sorted(c for c, g in self.guards.items() if g.error is not None),
+        }
+
+    def lane_stats(self) -> dict[str, LaneStats]:
+        out: dict[str, LaneStats] = {}
         for cam, lane in self.lanes.items():
             recent = sorted(lane.step_ms[-50:])
-            out[cam] = {
-                "frame_ms_median": round(recent[len(recent) // 2], 2) if recent else None,
-                **lane.memory.stats(),
-            }
+            median = round(recent[len(recent) // 2], 2) if recent else None
+            out[cam] = LaneStats(median, lane.memory.stats())
         return out

@@ -15,7 +15,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from livesight.protocols.api import BusyError
+from livesight.protocols.api import BusyError, ModelUnavailableError
 from livesight.types import ResponseCreated, ResponseDone, ResponseEvent, ResponseKind, ResponseStatus
 
 _ids = itertools.count(1)
@@ -64,6 +64,7 @@ class ResponseQueue:
         self._by_id: dict[str, ResponseJob] = {}  # waiting and running jobs
         self._ready = asyncio.Event()
         self.refused = 0
+        self.closed: str | None = None  # why no job can be taken any more (the model worker is gone)
 
     def __len__(self) -> int:
         return len(self._jobs)
@@ -73,7 +74,15 @@ class ResponseQueue:
         """Jobs waiting or running."""
         return len(self._by_id)
 
+    def close(self, reason: str) -> None:
+        """Refuse every job from now on (and cancel the waiting ones): nobody will run them."""
+        self.closed = reason
+        self.cancel_all()
+
     def put(self, job: ResponseJob) -> None:
+        if self.closed is not None:
+            self.refused += 1
+            raise ModelUnavailableError(f"cannot answer now: {self.closed}")
         if len(self._jobs) >= self._maxsize:
             self.refused += 1
             raise BusyError(f"too many questions waiting ({self._maxsize}); try again shortly")

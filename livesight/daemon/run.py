@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import os
 import signal
@@ -127,9 +128,29 @@ async def _serve(
             helpers.append(tg.create_task(print_demo(app, demo_question), name="demo-printer"))
         if duration is not None:
             helpers.append(tg.create_task(_stop_after(app, duration), name="duration"))
-        await app_task
+        helpers.append(tg.create_task(enforce_drain(app_task, app.stopping, DRAIN_TIMEOUT_S), name="drain"))
+        with contextlib.suppress(asyncio.CancelledError):
+            await app_task
         for t in helpers:
             t.cancel()
+
+
+async def enforce_drain(
+    app_task: asyncio.Task[None], stopping: asyncio.Event, timeout_s: float, *, grace_s: float = 5.0
+) -> None:
+    """Once stopping, the app has `timeout_s` to finish; then it is cancelled, and if even that does not end it
+    within `grace_s` (a thread that will not return), the process exits with status 1."""
+    await stopping.wait()
+    done, _ = await asyncio.wait({app_task}, timeout=timeout_s)
+    if done:
+        return
+    log.error("graceful stop took longer than %.0f s: cancelling what is left", timeout_s)
+    app_task.cancel()
+    done, _ = await asyncio.wait({app_task}, timeout=grace_s)
+    if not done:
+        log.error("the daemon did not stop after cancelling: exiting now")
+        logging.shutdown()
+        os._exit(1)
 
 
 async def _stop_after(app: object, seconds: float) -> None:

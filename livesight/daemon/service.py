@@ -24,6 +24,7 @@ from livesight.protocols.api import (
 )
 from livesight.types import (
     CameraCounters,
+    CameraSnapshot,
     CameraState,
     CameraStatus,
     ResponseDone,
@@ -33,6 +34,15 @@ from livesight.types import (
 
 MAX_QUESTION_CHARS = 2000
 MAX_WATCHES = 64
+HEALTHY_PART_STATES = {"ok", "running", "connected", "disabled", "starting"}
+
+
+@dataclass(frozen=True, slots=True)
+class LaneStats:
+    """What the model worker knows of a camera beyond the counters."""
+
+    frame_ms_median: float | None
+    memory: dict[str, Any]
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +58,7 @@ class Service:
         camera_ids: list[str],
         *,
         response_queue_size: int = 32,
-        stats_source: Callable[[], dict[str, dict[str, Any]]] | None = None,
+        stats_source: Callable[[], dict[str, LaneStats]] | None = None,
         model_info: dict[str, Any] | None = None,
     ) -> None:
         # no cameras is allowed: a fleet node that owns none idles (docs/fleet.md)
@@ -58,7 +68,12 @@ class Service:
         self.counters: dict[str, CameraCounters] = {c: CameraCounters() for c in camera_ids}
         self.states: dict[str, CameraStatus] = {
             c: CameraStatus(c, CameraState.CONNECTING, "starting", time.time()) for c in camera_ids
-        }
+        }  # what clients see: the source's state, or `error` while the pipeline fails on its frames
+        self._source_states: dict[str, CameraStatus] = dict(self.states)
+        self._lane_errors: dict[str, str] = {}
+        self.on_state_shown: Callable[[CameraStatus], None] | None = None  # e.g. the event log
+        # other parts' health ({"state": ok|degraded|failed|…, …}), registered by the app: worker, event_log, mqtt
+        self.health_parts: dict[str, Callable[[], dict[str, Any]]] = {}
         self.watches: dict[str, Watch] = {}
         self._stats_source = stats_source
         self.model_info = model_info or {}
@@ -74,11 +89,22 @@ class Service:
         return list(self._cameras)
 
     def health(self) -> dict[str, Any]:
+        """status: `failed` when a part the whole daemon needs is down (HTTP 503), `degraded` when a camera or
+        part is unwell but the daemon serves, else `ok` (`starting` until ready)."""
         cams = {c: {"state": s.state.value, "reason": s.reason, "since": s.wall_time} for c, s in self.states.items()}
-        bad = {CameraState.FAILED, CameraState.STALLED, CameraState.RECONNECTING}
-        if not self.ready:
+        bad = {CameraState.FAILED, CameraState.STALLED, CameraState.RECONNECTING, CameraState.ERROR}
+        parts: dict[str, dict[str, Any]] = {}
+        for name, fn in self.health_parts.items():
+            try:
+                parts[name] = fn()
+            except Exception as e:  # a broken part must not break /healthz
+                parts[name] = {"state": "failed", "reason": f"health check raised {type(e).__name__}: {e}"}
+        part_states = {p.get("state") for p in parts.values()}
+        if "failed" in part_states:
+            status = "failed"
+        elif not self.ready:
             status = "starting"
-        elif any(s.state in bad for s in self.states.values()):
+        elif any(s.state in bad for s in self.states.values()) or part_states - HEALTHY_PART_STATES:
             status = "degraded"
         else:
             status = "ok"
@@ -86,29 +112,28 @@ class Service:
             "status": status,
             "uptime_s": round(time.time() - self.started, 1),
             "cameras": cams,
+            **parts,
             "model": self.model_info,
             "clients": self.hub.subscriber_count,
             "queued_responses": len(self.responses),
         }
 
-    def stats(self) -> StatsSnapshot:
-        extra = self._stats_source() if self._stats_source else {}
-        cameras: dict[str, dict[str, Any]] = {}
+    def snapshots(self) -> dict[str, CameraSnapshot]:
+        """Every camera's typed snapshot (what stats, /metrics and the demo printer show)."""
+        lanes = self._stats_source() if self._stats_source else {}
+        out = {}
         for c, k in self.counters.items():
-            cameras[c] = {
-                "state": self.states[c].state.value,
-                "frames_in": k.frames_decoded,
-                "frames_sampled": k.frames_sampled,
-                "frames_dropped": k.frames_dropped_queue,
-                "frames_encoded": k.frames_encoded,
-                "encoder_skipped": k.encoder_skipped,
-                "tokens_total": k.tokens_total,
-                "tokens_kept": k.tokens_kept,
-                "drop_ratio": round(k.drop_ratio, 4),
-                "reconnects": k.reconnects,
-                **k.extra,
-                **extra.get(c, {}),
-            }
+            lane = lanes.get(c)
+            out[c] = CameraSnapshot.of(
+                self.states[c].state.value,
+                k,
+                frame_ms_median=lane.frame_ms_median if lane else None,
+                memory=lane.memory if lane else None,
+            )
+        return out
+
+    def stats(self) -> StatsSnapshot:
+        cameras = {c: snap.as_dict() for c, snap in self.snapshots().items()}
         recent = self.ttft_ms[-50:]
         totals = {
             "tokens_total": sum(k.tokens_total for k in self.counters.values()),
@@ -185,10 +210,28 @@ class Service:
     # ---- used by the daemon ------------------------------------------------------------------------------
 
     def set_state(self, status: CameraStatus) -> None:
-        prev = self.states.get(status.camera)
-        self.states[status.camera] = status
+        """The source's state (from the camera)."""
+        self._source_states[status.camera] = status
+        self._show(status.camera)
+
+    def set_lane_error(self, camera: str, reason: str | None) -> None:
+        """The model worker's verdict on the camera's frames: a reason = state error, None = cleared."""
+        if reason is None:
+            self._lane_errors.pop(camera, None)
+        else:
+            self._lane_errors[camera] = reason
+        self._show(camera)
+
+    def _show(self, camera: str) -> None:
+        reason = self._lane_errors.get(camera)
+        src = self._source_states[camera]
+        status = src if reason is None else CameraStatus(camera, CameraState.ERROR, reason, time.time())
+        prev = self.states.get(camera)
+        self.states[camera] = status
         if prev is None or prev.state != status.state or prev.reason != status.reason:
             self.hub.publish(status)
+            if self.on_state_shown is not None:
+                self.on_state_shown(status)
 
     def record_ttft(self, ms: float) -> None:
         self.ttft_ms.append(ms)

@@ -4,6 +4,10 @@ Writes never block the event loop or the model: they go through a bounded queue 
 newest and count it) to one writer thread that commits in small batches. WAL + synchronous=NORMAL means a
 `kill -9` loses at most the batch in flight; every committed row survives and the database always opens.
 Reads (`last_scene`, `recent_*`) use their own connection. Retention: at most `max_rows` rows per table.
+
+Failures are visible: a batch that fails to commit is counted in `rows_dropped` (with the error in `last_error`)
+and the writer goes on with the next batch; rows offered while the writer thread is dead are counted too, and
+`health()` reports the state (`ok`, `degraded` after a failed write, `failed` when the writer is gone).
 """
 
 from __future__ import annotations
@@ -70,18 +74,41 @@ class EventLog:
             raise ConfigError(f"memory.database {self.path}: {e}") from None
         self._queue: queue.Queue[object] = queue.Queue(maxsize=queue_size)
         self._read_lock = threading.Lock()  # the read connection may be used from the picture thread too
-        self.dropped = 0
+        self.dropped = 0  # rows lost: queue full, failed commits, writer gone (one writer each: see _put/_run)
+        self.failed_rows = 0  # rows in batches that failed to commit (written by the writer thread only)
         self.written = 0
+        self.last_error = ""
+        self._closing = False
+        self._drop_lock = threading.Lock()
         self._writer = threading.Thread(target=self._run, name="livesight-eventlog", daemon=True)
         self._writer.start()
 
     # ---- writes (any thread; never block) -----------------------------------------------------------------
 
     def _put(self, sql: str, args: tuple[Any, ...]) -> None:
-        try:
-            self._queue.put_nowait((sql, args))
-        except queue.Full:
+        if self._writer.is_alive():
+            try:
+                self._queue.put_nowait((sql, args))
+                return
+            except queue.Full:
+                pass
+        with self._drop_lock:  # callers: the event loop and the model worker thread
             self.dropped += 1
+
+    def health(self) -> dict[str, Any]:
+        if not self._writer.is_alive() and not self._closing:
+            state = "failed"
+        elif self.failed_rows:
+            state = "degraded"
+        else:
+            state = "ok"
+        return {
+            "state": state,
+            "reason": self.last_error,
+            "rows_written": self.written,
+            "rows_dropped": self.dropped + self.failed_rows,
+            "queued": self._queue.qsize(),
+        }
 
     def scene(self, change: SceneChange) -> None:
         self._put(
@@ -151,6 +178,7 @@ class EventLog:
         done.wait(timeout)
 
     def close(self) -> None:
+        self._closing = True
         if self._writer.is_alive():
             self._queue.put(_STOP)
             self._writer.join(timeout=30)
@@ -168,28 +196,33 @@ class EventLog:
                         batch.append(self._queue.get_nowait())
                     except queue.Empty:
                         break
-                stop = False
-                with conn:
-                    for it in batch:
-                        if it is _STOP:
-                            stop = True
-                            continue
-                        sql, args = it  # type: ignore[misc]
-                        if sql is None:
-                            continue
-                        conn.execute(sql, args)
-                        self.written += 1
-                        pending += 1
+                stop = any(it is _STOP for it in batch)
+                rows = [it for it in batch if it is not _STOP and it[0] is not None]  # type: ignore[index]
+                try:
+                    with conn:
+                        for sql, args in rows:  # type: ignore[misc]
+                            conn.execute(sql, args)
+                    self.written += len(rows)
+                    pending += len(rows)
+                except sqlite3.Error as e:  # this batch is lost (counted); the next one is tried
+                    self.failed_rows += len(rows)
+                    if not self.last_error:
+                        log.error("event log %s: write failed (%s); rows are dropped and counted", self.path, e)
+                    self.last_error = f"{type(e).__name__}: {e}"
                 for it in batch:
                     if isinstance(it, tuple) and it[0] is None:
                         it[1].set()
                 if pending >= 1000:
-                    self._trim(conn)
+                    try:
+                        self._trim(conn)
+                    except sqlite3.Error as e:  # retention is retried after the next 1000 rows
+                        self.last_error = f"trim: {type(e).__name__}: {e}"
                     pending = 0
                 if stop:
                     return
-        except sqlite3.Error:
-            log.exception("event log %s: write failed; further events are not recorded", self.path)
+        except Exception as e:  # the writer is gone: health() says failed, further rows are counted as dropped
+            self.last_error = f"writer died: {type(e).__name__}: {e}"
+            log.exception("event log %s: the writer thread died; further events are not recorded", self.path)
         finally:
             conn.close()
 

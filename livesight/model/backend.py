@@ -95,12 +95,11 @@ class LLMContext(Protocol):
 class Backend(Protocol):
     """A vision-language model. Implementations register in `livesight.model.registry` under a `model.backend` name.
 
-    `job_errors`: exception types a failed generation may raise that fail only that one response (e.g. out of
-    device memory); the worker reports them on the response and goes on. Anything else is a bug and propagates.
+    Any exception raised by a call fails only what it was called for (one frame, one response): the model worker
+    contains it, counts it and goes on (docs/reliability.md).
     """
 
     info: ModelInfo
-    job_errors: tuple[type[BaseException], ...]
 
     def prepare(self, rgb: np.ndarray) -> np.ndarray:
         """Resize an [H, W, 3] uint8 frame to the model's input size: [S, S, 3] uint8."""

@@ -11,7 +11,7 @@ Modes (DTDConfig.mode):
 - pixel:    mean absolute RGB difference (0–1 scale) of the token's 28x28 region with its reference;
             drop if < threshold.
 - relative: drop the `threshold` fraction of least-changed tokens (feature change) — a fixed token rate.
-- off:      keep everything.
+- off:      keep everything (every frame is encoded; pixel_precheck and keyframes do not apply).
 
 Reference (DTDConfig.reference):
 - last_kept (ours): the last KEPT token at each (h, w). Slow drift accumulates until it is kept.
@@ -21,12 +21,21 @@ Reference (DTDConfig.reference):
 Encoder skip (DTDConfig.pixel_precheck): when no region differs from the last encoded frame by more than that
 (pixel mode: when no region would be kept), the vision encoder is not run and every token of the frame is dropped.
 The first frame, a change of grid (resolution) and a due keyframe (keyframe_every_s) are kept whole.
+
+Batches: several frames of one camera may be prechecked before any of them is decided (the worker encodes a
+whole batch in one call). Whether a frame must be encoded depends only on pixels and time (never on tokens), so
+`precheck` judges each frame against the pixel state the frames prechecked before it will leave (a plan), and
+`decide` follows the plan: the keep masks, change values and references are exactly those of one-by-one processing
+for any batch composition. A frame encoded that the plan skips is treated as encoder-skipped; a frame decided out of
+plan order (or after `reset`) is judged against the current references, and must then have been encoded if needed
+(else ValueError).
 """
 
 from __future__ import annotations
 
 import math
 import time
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -65,6 +74,28 @@ def copy_regions(dst: np.ndarray, src: np.ndarray, keep: np.ndarray, grid: tuple
         dst[ys, xs] = src[ys, xs]
 
 
+@dataclass(frozen=True, slots=True)
+class _PixelState:
+    """What decides whether a frame must be encoded: pixels and clock only, never tokens."""
+
+    grid: tuple[int, int] | None
+    force_full: bool
+    last_keyframe: float
+    enc_pixels: np.ndarray | None  # pixels of the last encoded frame
+    ref_pixels: np.ndarray | None  # pixel mode: the per-region reference; "previous": the previous frame
+
+
+@dataclass(frozen=True, slots=True)
+class _Planned:
+    seq: int  # position in the precheck sequence (== frames decided before it, when the plan holds)
+    need: bool
+    diff: np.ndarray | None  # region diff it was judged on (None when kept whole or no pre-check)
+    ms: float = 0.0  # time the pre-check took (reported in the step's dtd_ms)
+
+
+MAX_PLANNED = 1024  # prechecked, undecided frames (a batch holds a few)
+
+
 class DTD:
     def __init__(self, cfg: DTDConfig, token_px: int = 28) -> None:
         self.cfg = cfg
@@ -74,32 +105,103 @@ class DTD:
         self._enc_pixels: np.ndarray | None = None  # pixels of the last encoded frame (for the encoder skip)
         self._ref_tokens: torch.Tensor | None = None  # [n, D]
         self._last_keyframe = -math.inf
-        self._pending_ms = 0.0
-        self._pending_diff: tuple[int, np.ndarray] | None = None  # (id of the frame, its region diff) from precheck
+        self._pending_diff: np.ndarray | None = None  # the diff decide() judges the current frame on
         self._force_full = True
+        # The plan: prechecks not yet decided, by id of the prepared frame (bounded: cleared as they are decided,
+        # and on reset), and the pixel state after the last of them.
+        self._planned: dict[int, _Planned] = {}
+        self._plan_state: _PixelState | None = None
+        self._next_seq = 0
         self.frames = 0
         self.encoder_skipped = 0
 
     # ---- step 1 ------------------------------------------------------------------------------------------
 
     def precheck(self, prepared: np.ndarray, pts: float) -> bool:
-        """True when the vision encoder must run on this (prepared) frame at stream time `pts`."""
+        """True when the vision encoder must run on this (prepared) frame at stream time `pts`.
+
+        Several frames may be prechecked before they are decided (a batch): each is judged against the pixel
+        state the previous ones will leave, which needs no tokens, so the answer is the one-by-one answer."""
         t0 = time.perf_counter()
-        try:
-            grid = (prepared.shape[0] // self.token_px, prepared.shape[1] // self.token_px)
-            if self._force_full or grid != self._grid or self._enc_pixels is None or self._keyframe_due(pts):
-                return True
-            if self.cfg.mode == "pixel":
-                diff = region_diff(prepared, self._ref_pixels, self.token_px)
-                self._pending_diff = (id(prepared), diff)  # decide() on the same frame reuses it
-                return bool((diff >= self.cfg.threshold).any())
-            if self.cfg.pixel_precheck is None:
-                return True
-            diff = region_diff(prepared, self._enc_pixels, self.token_px)
-            self._pending_diff = (id(prepared), diff)  # an encoder-skipped decide() reports it as the change
-            return bool((diff > self.cfg.pixel_precheck).any())
-        finally:
-            self._pending_ms = (time.perf_counter() - t0) * 1000
+        again = self._planned.get(id(prepared))
+        if again is not None and again.seq == self._next_seq - 1:  # the same frame asked twice: same answer
+            return again.need
+        if len(self._planned) >= MAX_PLANNED:
+            raise OverflowError(f"more than {MAX_PLANNED} frames prechecked and not decided")
+        if self._next_seq <= self.frames or self._plan_state is None:  # nothing outstanding: start from now
+            self._planned.clear()
+            self._next_seq = self.frames
+            self._plan_state = self._real_state()
+        st = self._plan_state
+        grid = self._grid_of(prepared)
+        need, diff = self._check(st, prepared, grid, pts)
+        self._plan_state = self._advance(st, prepared, grid, pts, need, diff)
+        ms = (time.perf_counter() - t0) * 1000
+        self._planned[id(prepared)] = _Planned(self._next_seq, need, diff, ms)
+        self._next_seq += 1
+        return need
+
+    def needs_encoding(self, prepared: np.ndarray, pts: float) -> bool:
+        """Will decide() need this frame's encoding? (The plan's answer while it holds, else judged against the
+        current references: after a frame of the batch failed, or after reset.) Changes nothing."""
+        plan = self._planned.get(id(prepared))
+        if plan is not None and plan.seq == self.frames:
+            return plan.need
+        return self._check(self._real_state(), prepared, self._grid_of(prepared), pts)[0]
+
+    def _grid_of(self, prepared: np.ndarray) -> tuple[int, int]:
+        return (prepared.shape[0] // self.token_px, prepared.shape[1] // self.token_px)
+
+    def _real_state(self) -> _PixelState:
+        return _PixelState(self._grid, self._force_full, self._last_keyframe, self._enc_pixels, self._ref_pixels)
+
+    def _check(
+        self, st: _PixelState, prepared: np.ndarray, grid: tuple[int, int], pts: float
+    ) -> tuple[bool, np.ndarray | None]:
+        """(must the encoder run, the region diff it was judged on) against the pixel state `st`."""
+        if self._must_keep_whole(st, grid, pts):
+            return True, None
+        if self.cfg.mode == "pixel":
+            diff = region_diff(prepared, st.ref_pixels, self.token_px)  # type: ignore[arg-type]
+            return bool((diff >= self.cfg.threshold).any()), diff
+        if self.cfg.pixel_precheck is None:
+            return True, None
+        diff = region_diff(prepared, st.enc_pixels, self.token_px)  # type: ignore[arg-type]
+        return bool((diff > self.cfg.pixel_precheck).any()), diff  # an encoder skip reports it as the change
+
+    def _must_keep_whole(self, st: _PixelState, grid: tuple[int, int], pts: float) -> bool:
+        every = self.cfg.keyframe_every_s
+        return (
+            self.cfg.mode == "off"
+            or st.force_full
+            or grid != st.grid
+            or st.enc_pixels is None
+            or (every is not None and pts - st.last_keyframe >= every)
+        )
+
+    def _advance(
+        self,
+        st: _PixelState,
+        prepared: np.ndarray,
+        grid: tuple[int, int],
+        pts: float,
+        need: bool,
+        diff: np.ndarray | None,
+    ) -> _PixelState:
+        """The pixel state decide() will leave after this frame (mirrors _update_refs; never mutates `st`)."""
+        if self._must_keep_whole(st, grid, pts):
+            keyframe = pts if self.cfg.mode != "off" or st.force_full else st.last_keyframe
+            return _PixelState(grid, False, keyframe, prepared, prepared)
+        if self.cfg.reference == "previous":
+            return replace(st, ref_pixels=prepared, enc_pixels=prepared if need else st.enc_pixels)
+        if not need:
+            return st
+        if self.cfg.mode == "pixel":
+            assert diff is not None and st.ref_pixels is not None
+            ref = st.ref_pixels.copy()
+            copy_regions(ref, prepared, diff >= self.cfg.threshold, grid, self.token_px)
+            return replace(st, enc_pixels=prepared, ref_pixels=ref)
+        return replace(st, enc_pixels=prepared)  # feature modes: ref_pixels follow token keeps, unused here
 
     # ---- step 2 ------------------------------------------------------------------------------------------
 
@@ -108,13 +210,23 @@ class DTD:
     ) -> DTDStep:
         t0 = time.perf_counter()
         cfg = self.cfg
-        grid = (prepared.shape[0] // self.token_px, prepared.shape[1] // self.token_px)
+        grid = self._grid_of(prepared)
         n = grid[0] * grid[1]
         if encoded is not None and encoded.grid_hw != grid:
             raise ValueError(f"encoded grid {encoded.grid_hw} does not match the frame's {grid}")
-        full = self._force_full or grid != self._grid or self._keyframe_due(pts) or cfg.mode == "off"
-        if full and encoded is None:
-            raise ValueError("this frame must be encoded (first frame, new grid, keyframe or mode off)")
+        plan = self._planned.pop(id(prepared), None)
+        precheck_ms = plan.ms if plan is not None else 0.0
+        if plan is None or plan.seq != self.frames:  # not prechecked, or out of plan order: judge against now
+            self.drop_plan()
+            need, diff = self._check(self._real_state(), prepared, grid, pts)
+        else:
+            need, diff = plan.need, plan.diff
+        if encoded is not None and not need:
+            encoded = None  # one-by-one, the pre-check would have skipped the encoder: so do we (same result)
+        self._pending_diff = diff
+        full = self._must_keep_whole(self._real_state(), grid, pts)
+        if encoded is None and need:
+            raise ValueError("this frame must be encoded (first frame, new grid, keyframe, mode off or changed)")
 
         if full:
             keep = np.ones(n, dtype=bool)
@@ -145,8 +257,7 @@ class DTD:
 
         self._update_refs(prepared, encoded, keep, grid, full)
         self.frames += 1
-        dtd_ms = self._pending_ms + (time.perf_counter() - t0) * 1000
-        self._pending_ms = 0.0
+        dtd_ms = precheck_ms + (time.perf_counter() - t0) * 1000
         self._pending_diff = None
         return DTDStep(
             camera=camera,
@@ -161,13 +272,9 @@ class DTD:
             full=full,
         )
 
-    def _keyframe_due(self, pts: float) -> bool:
-        every = self.cfg.keyframe_every_s
-        return every is not None and pts - self._last_keyframe >= every
-
     def _pixel_change(self, prepared: np.ndarray) -> np.ndarray:
-        if self._pending_diff is not None and self._pending_diff[0] == id(prepared):
-            return self._pending_diff[1]
+        if self._pending_diff is not None:
+            return self._pending_diff
         ref = self._ref_pixels if self.cfg.mode == "pixel" else self._enc_pixels
         return region_diff(prepared, ref, self.token_px)  # type: ignore[arg-type]
 
@@ -197,5 +304,14 @@ class DTD:
             copy_regions(self._ref_pixels, prepared, keep, grid, self.token_px)
 
     def reset(self) -> None:
-        """Forget references (e.g. after the camera reconnected): the next frame is kept whole."""
+        """Forget references (e.g. after the camera reconnected, or a failed frame): the next frame is kept whole.
+        Prechecks not yet decided are forgotten too (their frames are judged again when decided)."""
         self._force_full = True
+        self.drop_plan()
+
+    def drop_plan(self) -> None:
+        """Forget prechecks not yet decided (e.g. one of them failed before decide): frames decided from now on are
+        judged against the current references (decide() and needs_encoding() then agree)."""
+        self._planned.clear()
+        self._plan_state = None
+        self._next_seq = self.frames

@@ -126,8 +126,6 @@ class EchoContext:
 
 
 class EchoBackend:
-    job_errors: tuple[type[BaseException], ...] = ()
-
     def __init__(self, *, image_size: int = 448, system_prompt: str = "", token_delay_s: float = 0.0) -> None:
         self.info = ModelInfo(
             name="echo",

@@ -47,8 +47,6 @@ def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
 
 
 class QwenBackend:
-    job_errors: tuple[type[BaseException], ...] = (torch.cuda.OutOfMemoryError,)  # fails one response, not the daemon
-
     def __init__(
         self,
         model: Qwen2_5_VLForConditionalGeneration,

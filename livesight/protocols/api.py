@@ -48,6 +48,12 @@ class BusyError(ServiceError, OverflowError):
     code = "busy"
 
 
+class ModelUnavailableError(ServiceError):
+    """Nothing can answer now (the model worker is down: /healthz says why)."""
+
+    code = "internal_error"
+
+
 class LimitExceededError(ServiceError, OverflowError):
     """A fixed limit is reached (e.g. the number of watches)."""
 

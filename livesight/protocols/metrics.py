@@ -7,6 +7,7 @@ instruments updated by the WebSocket sessions.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Iterator
 from typing import Any
@@ -17,22 +18,14 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
 
 from livesight.protocols.api import ServiceAPI
+from livesight.types import CameraSnapshot
 
-# stats() key → (metric name, kind, help). Keys not listed here but numeric become gauges livesight_camera_<key>.
+# stats() key → (metric name, kind, help), from the typed snapshot's field metadata (one definition).
+# Keys not listed here but numeric (the memory's statistics) become gauges livesight_camera_<key>.
 _CAMERA_METRICS: dict[str, tuple[str, str, str]] = {
-    "frames_in": ("livesight_frames_decoded", "counter", "frames decoded from the source"),
-    "frames_sampled": ("livesight_frames_sampled", "counter", "frames taken by the sampler"),
-    "frames_dropped": (
-        "livesight_frames_dropped",
-        "counter",
-        "sampled frames dropped because the model could not keep up (queue policy drop_oldest)",
-    ),
-    "frames_encoded": ("livesight_frames_encoded", "counter", "frames run through the vision encoder"),
-    "encoder_skipped": ("livesight_encoder_skipped", "counter", "frames whose encoding the pixel pre-check skipped"),
-    "tokens_total": ("livesight_tokens", "counter", "visual tokens produced"),
-    "tokens_kept": ("livesight_tokens_kept", "counter", "visual tokens kept by DTD"),
-    "reconnects": ("livesight_reconnects", "counter", "source reconnects"),
-    "drop_ratio": ("livesight_token_drop_ratio", "gauge", "fraction of visual tokens dropped by DTD"),
+    f.name: (f.metadata["metric"], f.metadata["kind"], f.metadata["help"])
+    for f in dataclasses.fields(CameraSnapshot)
+    if "metric" in f.metadata
 }
 _TOTAL_METRICS: dict[str, tuple[str, str, str]] = {
     "responses_refused": (

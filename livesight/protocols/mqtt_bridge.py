@@ -3,7 +3,8 @@
 Topics (`P` = mqtt.prefix, `CAM` = a camera id):
   P/available             "online" (retained) while connected; the broker publishes the last will "offline"
                           (retained) when the bridge dies; a clean stop publishes "offline" itself
-  P/CAM/state             camera.state JSON (retained: the current state)
+  P/CAM/state             camera.state JSON (retained: the current state; every camera's is published again on
+                          each connect, so a camera that failed while the broker was away is not missed)
   P/CAM/scene             scene.change JSON
   P/CAM/proactive         a complete proactive message: response.done JSON + camera, scene, pts
   P/CAM/watch             a complete watch hit: response.done JSON + camera, watch_id (the owner's session id)
@@ -45,7 +46,15 @@ from livesight.protocols.ha_discovery import Naming
 from livesight.protocols.ha_publisher import HAPublisher
 from livesight.protocols.session import QueryRun
 from livesight.streaming.backoff import Backoff
-from livesight.types import CameraStatus, ResponseCreated, ResponseDelta, ResponseDone, ResponseKind, SceneChange
+from livesight.types import (
+    CameraState,
+    CameraStatus,
+    ResponseCreated,
+    ResponseDelta,
+    ResponseDone,
+    ResponseKind,
+    SceneChange,
+)
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +108,19 @@ class MQTTBridge:
             availability=self.availability_topic,
         )
         self.ha = HAPublisher(service, naming, images=images) if cfg.discovery else None
+        self.last_error = ""
+        self.gave_up = False
+
+    def health(self) -> dict[str, Any]:
+        """The bridge's part of /healthz. Broker trouble degrades the daemon; it never fails it."""
+        connected = self.connected.is_set()
+        return {
+            "state": "connected" if connected else ("gave_up" if self.gave_up else "disconnected"),
+            "connected": connected,
+            "reason": self.last_error,
+            "connects": self.counters.connects,
+            "connection_failures": self.counters.connection_failures,
+        }
 
     @property
     def availability_topic(self) -> str:
@@ -117,11 +139,13 @@ class MQTTBridge:
                 await self._session()
             except aiomqtt.MqttError as e:
                 self.counters.connection_failures += 1
+                self.last_error = str(e)[:300]
                 log.warning("MQTT %s:%d: %s", self.cfg.host, self.cfg.port, e)
             if self.counters.connects > connects_before:
                 backoff.reset()  # it had connected: a lost connection starts the backoff over
             if backoff.exhausted:
                 log.error("MQTT: giving up after %d reconnect attempts; the bridge is off", backoff.failures)
+                self.gave_up = True
                 return
             delay = backoff.next_delay()
             log.info("MQTT: reconnecting in %.1f s", delay)
@@ -189,6 +213,7 @@ class MQTTBridge:
             sub = self.service.subscribe(maxsize=SUBSCRIPTION_SIZE)
             pending: OrderedDict[str, ResponseCreated] = OrderedDict()
             try:
+                await self._publish_states(client)  # after subscribing: a later change follows it, in order
                 async for item in sub:
                     await self._forward(client, item, pending)
             finally:
@@ -197,6 +222,12 @@ class MQTTBridge:
                 return  # the service closed it: the daemon is stopping
             self.counters.events_dropped += 1
             log.warning("MQTT: the broker could not keep up with events; some were dropped")
+
+    async def _publish_states(self, client: aiomqtt.Client) -> None:
+        cams = self.service.health().get("cameras", {})
+        for cam, st in cams.items():
+            status = CameraStatus(cam, CameraState(st["state"]), st.get("reason", ""), st.get("since", 0.0))
+            await self._forward(client, status, OrderedDict())
 
     async def _forward(self, client: aiomqtt.Client, item: Any, pending: OrderedDict[str, ResponseCreated]) -> None:
         p = self.prefix

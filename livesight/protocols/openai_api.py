@@ -24,6 +24,7 @@ from livesight.protocols.api import (
     BusyError,
     InvalidRequestError,
     LimitExceededError,
+    ModelUnavailableError,
     ServiceAPI,
     UnknownCameraError,
 )
@@ -322,6 +323,8 @@ async def ask(service: ServiceAPI, camera: str, question: str) -> AsyncIterator[
                 raise busy(str(e)) from None
             except InvalidRequestError as e:
                 raise bad_request(str(e), param="messages") from None
+            except ModelUnavailableError as e:
+                raise OpenAIError(503, str(e), type="server_error", code="unavailable") from None
             yield ev
     finally:
         aclose = getattr(agen, "aclose", None)

@@ -142,6 +142,40 @@ async def test_a_node_without_cameras_refuses_with_unknown_camera() -> None:
     assert svc.responses.active == 0 and svc.watches == {}
 
 
+def test_health_follows_the_parts_and_lane_errors() -> None:
+    svc = Service(["a"])
+    svc.ready = True
+    svc.set_state(CameraStatus("a", CameraState.LIVE, "", 0.0))
+    part = {"state": "running"}
+    svc.health_parts["worker"] = lambda: part
+    assert svc.health()["status"] == "ok" and svc.health()["worker"] == part
+    part["state"] = "stalled"
+    assert svc.health()["status"] == "degraded"
+    part["state"] = "failed"
+    assert svc.health()["status"] == "failed"
+    part["state"] = "running"
+
+    def broken() -> dict:
+        raise RuntimeError("oops")
+
+    svc.health_parts["event_log"] = broken  # a broken part's check is itself a failure, never a crash
+    assert svc.health()["status"] == "failed" and "oops" in svc.health()["event_log"]["reason"]
+    del svc.health_parts["event_log"]
+    # the worker's verdict on a camera's frames overrides its source state until cleared
+    sub = svc.subscribe(maxsize=10)
+    svc.set_lane_error("a", "3 frames failed in a row")
+    assert svc.states["a"].state is CameraState.ERROR and svc.health()["status"] == "degraded"
+    svc.set_state(CameraStatus("a", CameraState.LIVE, "", 1.0))  # the source stays live: error still shown
+    assert svc.states["a"].state is CameraState.ERROR
+    svc.set_lane_error("a", None)
+    assert svc.states["a"].state is CameraState.LIVE and svc.health()["status"] == "ok"
+    sub.close()
+    published = []
+    while not sub._queue.empty():
+        published.append(sub._queue.get_nowait())
+    assert [e.state for e in published if isinstance(e, CameraStatus)] == [CameraState.ERROR, CameraState.LIVE]
+
+
 def test_watches() -> None:
     svc = Service(["a", "b"])
     svc.add_watch(camera="b", text="is the door open?", watch_id="w1")

@@ -9,7 +9,7 @@ import itertools
 import time
 
 from livesight.config import ModelConfig, parse_config
-from livesight.daemon.model_worker import CameraLane, ModelWorker
+from livesight.daemon.model_worker import CameraLane, ModelWorker, WorkerSettings
 from livesight.daemon.service import Service
 from livesight.memory.camera_memory import CameraMemory
 from livesight.memory.scene_detector import SceneDetector
@@ -41,7 +41,7 @@ async def test_question_flood_does_not_starve_frames() -> None:
         detector=SceneDetector(cfg.scenes, "cam"),
         proactive=False,
     )
-    worker = ModelWorker(cfg, backend, service, [lane])
+    worker = ModelWorker(WorkerSettings.from_config(cfg), backend, service, [lane])
     answers = 0
 
     async def feed() -> None:  # a 10 fps camera

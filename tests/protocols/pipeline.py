@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from livesight.config import Config, parse_config
-from livesight.daemon.model_worker import CameraLane, ModelWorker
+from livesight.daemon.model_worker import CameraLane, ModelWorker, WorkerSettings
 from livesight.daemon.responses import ResponseJob
 from livesight.daemon.service import Service
 from livesight.memory.camera_memory import CameraMemory
@@ -176,6 +176,6 @@ def pipeline(
         for c in cfg.cameras
     ]
     backend.lanes = {lane.camera: lane for lane in lanes}
-    worker = ModelWorker(cfg, backend, service, lanes)
+    worker = ModelWorker(WorkerSettings.from_config(cfg), backend, service, lanes)
     service.ready = True
     return Pipeline(cfg, service, backend, worker)

@@ -17,6 +17,7 @@ import pytest
 
 from livesight.config import MQTTConfig, ReconnectConfig
 from livesight.protocols.mqtt_bridge import MQTTBridge
+from livesight.types import CameraState
 from tests.protocols.conftest import eventually
 from tests.protocols.mosquitto import MOSQUITTO, Mosquitto
 from tests.protocols.pipeline import Pipeline, pipeline
@@ -74,6 +75,22 @@ async def next_message(client: aiomqtt.Client, within: float = 10) -> tuple[str,
     return str(m.topic), bytes(m.payload), bool(m.retain)  # type: ignore[arg-type]
 
 
+async def test_every_camera_state_is_published_on_connect(broker: Mosquitto, prefix: str) -> None:
+    """A camera that failed before the bridge connected still gets its retained state (issue #12)."""
+    pipe = pipeline()
+    pipe.camera_state("cam1", CameraState.LIVE)
+    pipe.camera_state("cam2", CameraState.FAILED)
+    async with running_bridge(pipe, broker.port, prefix) as bridge:
+        await eventually(lambda: bridge.counters.published >= 2, what="two states published")
+    async with listener(broker.port, f"{prefix}/+/state") as c:
+        got = {}
+        for _ in range(2):
+            topic, payload, retained = await next_message(c)
+            assert retained
+            got[topic] = json.loads(payload)["state"]
+    assert got == {f"{prefix}/cam1/state": "live", f"{prefix}/cam2/state": "failed"}
+
+
 async def test_availability_is_retained_online_then_offline(broker: Mosquitto, prefix: str) -> None:
     async with running_bridge(pipeline(), broker.port, prefix), listener(broker.port, f"{prefix}/available") as c:
         assert await next_message(c) == (f"{prefix}/available", b"online", True)
@@ -114,7 +131,9 @@ async def test_questions_are_answered(broker: Mosquitto, prefix: str) -> None:
 async def test_events_are_published(broker: Mosquitto, prefix: str) -> None:
     pipe = pipeline()
     async with running_bridge(pipe, broker.port, prefix), listener(broker.port, f"{prefix}/#") as c:
-        assert await next_message(c) == (f"{prefix}/available", b"online", True)
+        retained = {(await next_message(c))[:2] for _ in range(3)}  # retained: availability, each camera's state
+        assert (f"{prefix}/available", b"online") in retained
+        assert {t for t, _ in retained} == {f"{prefix}/available", f"{prefix}/cam1/state", f"{prefix}/cam2/state"}
         pipe.scene("cam1", 3)
         topic, payload, _ = await next_message(c)
         assert topic == f"{prefix}/cam1/scene"
@@ -153,9 +172,12 @@ async def test_reconnects_after_a_broker_restart(tmp_path: Path, prefix: str) ->
             await asyncio.to_thread(b.stop)
             await eventually(lambda: not bridge.connected.is_set(), within=10, what="disconnect noticed")
             await asyncio.sleep(0.5)  # a few failed attempts against the dead port
+            h = bridge.health()  # what /healthz shows meanwhile
+            assert h["state"] == "disconnected" and not h["connected"] and h["reason"]
             await asyncio.to_thread(b.start)
             await eventually(lambda: bridge.connected.is_set(), within=10, what="reconnected")
             assert bridge.counters.connects == 2 and bridge.counters.connection_failures >= 1
+            assert bridge.health()["state"] == "connected" and bridge.health()["connected"]
             # persistence is off: the restarted broker forgot everything; the bridge said online again
             async with listener(b.port, f"{prefix}/available", f"{prefix}/+/answer/+") as c:
                 assert await next_message(c) == (f"{prefix}/available", b"online", True)
@@ -180,6 +202,8 @@ async def test_gives_up_after_the_configured_attempts(prefix: str) -> None:
         await bridge.run()  # returns: the bridge is off, the daemon keeps running
     # the first connection and 2 reconnect attempts, as a camera with the same setting
     assert bridge.counters.connection_failures == 3 and bridge.counters.connects == 0
+    h = bridge.health()
+    assert h["state"] == "gave_up" and h["reason"]  # /healthz: degraded, with the broker's error
 
 
 async def test_last_will_says_offline_when_the_bridge_is_killed(broker: Mosquitto, prefix: str) -> None:

@@ -17,7 +17,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from tests.soak import broker_restarts, fleet_restarts, many_clients, rtsp_restarts, shutdown, ws_fuzz
+from tests.soak import broker_restarts, chaos, fleet_restarts, many_clients, rtsp_restarts, shutdown, ws_fuzz
 from tests.soak.common import Result
 
 SCENARIOS = {
@@ -27,10 +27,11 @@ SCENARIOS = {
     "many_clients": many_clients.run,
     "sigterm": shutdown.sigterm,
     "kill9": shutdown.kill9,
+    "chaos": chaos.run,
     "fleet_restarts": fleet_restarts.run,
 }
 LIMIT_S = {"rtsp_restarts": 600, "broker_restarts": 300, "ws_fuzz": 1500, "many_clients": 300, "sigterm": 300,
-           "kill9": 300, "fleet_restarts": 900}  # fmt: skip
+           "kill9": 300, "chaos": 900, "fleet_restarts": 900}  # fmt: skip
 
 
 async def run_one(name: str, quick: bool) -> Result:
@@ -43,6 +44,10 @@ async def run_one(name: str, quick: bool) -> Result:
         traceback.print_exc()
     res.figures["seconds"] = round(time.monotonic() - t0, 1)
     return res
+
+
+# A hand-written section of the report (the rest is generated from the results)
+FAULT_CONTAINMENT = Path(__file__).with_name("fault_containment.md")
 
 
 def render(data: dict[str, Any]) -> str:
@@ -63,6 +68,7 @@ def render(data: dict[str, Any]) -> str:
     for r in data["results"]:
         held = "<br>".join(("✅ " + h) for h in r["held"]) + "".join(f"<br>❌ {p}" for p in r["problems"])
         out.append(f"| {r['scenario']} | {r['tried']} | {held} | {'<br>'.join(r['lost'])} |")
+    out += ["", *FAULT_CONTAINMENT.read_text().splitlines()]
     out += ["", "## Figures", ""]
     for r in data["results"]:
         out.append(f"### {r['scenario']}" + ("" if r["ok"] else " — DID NOT HOLD"))

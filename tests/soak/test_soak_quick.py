@@ -32,6 +32,7 @@ def test_soak_quick(tmp_path: Path) -> None:
         "many_clients",
         "sigterm",
         "kill9",
+        "chaos",
         "fleet_restarts",
     ]
     by = {x["scenario"]: x["figures"] for x in data["results"]}
