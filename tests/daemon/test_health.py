@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from livesight.protocols.api import ModelUnavailableError
 from livesight.types import SceneChange
 from tests.daemon.conftest import ask, daemon_config, running, until
 from tests.daemon.test_faults import PoisonedBackend
@@ -95,5 +96,5 @@ async def test_a_dead_worker_is_shown_and_the_daemon_stays_up(tiny_backend) -> N
         assert code == 503 and h["status"] == "failed"
         assert h["worker"]["state"] == "failed" and h["worker"]["reason"] == "RuntimeError: frame source broken"
         assert not task.done()  # still serving /healthz until stopped
-        with pytest.raises(OverflowError, match="the model worker failed"):  # questions refused at once
+        with pytest.raises(ModelUnavailableError, match="the model worker failed"):  # questions refused at once
             await ask(app, "cam")

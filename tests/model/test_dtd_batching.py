@@ -69,7 +69,7 @@ class RecordingMemory:
 
 
 class NoScenes:
-    def update(self, step: DTDStep) -> SceneChange | None:
+    def update(self, step: DTDStep, frame: np.ndarray | None = None) -> SceneChange | None:
         return None
 
 
