@@ -8,7 +8,15 @@ import sys
 from typing import TextIO
 
 from livesight.protocols.api import StatsSnapshot
-from livesight.types import CameraStatus, ResponseCreated, ResponseDelta, ResponseDone, ResponseKind, SceneChange
+from livesight.types import (
+    CameraSnapshot,
+    CameraStatus,
+    ResponseCreated,
+    ResponseDelta,
+    ResponseDone,
+    ResponseKind,
+    SceneChange,
+)
 
 ASK_EVERY_S = 8.0
 
@@ -43,16 +51,9 @@ async def _events(service: object, out: TextIO) -> None:
     proactive: dict[str, str] = {}
     try:
         async for ev in sub:
-            if isinstance(ev, StatsSnapshot):
-                for cam, s in ev.cameras.items():
-                    _p(
-                        out,
-                        f"[stats] {cam}: {s['state']} frames in {s['frames_in']}, sampled {s['frames_sampled']}, "
-                        f"dropped {s['frames_dropped']}, tokens kept {s['tokens_kept']}/{s['tokens_total']} "
-                        f"(DTD drop ratio {s['drop_ratio']:.1%}), encoder skipped {s['encoder_skipped']}, "
-                        f"frame {s.get('frame_ms_median')} ms"
-                        + (f", FAILED frames {s['frames_failed']}" if s.get("frames_failed") else ""),
-                    )
+            if isinstance(ev, StatsSnapshot):  # the event says when; the typed snapshots say what
+                for cam, snap in service.snapshots().items():  # type: ignore[attr-defined]
+                    _p(out, _stats_line(cam, snap))
             elif isinstance(ev, SceneChange):
                 _p(out, f"[scene] {ev.camera}: scene {ev.scene} starts at {ev.pts:.1f}s (score {ev.score:.2f})")
             elif isinstance(ev, CameraStatus):
@@ -64,6 +65,15 @@ async def _events(service: object, out: TextIO) -> None:
                 _p(out, f"[{what}] {ev.text!r} (ttft {ev.ttft_ms} ms)")
     finally:
         sub.close()
+
+
+def _stats_line(cam: str, s: CameraSnapshot) -> str:
+    return (
+        f"[stats] {cam}: {s.state} frames in {s.frames_in}, sampled {s.frames_sampled}, dropped {s.frames_dropped}, "
+        f"tokens kept {s.tokens_kept}/{s.tokens_total} (DTD drop ratio {s.drop_ratio:.1%}), "
+        f"encoder skipped {s.encoder_skipped}, frame {s.frame_ms_median} ms"
+        + (f", FAILED frames {s.frames_failed}" if s.frames_failed else "")
+    )
 
 
 async def _ask_loop(service: object, question: str, out: TextIO) -> None:
