@@ -10,7 +10,6 @@ import os
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from pathlib import Path
 from typing import Any
 
 import aiomqtt
@@ -20,7 +19,7 @@ from livesight.config import MQTTConfig, ReconnectConfig
 from livesight.protocols import ha_discovery as ha
 from livesight.protocols.api import JpegImage, ServiceAPI
 from livesight.protocols.mqtt_bridge import MQTTBridge
-from tests.protocols.mosquitto import MOSQUITTO, Mosquitto
+from tests.protocols.mosquitto import Mosquitto
 from tests.protocols.pipeline import Pipeline, pipeline
 
 FAST = ReconnectConfig(initial_s=0.1, max_s=0.5, multiplier=2.0, jitter=0.2)
@@ -72,16 +71,6 @@ def test_camera_and_watch_payloads() -> None:
 
 
 # ---- a real broker ------------------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def broker(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    if not Path(MOSQUITTO).exists():
-        pytest.skip("needs mosquitto (scripts/system-deps.sh)")
-    b = Mosquitto(tmp_path_factory.mktemp("mosquitto-ha"))
-    b.start()
-    yield b
-    b.stop()
 
 
 class Pictures:

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import itertools
 import json
-import os
 import signal
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -28,20 +26,6 @@ pytestmark = [
 ]
 
 FAST = ReconnectConfig(initial_s=0.1, max_s=0.5, multiplier=2.0, jitter=0.2)
-_prefixes = itertools.count(1)
-
-
-@pytest.fixture(scope="session")
-def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mosquitto]:
-    b = Mosquitto(tmp_path_factory.mktemp("mosquitto"))
-    b.start()
-    yield b
-    b.stop()
-
-
-@pytest.fixture
-def prefix() -> str:
-    return f"t{os.getpid()}/{next(_prefixes)}"  # retained messages of one test never reach another
 
 
 @asynccontextmanager
