@@ -34,7 +34,7 @@ from livesight.gateway.stats import merge_stats
 from livesight.gateway.upstream import NodeLink
 from livesight.protocols import events as ev
 from livesight.protocols.session import ClientLimits, TokenBucket
-from livesight.protocols.ws_session import CLOSE_TOO_SLOW
+from livesight.protocols.ws_session import close_too_slow
 from livesight.types import ResponseDone, ResponseStatus
 
 if TYPE_CHECKING:
@@ -178,12 +178,7 @@ class GatewaySession:
         self._tg.create_task(self._drop(), name=f"gw:{self.session_id}:drop")
 
     async def _drop(self) -> None:
-        try:
-            async with asyncio.timeout(self.limits.close_timeout_s + 0.5):
-                await self.conn.close(CLOSE_TOO_SLOW, "client too slow")
-        except TimeoutError:
-            if self.conn.transport is not None:
-                self.conn.transport.abort()
+        await close_too_slow(self.conn, self.limits.close_timeout_s, self.session_id)
 
     def _camera_view(self, camera: str) -> dict[str, Any]:
         node = self.directory.owner(camera)

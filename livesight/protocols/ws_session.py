@@ -29,11 +29,23 @@ from livesight.protocols.session import Action, ClientLimits, Send, SessionCore,
 if TYPE_CHECKING:
     from livesight.protocols.metrics import ServerMetrics
 
-__all__ = ["CLOSE_TOO_SLOW", "ClientLimits", "ClientSession", "SessionCounters"]
+__all__ = ["CLOSE_TOO_SLOW", "ClientLimits", "ClientSession", "SessionCounters", "close_too_slow"]
+
 
 log = logging.getLogger(__name__)
 
 CLOSE_TOO_SLOW = 4000  # the client did not read its events fast enough
+
+
+async def close_too_slow(conn: ServerConnection, close_timeout_s: float, session_id: str) -> None:
+    """Close a client that cannot keep up (code CLOSE_TOO_SLOW); abort it when it does not finish the handshake."""
+    try:
+        async with asyncio.timeout(close_timeout_s + 0.5):
+            await conn.close(CLOSE_TOO_SLOW, "client too slow")
+    except TimeoutError:
+        log.info("client %s did not complete the closing handshake: aborting", session_id)
+        if conn.transport is not None:
+            conn.transport.abort()
 
 
 @dataclass
@@ -185,10 +197,4 @@ class ClientSession:
         self._tg.create_task(self._drop(), name=f"ws:{self.session_id}:drop")
 
     async def _drop(self) -> None:
-        try:
-            async with asyncio.timeout(self.limits.close_timeout_s + 0.5):
-                await self.conn.close(CLOSE_TOO_SLOW, "client too slow")
-        except TimeoutError:
-            log.info("client %s did not complete the closing handshake: aborting", self.session_id)
-            if self.conn.transport is not None:
-                self.conn.transport.abort()
+        await close_too_slow(self.conn, self.limits.close_timeout_s, self.session_id)
