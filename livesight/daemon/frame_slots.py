@@ -1,6 +1,8 @@
-"""Latest-value slots of what the model saw, per camera: the last sampled frame (model-sized) with its DTD keep mask,
-and the first frames of the last few scenes. Written by the model worker's thread, read on the event loop and by the
-picture encoder (images.py). Holding a frame costs one reference (the worker never changes a prepared frame).
+"""Latest-value slots of what the model saw, per camera: the last few sampled frames (model-sized) with their DTD
+keep masks, and the first frames of the last few scenes (a detector reports a change a frame or more after the frame
+it names, so the slot keeps the frame at the change's pts). Written by the model worker's thread, read on the event
+loop and by the picture encoder (images.py). Holding a frame costs one reference (the worker never changes a
+prepared frame): RECENT + SCENE_STARTS model-sized frames per camera at most.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import numpy as np
 from livesight.types import DTDStep, SceneChange
 
 SCENE_STARTS = 4  # first frames kept per camera until their thumbnails are written
+RECENT = 4  # last sampled frames kept per camera: a scene change is reported a frame or more after its first frame
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,7 +38,7 @@ class FrameView:
 class FrameSlots:
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._latest: dict[str, FrameView] = {}
+        self._recent: dict[str, deque[FrameView]] = {}  # the last RECENT frames, newest last
         self._starts: dict[str, deque[tuple[int, FrameView]]] = {}
         self._seq: dict[str, int] = {}
         self._first_scene: dict[str, int] = {}  # camera → number of the scene its first frame starts
@@ -53,17 +56,21 @@ class FrameSlots:
             seq = self._seq.get(step.camera, 0) + 1
             self._seq[step.camera] = seq
             view = FrameView(step.camera, seq, step.pts, step.wall_time, prepared, step.keep, step.grid_hw)
-            self._latest[step.camera] = view
+            recent = self._recent.setdefault(step.camera, deque(maxlen=RECENT))
+            recent.append(view)
             first = self._first_scene.pop(step.camera, None)
-            scene = change.scene if change is not None else first
-            if scene is not None:
-                self._starts.setdefault(step.camera, deque(maxlen=SCENE_STARTS)).append((scene, view))
+            if change is not None:  # the scene's first frame: the one at change.pts (the oldest held after it)
+                start = next((v for v in recent if v.pts >= change.pts - 1e-6), view)
+                self._starts.setdefault(step.camera, deque(maxlen=SCENE_STARTS)).append((change.scene, start))
+            elif first is not None:
+                self._starts.setdefault(step.camera, deque(maxlen=SCENE_STARTS)).append((first, view))
         if first is not None and change is None and self.on_first_scene is not None:
             self.on_first_scene(step.camera, first)
 
     def latest(self, camera: str) -> FrameView | None:
         with self._lock:
-            return self._latest.get(camera)
+            recent = self._recent.get(camera)
+            return recent[-1] if recent else None
 
     def scene_start(self, camera: str, scene: int) -> FrameView | None:
         with self._lock:

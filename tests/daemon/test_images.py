@@ -76,6 +76,25 @@ def test_slots_keep_the_latest_and_scene_starts() -> None:
     assert slots.latest("b") is None and slots.scene_start("a", 6) is None
 
 
+def test_a_late_scene_change_gets_the_frame_at_its_pts() -> None:
+    """The detector confirms a cut on the next frame and reports the new scene's first frame (its pts)."""
+    slots = FrameSlots()
+    keep = np.ones(6, bool)
+    for i, pts in enumerate([0.0, 0.5, 1.0]):
+        slots.put(step("a", keep, (2, 3), pts=pts), frame(10 * (i + 1)), None)
+    slots.put(step("a", keep, (2, 3), pts=1.5), frame(40), SceneChange("a", 2, 1.0, time.time(), 5.0))
+    start = slots.scene_start("a", 2)
+    assert start is not None and start.pts == 1.0 and start.rgb[0, 0, 0] == 30
+    latest = slots.latest("a")
+    assert latest is not None and latest.pts == 1.5 and latest.seq == 4
+    # older than anything held (a slow detector): the oldest frame held after it
+    for k in range(5):
+        slots.put(step("a", keep, (2, 3), pts=2.0 + k), frame(50 + k), None)
+    slots.put(step("a", keep, (2, 3), pts=7.0), frame(60), SceneChange("a", 3, 1.8, time.time(), 5.0))
+    start = slots.scene_start("a", 3)
+    assert start is not None and start.pts == 4.0
+
+
 async def test_latest_jpeg_is_encoded_once_per_frame_and_bounded() -> None:
     slots = FrameSlots()
     images = Images(["a"], slots, max_pending=2)
