@@ -290,9 +290,13 @@ class ModelWorker:
             ts = time.perf_counter()
             lane = self.lanes[f.camera]
             try:
-                failed = p if isinstance(p, _Failed) else e if isinstance(e, _Failed) else None
-                if failed is not None:
-                    raise failed
+                if isinstance(p, _Failed):
+                    raise p
+                if isinstance(e, _Failed):
+                    # encoded because of a plan an earlier failed frame of this camera changed: maybe not needed now
+                    if self._guarded("DTD", lane.dtd.needs_encoding, p, f.pts):
+                        raise e
+                    e = None
                 assert not isinstance(p, _Failed) and not isinstance(e, _Failed)
                 if e is None and self._guarded("DTD", lane.dtd.needs_encoding, p, f.pts):
                     # an earlier frame of this camera in the batch failed, so the plan changed: encode it now
