@@ -196,6 +196,13 @@ class SceneConfig(_Strict):
     confirm_frames: int = Field(
         1, ge=0, le=1, description="1: a boundary is confirmed by the next sampled frame (no boundary for a flash)"
     )
+    cut_tap_fps: float = Field(
+        10.0,
+        ge=0,
+        le=30,
+        description="dtd: also judge hard cuts on 64x48 frames the decoder scales at this rate, so cuts in footage "
+        "that moves in every shot are found at 2 fps (0: sampled frames only)",
+    )
     transnet_fps: float = Field(10.0, ge=2, le=30, description="transnetv2: frames per second of its own tap")
     transnet_threshold: float = Field(0.5, gt=0, lt=1, description="transnetv2: transition probability threshold")
     transnet_lookahead: int = Field(

@@ -5,7 +5,8 @@
     pyscenedetect_on_file(path, "adaptive")  → {"cuts": [...], "cpu_ms": ...}
 
 Our detector sees what it sees in the daemon: frames sampled at `fps` by timestamp, prepared as the model's input
-(resized to the model's image size, 448² for the tiny preset), with the DTD step of a pixel-mode DTD.
+(resized to the model's image size, 448² for the tiny preset), with the DTD step of a pixel-mode DTD, and its cut tap
+fed every decoded frame as the camera's decode thread does (cpu_ms includes the tap's scaling).
 """
 
 from __future__ import annotations
@@ -19,18 +20,21 @@ import numpy as np
 
 from livesight.config import DTDConfig, SceneConfig
 from livesight.memory.scene_detector import SceneDetector
+from livesight.memory.tap_cuts import TAP_SIZE, TapCuts
 from livesight.model.dtd import DTD
 from livesight.model.qwen import prepare
 from livesight.streaming.sampler import sample_video
+from livesight.streaming.tap import FrameTap
 
 
 def ours_on_file(path: Path, fps: float, cfg: SceneConfig, *, image_size: int = 448) -> dict[str, Any]:
-    det = SceneDetector(cfg, "bench", dtd_mode="pixel")
+    tap = _TimedTap(cfg.cut_tap_fps, width=TAP_SIZE[0], height=TAP_SIZE[1]) if cfg.cut_tap_fps else None
+    det = SceneDetector(cfg, "bench", dtd_mode="pixel", tap_cuts=TapCuts(cfg, tap) if tap is not None else None)
     dtd = DTD(DTDConfig(mode="pixel", threshold=0.04))
     cuts, reported = [], []
     cpu = 0.0
     n = 0
-    for s in sample_video(path, fps):
+    for s in sample_video(path, fps, tap=tap):
         p = prepare(s.rgb, image_size, 28)
         need = dtd.precheck(p, s.pts)  # pixel mode decides from pixels: the encoding is only carried along
         step = dtd.decide("bench", s.pts, 0.0, p, _fake_encoding(p) if need else None)
@@ -41,13 +45,26 @@ def ours_on_file(path: Path, fps: float, cfg: SceneConfig, *, image_size: int = 
         if change is not None:
             cuts.append(round(change.pts, 3))
             reported.append(round(s.pts, 3))
+    tap_ms = tap.cpu_s * 1000 if tap is not None else 0.0
     return {
         "cuts": cuts,
         "reported": reported,
-        "cpu_ms": round(cpu * 1000, 2),
+        "cpu_ms": round(cpu * 1000 + tap_ms, 2),  # the detector's thread time + the decode thread's tap scaling
+        "tap_ms": round(tap_ms, 2),
         "frames": n,
         "encoder_skipped": dtd.encoder_skipped,
     }
+
+
+class _TimedTap(FrameTap):
+    """The cut tap, counting the decode thread's time spent offering frames to it (scaling the ones it keeps)."""
+
+    cpu_s = 0.0
+
+    def offer(self, pts: float, frame: Any) -> None:
+        t0 = time.thread_time()
+        super().offer(pts, frame)
+        self.cpu_s += time.thread_time() - t0
 
 
 def _fake_encoding(p: np.ndarray):

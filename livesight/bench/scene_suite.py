@@ -203,6 +203,18 @@ def flash(base: Shot, at_s: Sequence[float], frames: Sequence[int], fps: float) 
     return f
 
 
+def shake(base: Shot, amplitude_px: int = 6, seed: int = 0) -> Shot:
+    """A hand-held camera: the picture jitters by up to amplitude_px each source frame."""
+    rng = np.random.default_rng(seed)
+    offsets = rng.integers(-amplitude_px, amplitude_px + 1, (10_000, 2))
+
+    def f(t: float) -> np.ndarray:
+        dy, dx = offsets[int(t * 25) % len(offsets)]
+        return np.roll(base(t), (int(dy), int(dx)), axis=(0, 1))
+
+    return f
+
+
 # ---- timeline ---------------------------------------------------------------------------------------------------
 
 
@@ -351,6 +363,18 @@ def specs(quick: bool = False) -> list[Spec]:
             [("cut", 0), ("cut", 0)],
             hard=["variable frame rate (12.5–50 fps)", "cuts at 3.75 and 8.76 s"],
             vfr=True,
+        ),
+        Spec(  # footage that moves in every shot (bikes.mp4-like): at 2 fps a shot changes as much as a cut does
+            "handheld-action",
+            [
+                (shake(pan(0, 600.0)), 2.2),
+                (moving_object(shake(pan(5, 450.0), seed=1), 0.3, 700.0), 2.4),
+                (shake(pan(2, 520.0), seed=2), 2.2),
+                (moving_object(shake(pan(6, 380.0), seed=3), 0.5, 900.0), 2.6),
+                (shake(pan(9, 480.0), seed=4), 2.4),
+            ],
+            [("cut", 0), ("cut", 0), ("cut", 0), ("cut", 0)],
+            hard=["hand-held pans 380-600 px/s, 2.2-2.6 s shots", "fast figures crossing", "pans bounce (whip back)"],
         ),
         Spec(
             "slideshow",

@@ -1,4 +1,5 @@
-"""Builds each camera's scene detector from `scenes.detector` (and, for TransNetV2, the camera's frame tap)."""
+"""Builds each camera's scene detector from `scenes.detector`, and the camera's frame tap it reads (dtd: its cut tap
+at cut_tap_fps; transnetv2: its 48x27 frames at transnet_fps)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Any
 from livesight.config import SceneConfig
 from livesight.daemon.model_worker import DetectorLike
 from livesight.memory.scene_detector import SceneDetector
+from livesight.memory.tap_cuts import TAP_SIZE, TapCuts
 from livesight.streaming.tap import FrameTap
 
 
@@ -21,7 +23,11 @@ class SceneDetectors:
 
     async def build(self, camera: str, *, start_scene: int, dtd_mode: str) -> tuple[DetectorLike, FrameTap | None]:
         if self.cfg.detector == "dtd":
-            return SceneDetector(self.cfg, camera, start_scene=start_scene, dtd_mode=dtd_mode), None
+            tap = (
+                FrameTap(self.cfg.cut_tap_fps, width=TAP_SIZE[0], height=TAP_SIZE[1]) if self.cfg.cut_tap_fps else None
+            )
+            cuts = TapCuts(self.cfg, tap) if tap is not None else None
+            return SceneDetector(self.cfg, camera, start_scene=start_scene, dtd_mode=dtd_mode, tap_cuts=cuts), tap
         from livesight.memory.transnet_detector import TransNetSceneDetector, load_transnet
 
         if self._model is None:

@@ -14,6 +14,9 @@ Every frame is evidence, encoder-skipped ones included (a still shot is a long r
   with fewer than 3 frames of history it must be `min_ratio` x their largest. Or, for footage that moves a lot
   (the picture changes between any two samples, its colours do not): the colour histogram (of the frame normalised
   by its own mean and spread) jumps by `hist_change`, robustly above its own history, and the picture changed too.
+  Or, with a cut tap (`cut_tap_fps`, tap_cuts.py): the same robust test fired on the decoder's tiny frames between
+  the previous sampled frame and this one, and the picture changed too — at 2 fps a moving shot changes as much
+  as a cut, 0.1 s apart it does not.
 - gradual (dissolve, slow fade): the change from the scene as it was `gradual_s` ago (its start, when younger)
   reaches `gradual_change` and is `min_ratio` times what the scene's usual frame-to-frame change would add up to
   over that time — a pan adds up too, a dissolve in a still shot does not.
@@ -41,71 +44,22 @@ from dataclasses import dataclass
 import numpy as np
 
 from livesight.config import SceneConfig
+from livesight.memory.pictures import (
+    HIST_BINS,
+    distance,
+    hist_distance,
+    histogram,
+    moved_distance,
+    normalise,
+    thumbnail,
+)
+from livesight.memory.tap_cuts import TapCuts, robust_cut_score
 from livesight.types import DTDStep, SceneChange
 
 MIN_HISTORY = 3  # frames of history (after the start or a cut) before the robust spread is trusted
-GRID = 16  # thumbnail cells per side
 FLAT_START_S = 1.0  # a stream starting flat for this long has a boundary at its first content
+EPS = 1e-6  # seconds: 5.52 - 3.52 is 1.9999999999999996, and a 2 s scene sampled every 0.5 s is 2 s long
 RING = 128  # bound on the thumbnails kept for the gradual test (gradual_s x fps; 5 fps x 10 s = 50)
-
-
-def thumbnail(frame: np.ndarray, grid: int = GRID) -> np.ndarray:
-    """[H, W, 3] uint8 → [grid, grid, 3] float32 block means (0–255), from a strided sample of the frame."""
-    h, w = frame.shape[:2]
-    sy, sx = max(1, h // (grid * 8)), max(1, w // (grid * 8))  # ~8x8 samples per cell
-    small = frame[::sy, ::sx]
-    ch, cw = small.shape[0] // grid, small.shape[1] // grid
-    small = small[: ch * grid, : cw * grid].reshape(grid, ch, grid, cw, -1)
-    return small.mean(axis=(1, 3), dtype=np.float32)
-
-
-HIST_BINS = 24
-
-
-def histogram(frame: np.ndarray) -> np.ndarray:
-    """Colour distribution of a strided sample of the frame, each channel over ±3 spreads of the frame's own mean
-    (light changes shift it little; motion keeps it; a cut replaces it) → [3 * HIST_BINS] float32, sums to 1."""
-    h, w = frame.shape[:2]
-    s = frame[:: max(1, h // 56), :: max(1, w // 56)].reshape(-1, 3).astype(np.float32)
-    z = (s - s.mean()) / max(float(s.std()), 1.0)
-    idx = np.clip(((z + 3.0) * (HIST_BINS / 6.0)).astype(np.int32), 0, HIST_BINS - 1) + np.arange(3) * HIST_BINS
-    out = np.bincount(idx.reshape(-1), minlength=3 * HIST_BINS).astype(np.float32)
-    return out / out.sum()
-
-
-def hist_distance(a: np.ndarray, b: np.ndarray) -> float:
-    """Half the L1 distance of two histograms: 0 same distribution, 1 disjoint."""
-    return float(np.abs(a - b).sum()) * 0.5
-
-
-def normalise(thumb: np.ndarray, flat_level: float) -> np.ndarray | None:
-    """Zero mean, unit spread; None for a flat picture (spread below flat_level grey levels)."""
-    sd = float(thumb.std())
-    if sd < flat_level:
-        return None
-    return (thumb - float(thumb.mean())) / sd
-
-
-def distance(a: np.ndarray, b: np.ndarray) -> float:
-    return float(np.abs(a - b).mean())
-
-
-SHIFTS = [(dy, dx) for dy in range(-3, 4) for dx in range(-5, 6)]  # cells: up to 1/3 of the width, 1/5 the height
-
-
-def moved_distance(a: np.ndarray, b: np.ndarray) -> float:
-    """The distance of a to b after the best global shift of a few cells (a pan or a shake moves the picture; a cut
-    changes it): min over SHIFTS of the mean absolute difference on the overlap."""
-    g = a.shape[0]
-    best = distance(a, b)
-    for dy, dx in SHIFTS:
-        if dy == 0 and dx == 0:
-            continue
-        ya, yb = (slice(dy, g), slice(0, g - dy)) if dy >= 0 else (slice(0, g + dy), slice(-dy, g))
-        xa, xb = (slice(dx, g), slice(0, g - dx)) if dx >= 0 else (slice(0, g + dx), slice(-dx, g))
-        d = float(np.abs(a[ya, xa] - b[yb, xb]).mean())
-        best = min(best, d)
-    return best
 
 
 @dataclass
@@ -122,8 +76,17 @@ class _Pending:
 
 
 class SceneDetector:
-    def __init__(self, cfg: SceneConfig, camera: str, *, start_scene: int = 1, dtd_mode: str = "feature") -> None:
+    def __init__(
+        self,
+        cfg: SceneConfig,
+        camera: str,
+        *,
+        start_scene: int = 1,
+        dtd_mode: str = "feature",
+        tap_cuts: TapCuts | None = None,
+    ) -> None:
         self.cfg = cfg
+        self.tap_cuts = tap_cuts  # hard cuts judged on the decoder's tiny frames at cut_tap_fps (None: sampled only)
         # the DTD signal's unit depends on the DTD mode: pixels are quieter than a feature space's cosine distance
         self.min_change = cfg.min_change if cfg.min_change is not None else (0.05 if dtd_mode == "pixel" else 0.1)
         self.camera = camera
@@ -141,6 +104,8 @@ class SceneDetector:
         self._flat_since: float | None = None  # start of the current flat run
         self._flat_scene = False  # the current scene is a flat one (declared, or the stream started flat)
         self._first = True
+        self._last_pts: float | None = None  # the previous sampled frame's (the tap cuts between it and this one)
+        self._tap_cut: float | None = None  # the strongest tap cut since then (its score)
 
     # ---- public -------------------------------------------------------------------------------------------
 
@@ -148,6 +113,15 @@ class SceneDetector:
         """Feed one sampled frame (its DTD step and, preferably, the prepared frame). A boundary → SceneChange."""
         if frame is None:
             return self._update_signal(step)
+        try:
+            return self._update_frame(step, frame)
+        finally:
+            self._last_pts = step.pts
+
+    def _update_frame(self, step: DTDStep, frame: np.ndarray) -> SceneChange | None:
+        if self.tap_cuts is not None:
+            self.tap_cuts.pull()
+            self._tap_cut = self.tap_cuts.cut_between(self._last_pts, step.pts)  # since the previous sampled frame
         z = normalise(thumbnail(frame), self.cfg.flat_level)
         if z is not None:
             self._hist = histogram(frame)
@@ -208,9 +182,11 @@ class SceneDetector:
         ref = self._ring[0][1]
         assert self._prev_hist is not None
         h1 = hist_distance(self._hist, self._prev_hist)
-        cut = self._cut_score(m1)
+        cut = robust_cut_score(m1, self._m1, cfg, MIN_HISTORY)
         if cut is None:
             cut = self._hist_score(h1, m1)
+        if cut is None and m1 >= 0.5 * cfg.cut_change:
+            cut = self._tap_cut  # the picture was replaced at the decoder's rate (None without a cut tap)
         grad = None if cut is not None else self._gradual_score(distance(z, ref), len(self._ring))
         young = self._young(step.pts)
         if (cut is None and grad is None) or young:
@@ -232,21 +208,6 @@ class SceneDetector:
             step.pts, step.wall_time, score, old, z, self._hist, old_hist, gradual=cut is None, last=z
         )
         return None  # the candidate frame stays out of the statistics until a later frame confirms it
-
-    def _cut_score(self, d1: float) -> float | None:
-        cfg = self.cfg
-        if d1 < cfg.cut_change:
-            return None
-        h = np.fromiter(self._m1, np.float32)
-        if len(h) < MIN_HISTORY:
-            base = float(h.max()) if len(h) else 0.0
-            return d1 / max(base, 1e-3) if d1 >= cfg.min_ratio * base else None
-        med = float(np.median(h))
-        spread = 1.4826 * float(np.median(np.abs(h - med)))
-        if d1 < cfg.min_ratio * med:
-            return None
-        score = (d1 - med) / max(spread, 0.02)
-        return score if score >= cfg.threshold else None
 
     def _hist_score(self, h1: float, m1: float) -> float | None:
         """A cut in footage that moves a lot (the picture changes even between frames of one shot, its colours
@@ -275,7 +236,7 @@ class SceneDetector:
         if self._flat_since is None:
             self._flat_since = step.pts
             return None
-        if self._flat_scene or self._prev is None or step.pts - self._flat_since < self.cfg.min_scene_s:
+        if self._flat_scene or self._prev is None or step.pts - self._flat_since < self.cfg.min_scene_s - EPS:
             return None
         self._flat_scene = True  # flat for min_scene_s: a scene of its own, starting where the flat run started
         start = self._flat_since
@@ -305,7 +266,7 @@ class SceneDetector:
         self._ring.append((step.pts, z))
 
     def _young(self, pts: float) -> bool:
-        return self._scene_start is not None and pts - self._scene_start < self.cfg.min_scene_s
+        return self._scene_start is not None and pts - self._scene_start < self.cfg.min_scene_s - EPS
 
     def _restart(self, pts: float, z: np.ndarray | None, hist: np.ndarray | None) -> None:
         """A new scene starts at pts with picture z and histogram hist (None: a flat scene)."""
@@ -341,7 +302,7 @@ class SceneDetector:
             if signal - med >= self.min_change and signal >= self.cfg.min_ratio * med:
                 s = (signal - med) / max(spread, 1e-3)
                 score = s if s >= self.cfg.threshold else None
-        if score is None or step.pts - self._scene_start < self.cfg.min_scene_s:
+        if score is None or step.pts - self._scene_start < self.cfg.min_scene_s - EPS:
             self._d1.append(signal)  # skipped frames too: a still shot is evidence of no change
             return None
         self._scene_start = step.pts

@@ -73,7 +73,7 @@ def rising(probs: np.ndarray, pts: list[float], threshold: float, min_scene_s: f
     below = True
     last = pts[0] if pts else 0.0
     for p, t in zip(probs, pts, strict=True):
-        if p >= threshold and below and t - last >= min_scene_s:
+        if p >= threshold and below and t - last >= min_scene_s - 1e-6:
             out.append(t)
             last = t
         below = p < threshold
@@ -146,7 +146,7 @@ class TransNetOnline:
             pts, wall = self._meta[i]
             self.probs.append((pts, p))
             assert self._last is not None
-            if p >= self.cfg.transnet_threshold and self._below and pts - self._last >= self.cfg.min_scene_s:
+            if p >= self.cfg.transnet_threshold and self._below and pts - self._last >= self.cfg.min_scene_s - 1e-6:
                 self.scene += 1
                 self._last = pts
                 out.append(SceneChange(self.camera, self.scene, pts, wall, round(p, 3)))

@@ -15,6 +15,8 @@ from pathlib import Path
 import av
 import numpy as np
 
+from livesight.streaming.tap import FrameTap
+
 
 class Sampler:
     """Takes frames at `fps` by timestamp: the first frame at or after each 1/fps tick."""
@@ -61,12 +63,17 @@ def presentation_order(
         yield t, f
 
 
-def sample_video(path: Path | str, fps: float | None, *, max_frames: int | None = None) -> Iterator[SampledFrame]:
-    """Decode a file and yield frames sampled by timestamp at `fps` (None = every frame), in presentation order."""
+def sample_video(
+    path: Path | str, fps: float | None, *, max_frames: int | None = None, tap: FrameTap | None = None
+) -> Iterator[SampledFrame]:
+    """Decode a file and yield frames sampled by timestamp at `fps` (None = every frame), in presentation order.
+    `tap` is offered every decoded frame first, as a camera's decode thread does."""
     sampler = Sampler(fps) if fps is not None else None
     with av.open(str(path)) as container:
         n = 0
         for i, (pts, frame) in enumerate(presentation_order(container)):
+            if tap is not None:
+                tap.offer(pts, frame)
             if sampler is not None and not sampler.take(pts):
                 continue
             yield SampledFrame(i, pts, frame.to_ndarray(format="rgb24"))

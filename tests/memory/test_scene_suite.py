@@ -104,3 +104,57 @@ def test_light_change_is_not_a_boundary() -> None:
     a = _picture(5).astype(np.float32)
     frames = [np.clip(a * g + o, 0, 255).astype(np.uint8) for g, o in [(1, 0)] * 6 + [(0.6, 10), (1.2, 5)] * 6]
     assert _run(frames) == []
+
+
+@pytest.fixture(scope="module")
+def handheld(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_suite(tmp_path_factory.mktemp("handheld"), only=["handheld-action"])[0].path
+
+
+def test_cuts_in_footage_that_moves_in_every_shot_need_the_cut_tap_at_2fps(handheld: Path) -> None:
+    """Hand-held pans with figures crossing, cuts every 2.2–2.6 s: sampled at 2 fps a shot changes as much as a cut
+    (no cut found from sampled frames alone); the cut tap (10 fps of 64x48 frames) finds every cut, nothing else."""
+    truth = [Transition(**x) for x in load_truth(handheld)["transitions"]]
+    sampled_only = score(ours_on_file(handheld, 2.0, SceneConfig(cut_tap_fps=0))["cuts"], truth)
+    assert sampled_only["f1"] < 0.5, sampled_only
+    r = ours_on_file(handheld, 2.0, SceneConfig())
+    s = score(r["cuts"], truth)
+    assert (s["false"], s["missed"]) == ([], []), r
+    for start, _end, found in s["matches"]:
+        assert start <= found < start + 0.5 + 1e-3  # the first sampled frame after the cut starts the new scene
+
+
+@pytest.mark.parametrize("confirm", [1, 0])
+def test_the_cut_tap_alone_never_declares_a_boundary(confirm: int) -> None:
+    """A cut seen on the tap between two sampled frames whose pictures are the same (a flash or a glitch the tap
+    caught) is not a boundary, confirmation or not: the sampled picture must have changed too."""
+    from livesight.memory.tap_cuts import TAP_SIZE, TapCuts
+    from livesight.streaming.tap import FrameTap, small_rgb
+
+    a, b = _picture(6), _picture(7)
+    cfg = SceneConfig(confirm_frames=confirm)
+    tap = FrameTap(10.0, width=TAP_SIZE[0], height=TAP_SIZE[1])
+    det = SceneDetector(cfg, "cam", tap_cuts=TapCuts(cfg, tap))
+    found = []
+    for i in range(100):  # 10 s at 10 fps on the tap; b for 0.2 s at 4.0 s; sampled at 2 fps
+        t = i / 10
+        tap.offer(t, small_rgb(b if 40 <= i < 42 else a, *TAP_SIZE))
+        if i % 5 == 0:
+            c = det.update(_step(t), a)
+            found += [c.pts] if c is not None else []
+    assert det.tap_cuts is not None and det.tap_cuts.frames == 96  # drained up to the last sampled frame (9.5 s)
+    assert det._tap_cut is None and det.tap_cuts.cut_between(None, 4.5) is None  # judged, then forgotten
+    assert found == []
+
+
+def test_min_scene_s_is_not_lost_to_float_rounding() -> None:
+    """Scenes exactly min_scene_s long on a 0.52 s sampling grid (5.52 - 3.52 = 1.9999999999999996) are scenes."""
+    pics = [_picture(s) for s in (8, 9, 10)]
+    det = SceneDetector(SceneConfig(), "cam")
+    times = [t + d for t in (0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0) for d in (0.0, 0.52)]  # 0, 0.52, 1.0, 1.52, …
+    out = []
+    for t in times:
+        pic = pics[0] if t < 3.52 else pics[1] if t < 5.52 else pics[2]
+        c = det.update(_step(t), pic)
+        out += [c.pts] if c is not None else []
+    assert out == [3.52, 5.52], times
