@@ -201,7 +201,7 @@ class SceneConfig(_Strict):
         ge=0,
         le=30,
         description="dtd: also judge hard cuts on 64x48 frames the decoder scales at this rate, so cuts in footage "
-        "that moves in every shot are found at 2 fps (0: sampled frames only)",
+        "that moves in every shot are found at 2 fps (0, or not above the camera's sample_fps: sampled frames only)",
     )
     transnet_fps: float = Field(10.0, ge=2, le=30, description="transnetv2: frames per second of its own tap")
     transnet_threshold: float = Field(0.5, gt=0, lt=1, description="transnetv2: transition probability threshold")

@@ -20,7 +20,7 @@ import numpy as np
 
 from livesight.config import DTDConfig, SceneConfig
 from livesight.memory.scene_detector import SceneDetector
-from livesight.memory.tap_cuts import TAP_SIZE, TapCuts
+from livesight.memory.tap_cuts import TapCuts, cut_tap
 from livesight.model.dtd import DTD
 from livesight.model.qwen import prepare
 from livesight.streaming.sampler import sample_video
@@ -28,7 +28,7 @@ from livesight.streaming.tap import FrameTap
 
 
 def ours_on_file(path: Path, fps: float, cfg: SceneConfig, *, image_size: int = 448) -> dict[str, Any]:
-    tap = _TimedTap(cfg.cut_tap_fps, width=TAP_SIZE[0], height=TAP_SIZE[1]) if cfg.cut_tap_fps else None
+    tap = cut_tap(cfg.cut_tap_fps, _TimedTap) if cfg.cut_tap_fps else None
     det = SceneDetector(cfg, "bench", dtd_mode="pixel", tap_cuts=TapCuts(cfg, tap) if tap is not None else None)
     dtd = DTD(DTDConfig(mode="pixel", threshold=0.04))
     cuts, reported = [], []

@@ -131,7 +131,7 @@ class App:
             start_scene = await asyncio.to_thread(self._start_scene, cam_cfg.id)
             self.service.frames.expect_first_scene(cam_cfg.id, start_scene)  # its thumbnail
             detector, tap = await detectors.build(
-                cam_cfg.id, start_scene=start_scene, dtd_mode=cfg.dtd_for(cam_cfg).mode
+                cam_cfg.id, start_scene=start_scene, dtd_mode=cfg.dtd_for(cam_cfg).mode, sample_fps=cam_cfg.sample_fps
             )
             camera = Camera(cam_cfg, on_status=self._on_camera_status, counters=counters, tap=tap)
             cameras.append(camera)

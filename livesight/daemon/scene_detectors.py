@@ -9,7 +9,7 @@ from typing import Any
 from livesight.config import SceneConfig
 from livesight.daemon.model_worker import DetectorLike
 from livesight.memory.scene_detector import SceneDetector
-from livesight.memory.tap_cuts import TAP_SIZE, TapCuts
+from livesight.memory.tap_cuts import TapCuts, cut_tap
 from livesight.streaming.tap import FrameTap
 
 
@@ -21,11 +21,15 @@ class SceneDetectors:
         self.cfg = cfg
         self._model: Any = None
 
-    async def build(self, camera: str, *, start_scene: int, dtd_mode: str) -> tuple[DetectorLike, FrameTap | None]:
+    async def build(
+        self, camera: str, *, start_scene: int, dtd_mode: str, sample_fps: float | None = None
+    ) -> tuple[DetectorLike, FrameTap | None]:
         if self.cfg.detector == "dtd":
-            tap = (
-                FrameTap(self.cfg.cut_tap_fps, width=TAP_SIZE[0], height=TAP_SIZE[1]) if self.cfg.cut_tap_fps else None
-            )
+            fps = self.cfg.cut_tap_fps
+            useful = fps > 0 and (
+                sample_fps is None or fps > sample_fps
+            )  # a tap no faster than the sampler adds nothing
+            tap = cut_tap(fps) if useful else None
             cuts = TapCuts(self.cfg, tap) if tap is not None else None
             return SceneDetector(self.cfg, camera, start_scene=start_scene, dtd_mode=dtd_mode, tap_cuts=cuts), tap
         from livesight.memory.transnet_detector import TransNetSceneDetector, load_transnet

@@ -13,7 +13,6 @@ is offline or the broker is unreachable, `ok` otherwise.
 from __future__ import annotations
 
 import asyncio
-import errno
 import itertools
 import logging
 import secrets
@@ -21,19 +20,18 @@ import time
 from typing import Any
 
 from prometheus_client import Counter, Gauge
-from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.asyncio.server import Server, ServerConnection
 
 from livesight.config import ServerConfig
-from livesight.errors import ServeError
 from livesight.gateway.directory import Directory
 from livesight.gateway.session import GatewaySession
 from livesight.protocols.api import StatsSnapshot
 from livesight.protocols.http_routes import HttpRoutes, load_static
+from livesight.protocols.listen import listen
 from livesight.protocols.metrics import ServerMetrics
 from livesight.protocols.ws_session import ClientLimits
 
 log = logging.getLogger(__name__)
-transport_log = logging.getLogger("livesight.protocols.transport")
 
 
 class _FleetStats:
@@ -85,28 +83,13 @@ class GatewayServer:
     async def start(self) -> int:
         static = await asyncio.to_thread(load_static, None)
         routes = HttpRoutes(self.cfg, health=self.health, metrics=self._metrics, static=static)
-        host, port = self.cfg.host, self.cfg.port
-        try:
-            self._server = await serve(
-                self._handle,
-                host,
-                port,
-                process_request=routes,
-                max_size=self.cfg.max_message_bytes,
-                max_queue=16,
-                close_timeout=self.limits.close_timeout_s,
-                ping_interval=20,
-                ping_timeout=20,
-                server_header="livesight-gateway",
-                logger=transport_log,
-            )
-        except OSError as e:
-            why = {errno.EADDRINUSE: "address already in use", errno.EACCES: "permission denied"}.get(
-                e.errno or 0, e.strerror or str(e)
-            )
-            raise ServeError(f"cannot listen on {host}:{port}: {why}") from None
-        sockets = self._server.sockets
-        self.port = int(sockets[0].getsockname()[1]) if sockets else port
+        self._server, self.port = await listen(
+            self._handle,
+            self.cfg,
+            routes=routes,
+            close_timeout_s=self.limits.close_timeout_s,
+            server_header="livesight-gateway",
+        )
         return self.port
 
     async def close(self) -> None:

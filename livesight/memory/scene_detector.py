@@ -53,7 +53,7 @@ from livesight.memory.pictures import (
     normalise,
     thumbnail,
 )
-from livesight.memory.tap_cuts import TapCuts, robust_cut_score
+from livesight.memory.tap_cuts import TapCuts, robust_cut_score, robust_score
 from livesight.types import DTDStep, SceneChange
 
 MIN_HISTORY = 3  # frames of history (after the start or a cut) before the robust spread is trusted
@@ -215,13 +215,7 @@ class SceneDetector:
         cfg = self.cfg
         if h1 < cfg.hist_change or m1 < 0.5 * cfg.cut_change or len(self._h1) < MIN_HISTORY:
             return None
-        h = np.fromiter(self._h1, np.float32)
-        med = float(np.median(h))
-        spread = 1.4826 * float(np.median(np.abs(h - med)))
-        if h1 < cfg.min_ratio * med:
-            return None
-        score = (h1 - med) / max(spread, 0.02)
-        return score if score >= cfg.threshold else None
+        return robust_score(h1, np.fromiter(self._h1, np.float32), cfg)
 
     def _gradual_score(self, d: float, frames: int) -> float | None:
         """d: change from the scene `frames` frames ago; a boundary when the scene's usual motion cannot explain it."""

@@ -28,6 +28,11 @@ TAP_SIZE = (64, 48)  # width, height of the tap's frames: 16x16 thumbnail cells 
 CUTS = 64
 
 
+def cut_tap(fps: float, kind: type[FrameTap] = FrameTap) -> FrameTap:
+    """The camera's cut tap: 64x48 frames at fps, scaled by area (block means, like the thumbnails)."""
+    return kind(fps, width=TAP_SIZE[0], height=TAP_SIZE[1], interpolation="AREA")
+
+
 def robust_cut_score(d: float, history: deque[float], cfg: SceneConfig, min_history: int = 3) -> float | None:
     """The hard-cut test shared by sampled and tap frames: d against the robust statistics of `history`."""
     if d < cfg.cut_change:
@@ -36,11 +41,17 @@ def robust_cut_score(d: float, history: deque[float], cfg: SceneConfig, min_hist
     if len(h) < min_history:
         base = float(h.max()) if len(h) else 0.0
         return d / max(base, 1e-3) if d >= cfg.min_ratio * base else None
-    med = float(np.median(h))
-    spread = 1.4826 * float(np.median(np.abs(h - med)))
-    if d < cfg.min_ratio * med:
+    return robust_score(d, h, cfg)
+
+
+def robust_score(v: float, history: np.ndarray, cfg: SceneConfig) -> float | None:
+    """How far v stands out of history: (v - median) / (1.4826 MAD), when that is at least `threshold` and v at
+    least `min_ratio` x the median (median/MAD: an outlier in the history does not mask the next one)."""
+    med = float(np.median(history))
+    spread = 1.4826 * float(np.median(np.abs(history - med)))
+    if v < cfg.min_ratio * med:
         return None
-    score = (d - med) / max(spread, 0.02)
+    score = (v - med) / max(spread, 0.02)
     return score if score >= cfg.threshold else None
 
 

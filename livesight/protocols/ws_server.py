@@ -14,20 +14,19 @@ Metrics: metrics.py (own registry per server). Wire format: events.py and docs/p
 from __future__ import annotations
 
 import asyncio
-import errno
 import itertools
 import logging
 import secrets
 from pathlib import Path
 
-from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.asyncio.server import Server, ServerConnection
 
 from livesight.config import ServerConfig
-from livesight.errors import ServeError
 from livesight.protocols.api import ImageSource, ServiceAPI
 from livesight.protocols.http_divert import diverting_factory
 from livesight.protocols.http_routes import Gatekeeper, HttpRoutes, load_static
 from livesight.protocols.image_routes import ImageRoutes
+from livesight.protocols.listen import listen
 from livesight.protocols.metrics import ServerMetrics
 from livesight.protocols.openai_http import PREFIX as OPENAI_PREFIX
 from livesight.protocols.openai_http import OpenAIHTTP
@@ -35,11 +34,6 @@ from livesight.protocols.parts_metrics import PartsCollector
 from livesight.protocols.ws_session import ClientLimits, ClientSession
 
 log = logging.getLogger(__name__)
-# websockets logs every HTTP response and connection at INFO (a /metrics scrape every 15 s would flood the log);
-# our sessions log connects/disconnects themselves. Set this logger to DEBUG to see the transport chatter.
-transport_log = logging.getLogger("livesight.protocols.transport")
-if transport_log.level == logging.NOTSET:
-    transport_log.setLevel(logging.WARNING)
 
 
 class WSServer:
@@ -79,34 +73,16 @@ class WSServer:
             ImageRoutes(self.images, gate, same_origin_only=gate.same_origin_only) if self.images is not None else None
         )
         routes = HttpRoutes(self.cfg, health=self.service.health, metrics=self._metrics, static=static, api=api)
-        host, port = self.cfg.host, self.cfg.port
-        try:
-            self._server = await serve(
-                self._handle,
-                host,
-                port,
-                process_request=routes,
-                max_size=self.cfg.max_message_bytes,
-                max_queue=16,
-                close_timeout=self.limits.close_timeout_s,
-                ping_interval=20,
-                ping_timeout=20,
-                server_header="livesight",
-                logger=transport_log,
-                create_connection=diverting_factory(
-                    self.openai.divert, (OPENAI_PREFIX,), sniff_timeout_s=self.request_line_timeout_s
-                ),
-            )
-        except OSError as e:
-            if e.errno == errno.EADDRINUSE:
-                raise ServeError(f"cannot listen on {host}:{port}: address already in use") from None
-            if e.errno == errno.EADDRNOTAVAIL:
-                raise ServeError(f"cannot listen on {host}:{port}: no such local address") from None
-            if e.errno == errno.EACCES:
-                raise ServeError(f"cannot listen on {host}:{port}: permission denied") from None
-            raise ServeError(f"cannot listen on {host}:{port}: {e.strerror or e}") from None
-        sockets = self._server.sockets
-        self.port = int(sockets[0].getsockname()[1]) if sockets else port
+        self._server, self.port = await listen(
+            self._handle,
+            self.cfg,
+            routes=routes,
+            close_timeout_s=self.limits.close_timeout_s,
+            server_header="livesight",
+            create_connection=diverting_factory(
+                self.openai.divert, (OPENAI_PREFIX,), sniff_timeout_s=self.request_line_timeout_s
+            ),
+        )
         return self.port
 
     async def close(self) -> None:

@@ -16,11 +16,17 @@ import numpy as np
 
 
 class FrameTap:
-    def __init__(self, fps: float, *, width: int = 48, height: int = 27, maxlen: int = 600) -> None:
+    def __init__(
+        self, fps: float, *, width: int = 48, height: int = 27, maxlen: int = 600, interpolation: str | None = None
+    ) -> None:
         if fps <= 0:
             raise ValueError(f"tap fps must be > 0, got {fps}")
         self.fps = fps
         self.size = (width, height)
+        # None: the decoder's default scaler (what TransNetV2 was trained on); "AREA": block means, 3-6x cheaper
+        # for a 30x downscale (0.1-0.3 ms a frame from 720p-1080p against 1-1.9 ms), through one cached context
+        self.interpolation = interpolation
+        self._reformatter: Any = None
         self._frames: deque[tuple[float, float, np.ndarray]] = deque(maxlen=maxlen)
         self._next: float | None = None
         self.dropped = 0
@@ -33,7 +39,11 @@ class FrameTap:
         self._next = (pts if self._next is None or pts - self._next >= step else self._next) + step
         if len(self._frames) == self._frames.maxlen:
             self.dropped += 1
-        self._frames.append((pts, time.time(), small_rgb(frame, *self.size)))
+        if self.interpolation is not None and self._reformatter is None and not isinstance(frame, np.ndarray):
+            from av.video.reformatter import VideoReformatter
+
+            self._reformatter = VideoReformatter()  # the decode thread's own: one tap, one thread
+        self._frames.append((pts, time.time(), small_rgb(frame, *self.size, self._reformatter, self.interpolation)))
 
     def drain(self) -> list[tuple[float, float, np.ndarray]]:
         out = []
@@ -42,11 +52,16 @@ class FrameTap:
         return out
 
 
-def small_rgb(frame: Any, width: int, height: int) -> np.ndarray:
+def small_rgb(
+    frame: Any, width: int, height: int, reformatter: Any = None, interpolation: str | None = None
+) -> np.ndarray:
     """An av.VideoFrame (scaled by the decoder's scaler) or an RGB ndarray (sampled) → [height, width, 3] uint8."""
     if isinstance(frame, np.ndarray):
         h, w = frame.shape[:2]
         ys = (np.arange(height) * h // height).clip(0, h - 1)
         xs = (np.arange(width) * w // width).clip(0, w - 1)
         return np.ascontiguousarray(frame[ys][:, xs, :3])
+    if reformatter is not None:
+        out = reformatter.reformat(frame, width=width, height=height, format="rgb24", interpolation=interpolation)
+        return out.to_ndarray()
     return frame.to_ndarray(width=width, height=height, format="rgb24")

@@ -46,3 +46,18 @@ async def test_every_cut_of_handheld_footage_is_a_scene_change_at_2fps(tmp_path:
     truth = [Transition(**x) for x in load_truth(clip.path)["transitions"]]
     s = score(changes, truth)
     assert (s["false"], s["missed"]) == ([], []), changes
+
+
+async def test_a_cut_tap_only_where_it_sees_more_than_the_sampler() -> None:
+    from livesight.config import SceneConfig
+    from livesight.daemon.scene_detectors import SceneDetectors
+
+    async def tap(cfg: SceneConfig, sample_fps: float):
+        det, t = await SceneDetectors(cfg).build("cam", start_scene=1, dtd_mode="pixel", sample_fps=sample_fps)
+        assert (getattr(det, "tap_cuts", None) is None) == (t is None)
+        return t
+
+    t = await tap(SceneConfig(), 2.0)
+    assert t is not None and t.fps == 10.0 and t.size == (64, 48)
+    assert await tap(SceneConfig(), 10.0) is None  # the sampler already sees every frame the tap would
+    assert await tap(SceneConfig(cut_tap_fps=0), 2.0) is None

@@ -128,12 +128,12 @@ def test_cuts_in_footage_that_moves_in_every_shot_need_the_cut_tap_at_2fps(handh
 def test_the_cut_tap_alone_never_declares_a_boundary(confirm: int) -> None:
     """A cut seen on the tap between two sampled frames whose pictures are the same (a flash or a glitch the tap
     caught) is not a boundary, confirmation or not: the sampled picture must have changed too."""
-    from livesight.memory.tap_cuts import TAP_SIZE, TapCuts
-    from livesight.streaming.tap import FrameTap, small_rgb
+    from livesight.memory.tap_cuts import TAP_SIZE, TapCuts, cut_tap
+    from livesight.streaming.tap import small_rgb
 
     a, b = _picture(6), _picture(7)
     cfg = SceneConfig(confirm_frames=confirm)
-    tap = FrameTap(10.0, width=TAP_SIZE[0], height=TAP_SIZE[1])
+    tap = cut_tap(10.0)
     det = SceneDetector(cfg, "cam", tap_cuts=TapCuts(cfg, tap))
     found = []
     for i in range(100):  # 10 s at 10 fps on the tap; b for 0.2 s at 4.0 s; sampled at 2 fps
