@@ -19,8 +19,9 @@ import av
 import numpy as np
 
 from livesight.config import DTDConfig, SceneConfig
+from livesight.daemon.scene_detectors import cut_tap
 from livesight.memory.scene_detector import SceneDetector
-from livesight.memory.tap_cuts import TapCuts, cut_tap
+from livesight.memory.tap_cuts import TapCuts
 from livesight.model.dtd import DTD
 from livesight.model.qwen import prepare
 from livesight.streaming.sampler import sample_video

@@ -9,7 +9,7 @@ from typing import Any
 from livesight.config import SceneConfig
 from livesight.daemon.model_worker import DetectorLike
 from livesight.memory.scene_detector import SceneDetector
-from livesight.memory.tap_cuts import TapCuts, cut_tap
+from livesight.memory.tap_cuts import TAP_INTERPOLATION, TAP_SIZE, TapCuts
 from livesight.streaming.tap import FrameTap
 
 
@@ -38,3 +38,8 @@ class SceneDetectors:
             self._model = await asyncio.to_thread(load_transnet)
         tap = FrameTap(self.cfg.transnet_fps)
         return TransNetSceneDetector(self.cfg, camera, tap, start_scene=start_scene, model=self._model), tap
+
+
+def cut_tap(fps: float, kind: type[FrameTap] = FrameTap) -> FrameTap:
+    """A camera's cut tap for the dtd detector: 64x48 frames at fps, scaled by area."""
+    return kind(fps, width=TAP_SIZE[0], height=TAP_SIZE[1], interpolation=TAP_INTERPOLATION)

@@ -17,20 +17,25 @@ Bounded: the tap holds at most its maxlen frames, the history `window` values, t
 from __future__ import annotations
 
 from collections import deque
+from typing import Protocol
 
 import numpy as np
 
 from livesight.config import SceneConfig
 from livesight.memory.pictures import distance, moved_distance, normalise, thumbnail
-from livesight.streaming.tap import FrameTap
 
 TAP_SIZE = (64, 48)  # width, height of the tap's frames: 16x16 thumbnail cells of 4x3 pixels
 CUTS = 64
 
 
-def cut_tap(fps: float, kind: type[FrameTap] = FrameTap) -> FrameTap:
-    """The camera's cut tap: 64x48 frames at fps, scaled by area (block means, like the thumbnails)."""
-    return kind(fps, width=TAP_SIZE[0], height=TAP_SIZE[1], interpolation="AREA")
+TAP_INTERPOLATION = "AREA"  # the decoder scales by block means, like the thumbnails
+
+
+class TapSource(Protocol):
+    """What TapCuts reads (streaming/tap.py's FrameTap): the (pts, wall_time, [h, w, 3] uint8) frames since the
+    last call."""
+
+    def drain(self) -> list[tuple[float, float, np.ndarray]]: ...
 
 
 def robust_cut_score(d: float, history: deque[float], cfg: SceneConfig, min_history: int = 3) -> float | None:
@@ -56,7 +61,7 @@ def robust_score(v: float, history: np.ndarray, cfg: SceneConfig) -> float | Non
 
 
 class TapCuts:
-    def __init__(self, cfg: SceneConfig, tap: FrameTap) -> None:
+    def __init__(self, cfg: SceneConfig, tap: TapSource) -> None:
         self.cfg = cfg
         self.tap = tap
         self._prev: np.ndarray | None = None

@@ -71,6 +71,7 @@ def cases(draw: st.DrawFn) -> dict[str, Any]:
         "dtd": dtd,
         "memory": {"token_budget": draw(st.sampled_from([256, 1024]))},
         "proactive": {"enabled": draw(st.booleans()), "min_interval_s": 0.0},
+        "scenes": {"cut_tap_fps": draw(st.sampled_from([0.0, 10.0]))},  # with and without the decoder's cut tap
         "server": {"host": "127.0.0.1", "port": 0, "stats_interval_s": 0.5},
     }
 

@@ -128,7 +128,8 @@ def test_cuts_in_footage_that_moves_in_every_shot_need_the_cut_tap_at_2fps(handh
 def test_the_cut_tap_alone_never_declares_a_boundary(confirm: int) -> None:
     """A cut seen on the tap between two sampled frames whose pictures are the same (a flash or a glitch the tap
     caught) is not a boundary, confirmation or not: the sampled picture must have changed too."""
-    from livesight.memory.tap_cuts import TAP_SIZE, TapCuts, cut_tap
+    from livesight.daemon.scene_detectors import cut_tap
+    from livesight.memory.tap_cuts import TAP_SIZE, TapCuts
     from livesight.streaming.tap import small_rgb
 
     a, b = _picture(6), _picture(7)
