@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import os
 import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -39,6 +41,8 @@ server:
   port: 0
   stats_interval_s: 1
 """
+GRACE_S = 3.0  # after every camera ended: how long without a scene.change before the run is over
+TRANSNET_GRACE_S = 10.0
 CAMERA = """  - id: "{id}"
     source: "{path}"
     sample_fps: {fps}
@@ -69,8 +73,11 @@ def run_daemon(clips: list[SuiteClip], work: Path, *, fps: float = 2.0, detector
             port = int(m.group(1)) if m else None
         if port is None:
             raise RuntimeError("the daemon did not start")
+        out = proc.stdout
+        threading.Thread(target=lambda: [None for _ in out], name="daemon-log", daemon=True).start()  # never full
         limit = max(c.duration for c in clips) + 60
-        events, ended, stats = asyncio.run(_collect(port, {c.name for c in clips}, limit))
+        grace = TRANSNET_GRACE_S if detector == "transnetv2" else GRACE_S
+        events, ended, stats = asyncio.run(_collect(port, {c.name for c in clips}, limit, grace))
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
@@ -82,26 +89,34 @@ def run_daemon(clips: list[SuiteClip], work: Path, *, fps: float = 2.0, detector
     return {"events": events, "ended": sorted(ended), "stats": stats}
 
 
-async def _collect(port: int, cameras: set[str], limit: float) -> tuple[list[dict], set[str], dict]:
+async def _collect(port: int, cameras: set[str], limit: float, grace: float) -> tuple[list[dict], set[str], dict]:
+    """Events until every camera has ended, then until `grace` s pass without a scene.change: the worker may still
+    hold queued frames, and TransNetV2 reports a cut only after its look-ahead (up to 5.5 s at the defaults)."""
     from websockets.asyncio.client import connect
 
     events: list[dict] = []
     ended: set[str] = set()
     stats: dict = {}
+    quiet_since = math.inf
     async with connect(f"ws://127.0.0.1:{port}", max_size=2**22) as ws:
         try:
             async with asyncio.timeout(limit):
-                while ended != cameras:
-                    ev = json.loads(await ws.recv())
+                while time.monotonic() - quiet_since < grace:
+                    try:
+                        async with asyncio.timeout(0.5):
+                            ev = json.loads(await ws.recv())
+                    except TimeoutError:
+                        continue
                     if ev["type"] == "scene.change":
                         events.append(ev | {"arrived": time.time()})
+                        quiet_since = time.monotonic() if ended == cameras else math.inf
                     elif ev["type"] == "camera.state" and ev["state"] == "ended":
                         ended.add(ev["camera"])
+                        quiet_since = time.monotonic() if ended == cameras else math.inf
                     elif ev["type"] == "stats":
                         stats = ev
         except TimeoutError:
             pass
-        await asyncio.sleep(2.0)  # the worker may still hold the last frames
     return events, ended, stats
 
 
