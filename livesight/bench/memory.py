@@ -31,8 +31,10 @@ import numpy as np
 from livesight.bench.clips import OPENCV_DATA, real_clips
 from livesight.bench.dtd import build_backend
 from livesight.config import DTDConfig, MemoryConfig, SceneConfig
+from livesight.daemon.scene_detectors import cut_tap
 from livesight.memory.camera_memory import CameraMemory
 from livesight.memory.scene_detector import SceneDetector
+from livesight.memory.tap_cuts import TapCuts
 from livesight.model.dtd import DTD
 from livesight.model.qwen import QwenBackend
 from livesight.streaming.sampler import sample_video
@@ -208,11 +210,12 @@ def match(detected: list[float], truth: list[float]) -> dict[str, Any]:
 def ours(backend: QwenBackend, path: Path, mode: str, fps: float, scene: SceneConfig) -> dict[str, Any]:
     tau = 0.04 if mode == "pixel" else 0.5
     dtd = DTD(DTDConfig(mode=mode, threshold=tau))  # type: ignore[arg-type]
-    det = SceneDetector(scene, "bench", dtd_mode=mode)
+    tap = cut_tap(scene.cut_tap_fps) if scene.cut_tap_fps > fps else None  # as the daemon builds it
+    det = SceneDetector(scene, "bench", dtd_mode=mode, tap_cuts=TapCuts(scene, tap) if tap is not None else None)
     cuts: list[float] = []
     series: list[tuple[float, float]] = []
     t0 = time.perf_counter()
-    for s in sample_video(path, fps):
+    for s in sample_video(path, fps, tap=tap):
         p = backend.prepare(s.rgb)
         enc = backend.encode([p])[0] if dtd.precheck(p, s.pts) else None
         step = dtd.decide("bench", s.pts, 0.0, p, enc)
