@@ -27,7 +27,7 @@ from livesight.gateway.directory import Directory
 from livesight.gateway.session import GatewaySession
 from livesight.protocols.api import StatsSnapshot
 from livesight.protocols.http_routes import HttpRoutes, load_static
-from livesight.protocols.listen import listen
+from livesight.protocols.listen import keepalive_timed_out, listen
 from livesight.protocols.metrics import ServerMetrics
 from livesight.protocols.ws_session import ClientLimits
 
@@ -88,6 +88,7 @@ class GatewayServer:
             self.cfg,
             routes=routes,
             close_timeout_s=self.limits.close_timeout_s,
+            keepalive_s=self.limits.keepalive_s,
             server_header="livesight-gateway",
         )
         return self.port
@@ -150,4 +151,6 @@ class GatewayServer:
         finally:
             self.metrics.server.clients.dec()
             del self.sessions[session_id]
+            if keepalive_timed_out(conn):
+                self.metrics.server.clients_dropped.labels("keepalive").inc()
             log.info("gateway client %s disconnected (code %s)", session_id, conn.close_code)

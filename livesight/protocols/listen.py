@@ -32,6 +32,7 @@ async def listen(
     *,
     routes: Any,
     close_timeout_s: float,
+    keepalive_s: float,
     server_header: str,
     **extra: Any,
 ) -> tuple[Server, int]:
@@ -46,8 +47,8 @@ async def listen(
             max_size=cfg.max_message_bytes,
             max_queue=16,
             close_timeout=close_timeout_s,
-            ping_interval=20,
-            ping_timeout=20,
+            ping_interval=keepalive_s,
+            ping_timeout=keepalive_s,
             server_header=server_header,
             logger=transport_log,
             **extra,
@@ -57,3 +58,10 @@ async def listen(
         raise ServeError(f"cannot listen on {cfg.host}:{cfg.port}: {why}") from None
     sockets = server.sockets
     return server, int(sockets[0].getsockname()[1]) if sockets else cfg.port
+
+
+def keepalive_timed_out(conn: ServerConnection) -> bool:
+    """Did the server drop this connection because its pings went unanswered (a client that stopped reading, or
+    a dead peer)? websockets then fails the connection with 1011 "keepalive ping timeout"."""
+    sent = getattr(conn.protocol, "close_sent", None)
+    return sent is not None and sent.code == 1011 and "keepalive" in (sent.reason or "")

@@ -90,7 +90,8 @@ class ServerMetrics:
         self.clients = Gauge("livesight_ws_clients", "connected WebSocket clients", registry=r)
         self.clients_dropped = Counter(
             "livesight_ws_clients_dropped",
-            "WebSocket clients disconnected because they did not read fast enough (policy disconnect_client)",
+            "WebSocket clients disconnected because they did not read fast enough: send_queue or subscription full, "
+            "or keepalive (no answer to pings for keepalive_s)",
             ["reason"],
             registry=r,
         )

@@ -26,7 +26,7 @@ from livesight.protocols.api import ImageSource, ServiceAPI
 from livesight.protocols.http_divert import diverting_factory
 from livesight.protocols.http_routes import Gatekeeper, HttpRoutes, load_static
 from livesight.protocols.image_routes import ImageRoutes
-from livesight.protocols.listen import listen
+from livesight.protocols.listen import keepalive_timed_out, listen
 from livesight.protocols.metrics import ServerMetrics
 from livesight.protocols.openai_http import PREFIX as OPENAI_PREFIX
 from livesight.protocols.openai_http import OpenAIHTTP
@@ -78,6 +78,7 @@ class WSServer:
             self.cfg,
             routes=routes,
             close_timeout_s=self.limits.close_timeout_s,
+            keepalive_s=self.limits.keepalive_s,
             server_header="livesight",
             create_connection=diverting_factory(
                 self.openai.divert, (OPENAI_PREFIX,), sniff_timeout_s=self.request_line_timeout_s
@@ -118,6 +119,8 @@ class WSServer:
             del self.sessions[session_id]
             if session.counters.dropped_slow:
                 self.clients_dropped_slow += 1
+            elif keepalive_timed_out(conn):
+                self.metrics.clients_dropped.labels("keepalive").inc()
             log.info(
                 "client %s disconnected (code %s%s)",
                 session_id,

@@ -4,7 +4,9 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
+import os
 import socket
 
 import numpy as np
@@ -407,6 +409,28 @@ async def test_a_client_that_never_reads_is_dropped_while_others_keep_up() -> No
         _, _, body = await http_get(r.port, "/metrics")
         assert 'livesight_ws_clients_dropped_total{reason="send_queue"} 1.0' in body.decode()
     finally:
+        await stop_server(r)
+
+
+async def test_a_client_that_stops_answering_pings_is_dropped_and_counted() -> None:
+    """A peer that completed the handshake and then went silent (reads nothing, answers no ping: a dead host, a
+    frozen process) is failed after keepalive_s without a pong and counted with reason keepalive."""
+    r = await start_server(limits=ClientLimits(keepalive_s=0.3, close_timeout_s=0.3))
+    reader, writer = await asyncio.open_connection("127.0.0.1", r.port)
+    try:
+        key = base64.b64encode(os.urandom(16)).decode()
+        writer.write(
+            f"GET / HTTP/1.1\r\nHost: 127.0.0.1:{r.port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode()
+        )
+        await writer.drain()
+        assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 101")  # then it reads nothing more
+        await eventually(lambda: len(r.server.sessions) == 1, what="session")
+        await eventually(lambda: len(r.server.sessions) == 0, what="silent client dropped", within=10)
+        _, _, body = await http_get(r.port, "/metrics")
+        assert 'livesight_ws_clients_dropped_total{reason="keepalive"} 1.0' in body.decode()
+    finally:
+        writer.close()
         await stop_server(r)
 
 

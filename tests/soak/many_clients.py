@@ -1,6 +1,7 @@
 """50 concurrent WebSocket clients, 5 of which never read but keep sending (a stuck script): the readers keep
 receiving, the pipeline keeps its frame rate, a question is still answered quickly, and the stalled clients are
-dropped once their bounded send queue is full, and counted."""
+dropped — when their bounded send queue is full, or when they leave the server's pings unanswered first (their
+socket buffers still absorbing the events) — and counted."""
 
 from __future__ import annotations
 
