@@ -86,9 +86,8 @@ class GatewayServer:
         self._server, self.port = await listen(
             self._handle,
             self.cfg,
+            self.limits,
             routes=routes,
-            close_timeout_s=self.limits.close_timeout_s,
-            keepalive_s=self.limits.keepalive_s,
             server_header="livesight-gateway",
         )
         return self.port

@@ -12,6 +12,7 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 
 from livesight.config import ServerConfig
 from livesight.errors import ServeError
+from livesight.protocols.session import ClientLimits
 
 # websockets logs every HTTP response and connection at INFO (a /metrics scrape every 15 s would flood the log);
 # our sessions log connects/disconnects themselves. Set this logger to DEBUG to see the transport chatter.
@@ -29,10 +30,9 @@ WHY = {
 async def listen(
     handler: Callable[[ServerConnection], Awaitable[None]],
     cfg: ServerConfig,
+    limits: ClientLimits,
     *,
     routes: Any,
-    close_timeout_s: float,
-    keepalive_s: float,
     server_header: str,
     **extra: Any,
 ) -> tuple[Server, int]:
@@ -46,9 +46,9 @@ async def listen(
             process_request=routes,
             max_size=cfg.max_message_bytes,
             max_queue=16,
-            close_timeout=close_timeout_s,
-            ping_interval=keepalive_s,
-            ping_timeout=keepalive_s,
+            close_timeout=limits.close_timeout_s,
+            ping_interval=limits.keepalive_s,
+            ping_timeout=limits.keepalive_s,
             server_header=server_header,
             logger=transport_log,
             **extra,

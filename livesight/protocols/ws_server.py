@@ -76,9 +76,8 @@ class WSServer:
         self._server, self.port = await listen(
             self._handle,
             self.cfg,
+            self.limits,
             routes=routes,
-            close_timeout_s=self.limits.close_timeout_s,
-            keepalive_s=self.limits.keepalive_s,
             server_header="livesight",
             create_connection=diverting_factory(
                 self.openai.divert, (OPENAI_PREFIX,), sniff_timeout_s=self.request_line_timeout_s
