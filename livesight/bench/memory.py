@@ -31,10 +31,9 @@ import numpy as np
 from livesight.bench.clips import OPENCV_DATA, real_clips
 from livesight.bench.dtd import build_backend
 from livesight.config import DTDConfig, MemoryConfig, SceneConfig
-from livesight.daemon.scene_detectors import cut_tap
+from livesight.daemon.scene_detectors import dtd_detector
 from livesight.memory.camera_memory import CameraMemory
 from livesight.memory.scene_detector import SceneDetector
-from livesight.memory.tap_cuts import TapCuts
 from livesight.model.dtd import DTD
 from livesight.model.qwen import QwenBackend
 from livesight.streaming.sampler import sample_video
@@ -210,8 +209,7 @@ def match(detected: list[float], truth: list[float]) -> dict[str, Any]:
 def ours(backend: QwenBackend, path: Path, mode: str, fps: float, scene: SceneConfig) -> dict[str, Any]:
     tau = 0.04 if mode == "pixel" else 0.5
     dtd = DTD(DTDConfig(mode=mode, threshold=tau))  # type: ignore[arg-type]
-    tap = cut_tap(scene.cut_tap_fps) if scene.cut_tap_fps > fps else None  # as the daemon builds it
-    det = SceneDetector(scene, "bench", dtd_mode=mode, tap_cuts=TapCuts(scene, tap) if tap is not None else None)
+    det, tap = dtd_detector(scene, "bench", sample_fps=fps, dtd_mode=mode)  # as the daemon builds it
     cuts: list[float] = []
     series: list[tuple[float, float]] = []
     t0 = time.perf_counter()

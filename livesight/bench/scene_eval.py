@@ -19,9 +19,7 @@ import av
 import numpy as np
 
 from livesight.config import DTDConfig, SceneConfig
-from livesight.daemon.scene_detectors import cut_tap
-from livesight.memory.scene_detector import SceneDetector
-from livesight.memory.tap_cuts import TapCuts
+from livesight.daemon.scene_detectors import dtd_detector
 from livesight.model.dtd import DTD
 from livesight.model.qwen import prepare
 from livesight.streaming.sampler import sample_video
@@ -29,8 +27,7 @@ from livesight.streaming.tap import FrameTap
 
 
 def ours_on_file(path: Path, fps: float, cfg: SceneConfig, *, image_size: int = 448) -> dict[str, Any]:
-    tap = cut_tap(cfg.cut_tap_fps, _TimedTap) if cfg.cut_tap_fps else None
-    det = SceneDetector(cfg, "bench", dtd_mode="pixel", tap_cuts=TapCuts(cfg, tap) if tap is not None else None)
+    det, tap = dtd_detector(cfg, "bench", sample_fps=fps, dtd_mode="pixel", tap_kind=_TimedTap)
     dtd = DTD(DTDConfig(mode="pixel", threshold=0.04))
     cuts, reported = [], []
     cpu = 0.0
@@ -46,7 +43,7 @@ def ours_on_file(path: Path, fps: float, cfg: SceneConfig, *, image_size: int = 
         if change is not None:
             cuts.append(round(change.pts, 3))
             reported.append(round(s.pts, 3))
-    tap_ms = tap.cpu_s * 1000 if tap is not None else 0.0
+    tap_ms = tap.cpu_s * 1000 if isinstance(tap, _TimedTap) else 0.0
     return {
         "cuts": cuts,
         "reported": reported,

@@ -25,13 +25,7 @@ class SceneDetectors:
         self, camera: str, *, start_scene: int, dtd_mode: str, sample_fps: float | None = None
     ) -> tuple[DetectorLike, FrameTap | None]:
         if self.cfg.detector == "dtd":
-            fps = self.cfg.cut_tap_fps
-            useful = fps > 0 and (
-                sample_fps is None or fps > sample_fps
-            )  # a tap no faster than the sampler adds nothing
-            tap = cut_tap(fps) if useful else None
-            cuts = TapCuts(self.cfg, tap) if tap is not None else None
-            return SceneDetector(self.cfg, camera, start_scene=start_scene, dtd_mode=dtd_mode, tap_cuts=cuts), tap
+            return dtd_detector(self.cfg, camera, sample_fps=sample_fps, start_scene=start_scene, dtd_mode=dtd_mode)
         from livesight.memory.transnet_detector import TransNetSceneDetector, load_transnet
 
         if self._model is None:
@@ -40,6 +34,19 @@ class SceneDetectors:
         return TransNetSceneDetector(self.cfg, camera, tap, start_scene=start_scene, model=self._model), tap
 
 
-def cut_tap(fps: float, kind: type[FrameTap] = FrameTap) -> FrameTap:
-    """A camera's cut tap for the dtd detector: 64x48 frames at fps, scaled by area."""
-    return kind(fps, width=TAP_SIZE[0], height=TAP_SIZE[1], interpolation=TAP_INTERPOLATION)
+def dtd_detector(
+    cfg: SceneConfig,
+    camera: str,
+    *,
+    sample_fps: float | None,
+    start_scene: int = 1,
+    dtd_mode: str = "feature",
+    tap_kind: type[FrameTap] = FrameTap,
+) -> tuple[SceneDetector, FrameTap | None]:
+    """The `dtd` detector and its cut tap (64x48 frames at cut_tap_fps, scaled by area), or no tap when cut_tap_fps
+    is 0 or no faster than the camera's sampler (it would see nothing the sampled frames do not)."""
+    fps = cfg.cut_tap_fps
+    useful = fps > 0 and (sample_fps is None or fps > sample_fps)
+    tap = tap_kind(fps, width=TAP_SIZE[0], height=TAP_SIZE[1], interpolation=TAP_INTERPOLATION) if useful else None
+    cuts = TapCuts(cfg, tap) if tap is not None else None
+    return SceneDetector(cfg, camera, start_scene=start_scene, dtd_mode=dtd_mode, tap_cuts=cuts), tap

@@ -128,14 +128,13 @@ def test_cuts_in_footage_that_moves_in_every_shot_need_the_cut_tap_at_2fps(handh
 def test_the_cut_tap_alone_never_declares_a_boundary(confirm: int) -> None:
     """A cut seen on the tap between two sampled frames whose pictures are the same (a flash or a glitch the tap
     caught) is not a boundary, confirmation or not: the sampled picture must have changed too."""
-    from livesight.daemon.scene_detectors import cut_tap
-    from livesight.memory.tap_cuts import TAP_SIZE, TapCuts
+    from livesight.daemon.scene_detectors import dtd_detector
+    from livesight.memory.tap_cuts import TAP_SIZE
     from livesight.streaming.tap import small_rgb
 
     a, b = _picture(6), _picture(7)
-    cfg = SceneConfig(confirm_frames=confirm)
-    tap = cut_tap(10.0)
-    det = SceneDetector(cfg, "cam", tap_cuts=TapCuts(cfg, tap))
+    det, tap = dtd_detector(SceneConfig(confirm_frames=confirm), "cam", sample_fps=2.0)
+    assert tap is not None
     found = []
     for i in range(100):  # 10 s at 10 fps on the tap; b for 0.2 s at 4.0 s; sampled at 2 fps
         t = i / 10
