@@ -10,6 +10,7 @@ frame and the WebSocket hop.
 from __future__ import annotations
 
 import asyncio
+import collections
 import json
 import math
 import os
@@ -74,7 +75,8 @@ def run_daemon(clips: list[SuiteClip], work: Path, *, fps: float = 2.0, detector
         if port is None:
             raise RuntimeError("the daemon did not start")
         out = proc.stdout
-        threading.Thread(target=lambda: [None for _ in out], name="daemon-log", daemon=True).start()  # never full
+        # read and drop the daemon's log so its pipe never fills (a full pipe would block the daemon's logging)
+        threading.Thread(target=collections.deque, args=(out, 0), name="daemon-log", daemon=True).start()
         limit = max(c.duration for c in clips) + 60
         grace = TRANSNET_GRACE_S if detector == "transnetv2" else GRACE_S
         events, ended, stats = asyncio.run(_collect(port, {c.name for c in clips}, limit, grace))
