@@ -57,18 +57,30 @@ async def recv_json(ws: ClientConnection, within: float = 5.0) -> dict[str, Any]
     return json.loads(await asyncio.wait_for(ws.recv(), within))
 
 
-async def recv_until(ws: ClientConnection, pred: Any, within: float = 5.0) -> tuple[dict[str, Any], list[dict]]:
-    """Receive until pred(event) is true; return that event and every event before it."""
+async def recv_until(ws: ClientConnection, pred: Any, within: float = 10.0) -> tuple[dict[str, Any], list[dict]]:
+    """Receive until pred(event) is true; return that event and every event before it.
+
+    Fails with the events that did arrive (a CI log then says what happened instead, e.g. a camera that went
+    unavailable), not with a bare TimeoutError."""
     seen: list[dict[str, Any]] = []
-    async with asyncio.timeout(within):
-        while True:
-            e = json.loads(await ws.recv())
-            if pred(e):
-                return e, seen
-            seen.append(e)
+    try:
+        async with asyncio.timeout(within):
+            while True:
+                e = json.loads(await ws.recv())
+                if pred(e):
+                    return e, seen
+                seen.append(e)
+    except TimeoutError:
+        got = [_brief(e) for e in seen[-20:]]
+        raise AssertionError(f"no matching event within {within} s; {len(seen)} others came, the last: {got}") from None
 
 
-async def eventually(pred: Callable[[], bool], within: float = 5.0, what: str = "condition") -> None:
+def _brief(e: dict[str, Any]) -> str:
+    keys = ("kind", "camera", "state", "status", "query_id", "code")
+    return " ".join([str(e.get("type"))] + [f"{k}={e[k]}" for k in keys if e.get(k) is not None])
+
+
+async def eventually(pred: Callable[[], bool], within: float = 10.0, what: str = "condition") -> None:
     """Poll a plain state predicate (for state that has no event to wait on)."""
     try:
         async with asyncio.timeout(within):
