@@ -256,7 +256,11 @@ class MQTTConfig(_Strict):
     password: str | None = None
     prefix: str = Field("livesight", pattern=r"^[A-Za-z0-9_/-]+$")
     keepalive_s: int = Field(
-        10, ge=1, le=3600, description="MQTT keepalive; the broker declares a silent client dead after 1.5x this"
+        10,
+        ge=1,
+        le=3600,
+        description="MQTT keepalive; the broker declares a silent client dead after 1.5x this (below ~5 s a busy "
+        "node can be declared dead: the client pings up to 1 s late)",
     )
     reconnect: ReconnectConfig = ReconnectConfig()
     discovery: bool = Field(False, description="publish Home Assistant MQTT discovery (a device per camera)")
