@@ -8,21 +8,20 @@ queue for a query, the broadcast hub for proactive and watch responses. The work
 from __future__ import annotations
 
 import asyncio
-import itertools
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from livesight.ids import new_id
 from livesight.protocols.api import BusyError, ModelUnavailableError
 from livesight.types import ResponseCreated, ResponseDone, ResponseEvent, ResponseKind, ResponseStatus
 
-_ids = itertools.count(1)
-
 
 def new_response_id() -> str:
-    return f"resp_{int(time.time() * 1000):x}_{next(_ids)}"
+    """Unique across processes, nodes and restarts (ids.py): a gateway's client never sees two answers share one."""
+    return new_id("resp_")
 
 
 @dataclass(eq=False)

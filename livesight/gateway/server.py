@@ -13,9 +13,7 @@ is offline or the broker is unreachable, `ok` otherwise.
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
-import secrets
 import time
 from typing import Any
 
@@ -25,6 +23,7 @@ from websockets.asyncio.server import Server, ServerConnection
 from livesight.config import ServerConfig
 from livesight.gateway.directory import Directory
 from livesight.gateway.session import GatewaySession
+from livesight.ids import new_id
 from livesight.protocols.api import StatsSnapshot
 from livesight.protocols.http_routes import HttpRoutes, load_static
 from livesight.protocols.listen import keepalive_timed_out, listen
@@ -60,6 +59,11 @@ class GatewayMetrics:
             "questions and watches refused at once because the camera's node was not connected",
             registry=r,
         )
+        self.response_id_clashes = Counter(
+            "livesight_gateway_response_id_clashes",
+            "responses of a node whose id another node's live response held for the same client (renamed)",
+            registry=r,
+        )
         self.nodes_online = Gauge("livesight_gateway_nodes_online", "nodes the directory has online", registry=r)
         self.nodes_online.set_function(lambda: sum(1 for n in directory.nodes.values() if n.online))
 
@@ -77,8 +81,6 @@ class GatewayServer:
         self.port: int | None = None
         self.started = time.time()
         self._server: Server | None = None
-        self._ids = itertools.count(1)
-        self._salt = secrets.token_hex(3)
 
     async def start(self) -> int:
         static = await asyncio.to_thread(load_static, None)
@@ -131,7 +133,7 @@ class GatewayServer:
         return self.metrics.server.render(), self.metrics.server.content_type
 
     async def _handle(self, conn: ServerConnection) -> None:
-        session_id = f"gw_{self._salt}{next(self._ids)}"
+        session_id = new_id("gw_")
         session = GatewaySession(
             directory=self.directory,
             conn=conn,

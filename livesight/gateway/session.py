@@ -30,6 +30,7 @@ from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
 from livesight.gateway.directory import Directory
+from livesight.gateway.response_ids import ResponseIdGuard
 from livesight.gateway.stats import merge_stats
 from livesight.gateway.upstream import NodeLink
 from livesight.protocols import events as ev
@@ -90,6 +91,7 @@ class GatewaySession:
         self._cam_state: dict[str, tuple[str, str]] = {}  # camera → (state, reason) as its node last said
         self._node_stats: dict[str, dict[str, Any]] = {}
         self._bucket = TokenBucket(limits.rate_per_s, limits.burst)
+        self._response_ids = ResponseIdGuard(on_clash=self._response_id_clash)
         self._quiet_removes: set[str] = set()  # watch ids removed from their old node after a move
         self._tasks: list[asyncio.Task[None]] = []
         self._tg: asyncio.TaskGroup | None = None
@@ -235,6 +237,7 @@ class GatewaySession:
         node = link.node
         log.info("gateway client %s: node %s: %s", self.session_id, node, reason)
         self._node_stats.pop(node, None)
+        self._response_ids.forget_node(node)
         for qid, q in list(self.queries.items()):
             if q.node != node:
                 continue
@@ -257,6 +260,11 @@ class GatewaySession:
     def upstream_event(self, link: NodeLink, obj: dict[str, Any], raw: str) -> None:
         typ = obj.get("type")
         node = link.node
+        if isinstance(typ, str) and typ.startswith("response.") and isinstance(obj.get("response_id"), str):
+            out = self._response_ids.outgoing(node, typ, obj["response_id"])
+            if out != obj["response_id"]:  # a clash with another node's live response: renamed on the way out
+                obj["response_id"] = out
+                raw = ev.dumps(obj)
         if typ == "session.updated":
             return  # the gateway answers session.update itself
         if typ == "camera.state" and isinstance(obj.get("camera"), str):
@@ -287,6 +295,16 @@ class GatewaySession:
             return
         if self._hello_sent:
             self._send_raw(raw)
+
+    def _response_id_clash(self, response_id: str, holder: str, sender: str) -> None:
+        self.metrics.response_id_clashes.inc()
+        log.warning(
+            "gateway client %s: nodes %s and %s both sent a live response %s: the second renamed for the client",
+            self.session_id,
+            holder,
+            sender,
+            response_id,
+        )
 
     def _upstream_error(self, obj: dict[str, Any]) -> bool:
         """Bookkeeping for an error a node sent; True when the client must not see it."""

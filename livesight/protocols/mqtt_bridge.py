@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import json
 import logging
 import random
@@ -39,6 +38,7 @@ from typing import Any
 import aiomqtt
 
 from livesight.config import MQTTConfig
+from livesight.ids import new_id
 from livesight.protocols import events as ev
 from livesight.protocols.api import ImageSource, ServiceAPI, ServiceError, StatsSnapshot
 from livesight.protocols.fleet_bridge import FleetAnnouncer
@@ -96,7 +96,6 @@ class MQTTBridge:
         self._client_factory = client_factory
         self.counters = BridgeCounters()
         self.connected = asyncio.Event()
-        self._ids = itertools.count(1)
         self._running: set[str] = set()  # query ids being answered
         self.fleet = fleet  # in a fleet: per-node availability, own query topics, retained camera info
         # Home Assistant discovery (ha_publisher.py), when mqtt.discovery is on; in a fleet each node names its own
@@ -301,10 +300,10 @@ class MQTTBridge:
             except (ValueError, RecursionError) as e:
                 return None, ev.ProtocolError(ev.ErrorCode.INVALID_JSON, f"not valid JSON: {e}")
             if isinstance(obj, dict):
-                obj = {"type": "query", "id": obj.get("id", f"mqtt{next(self._ids)}"), **obj, "camera": camera}
+                obj = {"type": "query", "id": obj.get("id", new_id("mqtt_")), **obj, "camera": camera}
                 obj["type"] = "query"
         else:
-            obj = {"type": "query", "id": f"mqtt{next(self._ids)}", "text": text, "camera": camera}
+            obj = {"type": "query", "id": new_id("mqtt_"), "text": text, "camera": camera}
         try:
             msg = ev.decode_client_obj(obj)
         except ev.ProtocolError as e:

@@ -14,14 +14,13 @@ Metrics: metrics.py (own registry per server). Wire format: events.py and docs/p
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
-import secrets
 from pathlib import Path
 
 from websockets.asyncio.server import Server, ServerConnection
 
 from livesight.config import ServerConfig
+from livesight.ids import new_id
 from livesight.protocols.api import ImageSource, ServiceAPI
 from livesight.protocols.http_divert import diverting_factory
 from livesight.protocols.http_routes import Gatekeeper, HttpRoutes, load_static
@@ -56,8 +55,6 @@ class WSServer:
         self.port: int | None = None
         self.clients_dropped_slow = 0  # clients disconnected because they did not read fast enough
         self._server: Server | None = None
-        self._ids = itertools.count(1)
-        self._salt = secrets.token_hex(3)
         # POST /v1/chat/completions needs a request body and a streamed answer: served beside websockets
         self.openai = OpenAIHTTP(service, Gatekeeper(cfg), max_body=cfg.max_message_bytes)
         self.request_line_timeout_s = 10.0  # a connection that sends no request line in time is dropped
@@ -98,7 +95,7 @@ class WSServer:
         return self.metrics.render(), self.metrics.content_type
 
     async def _handle(self, conn: ServerConnection) -> None:
-        session_id = f"sess_{self._salt}{next(self._ids)}"
+        session_id = new_id("sess_")
         session = ClientSession(
             service=self.service,
             conn=conn,

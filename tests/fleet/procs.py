@@ -42,6 +42,14 @@ fleet:
 # by rendezvous hashing over [a, b]: door → a, yard → a, gate → b; hall → a by hashing but b explicitly
 OWNERS = {"door": "a", "yard": "a", "gate": "b", "hall": "b"}
 
+# The same four cameras as the built-in demo stream (a hard cut every 5 s), proactive on: what a user runs
+DEMO_FLEET_CONFIG = (
+    FLEET_CONFIG.replace('"lavfi:testsrc2=size=160x120:rate=5"', "builtin:demo")
+    .replace('"lavfi:testsrc=size=160x120:rate=5"', "builtin:demo")
+    .replace("sample_fps: 1", "sample_fps: 2")
+    .replace("proactive:\n  enabled: false", "proactive:\n  enabled: true")
+)
+
 
 class Proc:
     """A livesight subprocess whose output lines are collected by a thread (so its pipe never fills)."""
@@ -111,9 +119,9 @@ class Proc:
         return self.proc.returncode
 
 
-def write_config(tmp: Path, mqtt_port: int, prefix: str, keepalive: int = 2) -> Path:
+def write_config(tmp: Path, mqtt_port: int, prefix: str, keepalive: int = 2, template: str = FLEET_CONFIG) -> Path:
     p = tmp / "fleet.yaml"
-    p.write_text(FLEET_CONFIG.format(mqtt_port=mqtt_port, prefix=prefix, keepalive=keepalive))
+    p.write_text(template.format(mqtt_port=mqtt_port, prefix=prefix, keepalive=keepalive))
     return p
 
 
