@@ -51,6 +51,7 @@ def build_backend(device: str, shape: str) -> QwenBackend:
     from livesight.model.tokenizer import qwen_tokenizer
 
     base = tiny_config().to_dict()
+    base["text_config"].pop("layer_types", None)  # per-layer list of the tiny shape: rebuilt for 28 layers
     cfg = Qwen2_5_VLConfig(
         text_config={
             **base["text_config"],

@@ -207,7 +207,8 @@ def run(out_dir: Path, *, device: str = "cpu", shape: str = "tiny", quick: bool 
         f"cut → first proactive token: median {cut['cut_to_first_proactive_token_ms_median']} ms, max "
         f"{cut['cut_to_first_proactive_token_ms_max']} ms over {cut['cuts_measured']} cuts (from the sampled cut "
         f"frame's decode; sampling at 2 fps adds up to 500 ms before that frame exists).",
-        f"answer decode: {cut['answer_tokens_per_s_median']} tokens/s after the first token (tiny model, {device}).",
+        f"answer decode: {cut['answer_tokens_per_s_median']} tokens/s after the first token "
+        f"({'tiny' if backend is None else backend.info.name} model, {device}).",
         "capacity: live builtin:demo cameras at 10 fps, every frame sampled; frames through prepare + pixel pre-check "
         "+ vision encoder (batched across cameras) + DTD + memory per second; dropped_share = sampled frames the "
         "bounded queues dropped because the model worker was busy (round-robin keeps cameras fair: per-camera "
