@@ -41,7 +41,7 @@ def _cmd_gateway(args: argparse.Namespace) -> int:
 
 
 def _cmd_chat(args: argparse.Namespace) -> int:
-    from livesight.protocols.chat_client import run_chat
+    from livesight.client.chat import run_chat
 
     return run_chat(args)
 

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from livesight.config import Config, parse_config
+from livesight.contract.api import BroadcastEvent
 from livesight.daemon.model_worker import CameraLane, ModelWorker, WorkerSettings
 from livesight.daemon.responses import ResponseJob
 from livesight.daemon.service import Service
@@ -31,7 +32,6 @@ from livesight.memory.scene_detector import SceneDetector
 from livesight.model.backend import GenerationResult
 from livesight.model.dtd import DTD
 from livesight.model.echo import EchoBackend, EchoContext
-from livesight.protocols.api import BroadcastEvent
 from livesight.streaming.queues import DropOldestQueue
 from livesight.types import CameraState, CameraStatus, Frame, ResponseKind, SceneChange
 

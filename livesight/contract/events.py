@@ -3,7 +3,7 @@
 Client → server messages are decoded and validated into small frozen dataclasses (`decode_client`); anything
 wrong raises `ProtocolError` with a stable `code`, a message naming the field, and the offending event's id when
 the message carried one. Server → client events are built as JSON-able dicts from `livesight.types` /
-`livesight.protocols.api` values (`encode_*`) and serialised with `dumps` (compact, UTF-8, no NaN).
+`livesight.contract.api` values (`encode_*`) and serialised with `dumps` (compact, UTF-8, no NaN).
 
 The MQTT bridge uses the same encoders for its payloads.
 """
@@ -16,7 +16,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from livesight.protocols.api import StatsSnapshot
+from livesight.contract.api import StatsSnapshot
 from livesight.types import (
     CameraStatus,
     ResponseCreated,

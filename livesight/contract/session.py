@@ -12,7 +12,7 @@ happens and carry out what it returns:
 
 Actions: `Send(event)` (a JSON-able dict for the client), `StartQuery(query_id, camera, text)` (run
 `service.query` and feed its events back), `StopQuery(query_id)` (stop reading it). Service errors are typed
-(`livesight.protocols.api.ServiceError`) and carry their protocol code; `service_error` turns one into the
+(`livesight.contract.api.ServiceError`) and carry their protocol code; `service_error` turns one into the
 `ProtocolError` sent. `QueryRun` is one query's lifecycle (created → deltas → exactly one done), shared by both faces.
 """
 
@@ -23,16 +23,23 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-from livesight.protocols import events as ev
-from livesight.protocols.api import BroadcastEvent, ServiceAPI, ServiceError
+from livesight.contract import events as ev
+from livesight.contract.api import BroadcastEvent, ServiceAPI, ServiceError
 from livesight.types import ResponseCreated, ResponseDelta, ResponseDone, ResponseKind, ResponseStatus
 
-if TYPE_CHECKING:
-    from livesight.protocols.metrics import ServerMetrics
-
 log = logging.getLogger(__name__)
+
+
+class SessionMetrics(Protocol):
+    """The instruments a session counts in (prometheus_client's, in web/metrics.py; the core never imports them)."""
+
+    errors: Any  # .labels(code).inc(): error events sent
+    messages: Any  # .labels(type).inc(): client messages received
+    queries: Any  # .labels(status).inc(): queries answered, by final status
+    ttft: Any  # .observe(seconds): time to first token of answered queries
+
 
 MAX_ROUTES = 64  # broadcast responses followed at once per client (proactive/watch answers in flight)
 
@@ -173,7 +180,7 @@ class SessionCore:
         limits: ClientLimits,
         max_message_bytes: int,
         send_queue: int,
-        metrics: ServerMetrics | None = None,
+        metrics: SessionMetrics | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.service = service

@@ -15,7 +15,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from livesight.protocols.api import BusyError, ModelUnavailableError
+from livesight.contract.api import BusyError, ModelUnavailableError
 from livesight.types import ResponseCreated, ResponseDone, ResponseEvent, ResponseKind, ResponseStatus
 
 _ids = itertools.count(1)

@@ -5,7 +5,7 @@
     ...
     await gw.close()
 
-HTTP and the handshake checks (token, origin) are the daemon's own (protocols/http_routes.py). One GatewaySession
+HTTP and the handshake checks (token, origin) are the daemon's own (web/http_routes.py). One GatewaySession
 per client. Health: `starting` until the directory has synced from MQTT once; then `degraded` while a camera's node
 is offline or the broker is unreachable, `ok` otherwise.
 """
@@ -23,13 +23,13 @@ from prometheus_client import Counter, Gauge
 from websockets.asyncio.server import Server, ServerConnection
 
 from livesight.config import ServerConfig
+from livesight.contract.api import StatsSnapshot
 from livesight.gateway.directory import Directory
 from livesight.gateway.session import GatewaySession
-from livesight.protocols.api import StatsSnapshot
-from livesight.protocols.http_routes import HttpRoutes, load_static
-from livesight.protocols.listen import keepalive_timed_out, listen
-from livesight.protocols.metrics import ServerMetrics
-from livesight.protocols.ws_session import ClientLimits
+from livesight.web.http_routes import HttpRoutes, load_static
+from livesight.web.metrics import ServerMetrics
+from livesight.web.transport import keepalive_timed_out, listen
+from livesight.web.ws_session import ClientLimits
 
 log = logging.getLogger(__name__)
 

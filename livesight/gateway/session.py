@@ -29,13 +29,13 @@ from typing import TYPE_CHECKING, Any
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
+from livesight.contract import events as ev
+from livesight.contract.session import ClientLimits, TokenBucket
 from livesight.gateway.directory import Directory
 from livesight.gateway.stats import merge_stats
 from livesight.gateway.upstream import NodeLink
-from livesight.protocols import events as ev
-from livesight.protocols.session import ClientLimits, TokenBucket
-from livesight.protocols.ws_session import close_too_slow
 from livesight.types import ResponseDone, ResponseStatus
+from livesight.web.ws_session import close_too_slow
 
 if TYPE_CHECKING:
     from livesight.gateway.server import GatewayMetrics

@@ -38,14 +38,14 @@ from typing import Any
 
 import aiomqtt
 
+from livesight.backoff import Backoff
 from livesight.config import MQTTConfig
-from livesight.protocols import events as ev
-from livesight.protocols.api import ImageSource, ServiceAPI, ServiceError, StatsSnapshot
-from livesight.protocols.fleet_bridge import FleetAnnouncer
-from livesight.protocols.ha_discovery import Naming
-from livesight.protocols.ha_publisher import HAPublisher
-from livesight.protocols.session import QueryRun
-from livesight.streaming.backoff import Backoff
+from livesight.contract import events as ev
+from livesight.contract.api import ImageSource, ServiceAPI, ServiceError, StatsSnapshot
+from livesight.contract.session import QueryRun
+from livesight.mqtt.fleet_announcer import FleetAnnouncer
+from livesight.mqtt.ha_discovery import Naming
+from livesight.mqtt.ha_publisher import HAPublisher
 from livesight.types import (
     CameraState,
     CameraStatus,

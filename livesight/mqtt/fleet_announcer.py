@@ -14,8 +14,8 @@ import logging
 import time
 from typing import Any, Protocol
 
+from livesight.contract import events as ev
 from livesight.fleet import topics
-from livesight.protocols import events as ev
 from livesight.types import CameraStatus
 
 log = logging.getLogger(__name__)

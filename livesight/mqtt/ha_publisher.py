@@ -22,8 +22,8 @@ from dataclasses import dataclass
 
 import aiomqtt
 
-from livesight.protocols import ha_discovery as ha
-from livesight.protocols.api import ImageSource, ServiceAPI, ServiceError
+from livesight.contract.api import ImageSource, ServiceAPI, ServiceError
+from livesight.mqtt import ha_discovery as ha
 from livesight.types import ResponseCreated, ResponseDone, ResponseKind, ResponseStatus, SceneChange
 
 log = logging.getLogger(__name__)

@@ -20,8 +20,8 @@ from typing import Any
 
 from websockets.http11 import Request, Response
 
-from livesight.protocols.api import BusyError, ImageSource, UnknownCameraError
-from livesight.protocols.http_routes import Gatekeeper, RequestInfo, json_response, response, text_response
+from livesight.contract.api import BusyError, ImageSource, UnknownCameraError
+from livesight.web.http_routes import Gatekeeper, RequestInfo, json_response, response, text_response
 
 PREFIX = "/api/cameras/"
 _ROUTE = re.compile(r"^/api/cameras/([A-Za-z0-9][A-Za-z0-9_.-]{0,63})/(latest\.jpg|scenes|scenes/([0-9]{1,9})\.jpg)$")

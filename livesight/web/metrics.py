@@ -17,7 +17,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
 
-from livesight.protocols.api import ServiceAPI
+from livesight.contract.api import ServiceAPI
 from livesight.types import CameraSnapshot
 
 # stats() key → (metric name, kind, help), from the typed snapshot's field metadata (one definition).

@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-from livesight.protocols.api import (
+from livesight.contract.api import (
     BusyError,
     InvalidRequestError,
     LimitExceededError,

@@ -20,11 +20,11 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
 
-from livesight.protocols import openai_api as oa
-from livesight.protocols.api import ServiceAPI
-from livesight.protocols.http_divert import HttpError, HttpRequest, head_bytes, read_request, take_over, whole_response
-from livesight.protocols.http_routes import Gatekeeper, parse_request
+from livesight.contract.api import ServiceAPI
 from livesight.types import ResponseCreated, ResponseDelta, ResponseDone, ResponseStatus
+from livesight.web import openai_api as oa
+from livesight.web.http_divert import HttpError, HttpRequest, head_bytes, read_request, take_over, whole_response
+from livesight.web.http_routes import Gatekeeper, parse_request
 
 log = logging.getLogger(__name__)
 

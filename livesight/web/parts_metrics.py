@@ -9,8 +9,8 @@ from dataclasses import asdict
 from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from livesight.protocols.api import ImageSource
-from livesight.protocols.openai_http import OpenAICounters
+from livesight.contract.api import ImageSource
+from livesight.web.openai_routes import OpenAICounters
 
 _OPENAI_HELP = {
     "requests": "HTTP requests to the OpenAI-compatible API (/v1/)",

@@ -22,16 +22,16 @@ from pathlib import Path
 from websockets.asyncio.server import Server, ServerConnection
 
 from livesight.config import ServerConfig
-from livesight.protocols.api import ImageSource, ServiceAPI
-from livesight.protocols.http_divert import diverting_factory
-from livesight.protocols.http_routes import Gatekeeper, HttpRoutes, load_static
-from livesight.protocols.image_routes import ImageRoutes
-from livesight.protocols.listen import keepalive_timed_out, listen
-from livesight.protocols.metrics import ServerMetrics
-from livesight.protocols.openai_http import PREFIX as OPENAI_PREFIX
-from livesight.protocols.openai_http import OpenAIHTTP
-from livesight.protocols.parts_metrics import PartsCollector
-from livesight.protocols.ws_session import ClientLimits, ClientSession
+from livesight.contract.api import ImageSource, ServiceAPI
+from livesight.web.http_divert import diverting_factory
+from livesight.web.http_routes import Gatekeeper, HttpRoutes, load_static
+from livesight.web.image_routes import ImageRoutes
+from livesight.web.metrics import ServerMetrics
+from livesight.web.openai_routes import PREFIX as OPENAI_PREFIX
+from livesight.web.openai_routes import OpenAIHTTP
+from livesight.web.parts_metrics import PartsCollector
+from livesight.web.transport import keepalive_timed_out, listen
+from livesight.web.ws_session import ClientLimits, ClientSession
 
 log = logging.getLogger(__name__)
 

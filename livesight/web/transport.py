@@ -11,12 +11,12 @@ from typing import Any
 from websockets.asyncio.server import Server, ServerConnection, serve
 
 from livesight.config import ServerConfig
+from livesight.contract.session import ClientLimits
 from livesight.errors import ServeError
-from livesight.protocols.session import ClientLimits
 
 # websockets logs every HTTP response and connection at INFO (a /metrics scrape every 15 s would flood the log);
 # our sessions log connects/disconnects themselves. Set this logger to DEBUG to see the transport chatter.
-transport_log = logging.getLogger("livesight.protocols.transport")
+transport_log = logging.getLogger("livesight.web.transport")
 if transport_log.level == logging.NOTSET:
     transport_log.setLevel(logging.WARNING)
 

@@ -22,12 +22,12 @@ from typing import TYPE_CHECKING
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
-from livesight.protocols import events as ev
-from livesight.protocols.api import ServiceAPI, ServiceError, Subscription
-from livesight.protocols.session import Action, ClientLimits, Send, SessionCore, StartQuery, StopQuery
+from livesight.contract import events as ev
+from livesight.contract.api import ServiceAPI, ServiceError, Subscription
+from livesight.contract.session import Action, ClientLimits, Send, SessionCore, StartQuery, StopQuery
 
 if TYPE_CHECKING:
-    from livesight.protocols.metrics import ServerMetrics
+    from livesight.web.metrics import ServerMetrics
 
 __all__ = ["CLOSE_TOO_SLOW", "ClientLimits", "ClientSession", "SessionCounters", "close_too_slow"]
 

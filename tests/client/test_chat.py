@@ -9,8 +9,8 @@ import re
 import socket
 import sys
 
-from livesight.protocols.chat_client import ChatState, command_to_message
-from tests.protocols.conftest import Running, eventually, start_server, stop_server
+from livesight.client.chat import ChatState, command_to_message
+from tests.helpers import Running, eventually, start_server, stop_server
 
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
 

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from livesight.protocols import events as ev
-from livesight.protocols.api import StatsSnapshot
+from livesight.contract import events as ev
+from livesight.contract.api import StatsSnapshot
 from livesight.types import (
     CameraState,
     CameraStatus,

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import json
 
+from livesight.contract.api import BusyError
+from livesight.contract.session import ClientLimits, QueryRun, Send, SessionCore, StartQuery, StopQuery
 from livesight.daemon.service import Service
-from livesight.protocols.api import BusyError
-from livesight.protocols.session import ClientLimits, QueryRun, Send, SessionCore, StartQuery, StopQuery
 from livesight.types import ResponseCreated, ResponseDelta, ResponseDone, ResponseKind, ResponseStatus
 
 

@@ -7,15 +7,15 @@ import numpy as np
 import pytest
 import torch
 
-from livesight.config import MemoryConfig, ModelConfig
+from livesight.config import MemoryConfig
 from livesight.memory.camera_memory import CameraMemory, FrameEntry, pool_entries
-from livesight.model.qwen import load_backend
 from livesight.types import DTDStep, SceneChange
+from tests.helpers import tiny_backend
 
 
 @pytest.fixture(scope="module")
 def backend():
-    return load_backend(ModelConfig(preset="tiny-random"))
+    return tiny_backend()  # the session's one tiny model (tests/helpers.py)
 
 
 def feed(mem: CameraMemory, backend, n_frames: int, *, keep_frac: float, scene_every: int, seed: int = 0):

@@ -138,7 +138,6 @@ def _fake_encoding(frame: np.ndarray):
 
 @pytest.fixture(scope="module")
 def backend():
-    from livesight.config import ModelConfig
-    from livesight.model.qwen import load_backend
+    from tests.helpers import tiny_backend
 
-    return load_backend(ModelConfig(preset="tiny-random"))
+    return tiny_backend()  # the session's one tiny model (tests/helpers.py)

@@ -1,6 +1,6 @@
 """Run an MQTT bridge over the daemon's real Service in its own process (for the last-will test).
 
-    python -m tests.protocols.bridge_process PORT PREFIX
+    python -m tests.mqtt.bridge_process PORT PREFIX
 Prints "connected" once the bridge is online.
 """
 
@@ -10,8 +10,8 @@ import asyncio
 import sys
 
 from livesight.config import MQTTConfig
-from livesight.protocols.mqtt_bridge import MQTTBridge
-from tests.protocols.pipeline import pipeline
+from livesight.mqtt.bridge import MQTTBridge
+from tests.pipeline import pipeline
 
 
 async def main(port: int, prefix: str) -> None:

@@ -14,11 +14,11 @@ import aiomqtt
 import pytest
 
 from livesight.config import MQTTConfig, ReconnectConfig
-from livesight.protocols.mqtt_bridge import MQTTBridge
+from livesight.mqtt.bridge import MQTTBridge
 from livesight.types import CameraState
-from tests.protocols.conftest import eventually
-from tests.protocols.mosquitto import MOSQUITTO, Mosquitto
-from tests.protocols.pipeline import Pipeline, pipeline
+from tests.helpers import eventually
+from tests.mosquitto import MOSQUITTO, Mosquitto
+from tests.pipeline import Pipeline, pipeline
 
 pytestmark = [
     pytest.mark.mqtt,
@@ -30,7 +30,7 @@ FAST = ReconnectConfig(initial_s=0.1, max_s=0.5, multiplier=2.0, jitter=0.2)
 
 @asynccontextmanager
 async def running_bridge(pipe: Pipeline, port: int, prefix: str) -> AsyncIterator[MQTTBridge]:
-    """The bridge over the daemon's real Service and model worker (echo backend: tests/protocols/pipeline.py)."""
+    """The bridge over the daemon's real Service and model worker (echo backend: tests/pipeline.py)."""
     bridge = MQTTBridge(pipe.service, MQTTConfig(enabled=True, port=port, prefix=prefix, reconnect=FAST))
     pipe.start()
     task = asyncio.create_task(bridge.run(), name="bridge")
@@ -173,7 +173,7 @@ async def test_reconnects_after_a_broker_restart(tmp_path: Path, prefix: str) ->
 
 
 async def test_gives_up_after_the_configured_attempts(prefix: str) -> None:
-    from tests.protocols.mosquitto import free_port
+    from tests.mosquitto import free_port
 
     cfg = MQTTConfig(
         enabled=True,
@@ -194,7 +194,7 @@ async def test_last_will_says_offline_when_the_bridge_is_killed(broker: Mosquitt
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "tests.protocols.bridge_process",
+        "tests.mqtt.bridge_process",
         str(broker.port),
         prefix,
         stdout=asyncio.subprocess.PIPE,

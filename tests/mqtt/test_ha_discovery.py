@@ -1,5 +1,5 @@
 """Home Assistant MQTT discovery: the payloads (pure), then the bridge against a real Mosquitto broker, over the
-daemon's real Service and model worker (echo backend: tests/protocols/pipeline.py)."""
+daemon's real Service and model worker (echo backend: tests/pipeline.py)."""
 
 from __future__ import annotations
 
@@ -16,11 +16,11 @@ import aiomqtt
 import pytest
 
 from livesight.config import MQTTConfig, ReconnectConfig
-from livesight.protocols import ha_discovery as ha
-from livesight.protocols.api import JpegImage, ServiceAPI
-from livesight.protocols.mqtt_bridge import MQTTBridge
-from tests.protocols.mosquitto import Mosquitto
-from tests.protocols.pipeline import Pipeline, pipeline
+from livesight.contract.api import JpegImage, ServiceAPI
+from livesight.mqtt import ha_discovery as ha
+from livesight.mqtt.bridge import MQTTBridge
+from tests.mosquitto import Mosquitto
+from tests.pipeline import Pipeline, pipeline
 
 FAST = ReconnectConfig(initial_s=0.1, max_s=0.5, multiplier=2.0, jitter=0.2)
 JPEG = b"\xff\xd8\xff\xe0fake-jpeg\xff\xd9"

@@ -10,8 +10,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from websockets.asyncio.client import connect
 
-from livesight.protocols import events as ev
-from tests.protocols.conftest import Running, recv_json, recv_until, start_server, stop_server
+from livesight.contract import events as ev
+from tests.helpers import Running, recv_json, recv_until, start_server, stop_server
 
 json_leaf = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=30)
 json_value = st.recursive(

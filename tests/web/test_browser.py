@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from livesight.protocols.api import StatsSnapshot
-from tests.protocols.conftest import Running
+from livesight.contract.api import StatsSnapshot
+from tests.helpers import Running
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = [
@@ -110,7 +110,7 @@ async def test_page_cancel_button(running: Running) -> None:
 async def test_page_passes_its_token_on() -> None:
     from playwright.async_api import async_playwright
 
-    from tests.protocols.conftest import start_server, stop_server
+    from tests.helpers import start_server, stop_server
 
     r = await start_server(auth_token="s3cret")
     try:

@@ -1,5 +1,5 @@
 """The OpenAI-compatible API: pure mapping on literal JSON, then the real server with the official `openai` client,
-over the daemon's real Service and model worker (echo backend: tests/protocols/pipeline.py)."""
+over the daemon's real Service and model worker (echo backend: tests/pipeline.py)."""
 
 from __future__ import annotations
 
@@ -13,10 +13,10 @@ import pytest
 from websockets.asyncio.client import connect
 
 from livesight.config import ServerConfig
-from livesight.protocols import openai_api as oa
-from livesight.protocols.ws_server import WSServer
-from tests.protocols.conftest import Running, eventually, http_get, recv_until, start_server, stop_server
-from tests.protocols.pipeline import pipeline
+from livesight.web import openai_api as oa
+from livesight.web.server import WSServer
+from tests.helpers import Running, eventually, http_get, recv_until, start_server, stop_server
+from tests.pipeline import pipeline
 
 CAMS = ["door", "yard"]
 TOKEN = "s3cret-token"

@@ -1,5 +1,5 @@
 """The WebSocket server with real `websockets` clients on port 0, over the daemon's real Service and model worker
-(echo backend, no cameras: tests/protocols/pipeline.py)."""
+(echo backend, no cameras: tests/pipeline.py)."""
 
 from __future__ import annotations
 
@@ -14,12 +14,12 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
+from livesight.contract.api import StatsSnapshot
 from livesight.errors import ServeError
-from livesight.protocols.api import StatsSnapshot
-from livesight.protocols.ws_session import ClientLimits
 from livesight.types import CameraState
-from tests.protocols.conftest import Running, eventually, http_get, recv_json, recv_until, start_server, stop_server
-from tests.protocols.pipeline import pipeline
+from livesight.web.ws_session import ClientLimits
+from tests.helpers import Running, eventually, http_get, recv_json, recv_until, start_server, stop_server
+from tests.pipeline import pipeline
 
 
 async def hello(ws) -> dict:
@@ -361,7 +361,7 @@ async def test_port_in_use_is_a_serve_error() -> None:
         port = s.getsockname()[1]
         await stop_server(await start_server())
         from livesight.config import ServerConfig
-        from livesight.protocols.ws_server import WSServer
+        from livesight.web.server import WSServer
 
         with pytest.raises(ServeError, match=rf"^cannot listen on 127\.0\.0\.1:{port}: address already in use$"):
             await WSServer(pipeline().service, ServerConfig(host="127.0.0.1", port=port)).start()

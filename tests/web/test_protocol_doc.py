@@ -9,9 +9,9 @@ from typing import Any
 
 from websockets.asyncio.client import connect
 
+from livesight.contract import events as ev
+from livesight.contract.api import StatsSnapshot
 from livesight.fleet.topics import CameraInfo, encode_camera_info
-from livesight.protocols import events as ev
-from livesight.protocols.api import StatsSnapshot
 from livesight.types import (
     CameraState,
     CameraStatus,
@@ -22,7 +22,7 @@ from livesight.types import (
     ResponseStatus,
     SceneChange,
 )
-from tests.protocols.conftest import Running, recv_json
+from tests.helpers import Running, recv_json
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "protocol.md"
 
