@@ -23,7 +23,7 @@ from typing import Any
 from websockets.asyncio.client import ClientConnection
 
 from livesight.config import ModelConfig, ServerConfig
-from livesight.web.server import WSServer
+from livesight.web.server import WebServer
 from livesight.web.ws_session import ClientLimits
 from tests.pipeline import Pipeline, pipeline
 
@@ -162,7 +162,7 @@ def dechunk(data: bytes) -> bytes:
 @dataclass
 class Running:
     pipe: Pipeline  # the real Service and model worker, echo backend (tests/pipeline.py)
-    server: WSServer
+    server: WebServer
     port: int
 
     @property
@@ -172,7 +172,7 @@ class Running:
 
 async def start_server(pipe: Pipeline | None = None, *, limits: ClientLimits | None = None, **cfg: Any) -> Running:
     pipe = (pipe or pipeline()).start()
-    server = WSServer(pipe.service, ServerConfig(host="127.0.0.1", port=0, **cfg), limits=limits)
+    server = WebServer(pipe.service, ServerConfig(host="127.0.0.1", port=0, **cfg), limits=limits)
     try:
         port = await server.start()
     except BaseException:

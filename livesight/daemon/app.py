@@ -32,7 +32,7 @@ from livesight.model.registry import load_backend
 from livesight.mqtt.fleet_announcer import FleetAnnouncer
 from livesight.streaming.camera import Camera
 from livesight.types import CameraState, CameraStatus, SceneChange
-from livesight.web.server import WSServer
+from livesight.web.server import WebServer
 
 if TYPE_CHECKING:
     from livesight.mqtt.bridge import MQTTBridge
@@ -86,7 +86,7 @@ class App:
         thumbs = thumbnail_dir(cfg.memory.database)
         store = ThumbnailStore(thumbs, cfg.memory.max_rows) if thumbs is not None else None
         self.images = Images(self.service.camera_ids(), self.service.frames, store=store, event_log=self.event_log)
-        server = WSServer(self.service, cfg.server, images=self.images)
+        server = WebServer(self.service, cfg.server, images=self.images)
         try:
             await self.images.start()
             self.port = await server.start()

@@ -26,16 +26,13 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from websockets.asyncio.server import ServerConnection
-from websockets.exceptions import ConnectionClosed
-
 from livesight.contract import events as ev
 from livesight.contract.session import ClientLimits, TokenBucket
 from livesight.gateway.directory import Directory
 from livesight.gateway.stats import merge_stats
 from livesight.gateway.upstream import NodeLink
 from livesight.types import ResponseDone, ResponseStatus
-from livesight.web.ws_session import close_too_slow
+from livesight.web.ws_endpoint import WSConn, close_too_slow
 
 if TYPE_CHECKING:
     from livesight.gateway.server import GatewayMetrics
@@ -63,7 +60,7 @@ class GatewaySession:
         self,
         *,
         directory: Directory,
-        conn: ServerConnection,
+        conn: WSConn,
         session_id: str,
         queue_size: int,
         limits: ClientLimits,
@@ -136,19 +133,14 @@ class GatewaySession:
                 self._start_link(node)
 
     async def _reader(self) -> None:
-        try:
-            async for raw in self.conn:
-                self._dispatch(raw)
-        except ConnectionClosed:
-            return
+        async for raw in self.conn.messages():
+            self._dispatch(raw)
 
     async def _writer(self) -> None:
-        try:
-            while True:
-                msg = await self.send_queue.get()
-                await self.conn.send(msg)
-        except ConnectionClosed:
-            return
+        while True:
+            msg = await self.send_queue.get()
+            if not await self.conn.send(msg):
+                return
 
     # ---- outgoing ------------------------------------------------------------------------------------------
 
@@ -178,7 +170,7 @@ class GatewaySession:
         self._tg.create_task(self._drop(), name=f"gw:{self.session_id}:drop")
 
     async def _drop(self) -> None:
-        await close_too_slow(self.conn, self.limits.close_timeout_s, self.session_id)
+        await close_too_slow(self.conn, self.session_id)
 
     def _camera_view(self, camera: str) -> dict[str, Any]:
         node = self.directory.owner(camera)

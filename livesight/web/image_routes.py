@@ -1,4 +1,4 @@
-"""Camera pictures over HTTP (answered from websockets' `process_request`, like the other GET routes):
+"""Camera pictures over HTTP:
 
     GET /api/cameras/<id>/latest.jpg[?overlay=1]   the latest sampled frame as the model saw it; with overlay=1 the
                                                    tokens DTD dropped are dimmed and the kept ones outlined.
@@ -6,24 +6,26 @@
     GET /api/cameras/<id>/scenes[?limit=N]         JSON: the latest scenes, newest first, with thumbnail URLs
     GET /api/cameras/<id>/scenes/<n>.jpg           the first frame of scene n
 
-Camera images are the most sensitive thing the daemon serves: the origin and bearer-token checks come first and
-a refused request gets no byte of any image. Browsers are told not to embed them in other sites' pages
-(`Cross-Origin-Resource-Policy: same-origin`) unless `server.allowed_origins` lists other origins.
+Camera images are the most sensitive thing the daemon serves: the origin and bearer-token checks (server.py's access
+rule for /api/) come first and a refused request gets no byte of any image. Browsers are told not to embed them in
+other sites' pages (`Cross-Origin-Resource-Policy: same-origin`) unless `server.allowed_origins` lists other origins.
 Encoding happens off the event loop (ImageSource); these handlers only await it.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable
 from typing import Any
 
-from websockets.http11 import Request, Response
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
 
 from livesight.contract.api import BusyError, ImageSource, UnknownCameraError
-from livesight.web.http_routes import Gatekeeper, RequestInfo, json_response, response, text_response
+from livesight.web.access import query_params
+from livesight.web.responses import json_response, response, text_response
 
-PREFIX = "/api/cameras/"
+PREFIX = "/api/"
 _ROUTE = re.compile(r"^/api/cameras/([A-Za-z0-9][A-Za-z0-9_.-]{0,63})/(latest\.jpg|scenes|scenes/([0-9]{1,9})\.jpg)$")
 MAX_SCENES = 500
 
@@ -33,34 +35,30 @@ def thumbnail_url(camera: str, scene: int) -> str:
 
 
 class ImageRoutes:
-    def __init__(self, images: ImageSource, gate: Gatekeeper, *, same_origin_only: bool) -> None:
+    def __init__(self, images: ImageSource, *, same_origin_only: bool) -> None:
         self.images = images
-        self.gate = gate
         self._corp = "same-origin" if same_origin_only else "cross-origin"
 
-    def __call__(self, request: Request, info: RequestInfo) -> Response | Awaitable[Response]:
-        """Checks first (synchronously); the picture itself is awaited."""
-        if not self.gate.origin_allowed(request):
-            return text_response(403, "origin not allowed\n")
-        if not self.gate.authorized(request, info):
-            return text_response(
-                401, "missing or wrong bearer token\n", {"WWW-Authenticate": 'Bearer realm="livesight"'}
-            )
-        m = _ROUTE.match(info.path)
+    def routes(self) -> list[BaseRoute]:
+        return [Route("/api/{rest:path}", self.endpoint)]
+
+    async def endpoint(self, request: Request) -> Response:
+        m = _ROUTE.match(request.url.path)
         if m is None:
             return text_response(404, "not found\n")
         camera, what, scene = m.group(1), m.group(2), m.group(3)
+        query = query_params(request.scope)
         if what == "latest.jpg":
-            overlay = info.query.get("overlay", ["0"])[0] in ("1", "true", "yes")
-            return self._latest(request, camera, overlay)
+            overlay = query.get("overlay", "0") in ("1", "true", "yes")
+            return await self._latest(request, camera, overlay)
         if what == "scenes":
-            return self._scenes(camera, info.query.get("limit", ["100"])[0])
-        return self._scene(camera, int(scene))
+            return await self._scenes(camera, query.get("limit", "100"))
+        return await self._scene(camera, int(scene))
 
     async def _latest(self, request: Request, camera: str, overlay: bool) -> Response:
         try:
             seq = self.images.latest_seq(camera)
-            if seq is not None and request.headers.get("If-None-Match") == _etag(seq, overlay):
+            if seq is not None and request.headers.get("if-none-match") == _etag(seq, overlay):
                 return response(304, b"", "image/jpeg", {"ETag": _etag(seq, overlay)})  # no encoding at all
             img = await self.images.latest_jpeg(camera, overlay=overlay)
         except UnknownCameraError:
@@ -76,7 +74,7 @@ class ImageRoutes:
             "X-Frame-Pts": f"{img.pts:.3f}",
             "Cross-Origin-Resource-Policy": self._corp,
         }
-        if request.headers.get("If-None-Match") == etag:
+        if request.headers.get("if-none-match") == etag:
             return response(304, b"", "image/jpeg", extra)
         return response(200, img.data, "image/jpeg", extra)
 

@@ -2,7 +2,8 @@
 
 Pipeline numbers (frames, drops, tokens, per camera) are read from `service.stats()` at scrape time by a custom
 collector; the server's own numbers (clients, dropped slow clients, messages, errors, query TTFT) are
-instruments updated by the WebSocket sessions.
+instruments updated by the WebSocket sessions; the OpenAI endpoint's and the pictures' counters are read at scrape
+time (`PartsCollector`).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import re
 from collections.abc import Iterator
+from dataclasses import asdict
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -17,7 +19,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
 
-from livesight.contract.api import ServiceAPI
+from livesight.contract.api import ImageSource, ServiceAPI
 from livesight.types import CameraSnapshot
 
 # stats() key → (metric name, kind, help), from the typed snapshot's field metadata (one definition).
@@ -107,3 +109,26 @@ class ServerMetrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+_OPENAI_HELP = {
+    "requests": "HTTP requests to the OpenAI-compatible API (/v1/)",
+    "completions": "chat completions started",
+    "refused": "OpenAI API requests answered with an error status",
+    "disconnected": "OpenAI API clients gone before their answer ended (the answer was cancelled)",
+}
+
+
+class PartsCollector(Collector):
+    """Counters of the OpenAI endpoint (a dataclass of ints) and the camera pictures, read at scrape time."""
+
+    def __init__(self, openai: Any, images: ImageSource | None) -> None:
+        self._openai = openai
+        self._images = images
+
+    def collect(self) -> Iterator[Metric]:
+        for key, value in asdict(self._openai).items():
+            yield CounterMetricFamily(f"livesight_openai_{key}", _OPENAI_HELP.get(key, key), value=float(value))
+        if self._images is not None:
+            for key, value in self._images.counters().items():
+                yield CounterMetricFamily(f"livesight_pictures_{key}", f"camera pictures: {key}", value=float(value))

@@ -1,42 +1,81 @@
-"""The WebSocket server (websockets' asyncio API), with plain HTTP on the same port.
+"""The daemon's web face: one port for the WebSocket protocol, the chat page, /healthz, /metrics, camera pictures and
+the OpenAI-compatible API, on uvicorn + Starlette.
 
-    server = WSServer(service, cfg.server)      # service: any ServiceAPI
-    port = await server.start()                 # port 0 → a free port; raises ServeError (one line) on failure
+    server = WebServer(service, cfg.server, images=images)   # service: any ServiceAPI
+    port = await server.start()          # port 0 → a free port; raises ServeError (one line) on failure
     ...
-    await server.close()                        # clients get close code 1001; waits for their handlers
+    await server.close()                 # clients get close code 1001; waits for their handlers
 
-One `ClientSession` per connection (ws_session.py). HTTP routes and handshake checks: http_routes.py; camera
-pictures: image_routes.py; the OpenAI-compatible API (`/v1/`, requests with bodies): openai_http.py, reached through
-http_divert.py's connection class.
-Metrics: metrics.py (own registry per server). Wire format: events.py and docs/protocol.md.
+Where each part lives: the routes of the page, /healthz and /metrics in http_routes.py; pictures in image_routes.py;
+`/v1/` in openai_routes.py (mapping: openai_api.py); the WebSocket endpoint in ws_endpoint.py and one ClientSession
+per client in ws_session.py (around the session core, contract/session.py); who may reach what in access.py (the
+rules are `access_rules` below); uvicorn in transport.py; metrics in metrics.py. Wire format: contract/events.py and
+docs/protocol.md. The fleet gateway serves the same app shape (`build_app`) with its own sessions.
 """
 
 from __future__ import annotations
 
 import asyncio
-import itertools
-import logging
-import secrets
 from pathlib import Path
+from typing import Any
 
-from websockets.asyncio.server import Server, ServerConnection
+from starlette.applications import Starlette
+from starlette.routing import BaseRoute, WebSocketRoute
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from livesight.config import ServerConfig
 from livesight.contract.api import ImageSource, ServiceAPI
-from livesight.web.http_divert import diverting_factory
-from livesight.web.http_routes import Gatekeeper, HttpRoutes, load_static
+from livesight.web.access import AccessMiddleware, Gatekeeper, Rule
+from livesight.web.http_routes import load_static, not_found, page_routes
 from livesight.web.image_routes import ImageRoutes
-from livesight.web.metrics import ServerMetrics
+from livesight.web.metrics import PartsCollector, ServerMetrics
 from livesight.web.openai_routes import PREFIX as OPENAI_PREFIX
-from livesight.web.openai_routes import OpenAIHTTP
-from livesight.web.parts_metrics import PartsCollector
-from livesight.web.transport import keepalive_timed_out, listen
+from livesight.web.openai_routes import OpenAIRoutes
+from livesight.web.transport import Transport
+from livesight.web.ws_endpoint import WSConn, WSEndpoint
 from livesight.web.ws_session import ClientLimits, ClientSession
 
-log = logging.getLogger(__name__)
+WS_PATHS = ("/", "/ws")
 
 
-class WSServer:
+def build_app(
+    *,
+    gate: Gatekeeper,
+    routes: list[BaseRoute],
+    ws: WSEndpoint,
+    rules: list[Rule],
+    mounts: dict[str, ASGIApp] | None = None,
+    server_header: str = "livesight",
+) -> ASGIApp:
+    """The port's ASGI app: access checks first (access.py), then `mounts` (path prefix → ASGI app, e.g. /v1/),
+    then the Starlette routes with the WebSocket endpoint on WS_PATHS."""
+    router = Starlette(
+        routes=[*(WebSocketRoute(p, ws.handle) for p in WS_PATHS), *routes],
+        exception_handlers={404: not_found, 405: not_found},
+    )
+    prefixes = mounts or {}
+
+    async def dispatch(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            for prefix, app in prefixes.items():
+                if scope["path"].startswith(prefix):
+                    await app(scope, receive, send)
+                    return
+        await router(scope, receive, send)
+
+    ws_rule = Rule("/", origin=True, token=True)
+    return AccessMiddleware(
+        dispatch,
+        gate=gate,
+        rules=rules,
+        ws_paths=WS_PATHS,
+        ws_rule=ws_rule,
+        any_method=tuple(prefixes),
+        server_header=server_header,
+    )
+
+
+class WebServer:
     def __init__(
         self,
         service: ServiceAPI,
@@ -52,54 +91,61 @@ class WSServer:
         self.limits = limits or ClientLimits()
         self.images = images  # camera pictures under /api/cameras/ (image_routes.py); None: not served
         self.metrics = ServerMetrics(service)
-        self.sessions: dict[str, ClientSession] = {}
-        self.port: int | None = None
-        self.clients_dropped_slow = 0  # clients disconnected because they did not read fast enough
-        self._server: Server | None = None
-        self._ids = itertools.count(1)
-        self._salt = secrets.token_hex(3)
-        # POST /v1/chat/completions needs a request body and a streamed answer: served beside websockets
-        self.openai = OpenAIHTTP(service, Gatekeeper(cfg), max_body=cfg.max_message_bytes)
-        self.request_line_timeout_s = 10.0  # a connection that sends no request line in time is dropped
+        self.gate = Gatekeeper(cfg)
+        self.openai = OpenAIRoutes(service, max_body=cfg.max_message_bytes)
         self.metrics.registry.register(PartsCollector(self.openai.counters, images))
+        self.ws = WSEndpoint(make_session=self._session, metrics=self.metrics, id_prefix="sess_")
+        self.port: int | None = None
+        self.request_line_timeout_s = 10.0  # a connection that sends no complete request head in time is dropped
+        self._transport: Transport | None = None
+
+    @property
+    def sessions(self) -> dict[str, Any]:
+        return self.ws.sessions
+
+    @property
+    def clients_dropped_slow(self) -> int:
+        return self.ws.clients_dropped_slow
+
+    def access_rules(self) -> list[Rule]:
+        """Who may reach what (first match wins); the page and /healthz are open (/healthz shows details only to a
+        request with the token)."""
+        rules = [Rule("/metrics", token=True), Rule(OPENAI_PREFIX, origin=True, token=True, refuse=self.openai.refuse)]
+        if self.images is not None:
+            rules.append(Rule("/api/", origin=True, token=True))
+        return rules
 
     async def start(self) -> int:
         """Listen; return the bound port. Raises ServeError with one clear line when it cannot."""
-        if self._server is not None:
+        if self._transport is not None:
             raise RuntimeError("already started")
         static = await asyncio.to_thread(load_static, self.page_dir)
-        gate = Gatekeeper(self.cfg)
-        api = (
-            ImageRoutes(self.images, gate, same_origin_only=gate.same_origin_only) if self.images is not None else None
+        routes = page_routes(health=self.service.health, metrics=self._metrics, static=static)
+        if self.images is not None:
+            routes = ImageRoutes(self.images, same_origin_only=self.gate.same_origin_only).routes() + routes
+        app = build_app(
+            gate=self.gate, routes=routes, ws=self.ws, rules=self.access_rules(), mounts={OPENAI_PREFIX: self.openai}
         )
-        routes = HttpRoutes(self.cfg, health=self.service.health, metrics=self._metrics, static=static, api=api)
-        self._server, self.port = await listen(
-            self._handle,
-            self.cfg,
-            self.limits,
-            routes=routes,
-            server_header="livesight",
-            create_connection=diverting_factory(
-                self.openai.divert, (OPENAI_PREFIX,), sniff_timeout_s=self.request_line_timeout_s
-            ),
+        self._transport = await Transport.start(
+            app, self.cfg, self.limits, server_header="livesight", head_timeout_s=self.request_line_timeout_s
         )
+        self.port = self._transport.port
         return self.port
 
     async def close(self) -> None:
-        """Stop listening, close every client with 1001 (going away), wait for their handlers to finish."""
-        if self._server is None:
+        """Stop listening, close every client with 1001 (going away), wait for their handlers, then the rest."""
+        if self._transport is None:
             return
-        self._server.close()
-        await self.openai.close()
-        await self._server.wait_closed()
-        self._server = None
+        transport, self._transport = self._transport, None
+        transport.stop_listening()
+        await self.ws.close_all()
+        await transport.stop()
 
     def _metrics(self) -> tuple[bytes, str]:
         return self.metrics.render(), self.metrics.content_type
 
-    async def _handle(self, conn: ServerConnection) -> None:
-        session_id = f"sess_{self._salt}{next(self._ids)}"
-        session = ClientSession(
+    def _session(self, conn: WSConn, session_id: str) -> ClientSession:
+        return ClientSession(
             service=self.service,
             conn=conn,
             session_id=session_id,
@@ -108,28 +154,3 @@ class WSServer:
             metrics=self.metrics,
             max_message_bytes=self.cfg.max_message_bytes,
         )
-        self.sessions[session_id] = session
-        self.metrics.clients.inc()
-        log.info("client %s connected from %s", session_id, _peer(conn))
-        try:
-            await session.run()
-        finally:
-            self.metrics.clients.dec()
-            del self.sessions[session_id]
-            if session.counters.dropped_slow:
-                self.clients_dropped_slow += 1
-            elif keepalive_timed_out(conn):
-                self.metrics.clients_dropped.labels("keepalive").inc()
-            log.info(
-                "client %s disconnected (code %s%s)",
-                session_id,
-                conn.close_code,
-                ", too slow" if session.counters.dropped_slow else "",
-            )
-
-
-def _peer(conn: ServerConnection) -> str:
-    addr = conn.remote_address
-    if isinstance(addr, tuple) and len(addr) >= 2:
-        return f"{addr[0]}:{addr[1]}"
-    return str(addr)

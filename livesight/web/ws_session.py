@@ -1,4 +1,4 @@
-"""One WebSocket client: the I/O adapter around the session core (session.py) — socket, send queue, tasks.
+"""One WebSocket client: the I/O adapter around the session core (contract/session.py) — socket, send queue, tasks.
 
 Tasks per client (one TaskGroup, all named, all cancelled when the connection ends):
   reader   the handler's own coroutine: raw message → core → actions; errors become `error` events
@@ -19,33 +19,18 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from websockets.asyncio.server import ServerConnection
-from websockets.exceptions import ConnectionClosed
-
 from livesight.contract import events as ev
 from livesight.contract.api import ServiceAPI, ServiceError, Subscription
 from livesight.contract.session import Action, ClientLimits, Send, SessionCore, StartQuery, StopQuery
+from livesight.web.ws_endpoint import CLOSE_TOO_SLOW, WSConn, close_too_slow
 
 if TYPE_CHECKING:
     from livesight.web.metrics import ServerMetrics
 
-__all__ = ["CLOSE_TOO_SLOW", "ClientLimits", "ClientSession", "SessionCounters", "close_too_slow"]
+__all__ = ["CLOSE_TOO_SLOW", "ClientLimits", "ClientSession", "SessionCounters"]
 
 
 log = logging.getLogger(__name__)
-
-CLOSE_TOO_SLOW = 4000  # the client did not read its events fast enough
-
-
-async def close_too_slow(conn: ServerConnection, close_timeout_s: float, session_id: str) -> None:
-    """Close a client that cannot keep up (code CLOSE_TOO_SLOW); abort it when it does not finish the handshake."""
-    try:
-        async with asyncio.timeout(close_timeout_s + 0.5):
-            await conn.close(CLOSE_TOO_SLOW, "client too slow")
-    except TimeoutError:
-        log.info("client %s did not complete the closing handshake: aborting", session_id)
-        if conn.transport is not None:
-            conn.transport.abort()
 
 
 @dataclass
@@ -61,7 +46,7 @@ class ClientSession:
         self,
         *,
         service: ServiceAPI,
-        conn: ServerConnection,
+        conn: WSConn,
         session_id: str,
         queue_size: int,
         limits: ClientLimits,
@@ -109,22 +94,21 @@ class ClientSession:
             sub.close()
             self.core.close()
 
+    @property
+    def dropped_slow(self) -> bool:
+        return self.counters.dropped_slow
+
     async def _reader(self) -> None:
-        try:
-            async for raw in self.conn:
-                self.counters.received += 1
-                self._apply(self.core.receive(raw))
-        except ConnectionClosed:
-            return
+        async for raw in self.conn.messages():
+            self.counters.received += 1
+            self._apply(self.core.receive(raw))
 
     async def _writer(self) -> None:
-        try:
-            while True:
-                msg = await self.send_queue.get()
-                await self.conn.send(msg)
-                self.counters.sent += 1
-        except ConnectionClosed:
-            return
+        while True:
+            msg = await self.send_queue.get()
+            if not await self.conn.send(msg):
+                return
+            self.counters.sent += 1
 
     async def _pump(self, sub: Subscription) -> None:
         async for item in sub:
@@ -197,4 +181,4 @@ class ClientSession:
         self._tg.create_task(self._drop(), name=f"ws:{self.session_id}:drop")
 
     async def _drop(self) -> None:
-        await close_too_slow(self.conn, self.limits.close_timeout_s, self.session_id)
+        await close_too_slow(self.conn, self.session_id)

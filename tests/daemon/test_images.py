@@ -21,7 +21,7 @@ from livesight.errors import ConfigError
 from livesight.imaging import DIM, OUTLINE, overlay
 from livesight.memory.event_log import EventLog
 from livesight.types import DTDStep, SceneChange
-from livesight.web.server import WSServer
+from livesight.web.server import WebServer
 from tests.helpers import http_get
 from tests.pipeline import pipeline
 
@@ -187,7 +187,7 @@ async def test_image_endpoints_need_the_token(tmp_path: Path) -> None:
     slots.put(step("cam1", np.array([True, False] * 3), (2, 3)), frame(150), change)
     log.scene(change)
     images.save_scene(change)
-    server = WSServer(
+    server = WebServer(
         pipeline(["cam1", "cam2"]).service, ServerConfig(host="127.0.0.1", port=0, auth_token=TOKEN), images=images
     )
     port = await server.start()

@@ -22,7 +22,7 @@ from livesight.gateway.mqtt_watch import DirectoryWatcher
 from livesight.gateway.server import GatewayServer
 from livesight.mqtt.bridge import MQTTBridge
 from livesight.mqtt.fleet_announcer import FleetAnnouncer
-from livesight.web.server import WSServer
+from livesight.web.server import WebServer
 from livesight.web.ws_session import ClientLimits
 from tests.helpers import eventually, http_get, recv_until
 from tests.mosquitto import MOSQUITTO, Mosquitto
@@ -41,7 +41,7 @@ OWNERS = {"cam1": "a", "cam2": "a", "cam3": "b"}
 class Node:
     name: str
     pipe: Pipeline
-    server: WSServer
+    server: WebServer
     task: asyncio.Task[None]
     bridge: MQTTBridge
 
@@ -59,7 +59,7 @@ class Node:
 async def start_node(name: str, broker: Mosquitto, prefix: str, token: str | None = None) -> Node:
     cams = [c for c, n in OWNERS.items() if n == name]
     pipe = pipeline(cams).start()
-    server = WSServer(pipe.service, ServerConfig(host="127.0.0.1", port=0, auth_token=token))
+    server = WebServer(pipe.service, ServerConfig(host="127.0.0.1", port=0, auth_token=token))
     try:
         port = await server.start()
     except BaseException:

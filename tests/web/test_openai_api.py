@@ -14,8 +14,8 @@ from websockets.asyncio.client import connect
 
 from livesight.config import ServerConfig
 from livesight.web import openai_api as oa
-from livesight.web.server import WSServer
-from tests.helpers import Running, eventually, http_get, recv_until, start_server, stop_server
+from livesight.web.server import WebServer
+from tests.helpers import Running, eventually, http_get, http_post, recv_until, start_server, stop_server
 from tests.pipeline import pipeline
 
 CAMS = ["door", "yard"]
@@ -318,7 +318,7 @@ async def test_request_lines_split_across_packets(served: Running) -> None:
 
 
 async def test_a_silent_connection_is_dropped() -> None:
-    server = WSServer(pipeline(CAMS).service, ServerConfig(host="127.0.0.1", port=0))
+    server = WebServer(pipeline(CAMS).service, ServerConfig(host="127.0.0.1", port=0))
     server.request_line_timeout_s = 0.3
     port = await server.start()
     try:
@@ -338,16 +338,3 @@ def _post_head(port: int, path: str, length: int, auth: str | None) -> bytes:
     lines = [f"POST {path} HTTP/1.1", f"Host: 127.0.0.1:{port}", "Content-Type: application/json"]
     lines += [f"Content-Length: {length}"] + ([f"Authorization: Bearer {auth}"] if auth else [])
     return ("\r\n".join(lines) + "\r\n\r\n").encode()
-
-
-async def http_post(port: int, path: str, body: bytes, *, auth: str | None = None) -> tuple[int, dict[str, str], bytes]:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    writer.write(_post_head(port, path, len(body), auth) + body)
-    await writer.drain()
-    data = await asyncio.wait_for(reader.read(), 10)
-    writer.close()
-    await writer.wait_closed()
-    head, _, rest = data.partition(b"\r\n\r\n")
-    status_line, *header_lines = head.decode("latin-1").split("\r\n")
-    headers = {k.strip().lower(): v.strip() for k, _, v in (h.partition(":") for h in header_lines)}
-    return int(status_line.split()[1]), headers, rest

@@ -361,10 +361,10 @@ async def test_port_in_use_is_a_serve_error() -> None:
         port = s.getsockname()[1]
         await stop_server(await start_server())
         from livesight.config import ServerConfig
-        from livesight.web.server import WSServer
+        from livesight.web.server import WebServer
 
         with pytest.raises(ServeError, match=rf"^cannot listen on 127\.0\.0\.1:{port}: address already in use$"):
-            await WSServer(pipeline().service, ServerConfig(host="127.0.0.1", port=port)).start()
+            await WebServer(pipeline().service, ServerConfig(host="127.0.0.1", port=port)).start()
 
 
 async def test_close_sends_going_away(running: Running) -> None:
