@@ -3,6 +3,9 @@
 - `broker`: one Mosquitto broker for the whole session (tests keep apart by `prefix`)
 - `tiny_backend`: the tiny random-weight Qwen2.5-VL, built once per session
 - `running`: the web face over the daemon's real Service and model worker with the echo backend (tests/pipeline.py)
+
+Marked `slow` here, whole folders: the benchmarks (subprocesses), the soak suite and chaos runs. Single slow tests carry
+the marker themselves. `make test-quick` runs `-m "not slow"`; `make test` runs everything.
 """
 
 from __future__ import annotations
@@ -20,6 +23,15 @@ from tests.helpers import Running
 from tests.mosquitto import MOSQUITTO, Mosquitto
 
 _prefixes = itertools.count(1)
+SLOW_FOLDERS = ("bench", "soak", "chaos")
+TESTS = Path(__file__).resolve().parent
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        parts = item.path.resolve().relative_to(TESTS).parts
+        if parts and parts[0] in SLOW_FOLDERS:
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture(scope="session")

@@ -35,6 +35,7 @@ def feed(mem: CameraMemory, backend, n_frames: int, *, keep_frac: float, scene_e
     return peak
 
 
+@pytest.mark.slow  # > 5 s alone: make test, not make test-quick
 def test_ten_times_the_budget_never_exceeds_it_and_keeps_old_scenes_as_captions(backend) -> None:
     cfg = MemoryConfig(token_budget=1024, database=None)
     mem = CameraMemory("cam", backend, cfg, caption_tokens=6)

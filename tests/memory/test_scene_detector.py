@@ -106,6 +106,7 @@ def clip(kind: str, n: int = 40, cut_at: tuple[int, ...] = (13, 27)) -> list[np.
     return frames
 
 
+@pytest.mark.slow  # > 5 s alone: make test, not make test-quick
 @pytest.mark.parametrize("mode", ["pixel", "feature"])
 @pytest.mark.parametrize("kind", ["cuts", "static", "pan"])
 def test_generated_clips_through_real_dtd(request, mode: str, kind: str) -> None:

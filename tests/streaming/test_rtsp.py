@@ -18,7 +18,7 @@ from livesight.streaming.camera import Camera
 from livesight.types import CameraState, CameraStatus
 from tests.helpers import free_port
 
-pytestmark = pytest.mark.rtsp
+pytestmark = [pytest.mark.rtsp, pytest.mark.slow]  # a GStreamer RTSP server process, kills and restarts: make test only
 
 SCRIPT = Path(__file__).resolve().parents[1] / "rtsp_server.py"
 SYSTEM_PY = "/usr/bin/python3"
