@@ -60,8 +60,30 @@ class LimitExceededError(ServiceError, OverflowError):
     code = "limit_exceeded"
 
 
+class CameraUnavailableError(ServiceError):
+    """The camera exists but cannot be reached now (the gateway: its node is offline or unreachable; retry later)."""
+
+    code = "camera_unavailable"
+
+
+class RemoteError(ServiceError):
+    """A request refused by a service further away (the gateway: a node's `error`), with that service's own code."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass(frozen=True, slots=True)
+class RelayedEvent:
+    """A server event already encoded by another service (the gateway relays its nodes' scene changes, camera states
+    and merged stats): the session core passes it to its client unchanged."""
+
+    event: dict[str, Any]
+
+
 # What a subscription delivers: broadcast events (scene changes, camera states, stats, proactive/watch responses).
-BroadcastEvent = SceneChange | CameraStatus | StatsSnapshot | ResponseEvent
+BroadcastEvent = SceneChange | CameraStatus | StatsSnapshot | ResponseEvent | RelayedEvent
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,13 +16,15 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from livesight.contract.api import StatsSnapshot
+from livesight.contract.api import RelayedEvent, StatsSnapshot
 from livesight.types import (
     CameraStatus,
     ResponseCreated,
     ResponseDelta,
     ResponseDone,
     ResponseEvent,
+    ResponseKind,
+    ResponseStatus,
     SceneChange,
 )
 
@@ -318,6 +320,42 @@ def encode_response(
     return out
 
 
+def decode_response(obj: dict[str, Any]) -> ResponseEvent | None:
+    """The response event a server sent (the inverse of `encode_response`; the gateway reads its nodes' answers).
+    None when it is not a well-formed response event."""
+    typ = obj.get("type")
+    try:
+        rid = str(obj["response_id"])
+        if typ == "response.created":
+            scene, pts = obj.get("scene"), obj.get("pts")
+            return ResponseCreated(
+                rid,
+                str(obj.get("camera") or ""),
+                ResponseKind(obj.get("kind")),
+                query_id=obj.get("query_id"),
+                watch_id=obj.get("watch_id"),
+                scene=scene if isinstance(scene, int) else None,
+                pts=float(pts) if isinstance(pts, int | float) else None,
+            )
+        if typ == "response.delta":
+            return ResponseDelta(rid, str(obj.get("delta") or ""))
+        if typ == "response.done":
+            usage = obj.get("usage") if isinstance(obj.get("usage"), dict) else {}
+            ttft = obj.get("ttft_ms")
+            return ResponseDone(
+                rid,
+                ResponseStatus(obj.get("status")),
+                str(obj.get("text") or ""),
+                prompt_tokens=int(usage.get("prompt_tokens") or 0),
+                completion_tokens=int(usage.get("completion_tokens") or 0),
+                ttft_ms=float(ttft) if isinstance(ttft, int | float) else None,
+                error=obj.get("error") if isinstance(obj.get("error"), str) else None,
+            )
+    except (KeyError, ValueError, TypeError):
+        return None
+    return None
+
+
 def encode_watch_added(*, watch_id: str, camera: str, text: str) -> dict[str, Any]:
     return {"type": "watch.added", "id": watch_id, "camera": camera, "text": text}
 
@@ -377,6 +415,8 @@ def encode_broadcast(ev: Any) -> dict[str, Any]:
         return encode_stats(ev)
     if isinstance(ev, ResponseCreated | ResponseDelta | ResponseDone):
         return encode_response(ev)
+    if isinstance(ev, RelayedEvent):
+        return ev.event
     raise TypeError(f"cannot encode {type(ev).__name__}")
 
 

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from livesight.contract import events as ev
-from livesight.contract.api import BroadcastEvent, ServiceAPI, ServiceError
+from livesight.contract.api import BroadcastEvent, RelayedEvent, ServiceAPI, ServiceError
 from livesight.types import ResponseCreated, ResponseDelta, ResponseDone, ResponseKind, ResponseStatus
 
 log = logging.getLogger(__name__)
@@ -160,6 +160,15 @@ class _Route:
     watch_id: str | None  # the client's own watch id
 
 
+@dataclass(frozen=True, slots=True)
+class SessionHooks:
+    """What a face may add to the core (the gateway does): the cameras `session.created` lists (default: the service's
+    cameras with their health), and a callback when the client turns proactive answers on or off."""
+
+    camera_views: Callable[[], list[dict[str, Any]]] | None = None
+    on_proactive: Callable[[bool], None] | None = None
+
+
 _TYPE_NAMES: dict[type, str] = {
     ev.SessionUpdate: "session.update",
     ev.Query: "query",
@@ -182,6 +191,7 @@ class SessionCore:
         send_queue: int,
         metrics: SessionMetrics | None = None,
         clock: Callable[[], float] = time.monotonic,
+        hooks: SessionHooks | None = None,
     ) -> None:
         self.service = service
         self.session_id = session_id
@@ -189,6 +199,7 @@ class SessionCore:
         self.max_message_bytes = max_message_bytes
         self.send_queue = send_queue
         self.metrics = metrics
+        self.hooks = hooks or SessionHooks()
         cams = service.camera_ids()
         self.camera: str = cams[0] if cams else ""
         self.proactive = True
@@ -213,11 +224,14 @@ class SessionCore:
         self.watches.clear()
 
     def _session_created(self) -> dict[str, Any]:
-        health = self.service.health().get("cameras", {})
-        cameras = [
-            {"id": c, "state": health.get(c, {}).get("state"), "reason": health.get(c, {}).get("reason")}
-            for c in self.service.camera_ids()
-        ]
+        if self.hooks.camera_views is not None:
+            cameras = self.hooks.camera_views()
+        else:
+            health = self.service.health().get("cameras", {})
+            cameras = [
+                {"id": c, "state": health.get(c, {}).get("state"), "reason": health.get(c, {}).get("reason")}
+                for c in self.service.camera_ids()
+            ]
         limits = {
             "max_message_bytes": self.max_message_bytes,
             "max_text_chars": ev.MAX_TEXT_CHARS,
@@ -301,6 +315,8 @@ class SessionCore:
             self.camera = self._check_camera(msg.camera) if msg.camera is not None else (cams[0] if cams else "")
         if msg.proactive is not None:
             self.proactive = msg.proactive
+            if self.hooks.on_proactive is not None:
+                self.hooks.on_proactive(msg.proactive)
         return [
             Send(ev.encode_session_updated(session_id=self.session_id, camera=self.camera, proactive=self.proactive))
         ]
@@ -394,8 +410,11 @@ class SessionCore:
 
         Proactive answers go to sessions with proactive on; watch answers only to the session that owns the watch
         (with its own watch id); query answers only ever go to the asking session (not through the subscription).
-        A response whose `created` this client did not see (joined mid-answer) is skipped whole.
+        A response whose `created` this client did not see (joined mid-answer) is skipped whole. A `RelayedEvent`
+        (already encoded further away) goes to the client as it is.
         """
+        if isinstance(item, RelayedEvent):
+            return [Send(item.event)]
         if isinstance(item, ResponseCreated):
             if item.kind is ResponseKind.PROACTIVE and self.proactive:
                 route = _Route(item.kind.value, None)

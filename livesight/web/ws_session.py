@@ -21,7 +21,15 @@ from typing import TYPE_CHECKING
 
 from livesight.contract import events as ev
 from livesight.contract.api import ServiceAPI, ServiceError, Subscription
-from livesight.contract.session import Action, ClientLimits, Send, SessionCore, StartQuery, StopQuery
+from livesight.contract.session import (
+    Action,
+    ClientLimits,
+    Send,
+    SessionCore,
+    SessionHooks,
+    StartQuery,
+    StopQuery,
+)
 from livesight.web.ws_endpoint import CLOSE_TOO_SLOW, WSConn, close_too_slow
 
 if TYPE_CHECKING:
@@ -52,6 +60,7 @@ class ClientSession:
         limits: ClientLimits,
         metrics: ServerMetrics,
         max_message_bytes: int,
+        hooks: SessionHooks | None = None,
     ) -> None:
         self.service = service
         self.conn = conn
@@ -67,6 +76,7 @@ class ClientSession:
             max_message_bytes=max_message_bytes,
             send_queue=queue_size,
             metrics=metrics,
+            hooks=hooks,
         )
         self._tasks: dict[str, asyncio.Task[None]] = {}  # query id → task reading service.query
         self._tg: asyncio.TaskGroup | None = None

@@ -169,3 +169,18 @@ def test_encode_session_and_error_literal() -> None:
         '{"type":"error","code":"busy","message":"too many","event_id":"q1","event_type":"query"}'
     )
     assert ev.dumps({"type": "x", "text": "café ☕"}) == '{"type":"x","text":"café ☕"}'
+
+
+def test_response_events_decode_back_to_what_was_encoded() -> None:
+    """The gateway reads its nodes' answers with decode_response: encode → JSON → decode gives the same event."""
+    from livesight.types import ResponseCreated, ResponseDelta, ResponseDone, ResponseKind, ResponseStatus
+
+    created = ResponseCreated("r1", "cam1", ResponseKind.WATCH, query_id=None, watch_id="w7", scene=3, pts=12.5)
+    delta = ResponseDelta("r1", "a red ")
+    done = ResponseDone("r1", ResponseStatus.COMPLETED, "a red car", 5, 3, ttft_ms=41.25, error=None)
+    failed = ResponseDone("r2", ResponseStatus.FAILED, "", error="node b went away")
+    for item in (created, delta, done, failed):
+        assert ev.decode_response(json.loads(ev.dumps(ev.encode_response(item)))) == item
+    assert ev.decode_response({"type": "response.done", "response_id": "r", "status": "nope"}) is None
+    assert ev.decode_response({"type": "response.delta"}) is None
+    assert ev.decode_response({"type": "scene.change", "response_id": "r"}) is None

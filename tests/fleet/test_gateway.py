@@ -207,6 +207,7 @@ async def test_cancel_goes_to_the_owner(fleet: tuple[dict[str, Node], Gateway]) 
         await hello(ws)
         await ws.send(json.dumps({"type": "query", "id": "q1", "text": "wait", "camera": "cam3"}))
         await recv_until(ws, of_type("response.created", query_id="q1"))
+        await eventually(lambda: pipe.backend.asked == [("cam3", "wait")], 5, "the node's model holds the question")
         await ws.send(json.dumps({"type": "query.cancel", "id": "q1"}))
         done, _ = await recv_until(ws, of_type("response.done", query_id="q1"))
         assert done["status"] == "cancelled"
