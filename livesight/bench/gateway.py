@@ -212,7 +212,8 @@ def run(out: Path, *, quick: bool = False, device: str = "cpu", shape: str = "ti
 #   `wall_time` (set when the daemon built it) to its arrival at each client: the median over clients and the
 #   slowest client (the fan-out's completion);
 # - live view: GET /api/cameras/cam/latest.jpg on a new connection (as a polling page does), request → last byte;
-# - TTFT through /v1: POST /v1/chat/completions with stream true, request → the first content chunk.
+# - TTFT through /v1: POST /v1/chat/completions with stream true, request → the chunk with the first word (the
+#   role chunk sent at response.created does not count).
 
 _WEB_CONFIG = """
 cameras:
@@ -295,7 +296,7 @@ def _chat_request(port: int) -> bytes:
 async def _web_round(port: int, n: int, events: int) -> dict[str, list[float]]:
     fan = await _fanout(port, events)
     live = [await _http_ms(port, _live_view_request(port)) for _ in range(n)]
-    ttft = [await _http_ms(port, _chat_request(port), first=b'"content":"') for _ in range(n)]
+    ttft = [await _http_ms(port, _chat_request(port), first=b'"delta":{"content":"') for _ in range(n)]
     return {
         "fanout_median_ms": [m for m, _ in fan],
         "fanout_slowest_ms": [x for _, x in fan],
