@@ -23,8 +23,10 @@ import asyncio
 import contextlib
 import errno
 import logging
+import os
 import socket
-from typing import Any
+from collections.abc import Coroutine
+from typing import Any, TypeVar
 
 import uvicorn
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
@@ -45,6 +47,7 @@ for _name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         logging.getLogger(_name).setLevel(logging.WARNING)
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 MAX_HEAD = 16 * 1024  # request line + headers
 MAX_HEADERS = 100
@@ -160,6 +163,21 @@ def _bind(host: str, port: int, backlog: int = 2048) -> list[socket.socket]:
         why = WHY.get(e.errno or 0, e.strerror or str(e))
         raise ServeError(f"cannot listen on {host}:{port}: {why}") from None
     return out
+
+
+def run(main: Coroutine[Any, Any, T]) -> T:
+    """Run a process's main coroutine (`livesight serve`, `livesight gateway`) on uvloop when it is installed (the
+    `fast` extra; LIVESIGHT_LOOP=asyncio opts out), else on asyncio's own loop."""
+    factory = None
+    if os.environ.get("LIVESIGHT_LOOP", "auto") != "asyncio":
+        try:
+            import uvloop
+        except ImportError:
+            pass
+        else:
+            factory = uvloop.new_event_loop
+    with asyncio.Runner(loop_factory=factory) as runner:
+        return runner.run(main)
 
 
 class Transport:
