@@ -76,7 +76,11 @@ class GatewayServer:
         self.limits = limits or ClientLimits()
         self.metrics = GatewayMetrics(directory)
         self.ws = WSEndpoint(
-            make_session=self._session, metrics=self.metrics.server, id_prefix="gw_", label="gateway client"
+            make_session=self._session,
+            metrics=self.metrics.server,
+            id_prefix="gw_",
+            close_timeout_s=self.limits.close_timeout_s,
+            label="gateway client",
         )
         self.port: int | None = None
         self.started = time.time()

@@ -75,10 +75,6 @@ class GatewaySession:
     def dropped_slow(self) -> bool:
         return self.client.dropped_slow
 
-    @property
-    def core(self) -> object:
-        return self.client.core
-
     async def run(self) -> None:
         async with asyncio.TaskGroup() as tg:
             self._tg = tg

@@ -50,7 +50,7 @@ def build_app(
     """The port's ASGI app: access checks first (access.py), then `mounts` (path prefix → ASGI app, e.g. /v1/),
     then the Starlette routes with the WebSocket endpoint on WS_PATHS."""
     router = Starlette(
-        routes=[*(WebSocketRoute(p, ws.handle) for p in WS_PATHS), *routes],
+        routes=[*(WebSocketRoute(p, ws) for p in WS_PATHS), *routes],
         exception_handlers={404: not_found, 405: not_found},
     )
     prefixes = mounts or {}
@@ -94,7 +94,12 @@ class WebServer:
         self.gate = Gatekeeper(cfg)
         self.openai = OpenAIRoutes(service, max_body=cfg.max_message_bytes)
         self.metrics.registry.register(PartsCollector(self.openai.counters, images))
-        self.ws = WSEndpoint(make_session=self._session, metrics=self.metrics, id_prefix="sess_")
+        self.ws = WSEndpoint(
+            make_session=self._session,
+            metrics=self.metrics,
+            id_prefix="sess_",
+            close_timeout_s=self.limits.close_timeout_s,
+        )
         self.port: int | None = None
         self.request_line_timeout_s = 10.0  # a connection that sends no complete request head in time is dropped
         self._transport: Transport | None = None

@@ -2,7 +2,7 @@
 and close every client with 1001 when the server stops.
 
     endpoint = WSEndpoint(make_session=lambda conn, sid: ClientSession(...), metrics=..., id_prefix="sess_")
-    routes = [WebSocketRoute("/", endpoint.handle), WebSocketRoute("/ws", endpoint.handle)]
+    routes = [WebSocketRoute("/", endpoint), WebSocketRoute("/ws", endpoint)]      # an ASGI app
     ...
     await endpoint.close_all()        # 1001 to every client, then waits for their handlers (named ws:<session>)
 
@@ -20,6 +20,7 @@ import secrets
 from collections.abc import AsyncIterator, Callable
 from typing import Protocol
 
+from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from livesight.web.metrics import ServerMetrics
@@ -35,10 +36,12 @@ CLOSE_WAIT_S = 5.0  # at stop: how long the handlers get to end after their 1001
 class WSConn:
     """One accepted WebSocket as a session uses it."""
 
-    def __init__(self, ws: WebSocket) -> None:
+    def __init__(self, ws: WebSocket, receive: Receive) -> None:
         self.ws = ws
+        self._receive = receive  # the raw ASGI channel: it reports the end of the connection after our own close
         self.close_code: int | None = None  # as the connection ended (the peer's, ours, or 1011 for keep-alive)
         self.close_reason = ""
+        self.closed_by_us = False
 
     @property
     def peer(self) -> str:
@@ -72,8 +75,17 @@ class WSConn:
         if self.close_code is None:
             self.close_code = code
             self.close_reason = reason
+            self.closed_by_us = True
         with contextlib.suppress(WebSocketDisconnect, RuntimeError):
             await self.ws.close(code, reason)
+
+    async def wait_closed(self, timeout_s: float) -> None:
+        """After our close: wait until the connection is gone (the peer answered, or the transport aborted it after
+        its close timeout), `timeout_s` at most. The session stays listed meanwhile, as its socket is still open."""
+        with contextlib.suppress(TimeoutError, OSError):
+            async with asyncio.timeout(timeout_s):
+                while (await self._receive())["type"] != "websocket.disconnect":
+                    pass
 
     @property
     def keepalive_timed_out(self) -> bool:
@@ -101,9 +113,11 @@ class WSEndpoint:
         make_session: Callable[[WSConn, str], Session],
         metrics: ServerMetrics,
         id_prefix: str,
+        close_timeout_s: float,
         label: str = "client",
     ) -> None:
         self.make_session = make_session
+        self.close_timeout_s = close_timeout_s
         self.metrics = metrics
         self.id_prefix = id_prefix
         self.label = label
@@ -115,9 +129,10 @@ class WSEndpoint:
         self._salt = secrets.token_hex(3)
         self._closing = False
 
-    async def handle(self, websocket: WebSocket) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        websocket = WebSocket(scope, receive, send)
         await websocket.accept()
-        conn = WSConn(websocket)
+        conn = WSConn(websocket, receive)
         if self._closing:
             await conn.close(CLOSE_GOING_AWAY, "server stopping")
             return
@@ -134,6 +149,8 @@ class WSEndpoint:
         try:
             await session.run()
         finally:
+            if conn.closed_by_us:
+                await conn.wait_closed(self.close_timeout_s + 0.5)
             self.metrics.clients.dec()
             del self.sessions[session_id]
             del self._conns[session_id]
