@@ -1,18 +1,21 @@
-# livesight — the two commands a newcomer needs: `make demo` and `make test`.
-# Both bootstrap .venv idempotently (CPU torch first, then the project with its extras).
+# livesight — the two commands a newcomer needs: `make demo` and `make test` (and `make test-quick` while you work).
+# Both bootstrap .venv idempotently (torch first, then the project with its extras). PyPI's default torch wheel is the
+# CUDA build on Linux x86-64; on a machine without a GPU take the smaller CPU build from the PyTorch CPU index:
+#   make demo TORCH_INDEX=https://download.pytorch.org/whl/cpu
 
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 TORCH  ?= torch==2.13.0
+TORCH_INDEX ?=
 
-.PHONY: demo test lint soak bench system-deps clean
+.PHONY: demo test test-quick lint soak bench system-deps clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q "$(TORCH)"
+	$(BIN)/python -m pip install -q "$(TORCH)" $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	@touch $@
 
@@ -29,6 +32,11 @@ lint: $(STAMP)
 test: $(STAMP) system-deps
 	$(BIN)/ruff check livesight tests
 	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+# the loop while you work: unit, model, contract, web, MQTT, memory, daemon-in-process tests; no subprocess fleets,
+# browsers, benchmarks or soak (those are marked slow). About 4 minutes on 2 cores.
+test-quick: $(STAMP)
+	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not slow"
 
 bench: $(STAMP) system-deps
 	$(BIN)/livesight bench all --out bench-out --docs docs

@@ -41,7 +41,7 @@ def _cmd_gateway(args: argparse.Namespace) -> int:
 
 
 def _cmd_chat(args: argparse.Namespace) -> int:
-    from livesight.protocols.chat_client import run_chat
+    from livesight.client.chat import run_chat
 
     return run_chat(args)
 
@@ -119,12 +119,13 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--model", default=None, help="checkpoint directory or HF id (default: tiny random-weight model)")
 
     sp = add("bench", _cmd_bench, "run benchmarks, writing JSON and PNG to --out")
-    sp.add_argument("which", choices=["ingest", "dtd", "memory", "e2e", "scenes", "gateway", "all"])
+    sp.add_argument("which", choices=["ingest", "dtd", "memory", "e2e", "scenes", "gateway", "web", "all"])
     sp.add_argument("--out", default="bench-out")
     sp.add_argument("--device", default="cpu")
     sp.add_argument("--shape", choices=["tiny", "7b"], default="tiny", help="random-weight model shape")
     sp.add_argument("--quick", action="store_true", help="shorter runs (for tests)")
     sp.add_argument("--docs", default=None, help="with `all`: also regenerate DOCS/benchmarks.md (plots in DOCS/bench)")
+    sp.add_argument("--baseline", default=None, help="with `web`: another checkout to measure side by side (a DIR)")
     return p
 
 

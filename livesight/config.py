@@ -109,7 +109,7 @@ class CameraConfig(_Strict):
 
 class ModelConfig(_Strict):
     backend: str = Field(
-        "qwen2_5_vl", description="which model backend (livesight/model/registry.py): qwen2_5_vl or echo (no model)"
+        "qwen2_5_vl", description="which model backend (livesight/backends.py): qwen2_5_vl or echo (no model)"
     )
     preset: Literal["tiny-random"] | None = Field(
         None, description="tiny-random: a tiny random-weight Qwen2.5-VL (answers are meaningless text)"
@@ -128,14 +128,14 @@ class ModelConfig(_Strict):
     @field_validator("backend")
     @classmethod
     def _known_backend(cls, v: str) -> str:
-        from livesight.model.registry import backend_spec  # light: no torch
+        from livesight.backends import backend_spec  # pure data: no model package, no torch
 
         backend_spec(v)
         return v
 
     @model_validator(mode="after")
     def _one_source(self) -> ModelConfig:
-        from livesight.model.registry import backend_spec  # light: no torch
+        from livesight.backends import backend_spec  # pure data: no model package, no torch
 
         if not backend_spec(self.backend).weights:
             if self.preset is not None or self.path is not None:

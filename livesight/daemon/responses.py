@@ -14,8 +14,8 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from livesight.contract.api import BusyError, ModelUnavailableError
 from livesight.ids import new_id
-from livesight.protocols.api import BusyError, ModelUnavailableError
 from livesight.types import ResponseCreated, ResponseDone, ResponseEvent, ResponseKind, ResponseStatus
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from livesight.config import Config, load_config
 from livesight.errors import ConfigError, LivesightError
 from livesight.logsetup import setup_logging
+from livesight.web.transport import run as run_loop
 
 log = logging.getLogger("livesight")
 
@@ -166,7 +167,7 @@ def _run(args: argparse.Namespace, *, demo: bool) -> int:
     setup_logging(cfg.logging.level, cfg.logging.format)
     _log_fleet_part(cfg)
     try:
-        asyncio.run(
+        run_loop(
             _serve(
                 cfg,
                 args.config,

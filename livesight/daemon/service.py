@@ -12,16 +12,16 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from livesight.daemon.frame_slots import FrameSlots
-from livesight.daemon.hub import EventHub, HubSubscription
-from livesight.daemon.responses import ResponseJob, ResponseQueue
-from livesight.protocols.api import (
+from livesight.contract.api import (
     InvalidRequestError,
     LimitExceededError,
     StatsSnapshot,
     UnknownCameraError,
     WatchInfo,
 )
+from livesight.daemon.frame_slots import FrameSlots
+from livesight.daemon.hub import EventHub, HubSubscription
+from livesight.daemon.responses import ResponseJob, ResponseQueue
 from livesight.types import (
     CameraCounters,
     CameraSnapshot,

@@ -14,9 +14,9 @@ import random
 
 import aiomqtt
 
+from livesight.backoff import backoff_delay
 from livesight.config import MQTTConfig
 from livesight.gateway.directory import Directory
-from livesight.streaming.backoff import backoff_delay
 
 log = logging.getLogger(__name__)
 

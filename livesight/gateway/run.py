@@ -19,6 +19,7 @@ from livesight.gateway.directory import Directory
 from livesight.gateway.mqtt_watch import DirectoryWatcher
 from livesight.gateway.server import GatewayServer
 from livesight.logsetup import setup_logging
+from livesight.web.transport import run as run_loop
 
 log = logging.getLogger("livesight")
 
@@ -72,7 +73,7 @@ def run_gateway(args: argparse.Namespace) -> int:
         await serve_gateway(cfg, stop=stop)
 
     try:
-        asyncio.run(main())
+        run_loop(main())
     except* LivesightError as eg:
         raise eg.exceptions[0] from None
     return 0

@@ -5,9 +5,9 @@
     ...
     await gw.close()
 
-HTTP and the handshake checks (token, origin) are the daemon's own (protocols/http_routes.py). One GatewaySession
-per client. Health: `starting` until the directory has synced from MQTT once; then `degraded` while a camera's node
-is offline or the broker is unreachable, `ok` otherwise.
+The web face is the daemon's (livesight/web/: uvicorn + Starlette, the same access rules, page and health routes),
+with one GatewaySession per WebSocket client. Health: `starting` until the directory has synced from MQTT once; then
+`degraded` while a camera's node is offline or the broker is unreachable, `ok` otherwise.
 """
 
 from __future__ import annotations
@@ -18,19 +18,22 @@ import time
 from typing import Any
 
 from prometheus_client import Counter, Gauge
-from websockets.asyncio.server import Server, ServerConnection
 
 from livesight.config import ServerConfig
+from livesight.contract.api import StatsSnapshot
 from livesight.gateway.directory import Directory
 from livesight.gateway.session import GatewaySession
-from livesight.ids import new_id
-from livesight.protocols.api import StatsSnapshot
-from livesight.protocols.http_routes import HttpRoutes, load_static
-from livesight.protocols.listen import keepalive_timed_out, listen
-from livesight.protocols.metrics import ServerMetrics
-from livesight.protocols.ws_session import ClientLimits
+from livesight.web.access import Gatekeeper, Rule
+from livesight.web.http_routes import load_static, page_routes
+from livesight.web.metrics import ServerMetrics
+from livesight.web.server import build_app
+from livesight.web.transport import Transport
+from livesight.web.ws_endpoint import WSConn, WSEndpoint
+from livesight.web.ws_session import ClientLimits
 
 log = logging.getLogger(__name__)
+
+SERVER_HEADER = "livesight-gateway"
 
 
 class _FleetStats:
@@ -77,29 +80,42 @@ class GatewayServer:
         self.prefix = prefix
         self.limits = limits or ClientLimits()
         self.metrics = GatewayMetrics(directory)
-        self.sessions: dict[str, GatewaySession] = {}
+        self.ws = WSEndpoint(
+            make_session=self._session,
+            metrics=self.metrics.server,
+            id_prefix="gw_",
+            close_timeout_s=self.limits.close_timeout_s,
+            label="gateway client",
+        )
         self.port: int | None = None
         self.started = time.time()
-        self._server: Server | None = None
+        self._transport: Transport | None = None
+
+    @property
+    def sessions(self) -> dict[str, Any]:
+        return self.ws.sessions
 
     async def start(self) -> int:
         static = await asyncio.to_thread(load_static, None)
-        routes = HttpRoutes(self.cfg, health=self.health, metrics=self._metrics, static=static)
-        self._server, self.port = await listen(
-            self._handle,
-            self.cfg,
-            self.limits,
+        routes = page_routes(health=self.health, metrics=self._metrics, static=static)
+        app = build_app(
+            gate=Gatekeeper(self.cfg),
             routes=routes,
-            server_header="livesight-gateway",
+            ws=self.ws,
+            rules=[Rule("/metrics", token=True)],
+            server_header=SERVER_HEADER,
         )
+        self._transport = await Transport.start(app, self.cfg, self.limits, server_header=SERVER_HEADER)
+        self.port = self._transport.port
         return self.port
 
     async def close(self) -> None:
-        if self._server is None:
+        if self._transport is None:
             return
-        self._server.close()
-        await self._server.wait_closed()
-        self._server = None
+        transport, self._transport = self._transport, None
+        transport.stop_listening()
+        await self.ws.close_all()
+        await transport.stop()
 
     def health(self) -> dict[str, Any]:
         d = self.directory
@@ -132,9 +148,8 @@ class GatewayServer:
     def _metrics(self) -> tuple[bytes, str]:
         return self.metrics.server.render(), self.metrics.server.content_type
 
-    async def _handle(self, conn: ServerConnection) -> None:
-        session_id = new_id("gw_")
-        session = GatewaySession(
+    def _session(self, conn: WSConn, session_id: str) -> GatewaySession:
+        return GatewaySession(
             directory=self.directory,
             conn=conn,
             session_id=session_id,
@@ -144,14 +159,3 @@ class GatewayServer:
             max_message_bytes=self.cfg.max_message_bytes,
             token=self.cfg.auth_token,
         )
-        self.sessions[session_id] = session
-        self.metrics.server.clients.inc()
-        log.info("gateway client %s connected", session_id)
-        try:
-            await session.run()
-        finally:
-            self.metrics.server.clients.dec()
-            del self.sessions[session_id]
-            if keepalive_timed_out(conn):
-                self.metrics.server.clients_dropped.labels("keepalive").inc()
-            log.info("gateway client %s disconnected (code %s)", session_id, conn.close_code)

@@ -6,7 +6,7 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-from livesight.protocols.events import finite
+from livesight.contract.events import finite
 
 
 def merge_stats(per_node: Iterable[dict[str, Any]], *, now: float | None = None) -> dict[str, Any]:

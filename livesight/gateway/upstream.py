@@ -22,9 +22,9 @@ from typing import Any, Protocol
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
+from livesight.backoff import backoff_delay
 from livesight.config import ReconnectConfig
 from livesight.gateway.directory import Directory
-from livesight.streaming.backoff import backoff_delay
 
 log = logging.getLogger(__name__)
 

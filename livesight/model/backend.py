@@ -3,17 +3,21 @@
 All methods are blocking (they run a forward pass); the daemon calls them from one worker thread.
 Tensor shapes are in comments: n = tokens of one frame (gh*gw), D = LLM hidden size.
 The memory (`memory/camera_memory.py`) and the daemon use only what these protocols declare; a new backend is one
-module implementing them plus one entry in `livesight/model/registry.py` (see docs/architecture.md).
+module implementing them plus one entry in `livesight/backends.py` (see docs/architecture.md).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, TypeAlias
 
 import numpy as np
 import torch
+
+# The visual tokens a backend hands the pipeline: [n, D] (a torch tensor for the local backends). The daemon and the
+# memory name this alias, never the tensor library: the backend's types stay behind this contract.
+Tokens: TypeAlias = torch.Tensor
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,7 +39,7 @@ class ModelInfo:
 
 @dataclass(frozen=True, slots=True)
 class EncodedFrame:
-    tokens: torch.Tensor  # [n, D] LLM-input visual tokens (post PatchMerger), row-major over (gh, gw)
+    tokens: Tokens  # [n, D] LLM-input visual tokens (post PatchMerger), row-major over (gh, gw)
     grid_hw: tuple[int, int]  # (gh, gw)
 
 
@@ -49,7 +53,7 @@ class GenerationResult:
 
 
 # (tokens [n, D], t_seconds, grid_hw, keep [n] bool): the arguments of one append_frame call
-FrameAppend = tuple[torch.Tensor, float, tuple[int, int], np.ndarray]
+FrameAppend = tuple[Tokens, float, tuple[int, int], np.ndarray]
 
 
 class LLMContext(Protocol):
@@ -72,7 +76,7 @@ class LLMContext(Protocol):
     @property
     def kv_bytes(self) -> int: ...  # memory the cache holds (for stats)
 
-    def append_frame(self, tokens: torch.Tensor, t_seconds: float, grid_hw: tuple[int, int], keep: np.ndarray) -> int:
+    def append_frame(self, tokens: Tokens, t_seconds: float, grid_hw: tuple[int, int], keep: np.ndarray) -> int:
         """Prefill the kept tokens [k, D] of one frame with their original (t, h, w) M-RoPE ids. Returns k."""
         ...
 
@@ -93,7 +97,7 @@ class LLMContext(Protocol):
 
 
 class Backend(Protocol):
-    """A vision-language model. Implementations register in `livesight.model.registry` under a `model.backend` name.
+    """A vision-language model. Implementations register in `livesight.backends` under a `model.backend` name.
 
     Any exception raised by a call fails only what it was called for (one frame, one response): the model worker
     contains it, counts it and goes on (docs/reliability.md).

@@ -23,8 +23,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from livesight.backoff import Backoff
 from livesight.config import CameraConfig
-from livesight.streaming.backoff import Backoff
 from livesight.streaming.queues import DropOldestQueue
 from livesight.streaming.sampler import Sampler
 from livesight.streaming.sources import SourceFailure, SourceSpec, describe_error, open_source, to_rgb

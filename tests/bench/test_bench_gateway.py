@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from tests.bench.run import bench_quick
-from tests.protocols.mosquitto import MOSQUITTO
+from tests.mosquitto import MOSQUITTO
 
 pytestmark = pytest.mark.skipif(not Path(MOSQUITTO).exists(), reason="needs mosquitto (scripts/system-deps.sh)")
 

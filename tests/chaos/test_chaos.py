@@ -13,17 +13,17 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 
-from livesight.config import ModelConfig
-from livesight.model.qwen import QwenBackend, load_backend
+from livesight.model.qwen import QwenBackend
 from tests.chaos.media import make_media
 from tests.chaos.scenario import cases, run_case
+from tests.helpers import tiny_backend
 
 EXAMPLES = int(os.environ.get("LIVESIGHT_CHAOS_EXAMPLES", "5"))
 
 
 @pytest.fixture(scope="module")
 def backend() -> QwenBackend:
-    return load_backend(ModelConfig(preset="tiny-random", max_new_tokens=6))
+    return tiny_backend()  # the session's one tiny model (tests/helpers.py)
 
 
 @pytest.fixture(scope="module")

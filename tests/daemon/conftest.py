@@ -5,17 +5,10 @@ import contextlib
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-import pytest
-
-from livesight.config import Config, ModelConfig, parse_config
+from livesight.config import Config, parse_config
 from livesight.daemon.app import App
-from livesight.model.qwen import QwenBackend, load_backend
 from livesight.types import ResponseDone
-
-
-@pytest.fixture(scope="session")
-def tiny_backend() -> QwenBackend:
-    return load_backend(ModelConfig(preset="tiny-random", max_new_tokens=8))
+from tests.helpers import eventually
 
 
 def daemon_config(cameras: list[dict[str, Any]], **sections: Any) -> Config:
@@ -51,12 +44,8 @@ async def running(cfg: Config, backend: Any) -> AsyncIterator[tuple[App, asyncio
 
 
 async def until(pred: Callable[[], bool], within: float = 30, what: str = "condition") -> None:
-    try:
-        async with asyncio.timeout(within):
-            while not pred():  # noqa: ASYNC110 - polling counters that expose no event
-                await asyncio.sleep(0.05)
-    except TimeoutError:
-        raise AssertionError(f"{what} not reached within {within}s") from None
+    """`eventually` with the daemon tests' longer default (a real tiny model on a shared 2-core box)."""
+    await eventually(pred, within, what)
 
 
 async def ask(app: App, camera: str, text: str = "What do you see?", within: float = 30) -> ResponseDone:

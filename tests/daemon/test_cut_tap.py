@@ -8,6 +8,7 @@ import asyncio
 import json
 from pathlib import Path
 
+import pytest
 from websockets.asyncio.client import connect
 
 from livesight.bench.scene_suite import Transition, load_truth, score, write_suite
@@ -15,6 +16,7 @@ from livesight.config import parse_config
 from livesight.daemon.app import App, run_app
 
 
+@pytest.mark.slow  # > 5 s alone: make test, not make test-quick
 async def test_every_cut_of_handheld_footage_is_a_scene_change_at_2fps(tmp_path: Path) -> None:
     clip = write_suite(tmp_path / "suite", only=["handheld-action"])[0]
     cfg = parse_config(

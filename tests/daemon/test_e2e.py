@@ -17,6 +17,8 @@ from pathlib import Path
 import pytest
 from websockets.asyncio.client import connect
 
+pytestmark = pytest.mark.slow  # the daemon as a subprocess: make test only
+
 CONFIG = """
 cameras:
   - id: cam

@@ -10,7 +10,7 @@ import numpy as np
 
 from livesight.types import CameraState, CameraStatus, ResponseStatus
 from tests.daemon.conftest import ask, daemon_config, running, until
-from tests.protocols.conftest import http_get
+from tests.helpers import http_get
 
 GRAY = "lavfi:color=c=gray:s=640x360:r=10"
 

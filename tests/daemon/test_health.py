@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from livesight.protocols.api import ModelUnavailableError
+from livesight.contract.api import ModelUnavailableError
 from livesight.types import SceneChange
 from tests.daemon.conftest import ask, daemon_config, running, until
 from tests.daemon.test_faults import PoisonedBackend
-from tests.protocols.conftest import http_get
+from tests.helpers import http_get
 
 CAM = [{"id": "cam", "source": "lavfi:testsrc2=size=320x240:rate=10", "sample_fps": 4}]
 

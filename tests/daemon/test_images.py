@@ -14,16 +14,16 @@ import pytest
 from PIL import Image
 
 from livesight.config import ServerConfig
+from livesight.contract.api import BusyError, UnknownCameraError
 from livesight.daemon.frame_slots import FrameSlots
 from livesight.daemon.images import Images, ThumbnailStore, thumbnail_dir
 from livesight.errors import ConfigError
 from livesight.imaging import DIM, OUTLINE, overlay
 from livesight.memory.event_log import EventLog
-from livesight.protocols.api import BusyError, UnknownCameraError
-from livesight.protocols.ws_server import WSServer
 from livesight.types import DTDStep, SceneChange
-from tests.protocols.conftest import http_get
-from tests.protocols.pipeline import pipeline
+from livesight.web.server import WebServer
+from tests.helpers import http_get
+from tests.pipeline import pipeline
 
 TOKEN = "pictures-token"
 
@@ -187,7 +187,7 @@ async def test_image_endpoints_need_the_token(tmp_path: Path) -> None:
     slots.put(step("cam1", np.array([True, False] * 3), (2, 3)), frame(150), change)
     log.scene(change)
     images.save_scene(change)
-    server = WSServer(
+    server = WebServer(
         pipeline(["cam1", "cam2"]).service, ServerConfig(host="127.0.0.1", port=0, auth_token=TOKEN), images=images
     )
     port = await server.start()

@@ -38,6 +38,7 @@ server:
 """
 
 
+@pytest.mark.slow  # > 5 s alone: make test, not make test-quick
 @pytest.mark.parametrize("detector", ["dtd", "transnetv2"])
 def test_boundaries_proactive_answers_and_captions(tmp_path: Path, detector: str) -> None:
     if detector == "transnetv2":

@@ -17,7 +17,7 @@ from PIL import Image
 from websockets.asyncio.client import connect
 
 from livesight.config import parse_config
-from tests.protocols.conftest import http_get
+from tests.helpers import http_get
 from tests.soak.common import app_running
 
 TOKEN = "see-token"

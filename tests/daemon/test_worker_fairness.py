@@ -8,16 +8,16 @@ import contextlib
 import itertools
 import time
 
-from livesight.config import ModelConfig, parse_config
+from livesight.config import parse_config
 from livesight.daemon.model_worker import CameraLane, ModelWorker, WorkerSettings
 from livesight.daemon.service import Service
 from livesight.memory.camera_memory import CameraMemory
 from livesight.memory.scene_detector import SceneDetector
 from livesight.model.dtd import DTD
-from livesight.model.qwen import load_backend
 from livesight.streaming.demo_stream import demo_frames
 from livesight.streaming.queues import DropOldestQueue
 from livesight.types import Frame, ResponseDone
+from tests.helpers import tiny_backend
 
 
 async def test_question_flood_does_not_starve_frames() -> None:
@@ -30,7 +30,7 @@ async def test_question_flood_does_not_starve_frames() -> None:
         },
         origin="test",
     )
-    backend = load_backend(ModelConfig(preset="tiny-random"))
+    backend = tiny_backend()  # the session's one tiny model (tests/helpers.py)
     service = Service(["cam"], response_queue_size=64)
     frames: DropOldestQueue[Frame] = DropOldestQueue(4)
     lane = CameraLane(

@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from livesight.fleet.ownership import hashed_owner
 
 SINGLE = """
@@ -27,6 +29,7 @@ def test_serve_refuses_a_node_outside_the_fleet(tmp_path: Path) -> None:
     assert "node.id: 'z' is not one of fleet.nodes (a, b)" in r.stderr
 
 
+@pytest.mark.slow  # > 5 s alone: make test, not make test-quick
 def test_a_node_without_cameras_idles(tmp_path: Path) -> None:
     """More nodes than cameras (or an unlucky hash): the idle node runs, healthy, with no cameras (no crash loop)."""
     import json

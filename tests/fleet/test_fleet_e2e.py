@@ -24,7 +24,7 @@ from websockets.asyncio.client import ClientConnection, connect
 
 from livesight.fleet.topics import decode_camera_info
 from tests.fleet.procs import OWNERS, Proc, gateway, node, write_config
-from tests.protocols.mosquitto import MOSQUITTO, Mosquitto
+from tests.mosquitto import MOSQUITTO, Mosquitto
 
 pytestmark = [
     pytest.mark.mqtt,
@@ -102,7 +102,7 @@ async def _page_shows_every_camera(port: int) -> None:
     """The chat page, served by the gateway, lists the four cameras of both nodes (headless Debian chromium)."""
     from playwright.async_api import async_playwright
 
-    from tests.protocols.test_browser import ARGS
+    from tests.web.test_browser import ARGS
 
     async with async_playwright() as p:
         browser = await p.chromium.launch(executable_path=CHROMIUM, args=ARGS)

@@ -19,7 +19,7 @@ from websockets.asyncio.client import connect
 
 from tests.fleet.procs import DEMO_FLEET_CONFIG, OWNERS, Proc, gateway, node, write_config
 from tests.fleet.test_fleet_e2e import CHROMIUM, HAVE_CHROMIUM, Client, health_until
-from tests.protocols.mosquitto import MOSQUITTO, Mosquitto
+from tests.mosquitto import MOSQUITTO, Mosquitto
 
 pytestmark = [
     pytest.mark.mqtt,
@@ -83,7 +83,7 @@ async def _page_asks_two_nodes_at_once(port: int) -> None:
     with its own non-empty text (with shared ids one bubble stayed empty and the other got both answers)."""
     from playwright.async_api import async_playwright
 
-    from tests.protocols.test_browser import ARGS
+    from tests.web.test_browser import ARGS
 
     async with async_playwright() as p:
         browser = await p.chromium.launch(executable_path=CHROMIUM, args=ARGS)

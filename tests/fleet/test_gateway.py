@@ -1,5 +1,5 @@
 """The gateway in process against real parts: Mosquitto, real daemons' WebSocket servers and MQTT bridges (over the
-daemon's real Service and model worker with the echo backend instead of a model: tests/protocols/pipeline.py),
+daemon's real Service and model worker with the echo backend instead of a model: tests/pipeline.py),
 real websockets clients on port 0."""
 
 from __future__ import annotations
@@ -20,13 +20,13 @@ from livesight.config import MQTTConfig, ReconnectConfig, ServerConfig
 from livesight.gateway.directory import Directory
 from livesight.gateway.mqtt_watch import DirectoryWatcher
 from livesight.gateway.server import GatewayServer
-from livesight.protocols.fleet_bridge import FleetAnnouncer
-from livesight.protocols.mqtt_bridge import MQTTBridge
-from livesight.protocols.ws_server import WSServer
-from livesight.protocols.ws_session import ClientLimits
-from tests.protocols.conftest import eventually, http_get, recv_until
-from tests.protocols.mosquitto import MOSQUITTO, Mosquitto
-from tests.protocols.pipeline import Pipeline, pipeline
+from livesight.mqtt.bridge import MQTTBridge
+from livesight.mqtt.fleet_announcer import FleetAnnouncer
+from livesight.web.server import WebServer
+from livesight.web.ws_session import ClientLimits
+from tests.helpers import eventually, http_get, recv_until
+from tests.mosquitto import MOSQUITTO, Mosquitto
+from tests.pipeline import Pipeline, pipeline
 
 pytestmark = [
     pytest.mark.mqtt,
@@ -41,7 +41,7 @@ OWNERS = {"cam1": "a", "cam2": "a", "cam3": "b"}
 class Node:
     name: str
     pipe: Pipeline
-    server: WSServer
+    server: WebServer
     task: asyncio.Task[None]
     bridge: MQTTBridge
 
@@ -59,7 +59,7 @@ class Node:
 async def start_node(name: str, broker: Mosquitto, prefix: str, token: str | None = None) -> Node:
     cams = [c for c, n in OWNERS.items() if n == name]
     pipe = pipeline(cams).start()
-    server = WSServer(pipe.service, ServerConfig(host="127.0.0.1", port=0, auth_token=token))
+    server = WebServer(pipe.service, ServerConfig(host="127.0.0.1", port=0, auth_token=token))
     try:
         port = await server.start()
     except BaseException:
@@ -207,6 +207,7 @@ async def test_cancel_goes_to_the_owner(fleet: tuple[dict[str, Node], Gateway]) 
         await hello(ws)
         await ws.send(json.dumps({"type": "query", "id": "q1", "text": "wait", "camera": "cam3"}))
         await recv_until(ws, of_type("response.created", query_id="q1"))
+        await eventually(lambda: pipe.backend.asked == [("cam3", "wait")], 5, "the node's model holds the question")
         await ws.send(json.dumps({"type": "query.cancel", "id": "q1"}))
         done, _ = await recv_until(ws, of_type("response.done", query_id="q1"))
         assert done["status"] == "cancelled"
@@ -282,7 +283,7 @@ CHROMIUM = "/usr/bin/chromium"
 async def test_chat_page_through_the_gateway(fleet: tuple[dict[str, Node], Gateway]) -> None:
     from playwright.async_api import async_playwright
 
-    from tests.protocols.test_browser import ARGS
+    from tests.web.test_browser import ARGS
 
     nodes, gw = fleet
     problems: list[str] = []

@@ -19,13 +19,13 @@ from websockets.asyncio.client import connect
 from websockets.asyncio.server import ServerConnection, serve
 
 from livesight.config import ServerConfig
+from livesight.contract import events as ev
 from livesight.fleet import topics
 from livesight.gateway.directory import Directory
 from livesight.gateway.response_ids import ResponseIdGuard
 from livesight.gateway.server import GatewayServer
-from livesight.protocols import events as ev
 from livesight.types import ResponseCreated, ResponseDelta, ResponseDone, ResponseKind, ResponseStatus
-from tests.protocols.conftest import recv_until
+from tests.helpers import recv_until
 
 PREFIX = "clash"
 OWNERS = {"cam_a": "a", "cam_b": "b"}

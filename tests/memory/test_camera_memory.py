@@ -7,15 +7,15 @@ import numpy as np
 import pytest
 import torch
 
-from livesight.config import MemoryConfig, ModelConfig
+from livesight.config import MemoryConfig
 from livesight.memory.camera_memory import CameraMemory, FrameEntry, pool_entries
-from livesight.model.qwen import load_backend
 from livesight.types import DTDStep, SceneChange
+from tests.helpers import tiny_backend
 
 
 @pytest.fixture(scope="module")
 def backend():
-    return load_backend(ModelConfig(preset="tiny-random"))
+    return tiny_backend()  # the session's one tiny model (tests/helpers.py)
 
 
 def feed(mem: CameraMemory, backend, n_frames: int, *, keep_frac: float, scene_every: int, seed: int = 0):
@@ -35,6 +35,7 @@ def feed(mem: CameraMemory, backend, n_frames: int, *, keep_frac: float, scene_e
     return peak
 
 
+@pytest.mark.slow  # > 5 s alone: make test, not make test-quick
 def test_ten_times_the_budget_never_exceeds_it_and_keeps_old_scenes_as_captions(backend) -> None:
     cfg = MemoryConfig(token_budget=1024, database=None)
     mem = CameraMemory("cam", backend, cfg, caption_tokens=6)

@@ -106,6 +106,7 @@ def clip(kind: str, n: int = 40, cut_at: tuple[int, ...] = (13, 27)) -> list[np.
     return frames
 
 
+@pytest.mark.slow  # > 5 s alone: make test, not make test-quick
 @pytest.mark.parametrize("mode", ["pixel", "feature"])
 @pytest.mark.parametrize("kind", ["cuts", "static", "pan"])
 def test_generated_clips_through_real_dtd(request, mode: str, kind: str) -> None:
@@ -138,7 +139,6 @@ def _fake_encoding(frame: np.ndarray):
 
 @pytest.fixture(scope="module")
 def backend():
-    from livesight.config import ModelConfig
-    from livesight.model.qwen import load_backend
+    from tests.helpers import tiny_backend
 
-    return load_backend(ModelConfig(preset="tiny-random"))
+    return tiny_backend()  # the session's one tiny model (tests/helpers.py)

@@ -14,6 +14,8 @@ from livesight.config import SceneConfig
 from livesight.memory.scene_detector import SceneDetector
 from livesight.types import DTDStep
 
+pytestmark = pytest.mark.slow  # generates the 10-clip suite (~15 s): make test only
+
 CLIPS = (
     "parked-stills",
     "film-stills-black-gaps",

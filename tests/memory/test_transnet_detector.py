@@ -49,6 +49,7 @@ def model():
     return load_transnet()
 
 
+@pytest.mark.slow  # > 5 s alone: make test, not make test-quick
 def test_online_matches_offline_with_bounded_latency(model, tmp_path: Path) -> None:
     (clip,) = write_suite(tmp_path, only=["starts-on-black"])
     truth = [Transition(**x) for x in load_truth(clip.path)["transitions"]]

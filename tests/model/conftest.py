@@ -3,13 +3,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from livesight.config import ModelConfig
-from livesight.model.qwen import QwenBackend, load_backend
+from livesight.model.qwen import QwenBackend
+from tests.helpers import tiny_backend
 
 
 @pytest.fixture(scope="session")
 def backend() -> QwenBackend:
-    return load_backend(ModelConfig(preset="tiny-random", max_new_tokens=8))
+    return tiny_backend()  # the session's one tiny model (tests/helpers.py)
 
 
 def square_frame(x: int, y: int, *, size: int = 56, bg: int = 90, hw: tuple[int, int] = (448, 448)) -> np.ndarray:

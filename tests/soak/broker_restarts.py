@@ -11,7 +11,7 @@ from pathlib import Path
 
 import aiomqtt
 
-from tests.protocols.mosquitto import Mosquitto
+from tests.mosquitto import Mosquitto
 from tests.soak.common import Result, app_running, config_dict, make_config
 
 

@@ -12,10 +12,9 @@ from pathlib import Path
 
 from hypothesis import HealthCheck, Phase, given, settings
 
-from livesight.config import ModelConfig
-from livesight.model.qwen import load_backend
 from tests.chaos.media import make_media
 from tests.chaos.scenario import Outcome, cases, run_case, summarize
+from tests.helpers import tiny_backend
 from tests.soak.common import Result
 
 
@@ -23,7 +22,7 @@ async def run(quick: bool) -> Result:
     n = 6 if quick else 40
     seconds = 4.0 if quick else 8.0
     res = Result("chaos", f"{n} random cases of 1-3 hostile sources × valid configs, {seconds:.0f} s each")
-    backend = await asyncio.to_thread(load_backend, ModelConfig(preset="tiny-random", max_new_tokens=6))
+    backend = await asyncio.to_thread(tiny_backend)
     outcomes: list[Outcome] = []
     failures: list[str] = []
     with tempfile.TemporaryDirectory(prefix="livesight-chaos-") as d:

@@ -20,7 +20,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from livesight.config import parse_config
 from livesight.fleet.ownership import assignment
 from tests.fleet.procs import Proc
-from tests.protocols.mosquitto import Mosquitto
+from tests.mosquitto import Mosquitto
 from tests.soak.common import Result, hello
 
 NODES = ["n0", "n1", "n2"]

@@ -7,7 +7,7 @@ import statistics
 import time
 
 from livesight.types import CameraState, CameraStatus
-from tests.protocols.conftest import eventually
+from tests.helpers import eventually
 from tests.soak.common import Result, answered, app_running, config_dict, make_config
 from tests.streaming.test_rtsp import RTSPServer, free_port
 

@@ -15,7 +15,7 @@ from typing import Any
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from tests.protocols.conftest import eventually
+from tests.helpers import eventually
 from tests.soak.common import Result, Served, ask, config_dict, hello
 
 TABLES = ("scenes", "responses", "camera_states")

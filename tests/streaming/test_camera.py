@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from livesight.backoff import Backoff, backoff_delay
 from livesight.config import CameraConfig, ReconnectConfig
-from livesight.streaming.backoff import Backoff, backoff_delay
 from livesight.streaming.camera import Camera
 from livesight.streaming.queues import DropOldestQueue
 from livesight.streaming.sampler import Sampler

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -17,8 +16,9 @@ import pytest
 from livesight.config import CameraConfig
 from livesight.streaming.camera import Camera
 from livesight.types import CameraState, CameraStatus
+from tests.helpers import free_port
 
-pytestmark = pytest.mark.rtsp
+pytestmark = [pytest.mark.rtsp, pytest.mark.slow]  # a GStreamer RTSP server process, kills and restarts: make test only
 
 SCRIPT = Path(__file__).resolve().parents[1] / "rtsp_server.py"
 SYSTEM_PY = "/usr/bin/python3"
@@ -40,12 +40,6 @@ def _has_gst() -> bool:
 
 if not _has_gst():
     pytest.skip("GStreamer RTSP server not installed (scripts/system-deps.sh installs it)", allow_module_level=True)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class RTSPServer:

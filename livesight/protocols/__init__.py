@@ -1,1 +1,0 @@
-"""livesight.protocols"""
