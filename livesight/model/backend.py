@@ -10,10 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:  # the contract names tensors; a backend without a local model (openai) never imports torch
+    import torch
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +28,7 @@ class ModelInfo:
     tokens_per_second: float  # temporal M-RoPE ids per second of stream time
     device: str
     dtype: str
+    vision_encoder: bool = True  # False: no encoder runs here (openai): DTD decides from pixels, encode() unused
 
     @property
     def grid_hw(self) -> tuple[int, int]:
@@ -49,7 +52,7 @@ class GenerationResult:
 
 
 # (tokens [n, D], t_seconds, grid_hw, keep [n] bool): the arguments of one append_frame call
-FrameAppend = tuple[torch.Tensor, float, tuple[int, int], np.ndarray]
+FrameAppend = tuple["torch.Tensor", float, tuple[int, int], np.ndarray]
 
 
 class LLMContext(Protocol):

@@ -1,0 +1,190 @@
+"""What a remote model server is shown of a kept frame: the whole frame, or crops of the regions DTD kept.
+
+DTD (pixel mode) marks which 28x28 regions of a prepared frame changed. A frame whose changed regions cover more
+than `full_fraction` of it (a cut, a camera move) is sent whole; otherwise its changed regions are grouped into at
+most `max_crops` boxes on the token grid (touching regions, padded by one region so the server sees some context)
+and only those crops are sent. Boxes lie on the 28-px grid, so a Qwen2.5-VL server does not resize them and the
+image cost is exact: one token per 28x28 px plus 2 per image (vision start/end).
+
+Each image is JPEG-encoded once and kept as bytes and as a `data:` URL (servers such as Ollama take no other), so an
+image sent again is byte-identical and servers' prefix caches (vLLM, llama.cpp) hit.
+
+Pure functions (arrays in, values out); the model worker thread calls them (milliseconds per frame).
+"""
+
+from __future__ import annotations
+
+import base64
+import itertools
+from dataclasses import dataclass
+
+import numpy as np
+
+from livesight.imaging import encode_jpeg
+
+TOKEN_PX = 28
+IMAGE_OVERHEAD_TOKENS = 2  # <|vision_start|>, <|vision_end|>
+
+Box = tuple[int, int, int, int]  # (row0, col0, row1, col1) on the token grid, end exclusive
+
+_seq = itertools.count(1)
+
+
+def image_tokens(width: int, height: int, token_px: int = TOKEN_PX) -> int:
+    """Estimated tokens a Qwen2.5-VL-style server spends on one image: ~ pixels / 784 + 2."""
+    return round(width * height / (token_px * token_px)) + IMAGE_OVERHEAD_TOKENS
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class RemoteImage:
+    """One image as the server gets it. `box` is None for a whole frame, else the crop's pixel box in the frame."""
+
+    seq: int  # increasing per process: orders images, identifies them
+    scene: int
+    pts: float  # stream time of the frame (s)
+    wall_time: float
+    frame_wh: tuple[int, int]  # (W, H) of the whole prepared frame
+    box: tuple[int, int, int, int] | None  # (x0, y0, x1, y1) px, None = whole frame
+    jpeg: bytes
+    data_url: str
+    tokens: int  # estimated image tokens
+
+    @property
+    def whole(self) -> bool:
+        return self.box is None
+
+    def label(self) -> str:
+        """The text part sent before the image: its time, and where a crop lies in the frame."""
+        w, h = self.frame_wh
+        if self.box is None:
+            return f"t={self.pts:.1f}s, whole view ({w}x{h}):"
+        x0, y0, x1, y1 = self.box
+        return f"t={self.pts:.1f}s, changed region x {x0}-{x1}, y {y0}-{y1} of the {w}x{h} view:"
+
+
+def change_boxes(keep: np.ndarray, grid_hw: tuple[int, int], max_crops: int, pad: int = 1) -> list[Box]:
+    """Boxes (on the token grid) covering every kept region: groups of touching kept regions, each padded by `pad`
+    regions, overlapping boxes merged, then the pair whose union adds the least area merged until <= max_crops."""
+    gh, gw = grid_hw
+    mask = keep.reshape(gh, gw).astype(bool)
+    seen = np.zeros_like(mask)
+    boxes: list[Box] = []
+    for r, c in zip(*np.nonzero(mask), strict=True):
+        if seen[r, c]:
+            continue
+        stack = [(int(r), int(c))]
+        seen[r, c] = True
+        r0, c0, r1, c1 = int(r), int(c), int(r) + 1, int(c) + 1
+        while stack:
+            y, x = stack.pop()
+            r0, c0, r1, c1 = min(r0, y), min(c0, x), max(r1, y + 1), max(c1, x + 1)
+            for dy in (-1, 0, 1):
+                for dx in (-1, 0, 1):
+                    ny, nx = y + dy, x + dx
+                    if 0 <= ny < gh and 0 <= nx < gw and mask[ny, nx] and not seen[ny, nx]:
+                        seen[ny, nx] = True
+                        stack.append((ny, nx))
+        boxes.append((max(0, r0 - pad), max(0, c0 - pad), min(gh, r1 + pad), min(gw, c1 + pad)))
+    return _merge(boxes, max_crops)
+
+
+def _area(b: Box) -> int:
+    return (b[2] - b[0]) * (b[3] - b[1])
+
+
+def _union(a: Box, b: Box) -> Box:
+    return (min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3]))
+
+
+def _overlap(a: Box, b: Box) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+def _merge(boxes: list[Box], max_crops: int) -> list[Box]:
+    boxes = list(boxes)
+    changed = True
+    while changed:  # overlapping boxes (padding made them meet) become one
+        changed = False
+        for i, j in itertools.combinations(range(len(boxes)), 2):
+            if _overlap(boxes[i], boxes[j]):
+                boxes[i] = _union(boxes[i], boxes[j])
+                del boxes[j]
+                changed = True
+                break
+    while len(boxes) > max_crops:
+        i, j = min(
+            itertools.combinations(range(len(boxes)), 2),
+            key=lambda p: _area(_union(boxes[p[0]], boxes[p[1]])) - _area(boxes[p[0]]) - _area(boxes[p[1]]),
+        )
+        boxes[i] = _union(boxes[i], boxes[j])
+        del boxes[j]
+        boxes = _merge(boxes, len(boxes))  # the union may now overlap another box
+    return sorted(boxes)
+
+
+def data_url(jpeg: bytes) -> str:
+    return "data:image/jpeg;base64," + base64.b64encode(jpeg).decode("ascii")
+
+
+def plan_images(
+    keep: np.ndarray,
+    grid_hw: tuple[int, int],
+    *,
+    whole: bool,
+    full_fraction: float,
+    max_crops: int,
+) -> list[Box] | None:
+    """None: send the whole frame; else the crops' boxes on the token grid (no pixels touched: benchmarks use it)."""
+    if whole or keep.mean() > full_fraction:
+        return None
+    boxes = change_boxes(keep, grid_hw, max_crops)
+    if sum(_area(b) for b in boxes) > full_fraction * grid_hw[0] * grid_hw[1]:
+        return None  # padding made the crops as big as the frame: one image is cheaper and clearer
+    return boxes
+
+
+def planned_tokens(boxes: list[Box] | None, grid_hw: tuple[int, int]) -> int:
+    """Estimated image tokens of what `plan_images` chose."""
+    if boxes is None:
+        return grid_hw[0] * grid_hw[1] + IMAGE_OVERHEAD_TOKENS
+    return sum(_area(b) + IMAGE_OVERHEAD_TOKENS for b in boxes)
+
+
+def images_for_frame(
+    prepared: np.ndarray,
+    keep: np.ndarray,
+    grid_hw: tuple[int, int],
+    *,
+    scene: int,
+    pts: float,
+    wall_time: float,
+    whole: bool,
+    full_fraction: float,
+    max_crops: int,
+    quality: int,
+    token_px: int = TOKEN_PX,
+) -> list[RemoteImage]:
+    """The images that carry a kept frame's news: the whole frame, or crops of its changed regions."""
+    h, w = prepared.shape[:2]
+    boxes = plan_images(keep, grid_hw, whole=whole, full_fraction=full_fraction, max_crops=max_crops)
+    out: list[RemoteImage] = []
+    if boxes is None:
+        jpeg = encode_jpeg(prepared, quality)
+        return [RemoteImage(next(_seq), scene, pts, wall_time, (w, h), None, jpeg, data_url(jpeg), image_tokens(w, h))]
+    for r0, c0, r1, c1 in boxes:
+        x0, y0, x1, y1 = c0 * token_px, r0 * token_px, c1 * token_px, r1 * token_px
+        jpeg = encode_jpeg(prepared[y0:y1, x0:x1], quality)
+        out.append(
+            RemoteImage(
+                next(_seq),
+                scene,
+                pts,
+                wall_time,
+                (w, h),
+                (x0, y0, x1, y1),
+                jpeg,
+                data_url(jpeg),
+                image_tokens(x1 - x0, y1 - y0, token_px),
+            )
+        )
+    return out
