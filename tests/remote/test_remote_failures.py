@@ -43,7 +43,7 @@ async def test_each_server_failure_ends_a_question_with_its_code_and_the_daemon_
                 health = model_health(app)
                 assert health["state"] == "degraded" and code in health["last_error"], health
                 assert app.service.health()["status"] == "degraded"
-                await until(lambda: model_health(app)["state"] == "ok", 15, "health back by itself (probe)")  # noqa: B023
+                await until(lambda: model_health(app)["state"] == "ok", 15, "health back by itself (probe)")
                 done, _ = await ask_ws(app.port)
                 assert done["status"] == "completed" and done["text"] == "back again", (behaviour, done)
                 assert frames_with_news(app) > live, "the camera kept going"
@@ -53,21 +53,21 @@ async def test_each_server_failure_ends_a_question_with_its_code_and_the_daemon_
 
 
 async def test_429_is_honoured_its_retry_after_nothing_is_sent_before_it() -> None:
-    async with StubServer(
-        [Status(429, "slow down", {"Retry-After": "2"}), Reply("ok now")], scripted=is_question
-    ) as srv:
-        async with running(remote_config(srv.base_url)) as app:
-            await until(lambda: frames_with_news(app) >= 1, what="a frame with news")
-            done, _ = await ask_ws(app.port)
-            assert done["status"] == "failed" and done["code"] == "model_rate_limited" and "slow down" in done["error"]
-            sent = len(srv.requests)
-            done, _ = await ask_ws(app.port)
-            if done["status"] == "failed":  # inside the Retry-After window: refused here, never sent
-                assert done["code"] == "model_rate_limited" and len(srv.requests) == sent
-            assert model_health(app)["requests"].get("not_sent", 0) + (done["status"] == "completed") >= 1
-            await until(lambda: model_health(app)["retry_in_s"] == 0, 10, "Retry-After over")
-            done, _ = await ask_ws(app.port)
-            assert done["status"] == "completed" and done["text"] == "ok now"
+    async with (
+        StubServer([Status(429, "slow down", {"Retry-After": "2"}), Reply("ok now")], scripted=is_question) as srv,
+        running(remote_config(srv.base_url)) as app,
+    ):
+        await until(lambda: frames_with_news(app) >= 1, what="a frame with news")
+        done, _ = await ask_ws(app.port)
+        assert done["status"] == "failed" and done["code"] == "model_rate_limited" and "slow down" in done["error"]
+        sent = len(srv.requests)
+        done, _ = await ask_ws(app.port)
+        if done["status"] == "failed":  # inside the Retry-After window: refused here, never sent
+            assert done["code"] == "model_rate_limited" and len(srv.requests) == sent
+        assert model_health(app)["requests"].get("not_sent", 0) + (done["status"] == "completed") >= 1
+        await until(lambda: model_health(app)["retry_in_s"] == 0, 10, "Retry-After over")
+        done, _ = await ask_ws(app.port)
+        assert done["status"] == "completed" and done["text"] == "ok now"
 
 
 async def test_a_refused_connection_then_a_server_that_comes_up() -> None:
