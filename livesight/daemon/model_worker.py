@@ -177,7 +177,8 @@ class ModelWorker:
         self.settings = settings
         # False: response jobs are run elsewhere (the remote responder, on the event loop); this worker runs frames
         self.run_jobs = run_jobs
-        self._encodes = backend.info.vision_encoder  # False (openai): DTD decides from pixels, no encode() call
+        # False (openai): DTD decides from pixels, no encode() call, and the memory gets the pixels of kept frames
+        self._encodes = getattr(getattr(backend, "info", None), "vision_encoder", True)
         self.backend = backend
         self.service = service
         self.lanes = {lane.camera: lane for lane in lanes}
@@ -318,7 +319,10 @@ class ModelWorker:
                 if change is not None:  # the ending scene is captioned before the new scene's first frame goes in
                     self._guarded("memory", lane.memory.on_scene_change, change)
                 tokens = e.tokens if e is not None and not step.encoder_skipped else None
-                self._guarded("memory", lane.memory.add_step, step, tokens, p)
+                if self._encodes:
+                    self._guarded("memory", lane.memory.add_step, step, tokens)
+                else:  # a remote memory sends the pixels of what DTD kept
+                    self._guarded("memory", lane.memory.add_step, step, None, p)
             except _Failed as fail:
                 with contextlib.suppress(Exception):
                     if fail.stage in ("prepare", "pre-check", "vision encoder"):
