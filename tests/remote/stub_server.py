@@ -77,7 +77,9 @@ class StubServer:
         *,
         port: int = 0,
         scripted: Callable[[dict[str, Any]], bool] = lambda req: True,
+        answer: Callable[[dict[str, Any]], str] | None = None,
     ) -> None:
+        self.answer = answer  # the text of unscripted replies, by request (default: Reply's)
         self.script: list[Behaviour] = list(script or [Reply()])
         self.scripted = scripted  # which chat requests follow the script (the others get a plain Reply)
         self.port = port
@@ -164,7 +166,7 @@ class StubServer:
                 if part.get("type") == "image_url" and not part["image_url"]["url"].startswith("data:image/"):
                     await _send(writer, 400, _error("images must be data: URLs"))
                     return True
-        b = self._next() if self.scripted(req) else Reply()
+        b = self._next() if self.scripted(req) else Reply(self.answer(req) if self.answer else Reply.text)
         if isinstance(b, Drop):
             return False
         if isinstance(b, Status):
