@@ -153,7 +153,14 @@ class RemoteModelSettings(_Strict):
         description="openai: a kept frame whose changed regions cover more than this share is sent whole; below, "
         "only crops of its changed regions are sent (a scene's first frame is always whole)",
     )
-    max_crops: int = Field(3, ge=1, le=16, description="openai: most crops per frame (more changed areas are merged)")
+    max_crops: int = Field(6, ge=1, le=16, description="openai: most crops per frame (more changed areas are merged)")
+    whole_frame_interval_s: float = Field(
+        5.0,
+        ge=0,
+        le=3600,
+        description="openai: a frame that changed almost everywhere (camera motion) is sent whole at most this often; "
+        "a scene's first frame always is",
+    )
     keep_images: int = Field(
         48, ge=1, le=4096, description="openai: images (whole frames and crops) kept per camera for questions"
     )

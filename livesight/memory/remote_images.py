@@ -30,9 +30,12 @@ Box = tuple[int, int, int, int]  # (row0, col0, row1, col1) on the token grid, e
 _seq = itertools.count(1)
 
 
+MIN_CELLS = 4  # Qwen2.5-VL resizes an image below 56x56 px (min_pixels 3136) up to it: at least 4 tokens
+
+
 def image_tokens(width: int, height: int, token_px: int = TOKEN_PX) -> int:
-    """Estimated tokens a Qwen2.5-VL-style server spends on one image: ~ pixels / 784 + 2."""
-    return round(width * height / (token_px * token_px)) + IMAGE_OVERHEAD_TOKENS
+    """Estimated tokens a Qwen2.5-VL-style server spends on one image: ~ pixels / 784 (at least 4) + 2."""
+    return max(MIN_CELLS, round(width * height / (token_px * token_px))) + IMAGE_OVERHEAD_TOKENS
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -62,9 +65,10 @@ class RemoteImage:
         return f"t={self.pts:.1f}s, changed region x {x0}-{x1}, y {y0}-{y1} of the {w}x{h} view:"
 
 
-def change_boxes(keep: np.ndarray, grid_hw: tuple[int, int], max_crops: int, pad: int = 1) -> list[Box]:
-    """Boxes (on the token grid) covering every kept region: groups of touching kept regions, each padded by `pad`
-    regions, overlapping boxes merged, then the pair whose union adds the least area merged until <= max_crops."""
+def change_boxes(keep: np.ndarray, grid_hw: tuple[int, int], max_crops: int, pad: int = 0) -> list[Box]:
+    """Boxes (on the token grid) covering every kept region: groups of touching kept regions (8-connected), each
+    grown to at least 2x2 regions (smaller images cost as much: MIN_CELLS) and padded by `pad`, overlapping boxes
+    merged, then the pair whose union adds the least area merged until <= max_crops."""
     gh, gw = grid_hw
     mask = keep.reshape(gh, gw).astype(bool)
     seen = np.zeros_like(mask)
@@ -84,7 +88,12 @@ def change_boxes(keep: np.ndarray, grid_hw: tuple[int, int], max_crops: int, pad
                     if 0 <= ny < gh and 0 <= nx < gw and mask[ny, nx] and not seen[ny, nx]:
                         seen[ny, nx] = True
                         stack.append((ny, nx))
-        boxes.append((max(0, r0 - pad), max(0, c0 - pad), min(gh, r1 + pad), min(gw, c1 + pad)))
+        r0, c0, r1, c1 = max(0, r0 - pad), max(0, c0 - pad), min(gh, r1 + pad), min(gw, c1 + pad)
+        if r1 - r0 < 2:  # grow to 2 regions: down, else up
+            r0, r1 = (r0, r0 + 2) if r0 + 2 <= gh else (max(0, r1 - 2), r1)
+        if c1 - c0 < 2:
+            c0, c1 = (c0, c0 + 2) if c0 + 2 <= gw else (max(0, c1 - 2), c1)
+        boxes.append((r0, c0, r1, c1))
     return _merge(boxes, max_crops)
 
 
@@ -147,44 +156,72 @@ def planned_tokens(boxes: list[Box] | None, grid_hw: tuple[int, int]) -> int:
     """Estimated image tokens of what `plan_images` chose."""
     if boxes is None:
         return grid_hw[0] * grid_hw[1] + IMAGE_OVERHEAD_TOKENS
-    return sum(_area(b) + IMAGE_OVERHEAD_TOKENS for b in boxes)
+    return sum(max(MIN_CELLS, _area(b)) + IMAGE_OVERHEAD_TOKENS for b in boxes)
 
 
-def images_for_frame(
+@dataclass
+class FeedGate:
+    """Per camera: what of each decided frame goes to the server — the whole frame, crops, or nothing.
+
+    - a scene's first frame (and the first frame of all) is sent whole;
+    - a frame that changed in a few places: crops of those places (always: they are cheap);
+    - a frame that changed almost everywhere (camera motion, a light switched on) is sent whole at most every
+      `whole_interval_s`; one held back meanwhile makes the next frame due be sent whole even if DTD then kept
+      nothing (its reference already moved on), so the server's view never stays behind;
+    - nothing changed: nothing.
+    Pure bookkeeping over keep masks and times; the memory and the remote benchmark share it."""
+
+    full_fraction: float
+    max_crops: int
+    whole_interval_s: float
+    _last_whole: float = -1e18
+    _owed: bool = True  # a whole frame is due (start, scene change, or one held back)
+
+    def scene_started(self) -> None:
+        self._owed = True
+        self._last_whole = -1e18
+
+    def plan(
+        self, keep: np.ndarray, grid_hw: tuple[int, int], pts: float, *, whole: bool = False
+    ) -> list[Box] | None | bool:
+        """False: send nothing; None: the whole frame; else the crops' boxes."""
+        due = pts - self._last_whole >= self.whole_interval_s
+        if (self._owed or whole) and due:
+            self._owed, self._last_whole = False, pts
+            return None
+        if not keep.any():
+            return False
+        boxes = plan_images(keep, grid_hw, whole=whole, full_fraction=self.full_fraction, max_crops=self.max_crops)
+        if boxes is not None:
+            return boxes
+        if due:
+            self._owed, self._last_whole = False, pts
+            return None
+        self._owed = True  # held back: the next frame due goes whole
+        return False
+
+
+def render_images(
     prepared: np.ndarray,
-    keep: np.ndarray,
-    grid_hw: tuple[int, int],
+    boxes: list[Box] | None,
     *,
     scene: int,
     pts: float,
     wall_time: float,
-    whole: bool,
-    full_fraction: float,
-    max_crops: int,
     quality: int,
     token_px: int = TOKEN_PX,
 ) -> list[RemoteImage]:
-    """The images that carry a kept frame's news: the whole frame, or crops of its changed regions."""
+    """The images of a planned frame: the whole frame (boxes None), or its crops, JPEG-encoded once."""
     h, w = prepared.shape[:2]
-    boxes = plan_images(keep, grid_hw, whole=whole, full_fraction=full_fraction, max_crops=max_crops)
-    out: list[RemoteImage] = []
     if boxes is None:
         jpeg = encode_jpeg(prepared, quality)
         return [RemoteImage(next(_seq), scene, pts, wall_time, (w, h), None, jpeg, data_url(jpeg), image_tokens(w, h))]
+    out: list[RemoteImage] = []
     for r0, c0, r1, c1 in boxes:
         x0, y0, x1, y1 = c0 * token_px, r0 * token_px, c1 * token_px, r1 * token_px
         jpeg = encode_jpeg(prepared[y0:y1, x0:x1], quality)
+        tokens = image_tokens(x1 - x0, y1 - y0, token_px)
         out.append(
-            RemoteImage(
-                next(_seq),
-                scene,
-                pts,
-                wall_time,
-                (w, h),
-                (x0, y0, x1, y1),
-                jpeg,
-                data_url(jpeg),
-                image_tokens(x1 - x0, y1 - y0, token_px),
-            )
+            RemoteImage(next(_seq), scene, pts, wall_time, (w, h), (x0, y0, x1, y1), jpeg, data_url(jpeg), tokens)
         )
     return out

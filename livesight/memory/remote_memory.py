@@ -30,7 +30,7 @@ import numpy as np
 
 from livesight.config import MemoryConfig, ModelConfig
 from livesight.memory.event_log import EventLog
-from livesight.memory.remote_images import RemoteImage, images_for_frame
+from livesight.memory.remote_images import FeedGate, RemoteImage, render_images
 from livesight.model.backend import GenerationResult
 from livesight.types import DTDStep, SceneChange
 
@@ -126,7 +126,7 @@ class RemoteMemory:
         self._recent_bytes = 0
         self._anchor: RemoteImage | None = None  # the newest whole frame
         self._scene = _Scene(start_scene, 0.0, time.time(), 0.0)
-        self._whole_next = True  # the first kept frame of a scene is sent whole
+        self._gate = FeedGate(model.full_frame_fraction, model.max_crops, model.whole_frame_interval_s)
         self._captions: list[Caption] = []
         self._pending: deque[ClosedScene] = deque()
         self.latest_seq = 0  # the newest image's seq (watch checks run when it moved)
@@ -143,24 +143,20 @@ class RemoteMemory:
             sc.start_wall = step.wall_time
             sc.started = True
         sc.end_pts = max(sc.end_pts, step.pts)
-        if step.kept == 0:
+        plan = self._gate.plan(step.keep, step.grid_hw, step.pts, whole=step.full)
+        if plan is False:
             return
         if prepared is None:
-            raise ValueError("the remote memory needs the prepared frame of a kept step")
-        images = images_for_frame(
+            raise ValueError("the remote memory needs the prepared frame of a step it sends")
+        images = render_images(
             prepared,
-            step.keep,
-            step.grid_hw,
+            plan,  # type: ignore[arg-type]
             scene=sc.scene,
             pts=step.pts,
             wall_time=step.wall_time,
-            whole=self._whole_next or step.full,
-            full_fraction=self.cfg.full_frame_fraction,
-            max_crops=self.cfg.max_crops,
             quality=self.cfg.jpeg_quality,
             token_px=self.token_px,
         )
-        self._whole_next = False
         k = self.counters
         k.frames_kept += 1
         with self._lock:
@@ -201,7 +197,7 @@ class RemoteMemory:
                     self.counters.captions_given_up += 1
                     log.warning("camera %s: scene %d not captioned (captions backed up)", self.camera, given_up.scene)
             self._scene = _Scene(change.scene, change.pts, change.wall_time, change.pts, started=True)
-            self._whole_next = True
+            self._gate.scene_started()
         if notify and self.on_pending is not None:
             self.on_pending()
 

@@ -1,4 +1,4 @@
-"""The real llama.cpp server (tests/remote/llama_server.py), started once per test session when a test asks."""
+"""The real llama.cpp server (livesight/bench/llama_server.py), started once per test session when a test asks."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.remote.llama_server import LlamaServer, build_gguf, server_available
+from livesight.bench.llama_server import LlamaServer, build_gguf, server_available
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,7 @@ import pytest
 
 from livesight.types import ResponseCreated, ResponseDone, ResponseKind, ResponseStatus
 from tests.remote.helpers import ask_ws, model_health, remote_config, running, until
-from tests.remote.llama_server import LlamaServer
+from livesight.bench.llama_server import LlamaServer
 
 pytestmark = pytest.mark.slow
 

@@ -12,8 +12,8 @@ import sys
 from pathlib import Path
 
 from tests.remote.helpers import ask_ws
-from tests.remote.llama_server import free_port
-from tests.remote.stub_server import Reply, StubServer
+from livesight.bench.llama_server import free_port
+from livesight.bench.model_stub import Reply, StubServer
 
 BLOCKER = """
 import os, sys

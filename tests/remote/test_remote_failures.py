@@ -1,4 +1,4 @@
-"""Servers fail; the daemon does not. Each failure over real HTTP (tests/remote/stub_server.py): the camera stays
+"""Servers fail; the daemon does not. Each failure over real HTTP (livesight/bench/model_stub.py): the camera stays
 live and keeps its memory, the question ends with a documented code within model.request_timeout_s, /healthz says
 `degraded` with the last error and comes back by itself, and the next question is answered."""
 
@@ -9,8 +9,8 @@ import time
 
 from livesight.model.remote.client import redact_url
 from tests.remote.helpers import ask_ws, frames_with_news, model_health, remote_config, running, until
-from tests.remote.llama_server import free_port
-from tests.remote.stub_server import Drop, Hang, Reply, Status, StubServer, is_question, last_text
+from livesight.bench.llama_server import free_port
+from livesight.bench.model_stub import Drop, Hang, Reply, Status, StubServer, is_question, last_text
 
 
 async def test_each_server_failure_ends_a_question_with_its_code_and_the_daemon_recovers() -> None:

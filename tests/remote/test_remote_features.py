@@ -10,7 +10,7 @@ import json
 from websockets.asyncio.client import connect
 
 from tests.remote.helpers import remote_config, running, until
-from tests.remote.stub_server import StubServer, last_text
+from livesight.bench.model_stub import StubServer, last_text
 
 
 def answer(req: dict) -> str:

@@ -11,7 +11,7 @@ import numpy as np
 from PIL import Image
 
 from livesight.config import parse_config
-from livesight.memory.remote_images import change_boxes, image_tokens, images_for_frame, plan_images
+from livesight.memory.remote_images import FeedGate, change_boxes, image_tokens, plan_images, render_images
 from livesight.memory.remote_memory import TIMELINE_CHARS, RemoteMemory
 from livesight.types import DTDStep, SceneChange
 
@@ -44,11 +44,13 @@ def frame(seed: int) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, 255, (252, 448, 3), dtype=np.uint8)
 
 
-def test_change_boxes_cover_each_changed_area_padded_and_merge_to_the_limit() -> None:
+def test_change_boxes_cover_each_changed_area_at_least_2x2_and_merge_to_the_limit() -> None:
     keep = mask([(1, 1), (1, 2), (7, 13)])
-    assert change_boxes(keep, GRID, max_crops=3) == [(0, 0, 3, 4), (6, 12, 9, 15)]
-    # padded boxes that touch are one crop; more areas than max_crops merge where it costs the least area
-    far = mask([(0, 0), (0, 15), (8, 0), (8, 15)])
+    assert change_boxes(keep, GRID, max_crops=3) == [(1, 1, 3, 3), (7, 13, 9, 15)]
+    assert change_boxes(keep, GRID, max_crops=3, pad=1) == [(0, 0, 3, 4), (6, 12, 9, 15)]
+    assert change_boxes(mask([(8, 15)]), GRID, max_crops=3) == [(7, 14, 9, 16)], "grown inwards at the edge"
+    # more areas than max_crops merge where it costs the least area
+    far = mask([(0, 0), (0, 15), (8, 0), (8, 15), (4, 7)])
     boxes = change_boxes(far, GRID, max_crops=2)
     assert len(boxes) == 2
     covered = np.zeros(GRID, bool)
@@ -60,39 +62,43 @@ def test_change_boxes_cover_each_changed_area_padded_and_merge_to_the_limit() ->
 
 def test_a_frame_is_sent_whole_when_most_of_it_changed_or_a_scene_starts() -> None:
     small = mask([(4, 4)])
-    assert plan_images(small, GRID, whole=False, full_fraction=0.4, max_crops=3) == [(3, 3, 6, 6)]
+    assert plan_images(small, GRID, whole=False, full_fraction=0.4, max_crops=3) == [(4, 4, 6, 6)]
     assert plan_images(small, GRID, whole=True, full_fraction=0.4, max_crops=3) is None
     most = np.ones(GRID[0] * GRID[1], bool)
     most[:10] = False
     assert plan_images(most, GRID, whole=False, full_fraction=0.4, max_crops=3) is None
 
 
+def test_the_feed_gate_bounds_whole_frames_in_motion_and_never_leaves_the_server_behind() -> None:
+    gate = FeedGate(full_fraction=0.4, max_crops=3, whole_interval_s=5.0)
+    everything, nothing, small = np.ones(144, bool), mask([]), mask([(4, 4)])
+    assert gate.plan(nothing, GRID, 0.0) is None, "the first frame is sent whole, changed or not"
+    assert gate.plan(nothing, GRID, 0.5) is False
+    assert gate.plan(small, GRID, 1.0) == [(4, 4, 6, 6)]
+    assert gate.plan(everything, GRID, 1.5) is False, "camera motion: held back (a whole frame was sent 1.5 s ago)"
+    assert gate.plan(small, GRID, 2.0) == [(4, 4, 6, 6)], "crops still go"
+    assert gate.plan(nothing, GRID, 4.5) is False
+    assert gate.plan(nothing, GRID, 5.0) is None, "the held-back change goes whole once due, though DTD kept nothing"
+    assert gate.plan(everything, GRID, 5.5) is False
+    gate.scene_started()
+    assert gate.plan(everything, GRID, 6.0) is None, "a new scene's first frame is sent whole at once"
+    assert gate.plan(nothing, GRID, 6.5) is False
+
+
 def test_crops_are_the_changed_pixels_on_the_token_grid_with_exact_token_estimates() -> None:
     yy, xx = np.mgrid[0:252, 0:448]
     f = np.stack([xx // 28 * 15, yy // 28 * 25, np.full_like(xx, 128)], axis=-1).astype(np.uint8)  # a colour per cell
-    imgs = images_for_frame(
-        f,
-        mask([(4, 4)]),
-        GRID,
-        scene=1,
-        pts=2.0,
-        wall_time=0.0,
-        whole=False,
-        full_fraction=0.4,
-        max_crops=3,
-        quality=95,
-    )
-    (img,) = imgs
-    assert img.box == (84, 84, 168, 168) and img.tokens == 9 + 2 == image_tokens(84, 84)
+    boxes = plan_images(mask([(3, 3), (4, 4)]), GRID, whole=False, full_fraction=0.4, max_crops=3)
+    (img,) = render_images(f, boxes, scene=1, pts=2.0, wall_time=0.0, quality=95)
+    assert img.box == (84, 84, 140, 140) and img.tokens == 4 + 2 == image_tokens(56, 56)
     decoded = np.asarray(Image.open(io.BytesIO(img.jpeg)))
-    assert decoded.shape == (84, 84, 3)
-    assert np.abs(decoded.astype(int) - f[84:168, 84:168].astype(int)).mean() < 6  # JPEG of that very region
+    assert decoded.shape == (56, 56, 3)
+    assert np.abs(decoded.astype(int) - f[84:140, 84:140].astype(int)).mean() < 6  # JPEG of that very region
     assert base64.b64decode(img.data_url.split(",", 1)[1]) == img.jpeg
-    assert img.label() == "t=2.0s, changed region x 84-168, y 84-168 of the 448x252 view:"
-    whole = images_for_frame(
-        f, mask([(4, 4)]), GRID, scene=1, pts=2.0, wall_time=0.0, whole=True, full_fraction=0.4, max_crops=3, quality=95
-    )
-    assert whole[0].box is None and whole[0].tokens == 144 + 2
+    assert img.label() == "t=2.0s, changed region x 84-140, y 84-140 of the 448x252 view:"
+    (whole,) = render_images(f, None, scene=1, pts=2.0, wall_time=0.0, quality=95)
+    assert whole.box is None and whole.tokens == 144 + 2
+    assert image_tokens(28, 28) == 4 + 2, "below 56x56 a server scales up: it costs as much"
 
 
 def test_memory_is_bounded_by_count_and_bytes_and_keeps_the_newest_whole_frame() -> None:

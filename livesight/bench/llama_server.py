@@ -1,4 +1,4 @@
-"""A real OpenAI-compatible vision server for tests: llama.cpp's server (PyPI `llama-cpp-python[server]`) serving a
+"""A real OpenAI-compatible vision server for tests and `livesight bench remote`: llama.cpp's server (PyPI `llama-cpp-python[server]`) serving a
 GGUF conversion of the tiny random Qwen2.5-VL with its vision projector (docs: ../shared/DESIGN.md §11).
 
     model, mmproj = build_gguf(cache_dir)          # minutes the first time, then cached (keyed by the recipe)
@@ -26,7 +26,9 @@ from importlib import metadata
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-CACHE = Path(os.environ.get("LIVESIGHT_TEST_CACHE", ROOT / ".cache"))
+# a checkout's .cache/ (gitignored), else the user's cache; LIVESIGHT_TEST_CACHE overrides
+_DEFAULT_CACHE = ROOT / ".cache" if (ROOT / "pyproject.toml").is_file() else Path.home() / ".cache" / "livesight"
+CACHE = Path(os.environ.get("LIVESIGHT_TEST_CACHE", _DEFAULT_CACHE))
 RECIPE_VERSION = "1"  # bump when the model recipe below changes (the cache key)
 
 CHAT_TEMPLATE = (
