@@ -1,5 +1,6 @@
-"""A real OpenAI-compatible vision server for tests and `livesight bench remote`: llama.cpp's server (PyPI `llama-cpp-python[server]`) serving a
-GGUF conversion of the tiny random Qwen2.5-VL with its vision projector (docs: ../shared/DESIGN.md §11).
+"""A real OpenAI-compatible vision server for tests and `livesight bench remote`: llama.cpp's server (PyPI
+`llama-cpp-python[server]`) serving a GGUF conversion of the tiny random Qwen2.5-VL with its vision
+projector (docs: ../shared/DESIGN.md §11).
 
     model, mmproj = build_gguf(cache_dir)          # minutes the first time, then cached (keyed by the recipe)
     with LlamaServer(model, mmproj) as srv:        # python -m llama_cpp.server on a free loopback port

@@ -1,5 +1,6 @@
-"""A small OpenAI-compatible HTTP server for failure tests and the outage part of `livesight bench remote`: real HTTP/1.1 on a loopback port (asyncio streams), each
-chat request answered by the next scripted behaviour (the last one repeats).
+"""A small OpenAI-compatible HTTP server for failure tests and the outage part of `livesight bench remote`: real
+HTTP/1.1 on a loopback port (asyncio streams), each chat request answered by the next scripted behaviour (the last
+one repeats).
 
     async with StubServer([Status(500), Status(429, headers={"Retry-After": "2"}), Reply("a red car")]) as srv:
         srv.base_url              # http://127.0.0.1:PORT/v1

@@ -183,7 +183,7 @@ class FeedGate:
 
     def plan(
         self, keep: np.ndarray, grid_hw: tuple[int, int], pts: float, *, whole: bool = False
-    ) -> list[Box] | None | bool:
+    ) -> list[Box] | bool | None:
         """False: send nothing; None: the whole frame; else the crops' boxes."""
         due = pts - self._last_whole >= self.whole_interval_s
         if (self._owed or whole) and due:

@@ -75,5 +75,9 @@ def frames_with_news(app: App) -> int:
     return int(app.service.stats().cameras["cam"]["frames_with_news"])
 
 
+def frames_sampled(app: App) -> int:
+    return int(app.service.stats().cameras["cam"]["frames_sampled"])
+
+
 def model_health(app: App) -> dict[str, Any]:
     return app.service.health()["model"]

@@ -8,9 +8,9 @@ import asyncio
 
 import pytest
 
+from livesight.bench.llama_server import LlamaServer
 from livesight.types import ResponseCreated, ResponseDone, ResponseKind, ResponseStatus
 from tests.remote.helpers import ask_ws, model_health, remote_config, running, until
-from livesight.bench.llama_server import LlamaServer
 
 pytestmark = pytest.mark.slow
 

@@ -11,9 +11,9 @@ import signal
 import sys
 from pathlib import Path
 
-from tests.remote.helpers import ask_ws
 from livesight.bench.llama_server import free_port
 from livesight.bench.model_stub import Reply, StubServer
+from tests.remote.helpers import ask_ws
 
 BLOCKER = """
 import os, sys

@@ -7,10 +7,10 @@ from __future__ import annotations
 import json
 import time
 
-from livesight.model.remote.client import redact_url
-from tests.remote.helpers import ask_ws, frames_with_news, model_health, remote_config, running, until
 from livesight.bench.llama_server import free_port
 from livesight.bench.model_stub import Drop, Hang, Reply, Status, StubServer, is_question, last_text
+from livesight.model.remote.client import redact_url
+from tests.remote.helpers import ask_ws, frames_sampled, frames_with_news, model_health, remote_config, running, until
 
 
 async def test_each_server_failure_ends_a_question_with_its_code_and_the_daemon_recovers() -> None:
@@ -34,7 +34,7 @@ async def test_each_server_failure_ends_a_question_with_its_code_and_the_daemon_
             ]
             for behaviour, code, text in cases:
                 srv.then(behaviour, Reply("back again"))
-                live = frames_with_news(app)
+                live = frames_sampled(app)
                 t0 = time.monotonic()
                 done, _ = await ask_ws(app.port)
                 assert done["type"] == "response.done" and done["status"] == "failed", done
@@ -46,7 +46,7 @@ async def test_each_server_failure_ends_a_question_with_its_code_and_the_daemon_
                 await until(lambda: model_health(app)["state"] == "ok", 15, "health back by itself (probe)")
                 done, _ = await ask_ws(app.port)
                 assert done["status"] == "completed" and done["text"] == "back again", (behaviour, done)
-                assert frames_with_news(app) > live, "the camera kept going"
+                assert frames_sampled(app) > live, "the camera kept going"
             counts = model_health(app)["requests"]
             assert counts["model_unavailable"] == 3 and counts["model_rejected"] == 1 and counts["ok"] >= 5
             assert app.service.stats().cameras["cam"]["frames_failed"] == 0

@@ -9,8 +9,8 @@ import json
 
 from websockets.asyncio.client import connect
 
-from tests.remote.helpers import remote_config, running, until
 from livesight.bench.model_stub import StubServer, last_text
+from tests.remote.helpers import remote_config, running, until
 
 
 def answer(req: dict) -> str:
