@@ -23,7 +23,7 @@ Identifier = Annotated[str, Field(pattern=IDENTIFIER_PATTERN)]
 
 
 MAX_CAMERAS_PER_NODE = 64
-REMOTE_DTD_THRESHOLD = 0.04  # pixel-mode DTD threshold with model.backend openai, unless the config sets one
+REMOTE_DTD_THRESHOLD = 0.06  # pixel-mode DTD threshold with model.backend openai, unless the config sets one
 
 
 def is_loopback(host: str) -> bool:
@@ -154,12 +154,12 @@ class RemoteModelSettings(_Strict):
         "only crops of its changed regions are sent (a scene's first frame is always whole)",
     )
     max_crops: int = Field(6, ge=1, le=16, description="openai: most crops per frame (more changed areas are merged)")
-    whole_frame_interval_s: float = Field(
-        5.0,
+    image_tokens_per_min: int = Field(
+        3000,
         ge=0,
-        le=3600,
-        description="openai: a frame that changed almost everywhere (camera motion) is sent whole at most this often; "
-        "a scene's first frame always is",
+        le=10_000_000,
+        description="openai: image-token budget of the frames one camera feeds the server (~ pixels/784 + 2 per "
+        "image); what does not fit waits and goes as soon as it does (changed regions accumulate); 0: no limit",
     )
     keep_images: int = Field(
         48, ge=1, le=4096, description="openai: images (whole frames and crops) kept per camera for questions"

@@ -159,46 +159,70 @@ def planned_tokens(boxes: list[Box] | None, grid_hw: tuple[int, int]) -> int:
     return sum(max(MIN_CELLS, _area(b)) + IMAGE_OVERHEAD_TOKENS for b in boxes)
 
 
-@dataclass
 class FeedGate:
-    """Per camera: what of each decided frame goes to the server — the whole frame, crops, or nothing.
+    """Per camera: what of each decided frame goes to the server — the whole frame, crops, or nothing — within an
+    image-token budget.
 
     - a scene's first frame (and the first frame of all) is sent whole;
-    - a frame that changed in a few places: crops of those places (always: they are cheap);
-    - a frame that changed almost everywhere (camera motion, a light switched on) is sent whole at most every
-      `whole_interval_s`; one held back meanwhile makes the next frame due be sent whole even if DTD then kept
-      nothing (its reference already moved on), so the server's view never stays behind;
-    - nothing changed: nothing.
+    - a frame that changed in a few places: crops of those places; changed almost everywhere (camera motion, a light
+      switched on): the whole frame;
+    - the budget is a token bucket (`tokens_per_min`, bursts of `burst` tokens): what does not fit is held back and
+      owed — the regions changed since they were last sent accumulate, and go (from the newest frame, so the server
+      gets their current state) as soon as the bucket allows; a scene start owed goes whole, before anything else;
+    - nothing changed and nothing owed: nothing.
     Pure bookkeeping over keep masks and times; the memory and the remote benchmark share it."""
 
-    full_fraction: float
-    max_crops: int
-    whole_interval_s: float
-    _last_whole: float = -1e18
-    _owed: bool = True  # a whole frame is due (start, scene change, or one held back)
+    def __init__(self, full_fraction: float, max_crops: int, tokens_per_min: float, burst: int | None = None) -> None:
+        self.full_fraction = full_fraction
+        self.max_crops = max_crops
+        self.rate = tokens_per_min / 60.0  # tokens per second; 0 = no limit
+        self.burst = burst
+        self._bucket: float | None = None  # filled on the first frame (its grid fixes the default burst)
+        self._at: float | None = None
+        self._owed: np.ndarray | None = None  # [gh*gw] bool: regions changed and not sent yet
+        self._owe_whole = True  # the first frame, a scene start, or a grid change
+        self.held_back = 0  # frames whose news waited for the budget
 
     def scene_started(self) -> None:
-        self._owed = True
-        self._last_whole = -1e18
+        self._owe_whole = True
 
     def plan(
         self, keep: np.ndarray, grid_hw: tuple[int, int], pts: float, *, whole: bool = False
     ) -> list[Box] | bool | None:
-        """False: send nothing; None: the whole frame; else the crops' boxes."""
-        due = pts - self._last_whole >= self.whole_interval_s
-        if (self._owed or whole) and due:
-            self._owed, self._last_whole = False, pts
-            return None
-        if not keep.any():
+        """False: send nothing (now); None: the whole frame; else the crops' boxes."""
+        n = grid_hw[0] * grid_hw[1]
+        if self._owed is None or self._owed.size != n:
+            self._owed, self._owe_whole = np.zeros(n, dtype=bool), True
+        self._refill(pts, n)
+        cells = keep | self._owed
+        if not (cells.any() or self._owe_whole or whole):
             return False
-        boxes = plan_images(keep, grid_hw, whole=whole, full_fraction=self.full_fraction, max_crops=self.max_crops)
-        if boxes is not None:
-            return boxes
-        if due:
-            self._owed, self._last_whole = False, pts
-            return None
-        self._owed = True  # held back: the next frame due goes whole
-        return False
+        boxes = plan_images(
+            cells, grid_hw, whole=whole or self._owe_whole, full_fraction=self.full_fraction, max_crops=self.max_crops
+        )
+        cost = planned_tokens(boxes, grid_hw)
+        # a scene start may spend the whole bucket; anything else leaves one whole frame's worth for the next cut
+        reserve = 0 if (whole or self._owe_whole) else n + IMAGE_OVERHEAD_TOKENS
+        if self.rate > 0 and self._bucket is not None and cost + reserve > self._bucket:
+            self._owed = cells  # held back: owed, sent as soon as the bucket allows
+            self._owe_whole = self._owe_whole or whole
+            self.held_back += 1
+            return False
+        if self.rate > 0 and self._bucket is not None:
+            self._bucket -= cost
+        self._owed = np.zeros(n, dtype=bool)
+        self._owe_whole = False
+        return boxes
+
+    def _refill(self, pts: float, n: int) -> None:
+        if self.rate <= 0:
+            return
+        cap = self.burst if self.burst is not None else max(2 * (n + IMAGE_OVERHEAD_TOKENS), int(self.rate * 10))
+        if self._bucket is None or self._at is None:
+            self._bucket, self._at = float(cap), pts
+            return
+        self._bucket = min(float(cap), self._bucket + max(0.0, pts - self._at) * self.rate)
+        self._at = pts
 
 
 def render_images(

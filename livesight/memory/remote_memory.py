@@ -126,7 +126,7 @@ class RemoteMemory:
         self._recent_bytes = 0
         self._anchor: RemoteImage | None = None  # the newest whole frame
         self._scene = _Scene(start_scene, 0.0, time.time(), 0.0)
-        self._gate = FeedGate(model.full_frame_fraction, model.max_crops, model.whole_frame_interval_s)
+        self._gate = FeedGate(model.full_frame_fraction, model.max_crops, model.image_tokens_per_min)
         self._captions: list[Caption] = []
         self._pending: deque[ClosedScene] = deque()
         self.latest_seq = 0  # the newest image's seq (watch checks run when it moved)
