@@ -69,20 +69,38 @@ def test_a_frame_is_sent_whole_when_most_of_it_changed_or_a_scene_starts() -> No
     assert plan_images(most, GRID, whole=False, full_fraction=0.4, max_crops=3) is None
 
 
-def test_the_feed_gate_bounds_whole_frames_in_motion_and_never_leaves_the_server_behind() -> None:
-    gate = FeedGate(full_fraction=0.4, max_crops=3, whole_interval_s=5.0)
+def test_the_feed_gate_sends_news_within_its_token_budget_and_never_leaves_the_server_behind() -> None:
+    whole_cost = 144 + 2
+    gate = FeedGate(full_fraction=0.4, max_crops=3, tokens_per_min=30 * 60, burst=2 * whole_cost)  # 30 tokens/s
     everything, nothing, small = np.ones(144, bool), mask([]), mask([(4, 4)])
     assert gate.plan(nothing, GRID, 0.0) is None, "the first frame is sent whole, changed or not"
     assert gate.plan(nothing, GRID, 0.5) is False
-    assert gate.plan(small, GRID, 1.0) == [(4, 4, 6, 6)]
-    assert gate.plan(everything, GRID, 1.5) is False, "camera motion: held back (a whole frame was sent 1.5 s ago)"
-    assert gate.plan(small, GRID, 2.0) == [(4, 4, 6, 6)], "crops still go"
-    assert gate.plan(nothing, GRID, 4.5) is False
-    assert gate.plan(nothing, GRID, 5.0) is None, "the held-back change goes whole once due, though DTD kept nothing"
-    assert gate.plan(everything, GRID, 5.5) is False
+    assert gate.plan(small, GRID, 1.0) == [(4, 4, 6, 6)], "a small change: a crop of it"
+    assert gate.plan(everything, GRID, 1.5) is False, "camera motion: over budget, held back"
+    t, plan = 2.0, False
+    while plan is False and t < 20:
+        plan = gate.plan(nothing, GRID, t)  # nothing new: the held-back change is still owed
+        t += 0.5
+    assert plan is None and 4.0 < t < 12.0, "sent whole once the bucket refilled, though DTD kept nothing since"
+    assert gate.plan(everything, GRID, t) is False, "motion again right after: only a whole frame's worth is left"
     gate.scene_started()
-    assert gate.plan(everything, GRID, 6.0) is None, "a new scene's first frame is sent whole at once"
-    assert gate.plan(nothing, GRID, 6.5) is False
+    assert gate.plan(everything, GRID, t + 0.5) is None, "a scene start may spend that reserve"
+
+
+def test_the_feed_gate_never_spends_more_than_its_budget() -> None:
+    rng = np.random.default_rng(3)
+    gate = FeedGate(full_fraction=0.4, max_crops=3, tokens_per_min=600, burst=300)
+    spent, t = 0, 0.0
+    for i in range(2000):
+        keep = rng.random(144) < rng.choice([0.0, 0.02, 0.1, 0.9])
+        if i % 37 == 0:
+            gate.scene_started()
+        plan = gate.plan(keep, GRID, t)
+        if plan is not False:
+            spent += 146 if plan is None else sum(max(4, (r1 - r0) * (c1 - c0)) + 2 for r0, c0, r1, c1 in plan)
+        t += 0.5
+    assert spent <= 300 + 10 * t, "burst + rate x time"
+    assert gate.held_back > 0 and spent > 0.8 * 10 * t, "and it does spend it when there is news"
 
 
 def test_crops_are_the_changed_pixels_on_the_token_grid_with_exact_token_estimates() -> None:
