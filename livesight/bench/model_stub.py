@@ -150,6 +150,8 @@ class StubServer:
                     return
         except (ConnectionError, asyncio.IncompleteReadError):
             return
+        except asyncio.CancelledError:  # stop(): the connection ends here (asyncio's stream callback must not see it)
+            return
         finally:
             self._conns.discard(task)
             writer.close()

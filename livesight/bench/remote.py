@@ -279,6 +279,8 @@ async def _ttft(base_url: str, mems: dict[str, Any], cfg: Any, rounds: int) -> d
     model = RemoteModel(cfg.model.model_copy(update={"base_url": base_url}))
     out: dict[str, list[float]] = {k: [] for k in mems}
     try:
+        for mem in mems.values():  # warm-up (not counted): the server's first requests are slower
+            await model.generate(mem.question_request("Warm up.").messages, kind="question", max_tokens=2)
         for i in range(rounds):
             for key, mem in mems.items():  # alternately: every request is a cold prefix for llama.cpp's one slot
                 req = mem.question_request(f"What is happening now? ({i})")

@@ -195,7 +195,14 @@ class RemoteMemory:
                 while len(self._pending) > PENDING_CAPTIONS:
                     given_up = self._pending.popleft()
                     self.counters.captions_given_up += 1
-                    log.warning("camera %s: scene %d not captioned (captions backed up)", self.camera, given_up.scene)
+                    n = self.counters.captions_given_up
+                    if n <= 3 or n % 100 == 0:
+                        log.warning(
+                            "camera %s: scene %d not captioned (captions backed up; %d so far)",
+                            self.camera,
+                            given_up.scene,
+                            n,
+                        )
             self._scene = _Scene(change.scene, change.pts, change.wall_time, change.pts, started=True)
             self._gate.scene_started()
         if notify and self.on_pending is not None:
