@@ -34,14 +34,18 @@ async def test_proactive_watches_and_captions_with_a_remote_server() -> None:
             srv.base_url,
             cameras=[{"id": "cam", "source": "builtin:demo", "sample_fps": 2}],
             proactive={"enabled": True, "min_interval_s": 0},
-            model={"watch_interval_s": 1.0},
+            model={"watch_interval_s": 1.0, "image_tokens_per_min": 0},
         )
         async with running(cfg) as app, connect(f"ws://127.0.0.1:{app.port}") as ws:
             await ws.recv()
             await ws.send(json.dumps({"type": "watch.add", "id": "w1", "text": "Is there a person?"}))
             proactive, watch_pushes, scene = None, 0, None
+
+            def checks() -> int:
+                return sum(is_("yes, a person", r) for r in srv.requests)
+
             async with asyncio.timeout(60):
-                while proactive is None or scene is None or watch_pushes < 2:
+                while proactive is None or scene is None or watch_pushes < 1 or checks() < watch_pushes + 2:
                     e = json.loads(await ws.recv())
                     if e["type"] == "scene.change":
                         scene = e
@@ -66,3 +70,26 @@ async def test_proactive_watches_and_captions_with_a_remote_server() -> None:
             assert "Earlier scenes, oldest first:" in intro and "a caption" in intro
             health = app.service.health()["model"]
             assert health["requests_by_kind"]["caption"] >= 1 and health["requests_by_kind"]["watch"] == watch_checks
+
+
+async def test_the_openai_face_answers_from_the_remote_server() -> None:
+    import openai
+
+    async with (
+        StubServer(answer=answer, scripted=lambda req: False) as srv,
+        running(remote_config(srv.base_url)) as app,
+    ):
+        await until(lambda: app.service.stats().cameras["cam"]["frames_with_news"] >= 1, what="news")
+        client = openai.AsyncOpenAI(base_url=f"http://127.0.0.1:{app.port}/v1", api_key="x", max_retries=0)
+        try:
+            r = await client.chat.completions.create(
+                model="livesight/cam", messages=[{"role": "user", "content": "What do you see?"}]
+            )
+            assert r.choices[0].message.content == "an answer"
+            stream = await client.chat.completions.create(
+                model="livesight/cam", messages=[{"role": "user", "content": "And now?"}], stream=True
+            )
+            text = "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
+            assert text == "an answer"
+        finally:
+            await client.close()
