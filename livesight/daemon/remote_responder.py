@@ -152,7 +152,6 @@ class RemoteResponder:
     async def run_job(self, job: ResponseJob) -> None:
         """One response job against the server: events to the job's sink, then `finish` (exactly once)."""
         kind = KIND_NAMES[job.kind]
-        mem = self.memories[job.camera]
         streaming = job.kind is not ResponseKind.WATCH  # a watch is pushed only when the answer is yes
         parts: list[str] = []
 
@@ -165,7 +164,7 @@ class RemoteResponder:
         result: GenerationResult | None = None
         error, code = "", None
         try:
-            req = mem.question_request(job.prompt)
+            req = self.memories[job.camera].question_request(job.prompt)
             r = await self.model.generate(
                 req.messages,
                 kind=kind,
@@ -182,6 +181,9 @@ class RemoteResponder:
             error, code = str(e), e.code
             if job.kind is ResponseKind.QUERY:
                 log.info("question %s on %s failed: %s", job.response_id, job.camera, e)
+        except Exception as e:  # a bug here fails this one job, never the responder (its TaskGroup)
+            log.exception("response %s failed", job.response_id)
+            error, code = f"{type(e).__name__}: {e}", "internal_error"
         except asyncio.CancelledError:  # the client cancelled, a question preempted it, or shutdown
             result = GenerationResult("".join(parts), 0, len(parts), (time.perf_counter() - started) * 1000, True)
             self._end(job, result, "", None)
@@ -230,8 +232,10 @@ class RemoteResponder:
                 image_bytes=req.image_bytes,
                 image_tokens=req.image_tokens,
             )
-        except RemoteError as e:
-            final = e.code == REJECTED or closed.attempts + 1 >= CAPTION_ATTEMPTS
+        except Exception as e:  # RemoteError, or a bug: this caption fails (retried), never the responder
+            if not isinstance(e, RemoteError):
+                log.exception("camera %s: scene %d caption failed", mem.camera, closed.scene)
+            final = (isinstance(e, RemoteError) and e.code == REJECTED) or closed.attempts + 1 >= CAPTION_ATTEMPTS
             retry = None if final else time.monotonic() + max(self.model.wait_s("caption"), 1.0)
             mem.caption_failed(closed, retry_at=retry)
             if final:
