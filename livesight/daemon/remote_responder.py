@@ -215,13 +215,14 @@ class RemoteResponder:
                 continue
             self._spawn(
                 tg,
-                self._caption(mem, closed),
+                self.run_caption(mem, closed),
                 f"remote-caption:{cam}:{closed.scene}",
                 background=True,
                 caption=closed,
             )
 
-    async def _caption(self, mem: RemoteMemory, closed: ClosedScene) -> None:
+    async def run_caption(self, mem: RemoteMemory, closed: ClosedScene) -> None:
+        """One closed scene's caption request; on failure the scene stays waiting (retried later) or is given up."""
         try:
             req = mem.caption_request(closed)
             r = await self.model.generate(
