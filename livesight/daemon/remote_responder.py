@@ -14,7 +14,9 @@ only (`ModelWorker(run_jobs=False)`) and this responder takes the response queue
     /healthz recovers by itself.
 
 Every job ends through `ModelWorker.finish_job` (the same done event, TTFT, watch state and event log as local
-generation). Re-seating on another scheduler: a job's whole remote execution is `run_job(job)` (a coroutine).
+generation). Re-seating on another scheduler: a job's whole remote execution is `await run_job(job)`, a caption's
+`await run_caption(memory, closed_scene)` (coroutines that never raise but CancelledError); what this loop adds
+around them is the slot bound, question preemption, watch checks on new frames and the health probe.
 """
 
 from __future__ import annotations
