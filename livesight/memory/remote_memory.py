@@ -43,7 +43,7 @@ GUIDE = (
 )
 CAPTION_PROMPT = "Describe what happened in this scene in one short sentence."
 CAPTION_CHARS = 240
-TIMELINE_CHARS = 2000  # captions text in one request (the newest lines that fit): bounds request size over time
+TIMELINE_CHARS = 1200  # captions text in one request (the newest lines that fit, ~10): bounds request size over time
 PENDING_CAPTIONS = 8  # closed scenes waiting for their caption (more: the oldest is given up, counted)
 
 
