@@ -281,7 +281,7 @@ class RemoteResponder:
     # ---- recovering by itself ------------------------------------------------------------------------------
 
     def _maybe_probe(self, tg: asyncio.TaskGroup) -> None:
-        if not self.model.degraded or self._running or self.model.wait_s("caption") > 0:
+        if not self.model.probe_useful or self._running or self.model.wait_s("caption") > 0:
             return
         now = time.monotonic()
         if now - self._probe_at < BACKOFF_MAX_S / 2:

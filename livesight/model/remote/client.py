@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import logging
+import math
 import random
 import time
 from collections import Counter
@@ -115,6 +116,7 @@ class RemoteModel:
         self.last_error_at: float | None = None
         self.last_ok_at: float | None = None
         self._streak = 0  # failures in a row
+        self._last_code = ""  # the code of the last failure
         self._down_until = 0.0  # monotonic: background work waits until then
         self._rate_limited_until = 0.0  # monotonic: nothing is sent before then (429 Retry-After)
 
@@ -151,6 +153,12 @@ class RemoteModel:
     def degraded(self) -> bool:
         return self._streak > 0 or time.monotonic() < self._rate_limited_until
 
+    @property
+    def probe_useful(self) -> bool:
+        """Failing for a reason GET /models can tell is over (unreachable, 5xx, 429) — not a refused request (4xx:
+        the server is up and says no to what we send; only a request that succeeds clears that)."""
+        return self.degraded and self._last_code != REJECTED
+
     def _scrub(self, text: str) -> str:
         text = text.replace(self.base_url, redact_url(self.base_url))
         if self._secret:
@@ -161,6 +169,7 @@ class RemoteModel:
         now = time.monotonic()
         self.outcomes[err.code] += 1
         self._streak += 1
+        self._last_code = err.code
         backoff = min(BACKOFF_MAX_S, BACKOFF_START_S * 2 ** (self._streak - 1)) * random.uniform(0.8, 1.2)
         if err.code == RATE_LIMITED:
             self._rate_limited_until = now + (err.retry_after if err.retry_after is not None else backoff)
@@ -333,7 +342,7 @@ class RemoteModel:
             "server": redact_url(self.base_url),
             "server_model": self.name,
             "failures_in_a_row": self._streak,
-            "retry_in_s": round(max(rate_wait, max(0.0, self._down_until - now)), 2),
+            "retry_in_s": math.ceil(max(rate_wait, self._down_until - now, 0.0) * 100) / 100,  # 0: nothing waits
             "last_error": self.last_error,
             "last_error_at": self.last_error_at,
             "last_ok_at": self.last_ok_at,
