@@ -12,7 +12,8 @@ Failures become `RemoteError` with a protocol code (docs/protocol.md):
   model_rejected      4xx other than 429 (e.g. 422 from a strict server, 401/403 bad key, 404 unknown model)
 After a failure, background work (captions, proactive messages, watches) waits a jittered backoff capped at
 BACKOFF_MAX_S, so a server that comes back is used again within seconds; questions are always tried (a refused
-connection fails them at once), except inside a 429's Retry-After. While degraded, `probe()` asks GET /models.
+connection fails them at once), except inside a 429's Retry-After. While unreachable or failing (not while refusing:
+4xx), `probe()` asks GET /models.
 
 The API key never leaves this module: it is handed to the client, and scrubbed from every error text we keep.
 """
