@@ -174,6 +174,7 @@ class RemoteResponder:
                 images=req.images,
                 image_bytes=req.image_bytes,
                 image_tokens=req.image_tokens,
+                new_image_tokens=req.new_image_tokens,
                 on_text=on_text,
                 should_stop=job.cancel.is_set,
             )
@@ -234,6 +235,7 @@ class RemoteResponder:
                 images=req.images,
                 image_bytes=req.image_bytes,
                 image_tokens=req.image_tokens,
+                new_image_tokens=req.new_image_tokens,
             )
         except Exception as e:  # RemoteError, or a bug: this caption fails (retried), never the responder
             if not isinstance(e, RemoteError):

@@ -55,6 +55,7 @@ class RemoteRequest:
     images: int
     image_bytes: int
     image_tokens: int
+    new_image_tokens: int = 0  # of images in no earlier request of this camera (the rest a prefix cache may hold)
 
 
 @dataclass
@@ -129,6 +130,7 @@ class RemoteMemory:
         self._gate = FeedGate(model.full_frame_fraction, model.max_crops, model.image_tokens_per_min)
         self._captions: list[Caption] = []
         self._pending: deque[ClosedScene] = deque()
+        self._sent: set[int] = set()  # seqs of images already in a request (bounded: pruned to those held)
         self.latest_seq = 0  # the newest image's seq (watch checks run when it moved)
         self.counters = RemoteCounters()
         self.on_pending: Callable[[], None] | None = None  # called (any thread) when a caption is waiting
@@ -240,11 +242,18 @@ class RemoteMemory:
             content.append({"type": "image_url", "image_url": {"url": img.data_url}})
         content.append({"type": "text", "text": last})
         messages = [{"role": "system", "content": self.system_prompt}, {"role": "user", "content": content}]
+        with self._lock:
+            new = [i for i in images if i.seq not in self._sent]
+            self._sent.update(i.seq for i in new)
+            if len(self._sent) > 4 * self.cfg.keep_images:  # bounded: forget images no longer held
+                held = {i.seq for i in self._recent} | ({self._anchor.seq} if self._anchor else set())
+                self._sent &= held
         return RemoteRequest(
             messages,
             images=len(images),
             image_bytes=sum(len(i.jpeg) for i in images),
             image_tokens=sum(i.tokens for i in images),
+            new_image_tokens=sum(i.tokens for i in new),
         )
 
     def _window(self, images: list[RemoteImage], n: int, *, spread: bool = False) -> list[RemoteImage]:

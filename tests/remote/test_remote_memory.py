@@ -148,6 +148,7 @@ def test_an_unchanged_frame_adds_nothing_and_a_re_sent_image_is_byte_identical()
     b = mem.question_request("q2")
     assert a.messages[:1] == b.messages[:1] and a.messages[1]["content"][:-1] == b.messages[1]["content"][:-1]
     assert a.image_tokens == 146 and a.images == 1
+    assert a.new_image_tokens == 146 and b.new_image_tokens == 0, "the second request re-sends the same image"
 
 
 def test_captions_of_closed_scenes_form_a_timeline_oldest_first_bounded_in_count_and_size() -> None:

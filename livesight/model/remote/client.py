@@ -112,6 +112,7 @@ class RemoteModel:
         self.images_sent = 0
         self.bytes_sent = 0
         self.image_tokens_sent = 0
+        self.new_image_tokens_sent = 0  # of images sent for the first time (re-sent ones hit prefix caches)
         self.in_flight = 0
         self.last_error = ""
         self.last_error_at: float | None = None
@@ -198,6 +199,7 @@ class RemoteModel:
         images: int = 0,
         image_bytes: int = 0,
         image_tokens: int = 0,
+        new_image_tokens: int = 0,
         on_text: Callable[[str], None] | None = None,
         should_stop: Callable[[], bool] = lambda: False,
     ) -> RemoteResult:
@@ -219,6 +221,7 @@ class RemoteModel:
             self.images_sent += images
             self.bytes_sent += image_bytes
             self.image_tokens_sent += image_tokens
+            self.new_image_tokens_sent += new_image_tokens
             try:
                 result = await self._stream(api, messages, max_tokens, on_text, should_stop, t0)
             except RemoteError as e:
@@ -353,6 +356,7 @@ class RemoteModel:
             "images_sent": self.images_sent,
             "image_bytes_sent": self.bytes_sent,
             "image_tokens_sent": self.image_tokens_sent,
+            "new_image_tokens_sent": self.new_image_tokens_sent,
         }
 
 
