@@ -29,7 +29,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check livesight tests
 	$(BIN)/ruff format --check livesight tests
 
-test: $(STAMP) system-deps
+test: system-deps $(STAMP)  # system packages first: the dev extra builds llama-cpp-python
 	$(BIN)/ruff check livesight tests
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
@@ -38,11 +38,11 @@ test: $(STAMP) system-deps
 test-quick: $(STAMP)
 	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not slow"
 
-bench: $(STAMP) system-deps
+bench: system-deps $(STAMP)
 	$(BIN)/livesight bench all --out bench-out --docs docs
 
 # the fault-and-abuse suite (docs/reliability.md), chaos included: about 15 minutes on 2 cores
-soak: $(STAMP) system-deps
+soak: system-deps $(STAMP)
 	$(BIN)/python -m tests.soak --out soak-out --docs docs
 
 clean:

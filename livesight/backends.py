@@ -27,6 +27,12 @@ BACKENDS: dict[str, BackendSpec] = {
         weights=True,
         about="Qwen2.5-VL family on HF transformers (checkpoints via model.path, or preset tiny-random)",
     ),
+    "openai": BackendSpec(
+        "livesight.model.remote.backend:load_backend",
+        weights=False,
+        about="an OpenAI-compatible vision server (Ollama, vLLM, llama.cpp, LM Studio, cloud) via model.base_url; "
+        "fed only the frames pixel-mode DTD keeps",
+    ),
     "echo": BackendSpec(
         "livesight.model.echo:load_backend",
         weights=False,

@@ -119,7 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--model", default=None, help="checkpoint directory or HF id (default: tiny random-weight model)")
 
     sp = add("bench", _cmd_bench, "run benchmarks, writing JSON and PNG to --out")
-    sp.add_argument("which", choices=["ingest", "dtd", "memory", "e2e", "scenes", "gateway", "web", "all"])
+    sp.add_argument("which", choices=["ingest", "dtd", "memory", "e2e", "scenes", "gateway", "web", "remote", "all"])
     sp.add_argument("--out", default="bench-out")
     sp.add_argument("--device", default="cpu")
     sp.add_argument("--shape", choices=["tiny", "7b"], default="tiny", help="random-weight model shape")

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
 from livesight.errors import ConfigError
 
@@ -23,6 +23,7 @@ Identifier = Annotated[str, Field(pattern=IDENTIFIER_PATTERN)]
 
 
 MAX_CAMERAS_PER_NODE = 64
+REMOTE_DTD_THRESHOLD = 0.06  # pixel-mode DTD threshold with model.backend openai, unless the config sets one
 
 
 def is_loopback(host: str) -> bool:
@@ -107,9 +108,79 @@ class CameraConfig(_Strict):
     )
 
 
-class ModelConfig(_Strict):
+class RemoteModelSettings(_Strict):
+    """`model.backend: openai`: an OpenAI-compatible vision server (Ollama, vLLM, llama.cpp, LM Studio, a cloud API)
+    answers; livesight sends it only the frames DTD (pixel mode) keeps, and one caption request per closed scene
+    (docs/remote.md). These fields belong to that backend only."""
+
+    base_url: str | None = Field(
+        None,
+        pattern=r"^https?://[^\s/]+(/\S*)?$",
+        description="openai: the server's OpenAI API root, e.g. http://127.0.0.1:11434/v1 (Ollama)",
+    )
+    name: str | None = Field(
+        None, min_length=1, max_length=256, description="openai: the server's model id (e.g. qwen2.5vl:7b)"
+    )
+    api_key: SecretStr | None = Field(
+        None, description="openai: bearer key (use ${ENV_VAR}); never logged or shown; null for local servers"
+    )
+    images_per_request: int = Field(
+        8,
+        ge=1,
+        le=64,
+        description="openai: most images in one request (newest kept frames and crops; the server's "
+        "own limit, e.g. vLLM --limit-mm-per-prompt, must allow it)",
+    )
+    request_timeout_s: float = Field(
+        60.0,
+        gt=0,
+        le=600,
+        description="openai: a request's whole time, streaming included (a question that takes "
+        "longer ends with error code model_unavailable)",
+    )
+    concurrent_requests: int = Field(2, ge=1, le=64, description="openai: requests in flight to the server at once")
+    temperature: float = Field(0.0, ge=0, le=2, description="openai: always sent (Ollama's default is 1.0 otherwise)")
+    extra_body: dict[str, Any] = Field(
+        default_factory=dict,
+        description="openai: extra request fields for servers that take them (e.g. {top_k: 20}); empty by default: "
+        "strict servers answer 422 to fields outside the OpenAI schema",
+    )
+    jpeg_quality: int = Field(85, ge=30, le=100, description="openai: JPEG quality of the frames sent")
+    full_frame_fraction: float = Field(
+        0.4,
+        ge=0,
+        le=1,
+        description="openai: a kept frame whose changed regions cover more than this share is sent whole; below, "
+        "only crops of its changed regions are sent (a scene's first frame is always whole)",
+    )
+    max_crops: int = Field(6, ge=1, le=16, description="openai: most crops per frame (more changed areas are merged)")
+    image_tokens_per_min: int = Field(
+        3000,
+        ge=0,
+        le=10_000_000,
+        description="openai: image-token budget of the frames one camera feeds the server (~ pixels/784 + 2 per "
+        "image); what does not fit waits and goes as soon as it does (changed regions accumulate); 0: no limit",
+    )
+    keep_images: int = Field(
+        48, ge=1, le=4096, description="openai: images (whole frames and crops) kept per camera for questions"
+    )
+    keep_bytes: int = Field(
+        8 * 2**20, ge=64 * 1024, le=2**31, description="openai: JPEG bytes kept per camera (oldest dropped first)"
+    )
+    watch_interval_s: float = Field(
+        5.0,
+        ge=0,
+        le=3600,
+        description="openai: watches are also checked on newly kept frames, at most this often per camera "
+        "(0: only at scene changes)",
+    )
+
+
+class ModelConfig(RemoteModelSettings):
     backend: str = Field(
-        "qwen2_5_vl", description="which model backend (livesight/backends.py): qwen2_5_vl or echo (no model)"
+        "qwen2_5_vl",
+        description="which model backend (livesight/backends.py): qwen2_5_vl, echo (no model) or openai "
+        "(an OpenAI-compatible vision server)",
     )
     preset: Literal["tiny-random"] | None = Field(
         None, description="tiny-random: a tiny random-weight Qwen2.5-VL (answers are meaningless text)"
@@ -144,6 +215,15 @@ class ModelConfig(_Strict):
             raise ValueError("set exactly one of 'preset' or 'path'")
         if self.image_size % 28:
             raise ValueError("image_size must be a multiple of 28")
+        remote = ("base_url", "name", "api_key")
+        if self.backend == "openai":
+            missing = [f for f in remote[:2] if getattr(self, f) is None]
+            if missing:
+                raise ValueError(f"backend 'openai' needs {' and '.join(missing)} (the server's URL and model id)")
+        else:
+            given = [f for f in remote if getattr(self, f) is not None]
+            if given:
+                raise ValueError(f"{', '.join(given)}: only for backend 'openai' (backend is {self.backend!r})")
         return self
 
 
@@ -341,6 +421,33 @@ class Config(_Strict):
     node: NodeConfig = NodeConfig()
     fleet: FleetConfig | None = Field(None, description="set for a fleet of daemons; null = one daemon runs all")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _remote_dtd_defaults(cls, data: Any) -> Any:
+        """`model.backend: openai` runs no vision encoder here: DTD works on pixels (default mode pixel, threshold
+        REMOTE_DTD_THRESHOLD, where the config does not say otherwise)."""
+        if not isinstance(data, dict) or not isinstance(data.get("model"), dict):
+            return data
+        if data["model"].get("backend") != "openai":
+            return data
+        data = dict(data)
+
+        def fill(d: Any) -> Any:
+            if not isinstance(d, dict):
+                return d
+            d = dict(d)
+            d.setdefault("mode", "pixel")
+            d.setdefault("threshold", REMOTE_DTD_THRESHOLD)
+            return d
+
+        data["dtd"] = fill(data.get("dtd", {}))
+        if isinstance(data.get("cameras"), list):
+            data["cameras"] = [
+                {**c, "dtd": fill(c["dtd"])} if isinstance(c, dict) and isinstance(c.get("dtd"), dict) else c
+                for c in data["cameras"]
+            ]
+        return data
+
     @model_validator(mode="after")
     def _unique_camera_ids(self) -> Config:
         seen: set[str] = set()
@@ -381,6 +488,13 @@ class Config(_Strict):
                     f"{where}.pixel_precheck {d.pixel_precheck} with {where}.mode {d.mode!r} skips the vision encoder "
                     "on every frame (no region can differ by more than 1.0); use null to disable the pre-check"
                 )
+        if self.model.backend == "openai":
+            for where, d in dtds:
+                if d.mode != "pixel":
+                    problems.append(
+                        f"{where}.mode {d.mode!r} needs a vision encoder in this process; model.backend 'openai' "
+                        "has none: use mode 'pixel' (the default with this backend)"
+                    )
         per_frame = (self.model.image_size // 28) ** 2
         if per_frame > self.memory.token_budget:
             problems.append(

@@ -214,6 +214,7 @@ class ResponseDone:
     completion_tokens: int = 0
     ttft_ms: float | None = None
     error: str | None = None
+    code: str | None = None  # a failure's protocol error code, when it has one (e.g. model_unavailable)
 
 
 ResponseEvent = ResponseCreated | ResponseDelta | ResponseDone

@@ -19,6 +19,7 @@ TITLES = {
     "memory": "Memory: TTFT vs stream length, RSS, scene cuts",
     "e2e": "End to end",
     "scenes": "Scene boundaries: hard suite and real clips",
+    "remote": "Remote model server: what is sent, TTFT over time, a server outage",
 }
 
 

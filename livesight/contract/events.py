@@ -50,6 +50,9 @@ class ErrorCode:
     BUSY = "busy"  # too many queries running (this session) or queued (server)
     RATE_LIMITED = "rate_limited"  # this session sent too many messages too fast
     LIMIT = "limit_exceeded"  # e.g. too many watches
+    MODEL_UNAVAILABLE = "model_unavailable"  # the model server is unreachable, timed out or failed (5xx)
+    MODEL_RATE_LIMITED = "model_rate_limited"  # the model server answered 429 (retry after its Retry-After)
+    MODEL_REJECTED = "model_rejected"  # the model server refused the request (4xx: key, model id, strict fields)
     INTERNAL = "internal_error"
 
 
@@ -309,6 +312,8 @@ def encode_response(
             "ttft_ms": finite(ev.ttft_ms),
             "error": ev.error,
         }
+        if ev.code is not None:  # a failure with a protocol error code (the model server's, docs/protocol.md)
+            out["code"] = ev.code
     else:
         raise TypeError(f"not a response event: {type(ev).__name__}")
     if kind is not None:

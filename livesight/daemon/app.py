@@ -19,12 +19,11 @@ from typing import TYPE_CHECKING
 
 from livesight.config import Config
 from livesight.daemon.images import Images, ThumbnailStore, thumbnail_dir
-from livesight.daemon.model_worker import CameraLane, ModelWorker, WorkerSettings
+from livesight.daemon.model_worker import CameraLane, MemoryLike, ModelWorker, WorkerSettings
 from livesight.daemon.responses import ResponseJob
 from livesight.daemon.scene_detectors import SceneDetectors
 from livesight.daemon.service import LaneStats, Service
 from livesight.fleet.topics import default_node_url
-from livesight.memory.camera_memory import CameraMemory
 from livesight.memory.event_log import EventLog
 from livesight.model.backend import Backend, GenerationResult
 from livesight.model.dtd import DTD
@@ -35,6 +34,7 @@ from livesight.types import CameraState, CameraStatus, SceneChange
 from livesight.web.server import WebServer
 
 if TYPE_CHECKING:
+    from livesight.daemon.remote_responder import RemoteResponder
     from livesight.mqtt.bridge import MQTTBridge
 
 log = logging.getLogger(__name__)
@@ -139,8 +139,8 @@ class App:
                 CameraLane(
                     camera=cam_cfg.id,
                     frames=camera.frames,
-                    dtd=DTD(cfg.dtd_for(cam_cfg), backend.info.token_px),
-                    memory=CameraMemory(cam_cfg.id, backend, cfg.memory, self.event_log, start_scene=start_scene),
+                    dtd=DTD(cfg.dtd_for(cam_cfg), backend.info.token_px, encoder=backend.info.vision_encoder),
+                    memory=self._memory(cam_cfg.id, backend, start_scene),
                     detector=detector,
                     proactive=cfg.proactive_for(cam_cfg),
                 )
@@ -152,13 +152,18 @@ class App:
             lanes,
             on_scene=self._on_scene,
             on_response=self._on_response,
+            run_jobs=backend.info.vision_encoder,  # remote (openai): the remote responder runs the jobs
         )
         self.service.health_parts["worker"] = self.worker.health
+        responder = self._remote_responder(backend, self.worker, lanes)
         async with asyncio.TaskGroup() as tg:
             cam_tasks = [tg.create_task(self._contain_camera(c), name=f"camera:{c.cfg.id}") for c in cameras]
             worker_task = tg.create_task(self._supervise_worker(self.worker), name="model-worker")
             stats_task = tg.create_task(self._stats_loop(), name="stats")
             watchdog_task = tg.create_task(self._watchdog(self.worker), name="worker-watchdog")
+            responder_task = None
+            if responder is not None:
+                responder_task = tg.create_task(self._contain_responder(responder), name="remote-responder")
             mqtt_task = None
             if cfg.mqtt.enabled:
                 from livesight.mqtt.bridge import MQTTBridge
@@ -176,11 +181,58 @@ class App:
                 t.cancel()
             await asyncio.gather(*cam_tasks, return_exceptions=True)
             self.service.responses.cancel_all()
+            if responder_task is not None:
+                responder_task.cancel()
             worker_task.cancel()
             stats_task.cancel()
             watchdog_task.cancel()
             if mqtt_task is not None:
                 mqtt_task.cancel()
+
+    # ---- the backend's parts: local model (CameraMemory) or remote server (RemoteMemory + RemoteResponder) ------
+
+    def _memory(self, camera: str, backend: Backend, start_scene: int) -> MemoryLike:
+        cfg = self.cfg
+        if backend.info.vision_encoder:
+            from livesight.memory.camera_memory import CameraMemory  # torch: only for a local model
+
+            return CameraMemory(camera, backend, cfg.memory, self.event_log, start_scene=start_scene)
+        from livesight.memory.remote_memory import RemoteMemory
+
+        return RemoteMemory(
+            camera, cfg.model, cfg.memory, self.event_log, start_scene=start_scene, token_px=backend.info.token_px
+        )
+
+    def _remote_responder(
+        self, backend: Backend, worker: ModelWorker, lanes: list[CameraLane]
+    ) -> RemoteResponder | None:
+        """With a remote model server (model.backend openai) response jobs and captions run here, on the loop."""
+        from livesight.daemon.remote_responder import RemoteResponder, remote_model_of
+        from livesight.memory.remote_memory import RemoteMemory
+
+        remote = remote_model_of(backend)
+        if remote is None:
+            return None
+        self.service.health_parts["model"] = remote.health
+        memories = {lane.camera: lane.memory for lane in lanes if isinstance(lane.memory, RemoteMemory)}
+        return RemoteResponder(
+            self.service,
+            remote,
+            memories,
+            finish=worker.finish_job,
+            max_new_tokens=self.cfg.model.max_new_tokens,
+            concurrent=self.cfg.model.concurrent_requests,
+            watch_interval_s=self.cfg.model.watch_interval_s,
+        )
+
+    async def _contain_responder(self, responder: RemoteResponder) -> None:
+        """A bug in the remote responder refuses further questions (with the reason), never ends the daemon."""
+        try:
+            await responder.run()
+        except Exception as e:
+            log.exception("the remote responder failed; questions are refused")
+            self.service.responses.close(f"the remote responder failed ({type(e).__name__}: {e})"[:300])
+            await self._stop.wait()
 
     def _fleet_announcer(self) -> FleetAnnouncer | None:
         """In a fleet, the MQTT bridge also publishes this node's availability and its cameras' info."""

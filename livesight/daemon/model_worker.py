@@ -81,7 +81,8 @@ class DTDLike(Protocol):
 
 
 class MemoryLike(Protocol):
-    def add_step(self, step: DTDStep, tokens: Tokens | None) -> None: ...
+    # tokens: the kept frame's encoding (None when not encoded); prepared: its pixels (a remote memory sends them)
+    def add_step(self, step: DTDStep, tokens: Tokens | None, prepared: np.ndarray | None = None) -> None: ...
 
     def on_scene_change(self, change: SceneChange) -> None: ...
 
@@ -168,8 +169,13 @@ class ModelWorker:
         max_batch: int = 8,
         on_scene: Callable[[SceneChange], None] | None = None,
         on_response: Callable[[ResponseJob, GenerationResult | None, str], None] | None = None,
+        run_jobs: bool = True,
     ) -> None:
         self.settings = settings
+        # False: response jobs are run elsewhere (the remote responder, on the event loop); this worker runs frames
+        self.run_jobs = run_jobs
+        # False (openai): DTD decides from pixels, no encode() call, and the memory gets the pixels of kept frames
+        self._encodes = getattr(getattr(backend, "info", None), "vision_encoder", True)
         self.backend = backend
         self.service = service
         self.lanes = {lane.camera: lane for lane in lanes}
@@ -201,7 +207,9 @@ class ModelWorker:
         try:
             answered = False  # after an answer, waiting frames get the next turn: a flood of questions
             while True:  # slows video down to every other turn instead of starving it (scenes, memory)
-                job = None if answered and self._frames_waiting() else self.service.responses.pop()
+                job = (
+                    None if not self.run_jobs or (answered and self._frames_waiting()) else self.service.responses.pop()
+                )
                 answered = False
                 if job is not None:
                     await self._run_job(loop, job)
@@ -217,7 +225,10 @@ class ModelWorker:
                     self._last_progress = time.monotonic()
                 worked = await loop.run_in_executor(self._executor, self._maintenance)
                 if not worked:
-                    await self.service.responses.wait(0.02)
+                    if self.run_jobs:
+                        await self.service.responses.wait(0.02)
+                    else:
+                        await asyncio.sleep(0.02)
         except Exception as e:  # a bug outside every boundary: shown in /healthz (status failed), never silent
             self.state = "failed"
             self.last_error = f"{type(e).__name__}: {e}"
@@ -272,7 +283,7 @@ class ModelWorker:
                 prepared[-1] = _Failed("pre-check", e)
                 need.append(False)
         prep_ms = (time.perf_counter() - t0) * 1000 / len(frames)
-        idx = [i for i, n in enumerate(need) if n]
+        idx = [i for i, n in enumerate(need) if n] if self._encodes else []
         encoded: list[EncodedFrame | _Failed | None] = [None] * len(frames)
         enc_ms = 0.0
         if idx:
@@ -295,7 +306,7 @@ class ModelWorker:
                         raise e
                     e = None
                 assert not isinstance(p, _Failed) and not isinstance(e, _Failed)
-                if e is None and self._guarded("DTD", lane.dtd.needs_encoding, p, f.pts):
+                if e is None and self._encodes and self._guarded("DTD", lane.dtd.needs_encoding, p, f.pts):
                     # an earlier frame of this camera in the batch failed, so the plan changed: encode it now
                     e = self._guarded("vision encoder", self._encode_one, p)
                 step = self._guarded("DTD", lane.dtd.decide, f.camera, f.pts, f.wall_time, p, e)
@@ -305,7 +316,10 @@ class ModelWorker:
                 if change is not None:  # the ending scene is captioned before the new scene's first frame goes in
                     self._guarded("memory", lane.memory.on_scene_change, change)
                 tokens = e.tokens if e is not None and not step.encoder_skipped else None
-                self._guarded("memory", lane.memory.add_step, step, tokens)
+                if self._encodes:
+                    self._guarded("memory", lane.memory.add_step, step, tokens)
+                else:  # a remote memory sends the pixels of what DTD kept
+                    self._guarded("memory", lane.memory.add_step, step, None, p)
             except _Failed as fail:
                 with contextlib.suppress(Exception):
                     if fail.stage in ("prepare", "pre-check", "vision encoder"):
@@ -392,8 +406,22 @@ class ModelWorker:
             error = f"{type(e).__name__}: {e}"
         finally:
             self.service.responses.finished(job)
+        self.finish_job(job, result, error)
+
+    def finish_job(
+        self,
+        job: ResponseJob,
+        result: GenerationResult | None,
+        error: str,
+        *,
+        code: str | None = None,
+        repeat_yes: bool = True,
+    ) -> None:
+        """On the loop, after a job's generation ended (here, or in the remote responder): its done event, TTFT,
+        the watch's state, the event log. `code`: the protocol error code of a failure. `repeat_yes` False: a watch
+        is pushed only when its answer turns to yes (checks on new frames, not at a scene change)."""
         if result is None:
-            done = ResponseDone(job.response_id, ResponseStatus.FAILED, text="", error=error or "cancelled")
+            done = ResponseDone(job.response_id, ResponseStatus.FAILED, text="", error=error or "cancelled", code=code)
         else:
             status = ResponseStatus.CANCELLED if result.stopped else ResponseStatus.COMPLETED
             done = ResponseDone(
@@ -408,8 +436,11 @@ class ModelWorker:
         delivered = True
         if job.kind is ResponseKind.WATCH:  # pushed only when the answer is yes
             delivered = result is not None and not result.stopped and bool(_YES.match(result.text))
+            held = job.watch_id is not None and self.service.watch_holds.get(job.watch_id) is True
             if result is not None and not result.stopped:  # yes or no: the watch's state (Home Assistant)
                 self.service.watch_answered(job.watch_id, delivered)
+            if held and not repeat_yes:
+                delivered = False  # still yes: said already
             if delivered:
                 job.sink(job.created_event())
                 job.sink(ResponseDelta(job.response_id, result.text))

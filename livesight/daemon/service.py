@@ -108,12 +108,13 @@ class Service:
             status = "degraded"
         else:
             status = "ok"
+        model_part = parts.pop("model", {})  # a remote model server's part (state, last error, counters)
         return {
             "status": status,
             "uptime_s": round(time.time() - self.started, 1),
             "cameras": cams,
             **parts,
-            "model": self.model_info,
+            "model": {**self.model_info, **model_part},
             "clients": self.hub.subscriber_count,
             "queued_responses": len(self.responses),
         }

@@ -142,7 +142,7 @@ class CameraMemory:
     def visual_tokens(self) -> int:
         return sum(s.visual_tokens for s in self.segments)
 
-    def add_step(self, step: DTDStep, tokens: torch.Tensor | None) -> None:
+    def add_step(self, step: DTDStep, tokens: torch.Tensor | None, prepared: np.ndarray | None = None) -> None:
         seg = self.current
         if not self._started:
             seg.start_pts = seg.end_pts = step.pts

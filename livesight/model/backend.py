@@ -10,14 +10,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol, TypeAlias
+from typing import TYPE_CHECKING, Protocol, TypeAlias
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:  # the contract names tensors; a backend without a local model (openai) never imports torch
+    import torch
 
 # The visual tokens a backend hands the pipeline: [n, D] (a torch tensor for the local backends). The daemon and the
 # memory name this alias, never the tensor library: the backend's types stay behind this contract.
-Tokens: TypeAlias = torch.Tensor
+Tokens: TypeAlias = "torch.Tensor"
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +32,7 @@ class ModelInfo:
     tokens_per_second: float  # temporal M-RoPE ids per second of stream time
     device: str
     dtype: str
+    vision_encoder: bool = True  # False: no encoder runs here (openai): DTD decides from pixels, encode() unused
 
     @property
     def grid_hw(self) -> tuple[int, int]:

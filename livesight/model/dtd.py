@@ -29,6 +29,10 @@ whole batch in one call). Whether a frame must be encoded depends only on pixels
 for any batch composition. A frame encoded that the plan skips is treated as encoder-skipped; a frame decided out of
 plan order (or after `reset`) is judged against the current references, and must then have been encoded if needed
 (else ValueError).
+
+No encoder (`DTD(cfg, encoder=False)`, pixel mode only): for a backend that runs no vision encoder in this process
+(model.backend openai). Decisions are the same as with one (pixel mode never reads tokens); `precheck` then answers
+"does this frame carry news" and `decide` takes no encoding. torch is imported only by the feature modes.
 """
 
 from __future__ import annotations
@@ -36,13 +40,16 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from livesight.config import DTDConfig
 from livesight.model.backend import EncodedFrame
 from livesight.types import DTDStep
+
+if TYPE_CHECKING:
+    import torch
 
 
 def region_diff(a: np.ndarray, b: np.ndarray, token_px: int = 28) -> np.ndarray:
@@ -97,9 +104,12 @@ MAX_PLANNED = 1024  # prechecked, undecided frames (a batch holds a few)
 
 
 class DTD:
-    def __init__(self, cfg: DTDConfig, token_px: int = 28) -> None:
+    def __init__(self, cfg: DTDConfig, token_px: int = 28, *, encoder: bool = True) -> None:
+        if not encoder and cfg.mode != "pixel":
+            raise ValueError(f"DTD without a vision encoder works in pixel mode only (mode is {cfg.mode!r})")
         self.cfg = cfg
         self.token_px = token_px
+        self.encoder = encoder  # False: no tokens ever (pixel mode decides from pixels alone)
         self._grid: tuple[int, int] | None = None
         self._ref_pixels: np.ndarray | None = None  # [H, W, 3] uint8, per-region reference (mode dependent)
         self._enc_pixels: np.ndarray | None = None  # pixels of the last encoded frame (for the encoder skip)
@@ -225,15 +235,16 @@ class DTD:
             encoded = None  # one-by-one, the pre-check would have skipped the encoder: so do we (same result)
         self._pending_diff = diff
         full = self._must_keep_whole(self._real_state(), grid, pts)
-        if encoded is None and need:
+        if encoded is None and need and self.encoder:
             raise ValueError("this frame must be encoded (first frame, new grid, keyframe, mode off or changed)")
+        ran = need if not self.encoder else encoded is not None  # the (possibly absent) encoder's step ran
 
         if full:
             keep = np.ones(n, dtype=bool)
             change = np.ones(n, dtype=np.float32)
             if cfg.mode != "off" or self._force_full:
                 self._last_keyframe = pts
-        elif encoded is None:  # encoder skipped: nothing changed enough
+        elif not ran:  # encoder skipped: nothing changed enough
             keep = np.zeros(n, dtype=bool)
             change = self._pixel_change(prepared)  # vs the reference (pixel) / the last encoded frame (others)
             self.encoder_skipped += 1
@@ -241,6 +252,9 @@ class DTD:
             change = self._pixel_change(prepared)
             keep = change >= cfg.threshold
         else:
+            import torch
+
+            assert encoded is not None
             sim = torch.nn.functional.cosine_similarity(
                 encoded.tokens.float(),
                 self._ref_tokens.float(),
@@ -255,7 +269,7 @@ class DTD:
                 if n_keep > 0:
                     keep[np.argpartition(-change, n_keep - 1)[:n_keep]] = True
 
-        self._update_refs(prepared, encoded, keep, grid, full)
+        self._update_refs(prepared, encoded, keep, grid, full, ran)
         self.frames += 1
         dtd_ms = precheck_ms + (time.perf_counter() - t0) * 1000
         self._pending_diff = None
@@ -266,7 +280,7 @@ class DTD:
             grid_hw=grid,
             keep=keep,
             change=change,
-            encoder_skipped=encoded is None,
+            encoder_skipped=not ran,
             dtd_ms=dtd_ms,
             encode_ms=0.0,
             full=full,
@@ -279,28 +293,38 @@ class DTD:
         return region_diff(prepared, ref, self.token_px)  # type: ignore[arg-type]
 
     def _update_refs(
-        self, prepared: np.ndarray, encoded: EncodedFrame | None, keep: np.ndarray, grid: tuple[int, int], full: bool
+        self,
+        prepared: np.ndarray,
+        encoded: EncodedFrame | None,
+        keep: np.ndarray,
+        grid: tuple[int, int],
+        full: bool,
+        ran: bool,
     ) -> None:
         self._force_full = False
-        if full or self._ref_pixels is None or self._ref_tokens is None:
+        if full or self._ref_pixels is None or (self.encoder and self._ref_tokens is None):
             self._grid = grid
             self._ref_pixels = prepared.copy()
             self._enc_pixels = prepared.copy()
-            assert encoded is not None
-            self._ref_tokens = encoded.tokens.detach().clone()
+            assert encoded is not None or not self.encoder
+            self._ref_tokens = encoded.tokens.detach().clone() if encoded is not None else None
             return
         if self.cfg.reference == "previous":  # TimeChat-Online: the previous frame, kept or not
             self._ref_pixels = prepared.copy()
-            if encoded is not None:
+            if ran:
                 self._enc_pixels = prepared.copy()
-                self._ref_tokens = encoded.tokens.detach().clone()
+                if encoded is not None:
+                    self._ref_tokens = encoded.tokens.detach().clone()
             return
-        if encoded is None:
+        if not ran:
             return  # nothing encoded: references unchanged (drift keeps accumulating against them)
         self._enc_pixels = prepared.copy()
         if keep.any():
-            idx = torch.from_numpy(np.flatnonzero(keep))
-            self._ref_tokens[idx] = encoded.tokens[idx].to(self._ref_tokens.dtype)
+            if encoded is not None and self._ref_tokens is not None:
+                import torch
+
+                idx = torch.from_numpy(np.flatnonzero(keep))
+                self._ref_tokens[idx] = encoded.tokens[idx].to(self._ref_tokens.dtype)
             copy_regions(self._ref_pixels, prepared, keep, grid, self.token_px)
 
     def reset(self) -> None:

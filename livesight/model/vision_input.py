@@ -8,10 +8,13 @@ is one temporal step holding the frame twice (temporal_patch_size 2), patches or
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 from PIL import Image
+
+if TYPE_CHECKING:
+    import torch
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -45,6 +48,8 @@ def patchify(
     std: tuple[float, float, float] = CLIP_STD,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Prepared frames → (pixel_values [sum(gh*gw patches), 3*tps*ps*ps], grid_thw [n_frames, 3])."""
+    import torch  # here, not at the top: `prepare` serves backends without torch (openai)
+
     mean_t = torch.tensor(mean).view(1, 3, 1, 1)
     std_t = torch.tensor(std).view(1, 3, 1, 1)
     out, grids = [], []

@@ -362,3 +362,36 @@ def test_a_failing_frame_fails_alone_and_the_rest_decide_as_if_it_never_came(cfg
     clean_want, clean_dtd = one_by_one(cfg, clean, PooledEncoder())
     assert_same(memories["b"].steps, clean_want)  # the other camera never noticed
     assert_same_refs(worker.lanes["b"].dtd, clean_dtd)  # type: ignore[arg-type]
+
+
+@PROPERTY
+@given(
+    cfg=cfg_strategy.map(lambda c: c.model_copy(update={"mode": "pixel"})),
+    ops=ops_strategy,
+    seed=st.integers(0, 2**16),
+    cuts=st.lists(st.integers(0, 20), max_size=5),
+)
+def test_without_an_encoder_pixel_mode_decides_exactly_as_with_one(cfg: DTDConfig, ops, seed: int, cuts) -> None:
+    """A remote backend (model.backend openai) runs no encoder: same keep masks, changes and pixel references."""
+    enc = PooledEncoder()
+    frames = sequence(ops, seed)
+    want, ref_dtd = one_by_one(cfg, frames, enc)
+    dtd = DTD(cfg, PX, encoder=False)
+    got = []
+    for lo, hi in splits(len(frames), cuts):
+        batch = [(pts, enc.prepare(rgb)) for pts, rgb in frames[lo:hi]]
+        for pts, p in batch:
+            dtd.precheck(p, pts)
+        for pts, p in batch:
+            got.append((dtd.decide("cam", pts, 0.0, p, None), None))
+    for i, ((s, _), (w, _)) in enumerate(zip(got, want, strict=True)):
+        assert (s.grid_hw, s.full, s.encoder_skipped) == (w.grid_hw, w.full, w.encoder_skipped), i
+        assert np.array_equal(s.keep, w.keep) and np.array_equal(s.change, w.change), i
+    for name in ("_ref_pixels", "_enc_pixels"):
+        assert np.array_equal(getattr(dtd, name), getattr(ref_dtd, name)), name
+    assert dtd._ref_tokens is None
+
+
+def test_without_an_encoder_only_pixel_mode_is_allowed() -> None:
+    with pytest.raises(ValueError, match="pixel mode only"):
+        DTD(DTDConfig(mode="feature"), PX, encoder=False)

@@ -70,12 +70,14 @@ def test_unknown_backend_is_a_config_error_naming_the_field() -> None:
     from livesight.errors import ConfigError
 
     base = {"cameras": [{"id": "c", "source": "builtin:demo"}]}
-    with pytest.raises(ConfigError, match=r"model\.backend: unknown backend 'nope' \(known: echo, qwen2_5_vl\)"):
+    with pytest.raises(
+        ConfigError, match=r"model\.backend: unknown backend 'nope' \(known: echo, openai, qwen2_5_vl\)"
+    ):
         parse_config({**base, "model": {"backend": "nope", "preset": "tiny-random"}}, origin="t")
     with pytest.raises(ConfigError, match="backend 'echo' takes no 'preset' or 'path'"):
         parse_config({**base, "model": {"backend": "echo", "preset": "tiny-random"}}, origin="t")
     assert parse_config({**base, "model": {"backend": "echo"}}, origin="t").model.backend == "echo"
-    assert set(BACKENDS) == {"qwen2_5_vl", "echo"}
+    assert set(BACKENDS) == {"qwen2_5_vl", "echo", "openai"}
 
 
 def test_echo_backend_tokens_are_pooled_pixels() -> None:

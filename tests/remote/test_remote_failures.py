@@ -1,0 +1,116 @@
+"""Servers fail; the daemon does not. Each failure over real HTTP (bench/remote/model_stub.py): the camera stays
+live and keeps its memory, the question ends with a documented code within model.request_timeout_s, /healthz says
+`degraded` with the last error and comes back by itself, and the next question is answered."""
+
+from __future__ import annotations
+
+import json
+import time
+
+from livesight.bench.remote.llama_server import free_port
+from livesight.bench.remote.model_stub import Drop, Hang, Reply, Status, StubServer, is_question, last_text
+from livesight.model.remote.client import redact_url
+from tests.remote.helpers import ask_ws, frames_sampled, frames_with_news, model_health, remote_config, running, until
+
+
+async def test_each_server_failure_ends_a_question_with_its_code_and_the_daemon_recovers() -> None:
+    async with StubServer([Reply("a red car")], scripted=is_question) as srv:
+        cfg = remote_config(srv.base_url, model={"request_timeout_s": 2.0})
+        async with running(cfg) as app:
+            await until(lambda: frames_with_news(app) >= 2, what="frames with news")
+            done, deltas = await ask_ws(app.port, "What do you see?")
+            assert done["status"] == "completed" and done["text"] == "a red car" == "".join(deltas), done
+            req = srv.requests[-1]
+            assert req["temperature"] == 0.0 and req["stream"] is True and req["model"] == "stub"
+            assert req["messages"][0]["role"] == "system" and last_text(req) == "Question: What do you see?"
+            images = [p for p in req["messages"][1]["content"] if p["type"] == "image_url"]
+            assert images and all(p["image_url"]["url"].startswith("data:image/jpeg;base64,") for p in images)
+
+            cases = [
+                (Status(500, "boom"), "model_unavailable", "HTTP 500"),
+                (Status(422, "field 'x' not allowed"), "model_rejected", "field 'x' not allowed"),
+                (Hang(6.0), "model_unavailable", "within 2s"),
+                (Drop(), "model_unavailable", ""),
+            ]
+            for behaviour, code, text in cases:
+                srv.then(behaviour, Reply("back again"))
+                live = frames_sampled(app)
+                t0 = time.monotonic()
+                done, _ = await ask_ws(app.port)
+                assert done["type"] == "response.done" and done["status"] == "failed", done
+                assert done["code"] == code and text in done["error"], done
+                assert time.monotonic() - t0 < cfg.model.request_timeout_s + 5, "ended within the timeout"
+                health = model_health(app)
+                assert health["state"] == "degraded" and code in health["last_error"], health
+                assert app.service.health()["status"] == "degraded"
+                if code != "model_rejected":  # a refusal is cleared by a request that succeeds, not by a probe
+                    await until(lambda: model_health(app)["state"] == "ok", 15, "health back by itself (probe)")
+                done, _ = await ask_ws(app.port)
+                assert done["status"] == "completed" and done["text"] == "back again", (behaviour, done)
+                assert model_health(app)["state"] == "ok"
+                await until(lambda: frames_sampled(app) > live, 10, "the camera kept going")  # noqa: B023
+            counts = model_health(app)["requests"]
+            assert counts["model_unavailable"] == 3 and counts["model_rejected"] == 1 and counts["ok"] >= 5
+            assert app.service.stats().cameras["cam"]["frames_failed"] == 0
+
+
+async def test_429_is_honoured_its_retry_after_nothing_is_sent_before_it() -> None:
+    async with (
+        StubServer([Status(429, "slow down", {"Retry-After": "2"}), Reply("ok now")], scripted=is_question) as srv,
+        running(remote_config(srv.base_url)) as app,
+    ):
+        await until(lambda: frames_with_news(app) >= 1, what="a frame with news")
+        done, _ = await ask_ws(app.port)
+        assert done["status"] == "failed" and done["code"] == "model_rate_limited" and "slow down" in done["error"]
+        sent = len(srv.requests)
+        done, _ = await ask_ws(app.port)
+        if done["status"] == "failed":  # inside the Retry-After window: refused here, never sent
+            assert done["code"] == "model_rate_limited" and len(srv.requests) == sent
+        assert model_health(app)["requests"].get("not_sent", 0) + (done["status"] == "completed") >= 1
+        await until(lambda: model_health(app)["retry_in_s"] == 0, 10, "Retry-After over")
+        done, _ = await ask_ws(app.port)
+        assert done["status"] == "completed" and done["text"] == "ok now"
+
+
+async def test_a_refused_connection_then_a_server_that_comes_up() -> None:
+    port = free_port()
+    async with running(remote_config(f"http://127.0.0.1:{port}/v1")) as app:
+        await until(lambda: frames_with_news(app) >= 1, what="a frame with news")
+        done, _ = await ask_ws(app.port)
+        assert done["status"] == "failed" and done["code"] == "model_unavailable"
+        assert "cannot reach the server" in done["error"]
+        assert model_health(app)["state"] == "degraded"
+        kept = app.service.stats().cameras["cam"]["remote_images"]
+        async with StubServer([Reply("here now")], port=port):
+            await until(lambda: model_health(app)["state"] == "ok", 10, "health ok within 10 s of the server's return")
+            done, _ = await ask_ws(app.port)
+            assert done["status"] == "completed" and done["text"] == "here now"
+        assert app.service.stats().cameras["cam"]["remote_images"] >= min(kept, 1), "memory kept"
+
+
+async def test_vendor_fields_only_when_configured_and_a_strict_server_refuses_them() -> None:
+    async with StubServer([Reply("fine")]) as srv:
+        cfg = remote_config(srv.base_url, model={"extra_body": {"top_k": 20}})
+        async with running(cfg) as app:
+            await until(lambda: frames_with_news(app) >= 1, what="a frame with news")
+            done, _ = await ask_ws(app.port)
+            assert done["code"] == "model_rejected" and "HTTP 422" in done["error"]
+            assert "model.extra_body" in done["error"] and "top_k" in done["error"]
+
+
+async def test_the_api_key_is_sent_to_the_server_and_nowhere_else() -> None:
+    secret = "sk-test-" + "7" * 24
+    async with StubServer([Status(401, f"invalid key {secret}"), Reply("authorised")], scripted=is_question) as srv:
+        cfg = remote_config(srv.base_url, model={"api_key": secret})
+        async with running(cfg) as app:
+            await until(lambda: frames_with_news(app) >= 1, what="a frame with news")
+            done, _ = await ask_ws(app.port)
+            assert done["code"] == "model_rejected" and "model.api_key" in done["error"]
+            assert srv.headers[-1]["authorization"] == f"Bearer {secret}"
+            shown = json.dumps([done, app.service.health(), app.service.stats().cameras, app.service.model_info])
+            assert secret not in shown
+
+
+def test_credentials_in_the_server_url_are_not_shown() -> None:
+    assert redact_url("https://user:pw@api.example.com:8443/v1") == "https://api.example.com:8443/v1"
+    assert redact_url("http://127.0.0.1:11434/v1") == "http://127.0.0.1:11434/v1"
