@@ -17,6 +17,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
 from livesight.errors import ConfigError
+from livesight.redact import url_secrets
 
 IDENTIFIER_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 Identifier = Annotated[str, Field(pattern=IDENTIFIER_PATTERN)]
@@ -320,11 +321,48 @@ class ServerConfig(_Strict):
     max_message_bytes: int = Field(65536, ge=1024, le=16 * 2**20)
     client_queue: int = Field(256, ge=8, le=100_000, description="events buffered per client before it is dropped")
     stats_interval_s: float = Field(2.0, gt=0, le=3600)
+    max_clients: int = Field(
+        64,
+        ge=1,
+        le=100_000,
+        description="WebSocket clients and /v1/ requests served at once; beyond, a WebSocket handshake is answered "
+        "503 and a /v1/ request 503 with error code too_many_clients (docs/security.md)",
+    )
+    max_watches: int = Field(
+        64, ge=1, le=10_000, description="standing watch questions of all clients together (each costs model time)"
+    )
+    watches_per_client: int = Field(
+        4,
+        ge=1,
+        le=10_000,
+        description="watches one client (WebSocket session) may hold: max_watches / watches_per_client clients "
+        "can each hold their whole share before the daemon-wide limit is reached",
+    )
 
     @model_validator(mode="after")
     def _token_unless_loopback(self) -> ServerConfig:
         if not is_loopback(self.host) and not self.auth_token:
             raise ValueError(f"auth_token is required when host is not loopback (host={self.host!r})")
+        if self.watches_per_client > self.max_watches:
+            raise ValueError(
+                f"watches_per_client ({self.watches_per_client}) is larger than max_watches ({self.max_watches})"
+            )
+        return self
+
+
+class MQTTTLSConfig(_Strict):
+    """TLS to the broker (mqtts, usually port 8883): the broker's certificate is verified, its name included."""
+
+    ca_file: str | None = Field(
+        None, description="PEM file of the CA(s) that signed the broker's certificate; null = the system's CAs"
+    )
+    cert_file: str | None = Field(None, description="client certificate (PEM), for brokers that require one")
+    key_file: str | None = Field(None, description="the client certificate's private key (PEM)")
+
+    @model_validator(mode="after")
+    def _cert_and_key(self) -> MQTTTLSConfig:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("cert_file and key_file go together (a client certificate needs its key)")
         return self
 
 
@@ -332,8 +370,9 @@ class MQTTConfig(_Strict):
     enabled: bool = False
     host: str = "127.0.0.1"
     port: int = Field(1883, ge=1, le=65535)
-    username: str | None = None
-    password: str | None = None
+    username: str | None = Field(None, max_length=65535)
+    password: SecretStr | None = Field(None, description="use ${ENV_VAR}; never logged or shown")
+    tls: MQTTTLSConfig | None = Field(None, description="connect with TLS (set the port to the broker's TLS port)")
     prefix: str = Field("livesight", pattern=r"^[A-Za-z0-9_/-]+$")
     keepalive_s: int = Field(
         10,
@@ -345,6 +384,12 @@ class MQTTConfig(_Strict):
     reconnect: ReconnectConfig = ReconnectConfig()
     discovery: bool = Field(False, description="publish Home Assistant MQTT discovery (a device per camera)")
     discovery_prefix: str = Field("homeassistant", pattern=r"^[A-Za-z0-9_-]+$", description="HA's discovery prefix")
+
+    @model_validator(mode="after")
+    def _password_needs_user(self) -> MQTTConfig:
+        if self.password is not None and self.username is None:
+            raise ValueError("password is set without username")
+        return self
 
 
 def default_node_id() -> str:
@@ -504,6 +549,22 @@ class Config(_Strict):
         if problems:
             raise ValueError("\n  ".join(problems))
         return self
+
+    def secrets(self) -> tuple[str, ...]:
+        """Every secret string of this config (camera URL credentials, the bearer token, the MQTT password, the model
+        server's key and URL credentials): what the log is scrubbed of (logsetup.py)."""
+        out: list[str] = []
+        for cam in self.cameras:
+            out += url_secrets(cam.source)
+        if self.server.auth_token:
+            out.append(self.server.auth_token)
+        if self.mqtt.password is not None:
+            out.append(self.mqtt.password.get_secret_value())
+        if self.model.api_key is not None:
+            out.append(self.model.api_key.get_secret_value())
+        if self.model.base_url is not None:
+            out += url_secrets(self.model.base_url)
+        return tuple(s for s in out if s)
 
     def dtd_for(self, camera: CameraConfig) -> DTDConfig:
         return camera.dtd or self.dtd

@@ -29,6 +29,7 @@ from livesight.model.backend import Backend, GenerationResult
 from livesight.model.dtd import DTD
 from livesight.model.registry import load_backend
 from livesight.mqtt.fleet_announcer import FleetAnnouncer
+from livesight.redact import scrub
 from livesight.streaming.camera import Camera
 from livesight.types import CameraState, CameraStatus, SceneChange
 from livesight.web.server import WebServer
@@ -265,8 +266,8 @@ class App:
         try:
             await camera.run()
         except Exception as e:
-            log.exception("camera %s: its task failed", camera.cfg.id)
-            reason = f"internal error: {type(e).__name__}: {e}"[:300]
+            log.exception("camera %s: its task failed", camera.cfg.id)  # the log's formatter scrubs secrets
+            reason = scrub(f"internal error: {type(e).__name__}: {e}", camera.spec.secrets)[:300]
             self._on_camera_status(CameraStatus(camera.cfg.id, CameraState.FAILED, reason, time.time()))
 
     async def _contain_mqtt(self, bridge: MQTTBridge) -> None:

@@ -164,7 +164,7 @@ def _run(args: argparse.Namespace, *, demo: bool) -> int:
         args.log_level = "WARNING"  # the demo printer already says what happens
     cfg = _load(args)
     preflight(cfg)
-    setup_logging(cfg.logging.level, cfg.logging.format)
+    setup_logging(cfg.logging.level, cfg.logging.format, secrets=cfg.secrets())
     _log_fleet_part(cfg)
     try:
         run_loop(
