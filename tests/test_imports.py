@@ -89,7 +89,8 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     "livesight.web": (*GROUND, "livesight.contract"),
     "livesight.mqtt": (*GROUND, "livesight.contract", "livesight.fleet", "livesight"),  # `livesight.__version__`
     "livesight.client": (*GROUND, "livesight.contract"),
-    "livesight.gateway": (*GROUND, "livesight.contract", "livesight.fleet", "livesight.web"),
+    # the gateway is an MQTT client too: it connects as the daemon's bridge does (mqtt/connect.py)
+    "livesight.gateway": (*GROUND, "livesight.contract", "livesight.fleet", "livesight.web", "livesight.mqtt.connect"),
     "livesight.daemon": (
         *GROUND,
         "livesight.contract",
