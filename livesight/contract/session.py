@@ -51,7 +51,7 @@ class ClientLimits:
     max_concurrent_queries: int = 4  # more → error `busy`
     rate_per_s: float = 20.0  # client messages per second, sustained …
     burst: int = 40  # … with this burst; beyond → error `rate_limited` (message ignored)
-    max_watches: int = 16  # per session; more → error `limit_exceeded`
+    max_watches: int = 4  # per session (server.watches_per_client); more → error `limit_exceeded`
     close_timeout_s: float = 2.0  # closing handshake with a slow client, then the TCP connection is aborted
     keepalive_s: float = 20.0  # a ping this often; no pong within as long → dropped (a client that stopped reading)
 

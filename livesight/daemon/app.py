@@ -52,7 +52,9 @@ class AppHandles:
 class App:
     def __init__(self, cfg: Config, *, backend: Backend | None = None) -> None:
         self.cfg = cfg
-        self.service = Service([c.id for c in cfg.cameras], stats_source=self._lane_stats)
+        self.service = Service(
+            [c.id for c in cfg.cameras], stats_source=self._lane_stats, max_watches=cfg.server.max_watches
+        )
         self.service.on_state_shown = self._on_state_shown
         self._backend = backend
         self._stop = asyncio.Event()

@@ -33,7 +33,7 @@ from livesight.types import (
 )
 
 MAX_QUESTION_CHARS = 2000
-MAX_WATCHES = 64
+MAX_WATCHES = 64  # default of server.max_watches
 HEALTHY_PART_STATES = {"ok", "running", "connected", "disabled", "starting"}
 
 
@@ -60,6 +60,7 @@ class Service:
         response_queue_size: int = 32,
         stats_source: Callable[[], dict[str, LaneStats]] | None = None,
         model_info: dict[str, Any] | None = None,
+        max_watches: int = MAX_WATCHES,
     ) -> None:
         # no cameras is allowed: a fleet node that owns none idles (docs/fleet.md)
         self._cameras = list(camera_ids)
@@ -75,6 +76,7 @@ class Service:
         # other parts' health ({"state": ok|degraded|failed|…, …}), registered by the app: worker, event_log, mqtt
         self.health_parts: dict[str, Callable[[], dict[str, Any]]] = {}
         self.watches: dict[str, Watch] = {}
+        self.max_watches = max_watches  # every client's together (each client's share: server.watches_per_client)
         self._stats_source = stats_source
         self.model_info = model_info or {}
         self.started = time.time()
@@ -190,8 +192,8 @@ class Service:
         text = text.strip()
         if not text or len(text) > MAX_QUESTION_CHARS:
             raise InvalidRequestError(f"watch text must be 1..{MAX_QUESTION_CHARS} characters")
-        if watch_id not in self.watches and len(self.watches) >= MAX_WATCHES:
-            raise LimitExceededError(f"at most {MAX_WATCHES} watches")
+        if watch_id not in self.watches and len(self.watches) >= self.max_watches:
+            raise LimitExceededError(f"at most {self.max_watches} watches (server.max_watches)")
         self.watches[watch_id] = Watch(watch_id, cam, text)
 
     def remove_watch(self, watch_id: str) -> bool:

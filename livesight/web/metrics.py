@@ -120,13 +120,29 @@ _OPENAI_HELP = {
 
 
 class PartsCollector(Collector):
-    """Counters of the OpenAI endpoint (a dataclass of ints) and the camera pictures, read at scrape time."""
+    """Counters of the OpenAI endpoint (a dataclass of ints), the camera pictures and the access checks (refusals by
+    reason, client slots in use), read at scrape time."""
 
-    def __init__(self, openai: Any, images: ImageSource | None) -> None:
+    def __init__(self, openai: Any, images: ImageSource | None, *, gate: Any = None) -> None:
         self._openai = openai
         self._images = images
+        self._gate = gate  # web/access.py Gatekeeper
 
     def collect(self) -> Iterator[Metric]:
+        if self._gate is not None:
+            refused = CounterMetricFamily(
+                "livesight_http_refused",
+                "requests and WebSocket handshakes refused by the access checks, by reason "
+                "(host, method, origin, token, clients)",
+                labels=["reason"],
+            )
+            for reason in ("host", "method", "origin", "token", "clients"):
+                refused.add_metric([reason], float(self._gate.refused[reason]))
+            yield refused
+            yield GaugeMetricFamily(
+                "livesight_clients", "client slots in use (WebSocket clients + /v1/ requests)", value=self._gate.clients
+            )
+            yield GaugeMetricFamily("livesight_clients_max", "server.max_clients", value=self._gate.max_clients)
         for key, value in asdict(self._openai).items():
             yield CounterMetricFamily(f"livesight_openai_{key}", _OPENAI_HELP.get(key, key), value=float(value))
         if self._images is not None:
