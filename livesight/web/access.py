@@ -5,6 +5,9 @@ around the routes (the daemon's web face and the fleet gateway share it).
                            ws_paths=("/", "/ws"), ws_rule=Rule("/", origin=True, token=True))
 
 Checks, in order (docs/security.md):
+- **malformed** (400): more than one Host header, a query string over MAX_QUERY_BYTES or with more than
+  MAX_QUERY_FIELDS parameters (the HTTP parser and transport.py already answer a broken request line, headers, or a
+  head over 16 KiB with 400/431).
 - **Host** (DNS rebinding): without `server.auth_token`, only loopback Host values are served (127.0.0.1, localhost,
   [::1], any port), every path, HTTP and WebSocket alike; any other Host (or none) is answered 421 Misdirected
   Request. A web page that rebinds its own name to 127.0.0.1 sends its own name as Host: refused. With a token the
@@ -39,19 +42,33 @@ from livesight.web.responses import text_response
 
 log = logging.getLogger(__name__)
 
-MAX_QUERY_FIELDS = 64  # query parameters read for the token; more are ignored (never an error)
+MAX_QUERY_FIELDS = 64  # query parameters of one request; more → 400
+MAX_QUERY_BYTES = 4096  # a longer query string → 400 (the whole request head is bounded in transport.py)
 AUTHORIZED = "livesight.authorized"  # scope["state"][AUTHORIZED]: the request carried the right token
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "[::1]"})
 RETRY_AFTER_S = "5"  # what a client refused for want of a slot is told to wait
 
 
 def query_params(scope: Scope) -> dict[str, str]:
-    """The first value of each query parameter (at most MAX_QUERY_FIELDS are read)."""
+    """The first value of each query parameter (at most MAX_QUERY_FIELDS are read; the middleware refuses more)."""
     qs = scope.get("query_string", b"").decode("latin-1")
     out: dict[str, str] = {}
     for k, v in parse_qsl(qs, keep_blank_values=True, max_num_fields=None)[:MAX_QUERY_FIELDS]:
         out.setdefault(k, v)
     return out
+
+
+def bad_request(scope: Scope) -> str | None:
+    """Why a request is malformed beyond what the HTTP parser checks (answered 400), or None: more than one Host
+    header, a query string over MAX_QUERY_BYTES or with more than MAX_QUERY_FIELDS parameters."""
+    if sum(1 for k, _ in scope.get("headers", ()) if k.lower() == b"host") > 1:
+        return "more than one Host header"
+    qs: bytes = scope.get("query_string", b"")
+    if len(qs) > MAX_QUERY_BYTES:
+        return f"query string longer than {MAX_QUERY_BYTES} bytes"
+    if qs.count(b"&") + qs.count(b";") >= MAX_QUERY_FIELDS:
+        return f"more than {MAX_QUERY_FIELDS} query parameters"
+    return None
 
 
 def host_name(host: str) -> str:
@@ -72,7 +89,7 @@ class Gatekeeper:
         self._origins = None if cfg.allowed_origins is None else {o.rstrip("/") for o in cfg.allowed_origins}
         self.max_clients = cfg.max_clients
         self.clients = 0  # slots taken: WebSocket connections and counted requests in flight
-        self.refused: Counter[str] = Counter()  # reason (host | method | origin | token | clients) → refusals
+        self.refused: Counter[str] = Counter()  # reason (malformed|host|method|origin|token|clients) → refusals
 
     def host_allowed(self, headers: Mapping[str, str]) -> bool:
         """With a token: any Host. Without: a loopback name only (DNS rebinding; docs/security.md)."""
@@ -189,6 +206,11 @@ class AccessMiddleware:
         path = scope["path"]
         method = scope["method"]
         headers = Headers(scope=scope)
+        malformed = bad_request(scope)
+        if malformed is not None:
+            self.gate.refused["malformed"] += 1
+            await text_response(400, f"bad request: {malformed}\n")(scope, receive, send)
+            return
         if not self.gate.host_allowed(headers):
             self.gate.refused["host"] += 1
             await text_refusal(421, "host")(scope, receive, send)
@@ -231,8 +253,12 @@ class AccessMiddleware:
         path = scope["path"]
         headers = Headers(scope=scope)
         refusal: Response | None = None
+        malformed = bad_request(scope)
         if path not in self.ws_paths:
             refusal = text_response(404, f"no WebSocket endpoint at {path[:200]} (use /)\n")
+        elif malformed is not None:
+            self.gate.refused["malformed"] += 1
+            refusal = text_response(400, f"bad request: {malformed}\n")
         else:
             why: str | None = "host" if not self.gate.host_allowed(headers) else None
             if why is None:

@@ -133,10 +133,10 @@ class PartsCollector(Collector):
             refused = CounterMetricFamily(
                 "livesight_http_refused",
                 "requests and WebSocket handshakes refused by the access checks, by reason "
-                "(host, method, origin, token, clients)",
+                "(malformed, host, method, origin, token, clients)",
                 labels=["reason"],
             )
-            for reason in ("host", "method", "origin", "token", "clients"):
+            for reason in ("malformed", "host", "method", "origin", "token", "clients"):
                 refused.add_metric([reason], float(self._gate.refused[reason]))
             yield refused
             yield GaugeMetricFamily(

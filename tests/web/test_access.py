@@ -156,3 +156,14 @@ async def test_a_few_clients_cannot_take_every_watch(running: Running) -> None:
             assert await _add_watches(late, 2, "late-") == 2
         # the late client's watches went with its session
         await eventually(lambda: len(running.pipe.service.watches) == 16, what="the late client's watches removed")
+
+
+async def test_malformed_requests_are_400(running: Running) -> None:
+    port = running.port
+    many = "&".join(f"p{i}=1" for i in range(65))
+    assert (await raw(port, f"/healthz?{many}", f"127.0.0.1:{port}"))[0] == 400
+    assert (await raw(port, f"/healthz?x={'a' * 5000}", f"127.0.0.1:{port}"))[0] == 400
+    assert (await raw(port, "/healthz", f"127.0.0.1:{port}", {"Host": "evil.example"}))[0] == 400  # two Hosts
+    assert (await raw(port, f"/?{many}", f"127.0.0.1:{port}", WS_UPGRADE))[0] == 400
+    assert (await raw(port, "/healthz?" + "&".join(f"p{i}=1" for i in range(60)), f"127.0.0.1:{port}"))[0] == 200
+    assert running.server.gate.refused["malformed"] == 4
