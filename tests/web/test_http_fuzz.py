@@ -289,3 +289,19 @@ def test_the_fuzz_reached_the_routes() -> None:
     print(sorted(STATUSES.items()))
     routed = sum(n for status, n in STATUSES.items() if status not in (400, 405))
     assert routed > sum(STATUSES.values()) // 8, STATUSES
+
+
+def test_a_thumbnail_carries_one_cache_control(daemon: int) -> None:
+    """Issue 20: thumbnails were sent with both `no-store` and `max-age` (websockets' Headers appended a second one)."""
+    with socket.create_connection(("127.0.0.1", daemon), timeout=10) as s:
+        s.sendall(
+            f"GET /api/cameras/cam1/scenes/2.jpg HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {TOKEN}\r\n\r\n".encode()
+        )
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    head = data.split(b"\r\n\r\n", 1)[0].decode("latin-1").lower()
+    assert head.startswith("http/1.1 200")
+    assert [line for line in head.split("\r\n") if line.startswith("cache-control:")] == [
+        "cache-control: private, max-age=3600"
+    ]
