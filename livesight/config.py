@@ -12,18 +12,23 @@ import socket
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
 from livesight.errors import ConfigError
-from livesight.redact import url_secrets
+from livesight.redact import redact_url, url_secrets
 
 IDENTIFIER_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 Identifier = Annotated[str, Field(pattern=IDENTIFIER_PATTERN)]
 
 
 MAX_CAMERAS_PER_NODE = 64
+# what a source string may be (streaming/sources.py opens them): a URL of these schemes, /dev/videoN, lavfi:<graph>,
+# builtin:<name>, or a file path
+NETWORK_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "rtmps://", "http://", "https://", "srt://", "udp://", "tcp://")
+BUILTIN_SOURCES = ("builtin:demo",)
 REMOTE_DTD_THRESHOLD = 0.06  # pixel-mode DTD threshold with model.backend openai, unless the config sets one
 
 
@@ -107,6 +112,38 @@ class CameraConfig(_Strict):
         pattern=IDENTIFIER_PATTERN,
         description="fleet: the node that runs this camera (one of fleet.nodes); default: consistent hashing",
     )
+
+    @field_validator("source")
+    @classmethod
+    def _known_source(cls, v: str) -> str:
+        """Refuse what no source kind can open (errors show the URL without its credentials)."""
+        if v.startswith("builtin:"):
+            if v not in BUILTIN_SOURCES:
+                raise ValueError(f"unknown builtin source {v!r} (known: {', '.join(BUILTIN_SOURCES)})")
+        elif v.startswith("lavfi:"):
+            if not v.removeprefix("lavfi:").strip():
+                raise ValueError("lavfi: needs a filter graph, e.g. lavfi:testsrc2=size=640x360:rate=10")
+        elif "://" in v:
+            shown = redact_url(v)
+            if not v.startswith(NETWORK_SCHEMES):
+                schemes = ", ".join(s.removesuffix("://") for s in NETWORK_SCHEMES)
+                raise ValueError(f"unknown URL scheme in {shown!r} (known: {schemes})")
+            try:
+                parts = urlsplit(v)
+                host, _ = parts.hostname, parts.port
+            except ValueError as e:
+                raise ValueError(f"not a valid URL: {shown!r} ({e})") from None
+            if not host and not v.startswith(("udp://", "srt://")):  # udp://:1234, srt://:9000?mode=listener listen
+                raise ValueError(f"no host in {shown!r}")
+        return v
+
+    @model_validator(mode="after")
+    def _capture_size(self) -> CameraConfig:
+        if (self.width is None) != (self.height is None):
+            raise ValueError("width and height go together (a webcam's capture size)")
+        if self.width is not None and not self.source.startswith("/dev/video"):
+            raise ValueError("width/height: only for webcams (/dev/videoN); other sources keep their own size")
+        return self
 
 
 class RemoteModelSettings(_Strict):
@@ -209,6 +246,8 @@ class ModelConfig(RemoteModelSettings):
     def _one_source(self) -> ModelConfig:
         from livesight.backends import backend_spec  # pure data: no model package, no torch
 
+        if "seed" in self.model_fields_set and self.preset != "tiny-random":
+            raise ValueError("seed: only the tiny-random preset uses it (it draws the random weights)")
         if not backend_spec(self.backend).weights:
             if self.preset is not None or self.path is not None:
                 raise ValueError(f"backend {self.backend!r} takes no 'preset' or 'path'")
@@ -338,6 +377,19 @@ class ServerConfig(_Strict):
         description="watches one client (WebSocket session) may hold: max_watches / watches_per_client clients "
         "can each hold their whole share before the daemon-wide limit is reached",
     )
+
+    @field_validator("allowed_origins")
+    @classmethod
+    def _origins_are_origins(cls, v: list[str] | None) -> list[str] | None:
+        for origin in v or ():
+            if origin == "*":
+                continue
+            if not re.fullmatch(r"https?://[^\s/?#]+/?", origin):
+                raise ValueError(
+                    f"{origin!r} is not an origin: scheme://host[:port] as a browser sends it (e.g. "
+                    "https://home.example:8123), or *"
+                )
+        return v
 
     @model_validator(mode="after")
     def _token_unless_loopback(self) -> ServerConfig:

@@ -28,12 +28,11 @@ from urllib.parse import urlsplit
 import av
 import numpy as np
 
-from livesight.config import CameraConfig
+from livesight.config import NETWORK_SCHEMES, CameraConfig
 from livesight.redact import redact_url, scrub, url_secrets
 from livesight.streaming.demo_stream import FPS as DEMO_FPS
 from livesight.streaming.demo_stream import demo_frames
 
-NETWORK_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "srt://", "udp://", "tcp://")
 SOCKET_TIMEOUT_US = 5_000_000
 DIAGNOSE_TIMEOUT_S = 3.0  # the TCP connection that tells an unreachable host from a stream that is not video
 DEFAULT_PORTS = {"rtsp": 554, "rtsps": 322, "rtmp": 1935, "rtmps": 443, "http": 80, "https": 443}

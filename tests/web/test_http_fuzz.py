@@ -294,9 +294,8 @@ def test_the_fuzz_reached_the_routes() -> None:
 def test_a_thumbnail_carries_one_cache_control(daemon: int) -> None:
     """Issue 20: thumbnails were sent with both `no-store` and `max-age` (websockets' Headers appended a second one)."""
     with socket.create_connection(("127.0.0.1", daemon), timeout=10) as s:
-        s.sendall(
-            f"GET /api/cameras/cam1/scenes/2.jpg HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {TOKEN}\r\n\r\n".encode()
-        )
+        auth = f"Authorization: Bearer {TOKEN}"
+        s.sendall(f"GET /api/cameras/cam1/scenes/2.jpg HTTP/1.1\r\nHost: 127.0.0.1\r\n{auth}\r\n\r\n".encode())
         data = b""
         while chunk := s.recv(65536):
             data += chunk
