@@ -246,7 +246,7 @@ class ModelConfig(RemoteModelSettings):
     def _one_source(self) -> ModelConfig:
         from livesight.backends import backend_spec  # pure data: no model package, no torch
 
-        if "seed" in self.model_fields_set and self.preset != "tiny-random":
+        if self.seed != 0 and self.preset != "tiny-random":  # 0: the default (a config dumped and re-read has it)
             raise ValueError("seed: only the tiny-random preset uses it (it draws the random weights)")
         if not backend_spec(self.backend).weights:
             if self.preset is not None or self.path is not None:

@@ -10,6 +10,10 @@ The event loop only moves small objects: every forward pass runs in the worker's
 A batch may hold several frames of one camera: DTD's pre-check plans them in order (dtd.py), so its decisions are
 exactly those of one-by-one processing whatever the batch composition, and the batch still needs one encoder call.
 
+Statistics cross threads as immutable snapshots: the memory belongs to the worker thread, which, after each piece of
+work on a camera (frames, maintenance, an answer), publishes `lane.memory_stats` (a read-only mapping, replaced
+whole). The event loop (/healthz, stats, /metrics, the demo printer) reads only those snapshots, never the memory.
+
 Fault containment: every frame runs inside its camera lane's error boundary (lane_guard.py): a frame that raises
 is counted (`frames_failed`), logged once per kind, and skipped. A frame that failed before DTD decided leaves DTD
 as it was (the camera's later frames in the batch are judged without it, and encoded on the spot if that now takes
@@ -26,9 +30,10 @@ import logging
 import re
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any, Protocol
 
 import numpy as np
@@ -140,6 +145,9 @@ class CameraLane:
     proactive: bool
     last_proactive: float = -1e18
     step_ms: list[float] = field(default_factory=list)  # recent per-frame pipeline times (bounded)
+    # the memory's statistics as of the worker's last work on this camera: written whole by the worker thread, read
+    # by the event loop (the memory itself is the worker's alone)
+    memory_stats: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,6 +206,9 @@ class ModelWorker:
         self.loop_errors = 0  # failures outside any frame (maintenance), counted and survived
         self._last_progress = time.monotonic()  # last batch processed, or last time nothing was waiting
         self._last_frame_at: float | None = None
+        self.stats_failures = 0  # memory.stats() that raised (the previous snapshot stays)
+        for lane in lanes:  # before the worker thread exists: the first snapshot
+            self._snapshot(lane)
 
     # ---- loop ----------------------------------------------------------------------------------------------
 
@@ -334,7 +345,18 @@ class ModelWorker:
             stage["scenes + memory + KV prefill"].append((time.perf_counter() - tm) * 1000)
             ms = prep_ms + (time.perf_counter() - ts) * 1000 + (enc_ms if e is not None else 0.0)
             outcomes.append(FrameOutcome(f.camera, step, change, ms))
+        for cam in {f.camera for f in frames}:
+            self._snapshot(self.lanes[cam])
         return outcomes
+
+    def _snapshot(self, lane: CameraLane) -> None:
+        """Publish the memory's statistics (in the worker thread, or before it starts): one reference replaced."""
+        try:
+            lane.memory_stats = MappingProxyType(dict(lane.memory.stats()))
+        except Exception as e:  # statistics are informative: the previous snapshot stays; counted, logged once
+            self.stats_failures += 1
+            if self.stats_failures == 1:
+                log.warning("camera %s: memory statistics failed (%s: %s)", lane.camera, type(e).__name__, e)
 
     @staticmethod
     def _guarded(stage: str, fn: Callable[..., Any], *args: Any) -> Any:
@@ -368,7 +390,9 @@ class ModelWorker:
         worked = False
         for lane in self.lanes.values():
             try:
-                worked = lane.memory.maintenance_step() or worked
+                if lane.memory.maintenance_step():
+                    worked = True
+                    self._snapshot(lane)
             except Exception as e:  # memory maintenance of one camera failed: counted, logged, survived
                 self.loop_errors += 1
                 self.last_error = f"maintenance {lane.camera}: {type(e).__name__}: {e}"
@@ -383,12 +407,15 @@ class ModelWorker:
             if emit is not None and s:
                 emit(ResponseDelta(job.response_id, s))
 
-        return lane.memory.answer(
-            job.prompt,
-            max_new_tokens=self.settings.max_new_tokens,
-            should_stop=job.cancel.is_set,
-            on_text=on_text,
-        )
+        try:
+            return lane.memory.answer(
+                job.prompt,
+                max_new_tokens=self.settings.max_new_tokens,
+                should_stop=job.cancel.is_set,
+                on_text=on_text,
+            )
+        finally:
+            self._snapshot(lane)  # the answer went into the context (kv_tokens)
 
     # ---- on the loop ---------------------------------------------------------------------------------------
 
@@ -535,9 +562,10 @@ class ModelWorker:
         }
 
     def lane_stats(self) -> dict[str, LaneStats]:
+        """On the loop: the published snapshots (never the memory itself, which the worker thread is changing)."""
         out: dict[str, LaneStats] = {}
         for cam, lane in self.lanes.items():
             recent = sorted(lane.step_ms[-50:])
             median = round(recent[len(recent) // 2], 2) if recent else None
-            out[cam] = LaneStats(median, lane.memory.stats())
+            out[cam] = LaneStats(median, lane.memory_stats)
         return out

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,7 +42,7 @@ class LaneStats:
     """What the model worker knows of a camera beyond the counters."""
 
     frame_ms_median: float | None
-    memory: dict[str, Any]
+    memory: Mapping[str, Any]  # a read-only snapshot the model worker published (model_worker.py)
 
 
 @dataclass(frozen=True, slots=True)
