@@ -27,6 +27,7 @@ from typing import Any, Protocol
 
 from livesight.contract import events as ev
 from livesight.contract.api import BroadcastEvent, RelayedEvent, ServiceAPI, ServiceError
+from livesight.errors import contain
 from livesight.types import ResponseCreated, ResponseDelta, ResponseDone, ResponseKind, ResponseStatus
 
 log = logging.getLogger(__name__)
@@ -293,7 +294,7 @@ class SessionCore:
                 e.event_id = getattr(msg, "id", None) or msg.event_id
             return [self._error(e)]
         except Exception as e:  # a bug must not take the connection down: report it and go on
-            log.exception("client %s: handling %s failed", self.session_id, typ)
+            contain("session.message", e, log, f"client {self.session_id}: handling {typ}")
             event_id = getattr(msg, "id", None) or msg.event_id
             return [
                 self._error(ev.ProtocolError(ev.ErrorCode.INTERNAL, f"internal error: {why(e)}", event_id=event_id))

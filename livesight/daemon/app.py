@@ -23,6 +23,7 @@ from livesight.daemon.model_worker import CameraLane, MemoryLike, ModelWorker, W
 from livesight.daemon.responses import ResponseJob
 from livesight.daemon.scene_detectors import SceneDetectors
 from livesight.daemon.service import LaneStats, Service
+from livesight.errors import contain
 from livesight.fleet.topics import default_node_url
 from livesight.memory.event_log import EventLog
 from livesight.model.backend import Backend, GenerationResult
@@ -327,15 +328,12 @@ class App:
         return self.worker.lane_stats() if self.worker is not None else {}
 
     async def _stats_loop(self) -> None:
-        failures = 0
         while True:
             await asyncio.sleep(self.cfg.server.stats_interval_s)
             try:
                 self.service.hub.publish(self.service.stats())
-            except Exception:  # stats are informative: counted and logged (first 3), never fatal
-                failures += 1
-                if failures <= 3:
-                    log.exception("stats failed (%d)", failures)
+            except Exception as e:  # stats are informative: counted and logged once per kind, never fatal
+                contain("app.stats", e, log, "the stats event")
 
 
 def _disabled() -> dict[str, str]:

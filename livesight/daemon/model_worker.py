@@ -25,7 +25,6 @@ frame, so one bad frame does not fail the others. A failed answer fails that one
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import re
 import time
@@ -42,6 +41,7 @@ from livesight.config import Config, ReconnectConfig
 from livesight.daemon.lane_guard import LaneGuard
 from livesight.daemon.responses import ResponseJob
 from livesight.daemon.service import LaneStats, Service
+from livesight.errors import contain
 from livesight.model.backend import Backend, EncodedFrame, GenerationResult, Tokens
 from livesight.types import (
     DTDStep,
@@ -206,7 +206,6 @@ class ModelWorker:
         self.loop_errors = 0  # failures outside any frame (maintenance), counted and survived
         self._last_progress = time.monotonic()  # last batch processed, or last time nothing was waiting
         self._last_frame_at: float | None = None
-        self.stats_failures = 0  # memory.stats() that raised (the previous snapshot stays)
         for lane in lanes:  # before the worker thread exists: the first snapshot
             self._snapshot(lane)
 
@@ -332,11 +331,13 @@ class ModelWorker:
                 else:  # a remote memory sends the pixels of what DTD kept
                     self._guarded("memory", lane.memory.add_step, step, None, p)
             except _Failed as fail:
-                with contextlib.suppress(Exception):
+                try:
                     if fail.stage in ("prepare", "pre-check", "vision encoder"):
                         lane.dtd.drop_plan()  # DTD never saw it: the camera's next frames are judged without it
                     else:
                         lane.dtd.reset()  # DTD or later may be half done: the next frame is kept whole
+                except Exception as e:  # the frame already failed (counted); its DTD clean-up failing is one more
+                    contain("worker.dtd_reset", e, log, f"camera {f.camera}: resetting DTD after a failed frame")
                 outcomes.append(FrameOutcome(f.camera, None, None, 0.0, fail.error, fail.stage))
                 continue
             stage["prepare + pre-check"].append(prep_ms)
@@ -353,10 +354,8 @@ class ModelWorker:
         """Publish the memory's statistics (in the worker thread, or before it starts): one reference replaced."""
         try:
             lane.memory_stats = MappingProxyType(dict(lane.memory.stats()))
-        except Exception as e:  # statistics are informative: the previous snapshot stays; counted, logged once
-            self.stats_failures += 1
-            if self.stats_failures == 1:
-                log.warning("camera %s: memory statistics failed (%s: %s)", lane.camera, type(e).__name__, e)
+        except Exception as e:  # statistics are informative: the previous snapshot stays
+            contain("worker.memory_stats", e, log, f"camera {lane.camera}: memory statistics")
 
     @staticmethod
     def _guarded(stage: str, fn: Callable[..., Any], *args: Any) -> Any:
@@ -378,6 +377,8 @@ class ModelWorker:
         except Exception as e:
             if len(prepared) == 1:
                 return [_Failed("vision encoder", e)]
+            # retried frame by frame below: the frames that fail again are counted as failed frames
+            contain("worker.batch_encode", e, log, f"the batched vision encoder call ({len(prepared)} frames)")
         results: list[EncodedFrame | _Failed] = []
         for p in prepared:
             try:
@@ -396,8 +397,7 @@ class ModelWorker:
             except Exception as e:  # memory maintenance of one camera failed: counted, logged, survived
                 self.loop_errors += 1
                 self.last_error = f"maintenance {lane.camera}: {type(e).__name__}: {e}"
-                if self.loop_errors <= 3:
-                    log.exception("camera %s: memory maintenance failed", lane.camera)
+                contain("worker.maintenance", e, log, f"camera {lane.camera}: memory maintenance")
         return worked
 
     def _generate(self, job: ResponseJob, emit: Callable[[ResponseEvent], None] | None) -> GenerationResult:
@@ -428,8 +428,8 @@ class ModelWorker:
         error = ""
         try:
             result = await loop.run_in_executor(self._executor, self._generate, job, emit if streaming else None)
-        except Exception as e:  # a failed generation fails one job, never the worker
-            log.exception("response %s failed", job.response_id)
+        except Exception as e:  # a failed generation fails one job (its done event says why), never the worker
+            contain("worker.generation", e, log, f"response {job.response_id} on {job.camera}")
             error = f"{type(e).__name__}: {e}"
         finally:
             self.service.responses.finished(job)

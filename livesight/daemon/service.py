@@ -7,6 +7,7 @@ the model worker (model_worker.py) consumes the response queue.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from livesight.contract.api import (
 from livesight.daemon.frame_slots import FrameSlots
 from livesight.daemon.hub import EventHub, HubSubscription
 from livesight.daemon.responses import ResponseJob, ResponseQueue
+from livesight.errors import contain, contained_counts
 from livesight.types import (
     CameraCounters,
     CameraSnapshot,
@@ -31,6 +33,8 @@ from livesight.types import (
     ResponseEvent,
     ResponseKind,
 )
+
+log = logging.getLogger(__name__)
 
 MAX_QUESTION_CHARS = 2000
 MAX_WATCHES = 64  # default of server.max_watches
@@ -100,6 +104,7 @@ class Service:
             try:
                 parts[name] = fn()
             except Exception as e:  # a broken part must not break /healthz
+                contain("health.part", e, log, f"the health check of {name}")
                 parts[name] = {"state": "failed", "reason": f"health check raised {type(e).__name__}: {e}"}
         part_states = {p.get("state") for p in parts.values()}
         if "failed" in part_states:
@@ -119,6 +124,7 @@ class Service:
             "model": {**self.model_info, **model_part},
             "clients": self.hub.subscriber_count,
             "queued_responses": len(self.responses),
+            "contained_errors": contained_counts(),  # errors survived, by kind (errors.py); logged once per kind
         }
 
     def snapshots(self) -> dict[str, CameraSnapshot]:

@@ -20,6 +20,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
 
 from livesight.contract.api import ImageSource, ServiceAPI
+from livesight.errors import contained_counts
 from livesight.types import CameraSnapshot
 
 # stats() key → (metric name, kind, help), from the typed snapshot's field metadata (one definition).
@@ -80,6 +81,20 @@ def _is_number(v: Any) -> bool:
     return isinstance(v, int | float) and not isinstance(v, bool)
 
 
+class _ContainedCollector(Collector):
+    """Errors the process survived, by kind (errors.py): every broad except counts here."""
+
+    def collect(self) -> Iterator[Metric]:
+        family = CounterMetricFamily(
+            "livesight_contained_errors",
+            "errors contained (survived, logged once per kind) by kind: e.g. worker.batch_encode, camera.close",
+            labels=["kind"],
+        )
+        for kind, n in sorted(contained_counts().items()):
+            family.add_metric([kind], float(n))
+        yield family
+
+
 class ServerMetrics:
     """The registry and instruments of one WSServer."""
 
@@ -88,6 +103,7 @@ class ServerMetrics:
     def __init__(self, service: ServiceAPI) -> None:
         self.registry = CollectorRegistry()
         self.registry.register(_ServiceCollector(service))
+        self.registry.register(_ContainedCollector())
         r = self.registry
         self.clients = Gauge("livesight_ws_clients", "connected WebSocket clients", registry=r)
         self.clients_dropped = Counter(

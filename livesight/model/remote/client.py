@@ -363,5 +363,5 @@ def _error_message(e: Any) -> str:
             return str(detail)
     try:
         return e.response.text[:200]
-    except Exception:  # a streamed response whose body was not read
+    except Exception:
         return getattr(e, "message", "") or ""
