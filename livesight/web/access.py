@@ -45,7 +45,7 @@ log = logging.getLogger(__name__)
 MAX_QUERY_FIELDS = 64  # query parameters of one request; more → 400
 MAX_QUERY_BYTES = 4096  # a longer query string → 400 (the whole request head is bounded in transport.py)
 AUTHORIZED = "livesight.authorized"  # scope["state"][AUTHORIZED]: the request carried the right token
-LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "[::1]"})
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "[::1]", "::1"})  # "::1": unbracketed, as some clients write it
 RETRY_AFTER_S = "5"  # what a client refused for want of a slot is told to wait
 
 
@@ -66,7 +66,7 @@ def bad_request(scope: Scope) -> str | None:
     qs: bytes = scope.get("query_string", b"")
     if len(qs) > MAX_QUERY_BYTES:
         return f"query string longer than {MAX_QUERY_BYTES} bytes"
-    if qs.count(b"&") + qs.count(b";") >= MAX_QUERY_FIELDS:
+    if qs.count(b"&") >= MAX_QUERY_FIELDS:
         return f"more than {MAX_QUERY_FIELDS} query parameters"
     return None
 

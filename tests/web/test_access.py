@@ -46,7 +46,7 @@ async def raw(port: int, path: str, host: str | None, headers: dict[str, str] | 
     return status, body
 
 
-LOOPBACK = ["127.0.0.1:{port}", "localhost:{port}", "LocalHost", "[::1]:{port}", "127.0.0.1"]
+LOOPBACK = ["127.0.0.1:{port}", "localhost:{port}", "LocalHost", "[::1]:{port}", "[::1]", "::1", "127.0.0.1"]
 FOREIGN = ["evil.example:{port}", "evil.example", "127.0.0.1.evil.example:{port}", "192.168.1.20:{port}", "", None]
 
 
