@@ -52,7 +52,7 @@ def contain(kind: str, error: BaseException, logger: logging.Logger, what: str =
         n = _counts[kind]
     if _is_power_of_10(n):
         logger.warning(
-            "%s%s: %s: %s (contained; counted in livesight_contained_errors_total{kind=\"%s\"})",
+            '%s%s: %s: %s (contained; counted in livesight_contained_errors_total{kind="%s"})',
             what or kind,
             "" if n == 1 else f" ({n} times so far)",
             type(error).__name__,
