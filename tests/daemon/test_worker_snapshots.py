@@ -11,7 +11,6 @@ from typing import Any
 
 import pytest
 
-from livesight.errors import contained_counts
 from livesight.memory.camera_memory import CameraMemory
 from livesight.streaming.demo_stream import demo_frames
 from livesight.types import Frame
@@ -69,6 +68,8 @@ async def test_a_failing_statistics_call_keeps_the_last_snapshot() -> None:
 
     def broken() -> dict[str, Any]:
         raise RuntimeError("stats broke")
+
+    from livesight.errors import contained_counts  # (new with the snapshots)
 
     lane.memory.stats = broken  # type: ignore[method-assign]
     failures = contained_counts().get("worker.memory_stats", 0)
