@@ -17,7 +17,11 @@ from livesight.errors import LivesightError
 def _cmd_validate(args: argparse.Namespace) -> int:
     from livesight.config import load_config
 
-    load_config(args.config)
+    cfg = load_config(args.config)
+    if not args.schema_only:
+        from livesight.daemon.run import preflight
+
+        preflight(cfg)  # what `serve` would find missing on this machine
     print("OK")
     return 0
 
@@ -75,6 +79,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     sp = add("validate-config", _cmd_validate, "check a config file: prints OK or every error with its field")
     sp.add_argument("config")
+    sp.add_argument(
+        "--schema-only",
+        action="store_true",
+        help="check the config alone, not this machine (files, the event log's directory, TLS files, model weights)",
+    )
 
     for name, fn, help in (
         ("serve", _cmd_serve, "run the daemon"),

@@ -12,17 +12,23 @@ import socket
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
 from livesight.errors import ConfigError
+from livesight.redact import redact_url, url_secrets
 
 IDENTIFIER_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 Identifier = Annotated[str, Field(pattern=IDENTIFIER_PATTERN)]
 
 
 MAX_CAMERAS_PER_NODE = 64
+# what a source string may be (streaming/sources.py opens them): a URL of these schemes, /dev/videoN, lavfi:<graph>,
+# builtin:<name>, or a file path
+NETWORK_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "rtmps://", "http://", "https://", "srt://", "udp://", "tcp://")
+BUILTIN_SOURCES = ("builtin:demo",)
 REMOTE_DTD_THRESHOLD = 0.06  # pixel-mode DTD threshold with model.backend openai, unless the config sets one
 
 
@@ -106,6 +112,38 @@ class CameraConfig(_Strict):
         pattern=IDENTIFIER_PATTERN,
         description="fleet: the node that runs this camera (one of fleet.nodes); default: consistent hashing",
     )
+
+    @field_validator("source")
+    @classmethod
+    def _known_source(cls, v: str) -> str:
+        """Refuse what no source kind can open (errors show the URL without its credentials)."""
+        if v.startswith("builtin:"):
+            if v not in BUILTIN_SOURCES:
+                raise ValueError(f"unknown builtin source {v!r} (known: {', '.join(BUILTIN_SOURCES)})")
+        elif v.startswith("lavfi:"):
+            if not v.removeprefix("lavfi:").strip():
+                raise ValueError("lavfi: needs a filter graph, e.g. lavfi:testsrc2=size=640x360:rate=10")
+        elif "://" in v:
+            shown = redact_url(v)
+            if not v.startswith(NETWORK_SCHEMES):
+                schemes = ", ".join(s.removesuffix("://") for s in NETWORK_SCHEMES)
+                raise ValueError(f"unknown URL scheme in {shown!r} (known: {schemes})")
+            try:
+                parts = urlsplit(v)
+                host, _ = parts.hostname, parts.port
+            except ValueError as e:
+                raise ValueError(f"not a valid URL: {shown!r} ({e})") from None
+            if not host and not v.startswith(("udp://", "srt://")):  # udp://:1234, srt://:9000?mode=listener listen
+                raise ValueError(f"no host in {shown!r}")
+        return v
+
+    @model_validator(mode="after")
+    def _capture_size(self) -> CameraConfig:
+        if (self.width is None) != (self.height is None):
+            raise ValueError("width and height go together (a webcam's capture size)")
+        if self.width is not None and not self.source.startswith("/dev/video"):
+            raise ValueError("width/height: only for webcams (/dev/videoN); other sources keep their own size")
+        return self
 
 
 class RemoteModelSettings(_Strict):
@@ -208,6 +246,8 @@ class ModelConfig(RemoteModelSettings):
     def _one_source(self) -> ModelConfig:
         from livesight.backends import backend_spec  # pure data: no model package, no torch
 
+        if self.seed != 0 and self.preset != "tiny-random":  # 0: the default (a config dumped and re-read has it)
+            raise ValueError("seed: only the tiny-random preset uses it (it draws the random weights)")
         if not backend_spec(self.backend).weights:
             if self.preset is not None or self.path is not None:
                 raise ValueError(f"backend {self.backend!r} takes no 'preset' or 'path'")
@@ -320,11 +360,61 @@ class ServerConfig(_Strict):
     max_message_bytes: int = Field(65536, ge=1024, le=16 * 2**20)
     client_queue: int = Field(256, ge=8, le=100_000, description="events buffered per client before it is dropped")
     stats_interval_s: float = Field(2.0, gt=0, le=3600)
+    max_clients: int = Field(
+        64,
+        ge=1,
+        le=100_000,
+        description="WebSocket clients and /v1/ requests served at once; beyond, a WebSocket handshake is answered "
+        "503 and a /v1/ request 503 with error code too_many_clients (docs/security.md)",
+    )
+    max_watches: int = Field(
+        64, ge=1, le=10_000, description="standing watch questions of all clients together (each costs model time)"
+    )
+    watches_per_client: int = Field(
+        4,
+        ge=1,
+        le=10_000,
+        description="watches one client (WebSocket session) may hold: max_watches / watches_per_client clients "
+        "can each hold their whole share before the daemon-wide limit is reached",
+    )
+
+    @field_validator("allowed_origins")
+    @classmethod
+    def _origins_are_origins(cls, v: list[str] | None) -> list[str] | None:
+        for origin in v or ():
+            if origin == "*":
+                continue
+            if not re.fullmatch(r"https?://[^\s/?#]+/?", origin):
+                raise ValueError(
+                    f"{origin!r} is not an origin: scheme://host[:port] as a browser sends it (e.g. "
+                    "https://home.example:8123), or *"
+                )
+        return v
 
     @model_validator(mode="after")
     def _token_unless_loopback(self) -> ServerConfig:
         if not is_loopback(self.host) and not self.auth_token:
             raise ValueError(f"auth_token is required when host is not loopback (host={self.host!r})")
+        if self.watches_per_client > self.max_watches:
+            raise ValueError(
+                f"watches_per_client ({self.watches_per_client}) is larger than max_watches ({self.max_watches})"
+            )
+        return self
+
+
+class MQTTTLSConfig(_Strict):
+    """TLS to the broker (mqtts, usually port 8883): the broker's certificate is verified, its name included."""
+
+    ca_file: str | None = Field(
+        None, description="PEM file of the CA(s) that signed the broker's certificate; null = the system's CAs"
+    )
+    cert_file: str | None = Field(None, description="client certificate (PEM), for brokers that require one")
+    key_file: str | None = Field(None, description="the client certificate's private key (PEM)")
+
+    @model_validator(mode="after")
+    def _cert_and_key(self) -> MQTTTLSConfig:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("cert_file and key_file go together (a client certificate needs its key)")
         return self
 
 
@@ -332,8 +422,9 @@ class MQTTConfig(_Strict):
     enabled: bool = False
     host: str = "127.0.0.1"
     port: int = Field(1883, ge=1, le=65535)
-    username: str | None = None
-    password: str | None = None
+    username: str | None = Field(None, max_length=65535)
+    password: SecretStr | None = Field(None, description="use ${ENV_VAR}; never logged or shown")
+    tls: MQTTTLSConfig | None = Field(None, description="connect with TLS (set the port to the broker's TLS port)")
     prefix: str = Field("livesight", pattern=r"^[A-Za-z0-9_/-]+$")
     keepalive_s: int = Field(
         10,
@@ -345,6 +436,12 @@ class MQTTConfig(_Strict):
     reconnect: ReconnectConfig = ReconnectConfig()
     discovery: bool = Field(False, description="publish Home Assistant MQTT discovery (a device per camera)")
     discovery_prefix: str = Field("homeassistant", pattern=r"^[A-Za-z0-9_-]+$", description="HA's discovery prefix")
+
+    @model_validator(mode="after")
+    def _password_needs_user(self) -> MQTTConfig:
+        if self.password is not None and self.username is None:
+            raise ValueError("password is set without username")
+        return self
 
 
 def default_node_id() -> str:
@@ -504,6 +601,22 @@ class Config(_Strict):
         if problems:
             raise ValueError("\n  ".join(problems))
         return self
+
+    def secrets(self) -> tuple[str, ...]:
+        """Every secret string of this config (camera URL credentials, the bearer token, the MQTT password, the model
+        server's key and URL credentials): what the log is scrubbed of (logsetup.py)."""
+        out: list[str] = []
+        for cam in self.cameras:
+            out += url_secrets(cam.source)
+        if self.server.auth_token:
+            out.append(self.server.auth_token)
+        if self.mqtt.password is not None:
+            out.append(self.mqtt.password.get_secret_value())
+        if self.model.api_key is not None:
+            out.append(self.model.api_key.get_secret_value())
+        if self.model.base_url is not None:
+            out += url_secrets(self.model.base_url)
+        return tuple(s for s in out if s)
 
     def dtd_for(self, camera: CameraConfig) -> DTDConfig:
         return camera.dtd or self.dtd

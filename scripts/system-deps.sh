@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# Installs the Debian packages the tests need (real media, Mosquitto, a GStreamer RTSP server, Chromium, and cmake +
-# a C++ compiler to build llama-cpp-python, the real model server of tests/remote)
-# when they are missing. As root it runs apt-get; otherwise it names what to install and fails.
+# Installs the Debian packages the tests need (real media, Mosquitto, openssl for the throwaway CA of the MQTT TLS
+# tests, a GStreamer RTSP server, Chromium, and cmake + a C++ compiler to build llama-cpp-python, the real model server
+# of tests/remote) when they are missing. As root it runs apt-get; otherwise it names what to install and fails.
 set -euo pipefail
-PKGS=(opencv-doc mosquitto ffmpeg python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base
+PKGS=(opencv-doc mosquitto openssl ffmpeg python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base
       gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly gstreamer1.0-tools chromium cmake g++)
 missing=()
 for p in "${PKGS[@]}"; do

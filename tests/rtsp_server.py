@@ -1,8 +1,9 @@
 """A tiny GStreamer RTSP server for tests. Run with Debian's /usr/bin/python3 (it has the gi bindings):
 
-    /usr/bin/python3 tests/rtsp_server.py PORT [PIPELINE]
+    /usr/bin/python3 tests/rtsp_server.py PORT [PIPELINE] [--auth USER:PASSWORD]
 
-Serves rtsp://127.0.0.1:PORT/test; prints "ready" once listening.
+Serves rtsp://127.0.0.1:PORT/test; prints "ready" once listening. With --auth the stream needs those credentials
+(RTSP basic authentication): any other client gets 401 Unauthorized.
 """
 
 import sys
@@ -20,8 +21,14 @@ DEFAULT = (
 
 
 def main() -> None:
-    port = sys.argv[1]
-    pipeline = sys.argv[2] if len(sys.argv) > 2 else DEFAULT
+    args = sys.argv[1:]
+    auth = None
+    if "--auth" in args:
+        i = args.index("--auth")
+        auth = args[i + 1]
+        del args[i : i + 2]
+    port = args[0]
+    pipeline = args[1] if len(args) > 1 else DEFAULT
     Gst.init(None)
     server = GstRtspServer.RTSPServer()
     server.set_address("127.0.0.1")
@@ -29,6 +36,17 @@ def main() -> None:
     factory = GstRtspServer.RTSPMediaFactory()
     factory.set_launch(pipeline)
     factory.set_shared(True)
+    if auth is not None:
+        user, _, password = auth.partition(":")
+        rtsp_auth = GstRtspServer.RTSPAuth()
+        token = GstRtspServer.RTSPToken()
+        token.set_string(GstRtspServer.RTSP_TOKEN_MEDIA_FACTORY_ROLE, "viewer")
+        rtsp_auth.add_basic(GstRtspServer.RTSPAuth.make_basic(user, password), token)
+        server.set_auth(rtsp_auth)
+        permissions = GstRtspServer.RTSPPermissions()
+        permissions.add_permission_for_role("viewer", GstRtspServer.RTSP_PERM_MEDIA_FACTORY_ACCESS, True)
+        permissions.add_permission_for_role("viewer", GstRtspServer.RTSP_PERM_MEDIA_FACTORY_CONSTRUCT, True)
+        factory.set_permissions(permissions)
     server.get_mount_points().add_factory("/test", factory)
     if server.attach(None) == 0:
         print("cannot listen", flush=True)

@@ -59,9 +59,10 @@ def importers_of(prefix: str) -> set[str]:
 
 
 # What each layer may import of the package (besides itself). The ground floor (types, errors, ids, config,
-# backends, backoff, imaging, logsetup, the package root) imports nothing above it.
+# backends, backoff, imaging, logsetup, redact, the package root) imports nothing above it.
 GROUND = (
     "livesight.types",
+    "livesight.redact",
     "livesight.ids",
     "livesight.errors",
     "livesight.config",
@@ -75,10 +76,11 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     "livesight.errors": (),
     "livesight.ids": (),
     "livesight.backends": (),
-    "livesight.config": ("livesight.errors", "livesight.backends"),
+    "livesight.redact": (),
+    "livesight.config": ("livesight.errors", "livesight.backends", "livesight.redact"),
     "livesight.backoff": ("livesight.config",),
     "livesight.imaging": (),
-    "livesight.logsetup": (),
+    "livesight.logsetup": ("livesight.redact",),
     "livesight.contract": ("livesight.types", "livesight.errors"),
     "livesight.streaming": GROUND,
     "livesight.model": GROUND,
@@ -87,7 +89,8 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     "livesight.web": (*GROUND, "livesight.contract"),
     "livesight.mqtt": (*GROUND, "livesight.contract", "livesight.fleet", "livesight"),  # `livesight.__version__`
     "livesight.client": (*GROUND, "livesight.contract"),
-    "livesight.gateway": (*GROUND, "livesight.contract", "livesight.fleet", "livesight.web"),
+    # the gateway is an MQTT client too: it connects as the daemon's bridge does (mqtt/connect.py)
+    "livesight.gateway": (*GROUND, "livesight.contract", "livesight.fleet", "livesight.web", "livesight.mqtt.connect"),
     "livesight.daemon": (
         *GROUND,
         "livesight.contract",

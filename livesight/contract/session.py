@@ -27,6 +27,7 @@ from typing import Any, Protocol
 
 from livesight.contract import events as ev
 from livesight.contract.api import BroadcastEvent, RelayedEvent, ServiceAPI, ServiceError
+from livesight.errors import contain
 from livesight.types import ResponseCreated, ResponseDelta, ResponseDone, ResponseKind, ResponseStatus
 
 log = logging.getLogger(__name__)
@@ -51,7 +52,7 @@ class ClientLimits:
     max_concurrent_queries: int = 4  # more → error `busy`
     rate_per_s: float = 20.0  # client messages per second, sustained …
     burst: int = 40  # … with this burst; beyond → error `rate_limited` (message ignored)
-    max_watches: int = 16  # per session; more → error `limit_exceeded`
+    max_watches: int = 4  # per session (server.watches_per_client); more → error `limit_exceeded`
     close_timeout_s: float = 2.0  # closing handshake with a slow client, then the TCP connection is aborted
     keepalive_s: float = 20.0  # a ping this often; no pong within as long → dropped (a client that stopped reading)
 
@@ -293,7 +294,7 @@ class SessionCore:
                 e.event_id = getattr(msg, "id", None) or msg.event_id
             return [self._error(e)]
         except Exception as e:  # a bug must not take the connection down: report it and go on
-            log.exception("client %s: handling %s failed", self.session_id, typ)
+            contain("session.message", e, log, f"client {self.session_id}: handling {typ}")
             event_id = getattr(msg, "id", None) or msg.event_id
             return [
                 self._error(ev.ProtocolError(ev.ErrorCode.INTERNAL, f"internal error: {why(e)}", event_id=event_id))

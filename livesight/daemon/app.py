@@ -23,12 +23,14 @@ from livesight.daemon.model_worker import CameraLane, MemoryLike, ModelWorker, W
 from livesight.daemon.responses import ResponseJob
 from livesight.daemon.scene_detectors import SceneDetectors
 from livesight.daemon.service import LaneStats, Service
+from livesight.errors import contain
 from livesight.fleet.topics import default_node_url
 from livesight.memory.event_log import EventLog
 from livesight.model.backend import Backend, GenerationResult
 from livesight.model.dtd import DTD
 from livesight.model.registry import load_backend
 from livesight.mqtt.fleet_announcer import FleetAnnouncer
+from livesight.redact import scrub
 from livesight.streaming.camera import Camera
 from livesight.types import CameraState, CameraStatus, SceneChange
 from livesight.web.server import WebServer
@@ -51,7 +53,9 @@ class AppHandles:
 class App:
     def __init__(self, cfg: Config, *, backend: Backend | None = None) -> None:
         self.cfg = cfg
-        self.service = Service([c.id for c in cfg.cameras], stats_source=self._lane_stats)
+        self.service = Service(
+            [c.id for c in cfg.cameras], stats_source=self._lane_stats, max_watches=cfg.server.max_watches
+        )
         self.service.on_state_shown = self._on_state_shown
         self._backend = backend
         self._stop = asyncio.Event()
@@ -265,8 +269,8 @@ class App:
         try:
             await camera.run()
         except Exception as e:
-            log.exception("camera %s: its task failed", camera.cfg.id)
-            reason = f"internal error: {type(e).__name__}: {e}"[:300]
+            log.exception("camera %s: its task failed", camera.cfg.id)  # the log's formatter scrubs secrets
+            reason = scrub(f"internal error: {type(e).__name__}: {e}", camera.spec.secrets)[:300]
             self._on_camera_status(CameraStatus(camera.cfg.id, CameraState.FAILED, reason, time.time()))
 
     async def _contain_mqtt(self, bridge: MQTTBridge) -> None:
@@ -324,15 +328,12 @@ class App:
         return self.worker.lane_stats() if self.worker is not None else {}
 
     async def _stats_loop(self) -> None:
-        failures = 0
         while True:
             await asyncio.sleep(self.cfg.server.stats_interval_s)
             try:
                 self.service.hub.publish(self.service.stats())
-            except Exception:  # stats are informative: counted and logged (first 3), never fatal
-                failures += 1
-                if failures <= 3:
-                    log.exception("stats failed (%d)", failures)
+            except Exception as e:  # stats are informative: counted and logged once per kind, never fatal
+                contain("app.stats", e, log, "the stats event")
 
 
 def _disabled() -> dict[str, str]:

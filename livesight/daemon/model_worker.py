@@ -10,6 +10,10 @@ The event loop only moves small objects: every forward pass runs in the worker's
 A batch may hold several frames of one camera: DTD's pre-check plans them in order (dtd.py), so its decisions are
 exactly those of one-by-one processing whatever the batch composition, and the batch still needs one encoder call.
 
+Statistics cross threads as immutable snapshots: the memory belongs to the worker thread, which, after each piece of
+work on a camera (frames, maintenance, an answer), publishes `lane.memory_stats` (a read-only mapping, replaced
+whole). The event loop (/healthz, stats, /metrics, the demo printer) reads only those snapshots, never the memory.
+
 Fault containment: every frame runs inside its camera lane's error boundary (lane_guard.py): a frame that raises
 is counted (`frames_failed`), logged once per kind, and skipped. A frame that failed before DTD decided leaves DTD
 as it was (the camera's later frames in the batch are judged without it, and encoded on the spot if that now takes
@@ -21,14 +25,14 @@ frame, so one bad frame does not fail the others. A failed answer fails that one
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import re
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any, Protocol
 
 import numpy as np
@@ -37,6 +41,7 @@ from livesight.config import Config, ReconnectConfig
 from livesight.daemon.lane_guard import LaneGuard
 from livesight.daemon.responses import ResponseJob
 from livesight.daemon.service import LaneStats, Service
+from livesight.errors import contain
 from livesight.model.backend import Backend, EncodedFrame, GenerationResult, Tokens
 from livesight.types import (
     DTDStep,
@@ -140,6 +145,9 @@ class CameraLane:
     proactive: bool
     last_proactive: float = -1e18
     step_ms: list[float] = field(default_factory=list)  # recent per-frame pipeline times (bounded)
+    # the memory's statistics as of the worker's last work on this camera: written whole by the worker thread, read
+    # by the event loop (the memory itself is the worker's alone)
+    memory_stats: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,6 +206,8 @@ class ModelWorker:
         self.loop_errors = 0  # failures outside any frame (maintenance), counted and survived
         self._last_progress = time.monotonic()  # last batch processed, or last time nothing was waiting
         self._last_frame_at: float | None = None
+        for lane in lanes:  # before the worker thread exists: the first snapshot
+            self._snapshot(lane)
 
     # ---- loop ----------------------------------------------------------------------------------------------
 
@@ -321,11 +331,13 @@ class ModelWorker:
                 else:  # a remote memory sends the pixels of what DTD kept
                     self._guarded("memory", lane.memory.add_step, step, None, p)
             except _Failed as fail:
-                with contextlib.suppress(Exception):
+                try:
                     if fail.stage in ("prepare", "pre-check", "vision encoder"):
                         lane.dtd.drop_plan()  # DTD never saw it: the camera's next frames are judged without it
                     else:
                         lane.dtd.reset()  # DTD or later may be half done: the next frame is kept whole
+                except Exception as e:  # the frame already failed (counted); its DTD clean-up failing is one more
+                    contain("worker.dtd_reset", e, log, f"camera {f.camera}: resetting DTD after a failed frame")
                 outcomes.append(FrameOutcome(f.camera, None, None, 0.0, fail.error, fail.stage))
                 continue
             stage["prepare + pre-check"].append(prep_ms)
@@ -334,7 +346,16 @@ class ModelWorker:
             stage["scenes + memory + KV prefill"].append((time.perf_counter() - tm) * 1000)
             ms = prep_ms + (time.perf_counter() - ts) * 1000 + (enc_ms if e is not None else 0.0)
             outcomes.append(FrameOutcome(f.camera, step, change, ms))
+        for cam in {f.camera for f in frames}:
+            self._snapshot(self.lanes[cam])
         return outcomes
+
+    def _snapshot(self, lane: CameraLane) -> None:
+        """Publish the memory's statistics (in the worker thread, or before it starts): one reference replaced."""
+        try:
+            lane.memory_stats = MappingProxyType(dict(lane.memory.stats()))
+        except Exception as e:  # statistics are informative: the previous snapshot stays
+            contain("worker.memory_stats", e, log, f"camera {lane.camera}: memory statistics")
 
     @staticmethod
     def _guarded(stage: str, fn: Callable[..., Any], *args: Any) -> Any:
@@ -356,6 +377,8 @@ class ModelWorker:
         except Exception as e:
             if len(prepared) == 1:
                 return [_Failed("vision encoder", e)]
+            # retried frame by frame below: the frames that fail again are counted as failed frames
+            contain("worker.batch_encode", e, log, f"the batched vision encoder call ({len(prepared)} frames)")
         results: list[EncodedFrame | _Failed] = []
         for p in prepared:
             try:
@@ -368,12 +391,13 @@ class ModelWorker:
         worked = False
         for lane in self.lanes.values():
             try:
-                worked = lane.memory.maintenance_step() or worked
+                if lane.memory.maintenance_step():
+                    worked = True
+                    self._snapshot(lane)
             except Exception as e:  # memory maintenance of one camera failed: counted, logged, survived
                 self.loop_errors += 1
                 self.last_error = f"maintenance {lane.camera}: {type(e).__name__}: {e}"
-                if self.loop_errors <= 3:
-                    log.exception("camera %s: memory maintenance failed", lane.camera)
+                contain("worker.maintenance", e, log, f"camera {lane.camera}: memory maintenance")
         return worked
 
     def _generate(self, job: ResponseJob, emit: Callable[[ResponseEvent], None] | None) -> GenerationResult:
@@ -383,12 +407,15 @@ class ModelWorker:
             if emit is not None and s:
                 emit(ResponseDelta(job.response_id, s))
 
-        return lane.memory.answer(
-            job.prompt,
-            max_new_tokens=self.settings.max_new_tokens,
-            should_stop=job.cancel.is_set,
-            on_text=on_text,
-        )
+        try:
+            return lane.memory.answer(
+                job.prompt,
+                max_new_tokens=self.settings.max_new_tokens,
+                should_stop=job.cancel.is_set,
+                on_text=on_text,
+            )
+        finally:
+            self._snapshot(lane)  # the answer went into the context (kv_tokens)
 
     # ---- on the loop ---------------------------------------------------------------------------------------
 
@@ -401,8 +428,8 @@ class ModelWorker:
         error = ""
         try:
             result = await loop.run_in_executor(self._executor, self._generate, job, emit if streaming else None)
-        except Exception as e:  # a failed generation fails one job, never the worker
-            log.exception("response %s failed", job.response_id)
+        except Exception as e:  # a failed generation fails one job (its done event says why), never the worker
+            contain("worker.generation", e, log, f"response {job.response_id} on {job.camera}")
             error = f"{type(e).__name__}: {e}"
         finally:
             self.service.responses.finished(job)
@@ -535,9 +562,10 @@ class ModelWorker:
         }
 
     def lane_stats(self) -> dict[str, LaneStats]:
+        """On the loop: the published snapshots (never the memory itself, which the worker thread is changing)."""
         out: dict[str, LaneStats] = {}
         for cam, lane in self.lanes.items():
             recent = sorted(lane.step_ms[-50:])
             median = round(recent[len(recent) // 2], 2) if recent else None
-            out[cam] = LaneStats(median, lane.memory.stats())
+            out[cam] = LaneStats(median, lane.memory_stats)
         return out

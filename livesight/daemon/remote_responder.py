@@ -30,6 +30,7 @@ from typing import Any
 
 from livesight.daemon.responses import ResponseJob
 from livesight.daemon.service import Service
+from livesight.errors import contain
 from livesight.memory.remote_memory import ClosedScene, RemoteMemory
 from livesight.model.backend import GenerationResult
 from livesight.model.remote.client import BACKOFF_MAX_S, REJECTED, RemoteError, RemoteModel
@@ -185,7 +186,7 @@ class RemoteResponder:
             if job.kind is ResponseKind.QUERY:
                 log.info("question %s on %s failed: %s", job.response_id, job.camera, e)
         except Exception as e:  # a bug here fails this one job, never the responder (its TaskGroup)
-            log.exception("response %s failed", job.response_id)
+            contain("remote.response", e, log, f"response {job.response_id} on {job.camera}")
             error, code = f"{type(e).__name__}: {e}", "internal_error"
         except asyncio.CancelledError:  # the client cancelled, a question preempted it, or shutdown
             result = GenerationResult("".join(parts), 0, len(parts), (time.perf_counter() - started) * 1000, True)
@@ -200,8 +201,8 @@ class RemoteResponder:
             self._watch_jobs[job.camera] = max(0, n)
         try:
             self._finish(job, result, error, code=code, repeat_yes=job.scene is not None)
-        except Exception:  # publishing one job's end must never end the responder
-            log.exception("response %s: finishing failed", job.response_id)
+        except Exception as e:  # publishing one job's end must never end the responder
+            contain("remote.finish", e, log, f"response {job.response_id}: finishing")
 
     # ---- captions ------------------------------------------------------------------------------------------
 
@@ -239,7 +240,7 @@ class RemoteResponder:
             )
         except Exception as e:  # RemoteError, or a bug: this caption fails (retried), never the responder
             if not isinstance(e, RemoteError):
-                log.exception("camera %s: scene %d caption failed", mem.camera, closed.scene)
+                contain("remote.caption", e, log, f"camera {mem.camera}: scene {closed.scene} caption")
             final = (isinstance(e, RemoteError) and e.code == REJECTED) or closed.attempts + 1 >= CAPTION_ATTEMPTS
             retry = None if final else time.monotonic() + max(self.model.wait_s("caption"), 1.0)
             mem.caption_failed(closed, retry_at=retry)

@@ -65,16 +65,72 @@ def _log_fleet_part(cfg: Config) -> None:
 
 
 def preflight(cfg: Config) -> None:
-    """Checks that need the machine, not just the schema: local files that must exist."""
+    """Checks that need this machine, not just the schema (`serve` runs them before it starts; `validate-config` too,
+    unless --schema-only): every problem found is named with its field, all at once (ConfigError)."""
+    problems = machine_problems(cfg)
+    if problems:
+        raise ConfigError("\n  ".join(problems))
+
+
+def machine_problems(cfg: Config) -> list[str]:
+    """What would stop `serve` on this machine: files that must exist, the event log's directory, the MQTT TLS files,
+    the model's weights (downloads are off: a local directory or the Hugging Face cache). Live sources may come and
+    go: they get camera states, not a start-up error. The device (cuda, mps) is checked when the model loads."""
     problems = []
     for i, cam in enumerate(cfg.cameras):
         src = cam.source
         if "://" in src or src.startswith(("lavfi:", "builtin:", "/dev/")):
-            continue  # live sources may come and go: they get camera states, not a start-up error
-        if not Path(src).is_file():
+            continue
+        if not Path(src).expanduser().is_file():
             problems.append(f"cameras.{i}.source: file not found: {src}")
-    if problems:
-        raise ConfigError("\n  ".join(problems))
+    if cfg.memory.database:
+        why = _unwritable(Path(cfg.memory.database).expanduser())
+        if why:
+            problems.append(f"memory.database: {why}")
+    if cfg.mqtt.enabled and cfg.mqtt.tls is not None:
+        from livesight.mqtt.connect import BrokerConnection
+
+        try:
+            BrokerConnection(cfg.mqtt)
+        except ConfigError as e:
+            problems.append(str(e))
+    if cfg.model.path is not None:
+        why = _no_weights(cfg.model.path)
+        if why:
+            problems.append(f"model.path: {why}")
+    return problems
+
+
+def _unwritable(db: Path) -> str | None:
+    """Why the event log cannot be created at `db` (its missing directories are made), or None."""
+    if db.is_dir():
+        return f"{db} is a directory (name a file, e.g. {db / 'livesight.sqlite'})"
+    if db.exists():
+        return None if os.access(db, os.W_OK) else f"{db} is not writable"
+    parent = db.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        return f"{parent} is not a directory"
+    if not os.access(parent, os.W_OK | os.X_OK):
+        return f"cannot create {db}: {parent} is not writable"
+    return None
+
+
+def _no_weights(path: str) -> str | None:
+    """Why the checkpoint `path` cannot be loaded here (downloads are off), or None."""
+    local = Path(path).expanduser()
+    if local.is_dir():
+        return None if (local / "config.json").is_file() else f"{path!r}: no config.json in it (not a checkpoint)"
+    if path.startswith(("/", ".", "~")) or path.count("/") != 1:
+        return f"{path!r}: no such directory"
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:  # pragma: no cover - a dependency of transformers
+        return None
+    if not isinstance(try_to_load_from_cache(path, "config.json"), str):
+        return f"{path!r} is not in the Hugging Face cache (downloads are off: fetch it first, or name a directory)"
+    return None
 
 
 def _install_signals(
@@ -164,7 +220,7 @@ def _run(args: argparse.Namespace, *, demo: bool) -> int:
         args.log_level = "WARNING"  # the demo printer already says what happens
     cfg = _load(args)
     preflight(cfg)
-    setup_logging(cfg.logging.level, cfg.logging.format)
+    setup_logging(cfg.logging.level, cfg.logging.format, secrets=cfg.secrets())
     _log_fleet_part(cfg)
     try:
         run_loop(
@@ -177,8 +233,14 @@ def _run(args: argparse.Namespace, *, demo: bool) -> int:
             )
         )
     except* LivesightError as eg:
-        raise eg.exceptions[0] from None
+        raise first_leaf(eg) from None
     return 0
+
+
+def first_leaf(eg: BaseExceptionGroup) -> BaseException:
+    """The first exception of a group that is not a group (TaskGroups nest them)."""
+    first = eg.exceptions[0]
+    return first_leaf(first) if isinstance(first, BaseExceptionGroup) else first
 
 
 def run_serve(args: argparse.Namespace) -> int:

@@ -7,8 +7,9 @@ the model worker (model_worker.py) consumes the response queue.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +23,7 @@ from livesight.contract.api import (
 from livesight.daemon.frame_slots import FrameSlots
 from livesight.daemon.hub import EventHub, HubSubscription
 from livesight.daemon.responses import ResponseJob, ResponseQueue
+from livesight.errors import contain, contained_counts
 from livesight.types import (
     CameraCounters,
     CameraSnapshot,
@@ -32,8 +34,10 @@ from livesight.types import (
     ResponseKind,
 )
 
+log = logging.getLogger(__name__)
+
 MAX_QUESTION_CHARS = 2000
-MAX_WATCHES = 64
+MAX_WATCHES = 64  # default of server.max_watches
 HEALTHY_PART_STATES = {"ok", "running", "connected", "disabled", "starting"}
 
 
@@ -42,7 +46,7 @@ class LaneStats:
     """What the model worker knows of a camera beyond the counters."""
 
     frame_ms_median: float | None
-    memory: dict[str, Any]
+    memory: Mapping[str, Any]  # a read-only snapshot the model worker published (model_worker.py)
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +64,7 @@ class Service:
         response_queue_size: int = 32,
         stats_source: Callable[[], dict[str, LaneStats]] | None = None,
         model_info: dict[str, Any] | None = None,
+        max_watches: int = MAX_WATCHES,
     ) -> None:
         # no cameras is allowed: a fleet node that owns none idles (docs/fleet.md)
         self._cameras = list(camera_ids)
@@ -75,6 +80,7 @@ class Service:
         # other parts' health ({"state": ok|degraded|failed|…, …}), registered by the app: worker, event_log, mqtt
         self.health_parts: dict[str, Callable[[], dict[str, Any]]] = {}
         self.watches: dict[str, Watch] = {}
+        self.max_watches = max_watches  # every client's together (each client's share: server.watches_per_client)
         self._stats_source = stats_source
         self.model_info = model_info or {}
         self.started = time.time()
@@ -98,6 +104,7 @@ class Service:
             try:
                 parts[name] = fn()
             except Exception as e:  # a broken part must not break /healthz
+                contain("health.part", e, log, f"the health check of {name}")
                 parts[name] = {"state": "failed", "reason": f"health check raised {type(e).__name__}: {e}"}
         part_states = {p.get("state") for p in parts.values()}
         if "failed" in part_states:
@@ -117,6 +124,7 @@ class Service:
             "model": {**self.model_info, **model_part},
             "clients": self.hub.subscriber_count,
             "queued_responses": len(self.responses),
+            "contained_errors": contained_counts(),  # errors survived, by kind (errors.py); logged once per kind
         }
 
     def snapshots(self) -> dict[str, CameraSnapshot]:
@@ -190,8 +198,8 @@ class Service:
         text = text.strip()
         if not text or len(text) > MAX_QUESTION_CHARS:
             raise InvalidRequestError(f"watch text must be 1..{MAX_QUESTION_CHARS} characters")
-        if watch_id not in self.watches and len(self.watches) >= MAX_WATCHES:
-            raise LimitExceededError(f"at most {MAX_WATCHES} watches")
+        if watch_id not in self.watches and len(self.watches) >= self.max_watches:
+            raise LimitExceededError(f"at most {self.max_watches} watches (server.max_watches)")
         self.watches[watch_id] = Watch(watch_id, cam, text)
 
     def remove_watch(self, watch_id: str) -> bool:

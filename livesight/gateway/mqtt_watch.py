@@ -17,6 +17,7 @@ import aiomqtt
 from livesight.backoff import backoff_delay
 from livesight.config import MQTTConfig
 from livesight.gateway.directory import Directory
+from livesight.mqtt.connect import BrokerConnection
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +33,7 @@ class DirectoryWatcher:
         self.cfg = cfg
         self.prefix = cfg.prefix.rstrip("/")
         self.identifier = identifier
+        self.broker = BrokerConnection(cfg)  # host, port, TLS, credentials: as the daemon's bridge connects
         self.rng = rng or random.Random()
         self.connects = 0
         self.failures = 0
@@ -46,7 +48,7 @@ class DirectoryWatcher:
                 await self._session()
             except aiomqtt.MqttError as e:
                 self.failures += 1
-                log.warning("MQTT %s:%d (directory): %s", self.cfg.host, self.cfg.port, e)
+                log.warning("MQTT %s (directory): %s", self.broker.where, self.broker.describe(e))
             finally:
                 self.directory.set_mqtt(False)
             attempt = 0 if self.connects > before else attempt + 1
@@ -54,10 +56,7 @@ class DirectoryWatcher:
 
     async def _session(self) -> None:
         client = aiomqtt.Client(
-            self.cfg.host,
-            self.cfg.port,
-            username=self.cfg.username,
-            password=self.cfg.password,
+            **self.broker.client_args(),
             identifier=self.identifier,
             keepalive=self.cfg.keepalive_s,
             timeout=10,
@@ -68,7 +67,7 @@ class DirectoryWatcher:
             await client.subscribe(f"{self.prefix}/nodes/+/available", qos=1)
             await client.subscribe(f"{self.prefix}/+/info", qos=1)
             self.directory.set_mqtt(True)
-            log.info("MQTT: directory connected to %s:%d (prefix %s)", self.cfg.host, self.cfg.port, self.prefix)
+            log.info("MQTT: directory connected to %s (prefix %s)", self.broker.where, self.prefix)
             synced = asyncio.create_task(self._mark_synced(), name="directory:synced")
             try:
                 async for message in client.messages:

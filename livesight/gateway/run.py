@@ -63,7 +63,7 @@ async def serve_gateway(cfg: Config, *, stop: asyncio.Event) -> None:
 
 def run_gateway(args: argparse.Namespace) -> int:
     cfg = load_gateway_config(args)
-    setup_logging(cfg.logging.level, cfg.logging.format)
+    setup_logging(cfg.logging.level, cfg.logging.format, secrets=cfg.secrets())
 
     async def main() -> None:
         stop = asyncio.Event()

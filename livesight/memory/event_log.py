@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from livesight.errors import contain
 from livesight.types import CameraStatus, SceneChange
 
 log = logging.getLogger(__name__)
@@ -222,7 +223,7 @@ class EventLog:
                     return
         except Exception as e:  # the writer is gone: health() says failed, further rows are counted as dropped
             self.last_error = f"writer died: {type(e).__name__}: {e}"
-            log.exception("event log %s: the writer thread died; further events are not recorded", self.path)
+            contain("event_log.writer", e, log, f"event log {self.path}: the writer thread died (events not recorded)")
         finally:
             conn.close()
 

@@ -42,7 +42,9 @@ from livesight.config import MQTTConfig
 from livesight.contract import events as ev
 from livesight.contract.api import ImageSource, ServiceAPI, ServiceError, StatsSnapshot
 from livesight.contract.session import QueryRun
+from livesight.errors import contain
 from livesight.ids import new_id
+from livesight.mqtt.connect import BrokerConnection
 from livesight.mqtt.fleet_announcer import FleetAnnouncer
 from livesight.mqtt.ha_discovery import Naming
 from livesight.mqtt.ha_publisher import HAPublisher
@@ -94,6 +96,7 @@ class MQTTBridge:
         self.identifier = identifier
         self.rng = rng or random.Random()
         self._client_factory = client_factory
+        self.broker = BrokerConnection(cfg)  # host, port, TLS, credentials (connect.py)
         self.counters = BridgeCounters()
         self.connected = asyncio.Event()
         self._running: set[str] = set()  # query ids being answered
@@ -138,8 +141,8 @@ class MQTTBridge:
                 await self._session()
             except aiomqtt.MqttError as e:
                 self.counters.connection_failures += 1
-                self.last_error = str(e)[:300]
-                log.warning("MQTT %s:%d: %s", self.cfg.host, self.cfg.port, e)
+                self.last_error = self.broker.describe(e)
+                log.warning("MQTT %s: %s", self.broker.where, self.last_error)
             if self.counters.connects > connects_before:
                 backoff.reset()  # it had connected: a lost connection starts the backoff over
             if backoff.exhausted:
@@ -153,10 +156,7 @@ class MQTTBridge:
     async def _session(self) -> None:
         will = aiomqtt.Will(self.availability_topic, b"offline", qos=1, retain=True)
         client = self._client_factory(
-            self.cfg.host,
-            self.cfg.port,
-            username=self.cfg.username,
-            password=self.cfg.password,
+            **self.broker.client_args(),
             identifier=self.identifier,
             will=will,
             keepalive=self.cfg.keepalive_s,
@@ -175,7 +175,7 @@ class MQTTBridge:
                     await client.subscribe(self.fleet.availability_topic, qos=1)
                     await self.fleet.announce(client, self.service.health())
                 self.connected.set()
-                log.info("MQTT: connected to %s:%d (prefix %s)", self.cfg.host, self.cfg.port, self.prefix)
+                log.info("MQTT: connected to %s (prefix %s)", self.broker.where, self.prefix)
                 async with asyncio.TaskGroup() as tg:
                     tg.create_task(self._forward_events(client), name="mqtt:events")
                     tg.create_task(self._receive(client, tg), name="mqtt:receive")
@@ -334,8 +334,8 @@ class MQTTBridge:
                         break
             except ServiceError as e:
                 out = run.fail(e)
-            except Exception as e:
-                log.exception("MQTT query %s failed", q.id)
+            except Exception as e:  # a bug: this question fails (answered with the error), never the bridge
+                contain("mqtt.query", e, log, f"MQTT query {q.id}")
                 out = run.fail(e)
             finally:
                 await _aclose(agen)

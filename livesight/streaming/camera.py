@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 from livesight.backoff import Backoff
 from livesight.config import CameraConfig
+from livesight.errors import contain
 from livesight.streaming.queues import DropOldestQueue
 from livesight.streaming.sampler import Sampler
 from livesight.streaming.sources import SourceFailure, SourceSpec, describe_error, open_source, to_rgb
@@ -174,8 +175,10 @@ class Camera:
             error = describe_error(e, self.spec)
         finally:
             if closer is not None:
-                with contextlib.suppress(Exception):
+                try:
                     closer.close()
+                except Exception as e:  # FFmpeg could not close the connection cleanly: the next one is new anyway
+                    contain("camera.close", e, log, f"camera {self.cfg.id}: closing its source")
             with contextlib.suppress(RuntimeError):  # the loop may be closing
                 loop.call_soon_threadsafe(finish, _Outcome(frames, error, stop.is_set()))
 

@@ -16,7 +16,7 @@ def probe(source: str, *, frames: int = 30, timeout: float = 10.0) -> dict:
         spec = SourceSpec.parse(source)
     except ValueError as e:
         raise SourceError(str(e)) from None
-    result: dict = {"source": source, "kind": spec.kind}
+    result: dict = {"source": spec.shown, "kind": spec.kind}  # printed: credentials redacted
     t0 = time.monotonic()
     stop = threading.Event()
     error: list[BaseException] = []
@@ -52,11 +52,11 @@ def probe(source: str, *, frames: int = 30, timeout: float = 10.0) -> dict:
     th.join(timeout)
     if th.is_alive():
         stop.set()
-        raise SourceError(f"{source}: no answer within {timeout:.0f}s")
+        raise SourceError(f"{spec.shown}: no answer within {timeout:.0f}s")
     if error:
-        raise SourceError(f"{source}: {describe_error(error[0], spec).reason}") from None
+        raise SourceError(f"{spec.shown}: {describe_error(error[0], spec).reason}") from None
     if not result.get("frames"):
-        raise SourceError(f"{source}: opened ({result.get('codec')}) but delivered no frame")
+        raise SourceError(f"{spec.shown}: opened ({result.get('codec')}) but delivered no frame")
     return result
 
 

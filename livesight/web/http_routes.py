@@ -13,6 +13,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
+from livesight.errors import contain
 from livesight.web.access import request_is_authorized
 from livesight.web.responses import json_response, response, text_response
 
@@ -51,7 +52,7 @@ def page_routes(
         try:
             body = health()
         except Exception as e:  # the health endpoint must answer even when the service is broken
-            log.exception("health() failed")
+            contain("web.healthz", e, log, "/healthz")
             return json_response(503, {"status": "error", "error": str(e)})
         status = body.get("status")
         code = 200 if status in _HEALTHY else 503

@@ -79,7 +79,8 @@ class ImageRoutes:
         return response(200, img.data, "image/jpeg", extra)
 
     async def _scenes(self, camera: str, limit_text: str) -> Response:
-        if not limit_text.isdigit() or not 1 <= int(limit_text) <= MAX_SCENES:
+        # ASCII digits only: str.isdigit() is also true of "²", which int() refuses
+        if not (limit_text.isascii() and limit_text.isdigit()) or not 1 <= int(limit_text) <= MAX_SCENES:
             return text_response(400, f"limit must be 1..{MAX_SCENES}\n")
         try:
             rows = await self.images.scenes(camera, limit=int(limit_text))

@@ -20,6 +20,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
 
 from livesight.contract.api import ImageSource, ServiceAPI
+from livesight.errors import contained_counts
 from livesight.types import CameraSnapshot
 
 # stats() key → (metric name, kind, help), from the typed snapshot's field metadata (one definition).
@@ -80,6 +81,20 @@ def _is_number(v: Any) -> bool:
     return isinstance(v, int | float) and not isinstance(v, bool)
 
 
+class _ContainedCollector(Collector):
+    """Errors the process survived, by kind (errors.py): every broad except counts here."""
+
+    def collect(self) -> Iterator[Metric]:
+        family = CounterMetricFamily(
+            "livesight_contained_errors",
+            "errors contained (survived, logged once per kind) by kind: e.g. worker.batch_encode, camera.close",
+            labels=["kind"],
+        )
+        for kind, n in sorted(contained_counts().items()):
+            family.add_metric([kind], float(n))
+        yield family
+
+
 class ServerMetrics:
     """The registry and instruments of one WSServer."""
 
@@ -88,6 +103,7 @@ class ServerMetrics:
     def __init__(self, service: ServiceAPI) -> None:
         self.registry = CollectorRegistry()
         self.registry.register(_ServiceCollector(service))
+        self.registry.register(_ContainedCollector())
         r = self.registry
         self.clients = Gauge("livesight_ws_clients", "connected WebSocket clients", registry=r)
         self.clients_dropped = Counter(
@@ -120,13 +136,29 @@ _OPENAI_HELP = {
 
 
 class PartsCollector(Collector):
-    """Counters of the OpenAI endpoint (a dataclass of ints) and the camera pictures, read at scrape time."""
+    """Counters of the OpenAI endpoint (a dataclass of ints), the camera pictures and the access checks (refusals by
+    reason, client slots in use), read at scrape time."""
 
-    def __init__(self, openai: Any, images: ImageSource | None) -> None:
+    def __init__(self, openai: Any, images: ImageSource | None, *, gate: Any = None) -> None:
         self._openai = openai
         self._images = images
+        self._gate = gate  # web/access.py Gatekeeper
 
     def collect(self) -> Iterator[Metric]:
+        if self._gate is not None:
+            refused = CounterMetricFamily(
+                "livesight_http_refused",
+                "requests and WebSocket handshakes refused by the access checks, by reason "
+                "(malformed, host, method, origin, token, clients)",
+                labels=["reason"],
+            )
+            for reason in ("malformed", "host", "method", "origin", "token", "clients"):
+                refused.add_metric([reason], float(self._gate.refused[reason]))
+            yield refused
+            yield GaugeMetricFamily(
+                "livesight_clients", "client slots in use (WebSocket clients + /v1/ requests)", value=self._gate.clients
+            )
+            yield GaugeMetricFamily("livesight_clients_max", "server.max_clients", value=self._gate.max_clients)
         for key, value in asdict(self._openai).items():
             yield CounterMetricFamily(f"livesight_openai_{key}", _OPENAI_HELP.get(key, key), value=float(value))
         if self._images is not None:

@@ -25,6 +25,7 @@ from starlette.types import Message, Receive, Scope, Send
 from livesight.contract.api import ServiceAPI
 from livesight.types import ResponseCreated, ResponseDelta, ResponseDone, ResponseStatus
 from livesight.web import openai_api as oa
+from livesight.web.access import RETRY_AFTER_S
 from livesight.web.responses import response
 
 log = logging.getLogger(__name__)
@@ -87,12 +88,17 @@ class OpenAIRoutes:
         self.counters.requests += 1
         if why == "origin":
             return self._error_response(oa.OpenAIError(403, "origin not allowed", code="origin_not_allowed"))
+        if why == "clients":
+            err = oa.OpenAIError(
+                503, "too many clients (server.max_clients); retry later", type="server_error", code="too_many_clients"
+            )
+            return self._error_response(err, {"Retry-After": RETRY_AFTER_S})
         return self._error_response(oa.unauthorized())
 
-    def _error_response(self, err: oa.OpenAIError) -> Any:
+    def _error_response(self, err: oa.OpenAIError, headers: dict[str, str] | None = None) -> Any:
         self.counters.refused += 1
-        extra = {"WWW-Authenticate": 'Bearer realm="livesight"'} if err.status == 401 else None
-        return response(err.status, json.dumps(err.body()).encode(), "application/json", extra)
+        extra = {"WWW-Authenticate": 'Bearer realm="livesight"'} if err.status == 401 else {}
+        return response(err.status, json.dumps(err.body()).encode(), "application/json", {**extra, **(headers or {})})
 
     # ---- ASGI ---------------------------------------------------------------------------------------------
 

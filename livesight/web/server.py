@@ -88,12 +88,12 @@ class WebServer:
         self.service = service
         self.cfg = cfg
         self.page_dir = page_dir
-        self.limits = limits or ClientLimits()
+        self.limits = limits or ClientLimits(max_watches=cfg.watches_per_client)
         self.images = images  # camera pictures under /api/cameras/ (image_routes.py); None: not served
         self.metrics = ServerMetrics(service)
         self.gate = Gatekeeper(cfg)
         self.openai = OpenAIRoutes(service, max_body=cfg.max_message_bytes)
-        self.metrics.registry.register(PartsCollector(self.openai.counters, images))
+        self.metrics.registry.register(PartsCollector(self.openai.counters, images, gate=self.gate))
         self.ws = WSEndpoint(
             make_session=self._session,
             metrics=self.metrics,
@@ -115,7 +115,10 @@ class WebServer:
     def access_rules(self) -> list[Rule]:
         """Who may reach what (first match wins); the page and /healthz are open (/healthz shows details only to a
         request with the token)."""
-        rules = [Rule("/metrics", token=True), Rule(OPENAI_PREFIX, origin=True, token=True, refuse=self.openai.refuse)]
+        rules = [
+            Rule("/metrics", token=True),
+            Rule(OPENAI_PREFIX, origin=True, token=True, counted=True, refuse=self.openai.refuse),
+        ]
         if self.images is not None:
             rules.append(Rule("/api/", origin=True, token=True))
         return rules

@@ -9,7 +9,7 @@ import time
 
 from livesight.bench.remote.llama_server import free_port
 from livesight.bench.remote.model_stub import Drop, Hang, Reply, Status, StubServer, is_question, last_text
-from livesight.model.remote.client import redact_url
+from livesight.redact import redact_url
 from tests.remote.helpers import ask_ws, frames_sampled, frames_with_news, model_health, remote_config, running, until
 
 
@@ -112,5 +112,6 @@ async def test_the_api_key_is_sent_to_the_server_and_nowhere_else() -> None:
 
 
 def test_credentials_in_the_server_url_are_not_shown() -> None:
-    assert redact_url("https://user:pw@api.example.com:8443/v1") == "https://api.example.com:8443/v1"
+    assert redact_url("https://user:pw@api.example.com:8443/v1") == "https://***@api.example.com:8443/v1"
+    assert redact_url("https://api.example.com/v1?api-key=abc&x=1") == "https://api.example.com/v1?api-key=***&x=1"
     assert redact_url("http://127.0.0.1:11434/v1") == "http://127.0.0.1:11434/v1"

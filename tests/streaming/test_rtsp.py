@@ -4,9 +4,7 @@ again (twice); freezing it (SIGSTOP) means `stalled`; one failing camera never s
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,56 +15,12 @@ from livesight.config import CameraConfig
 from livesight.streaming.camera import Camera
 from livesight.types import CameraState, CameraStatus
 from tests.helpers import free_port
+from tests.rtsp import RTSPServer, has_gst
 
 pytestmark = [pytest.mark.rtsp, pytest.mark.slow]  # a GStreamer RTSP server process, kills and restarts: make test only
 
-SCRIPT = Path(__file__).resolve().parents[1] / "rtsp_server.py"
-SYSTEM_PY = "/usr/bin/python3"
-
-
-def _has_gst() -> bool:
-    if not os.path.exists(SYSTEM_PY):
-        return False
-    r = subprocess.run(
-        [
-            SYSTEM_PY,
-            "-c",
-            "import gi; gi.require_version('GstRtspServer', '1.0'); from gi.repository import GstRtspServer",
-        ],
-        capture_output=True,
-    )
-    return r.returncode == 0
-
-
-if not _has_gst():
+if not has_gst():
     pytest.skip("GStreamer RTSP server not installed (scripts/system-deps.sh installs it)", allow_module_level=True)
-
-
-class RTSPServer:
-    def __init__(self, port: int) -> None:
-        self.port = port
-        self.proc: subprocess.Popen[str] | None = None
-        self.url = f"rtsp://127.0.0.1:{port}/test"
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [SYSTEM_PY, str(SCRIPT), str(self.port)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
-        )
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline().strip()
-        assert line == "ready", f"RTSP server did not start: {line!r}"
-
-    def kill(self) -> None:
-        assert self.proc is not None
-        self.proc.kill()
-        self.proc.wait(10)
-        assert self.proc.stdout is not None
-        self.proc.stdout.close()
-        self.proc = None
-
-    def signal(self, sig: int) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(sig)
 
 
 @pytest.fixture

@@ -19,8 +19,9 @@ import numpy as np
 
 from livesight.config import ModelConfig
 from livesight.model.backend import EncodedFrame, ModelInfo
-from livesight.model.remote.client import RemoteModel, redact_url
+from livesight.model.remote.client import RemoteModel
 from livesight.model.vision_input import prepare
+from livesight.redact import redact_url
 
 TOKEN_PX = 28  # Qwen2.5-VL-style servers: 14-px patches, 2x2 merge (the image cost estimate assumes it)
 

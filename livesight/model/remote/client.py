@@ -30,7 +30,8 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit, urlunsplit
+
+from livesight.redact import redact_url, scrub, url_secrets
 
 if TYPE_CHECKING:
     from openai import AsyncOpenAI
@@ -71,17 +72,6 @@ class RemoteResult:
     stopped: bool  # should_stop() ended the stream early
 
 
-def redact_url(url: str) -> str:
-    """The URL without user:password@ (a base_url may carry credentials)."""
-    parts = urlsplit(url)
-    if parts.username is None and parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    return urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
-
-
 def parse_retry_after(value: str | None) -> float | None:
     """Seconds from a Retry-After header (a number of seconds or an HTTP date), capped; None when absent/invalid."""
     if not value:
@@ -105,6 +95,8 @@ class RemoteModel:
         self.base_url = cfg.base_url
         self.name = cfg.name
         self._secret = cfg.api_key.get_secret_value() if cfg.api_key is not None else ""
+        self.shown_url = redact_url(cfg.base_url)  # the server as logs and /healthz show it (no credentials)
+        self._secrets = (*url_secrets(cfg.base_url), self._secret)
         self._client: AsyncOpenAI | None = None  # made on first use, on the event loop that uses it
         self._slots: asyncio.Semaphore | None = None
         self.outcomes: Counter[str] = Counter()  # ok | cancelled | model_unavailable | model_rate_limited | …
@@ -162,10 +154,7 @@ class RemoteModel:
         return self.degraded and self._last_code != REJECTED
 
     def _scrub(self, text: str) -> str:
-        text = text.replace(self.base_url, redact_url(self.base_url))
-        if self._secret:
-            text = text.replace(self._secret, "***")
-        return text[:300]
+        return scrub(text, self._secrets)[:300]
 
     def _failed(self, err: RemoteError) -> None:
         now = time.monotonic()
@@ -179,11 +168,11 @@ class RemoteModel:
         self.last_error = str(err)
         self.last_error_at = time.time()
         if self._streak <= 3 or self._streak % 50 == 0:
-            log.warning("model server %s: %s (%d in a row)", redact_url(self.base_url), err, self._streak)
+            log.warning("model server %s: %s (%d in a row)", self.shown_url, err, self._streak)
 
     def _succeeded(self) -> None:
         if self._streak:
-            log.info("model server %s answers again", redact_url(self.base_url))
+            log.info("model server %s answers again", self.shown_url)
         self._streak = 0
         self._down_until = 0.0
         self.last_ok_at = time.time()
@@ -327,7 +316,7 @@ class RemoteModel:
         except Exception as e:  # any failure means "still down"; counted as a probe, never raised
             self.outcomes["probe_failed"] += 1
             self._down_until = time.monotonic() + min(BACKOFF_MAX_S, BACKOFF_START_S * 2**self._streak)
-            log.debug("probe of %s failed: %s", redact_url(self.base_url), type(e).__name__)
+            log.debug("probe of %s failed: %s", self.shown_url, type(e).__name__)
             return False
         self.outcomes["probe_ok"] += 1
         self._succeeded()
@@ -343,7 +332,7 @@ class RemoteModel:
         return {
             "state": state,
             "reason": self.last_error if state != "ok" else "",
-            "server": redact_url(self.base_url),
+            "server": self.shown_url,
             "server_model": self.name,
             "failures_in_a_row": self._streak,
             "retry_in_s": math.ceil(max(rate_wait, self._down_until - now, 0.0) * 100) / 100,  # 0: nothing waits
@@ -374,5 +363,5 @@ def _error_message(e: Any) -> str:
             return str(detail)
     try:
         return e.response.text[:200]
-    except Exception:  # a streamed response whose body was not read
+    except Exception:
         return getattr(e, "message", "") or ""
