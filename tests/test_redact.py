@@ -111,7 +111,8 @@ def test_a_401_is_authentication_failed_and_never_shows_the_password() -> None:
     err = av.error.HTTPUnauthorizedError(-825242872, "Server returned 401 Unauthorized", spec.url)
     assert "hunter22" in str(err)
     failure = describe_error(err, spec)
-    assert failure.reason.startswith("authentication failed") and failure.permanent
+    assert failure.reason.startswith("authentication failed")
+    assert not failure.permanent and failure.slow  # retried, at the backoff's cap (a rebooting camera, no lockout)
     assert "hunter22" not in failure.reason and "alice" not in failure.reason
     forbidden = describe_error(av.error.HTTPForbiddenError(-1, "Server returned 403 Forbidden", spec.url), spec)
     assert forbidden.reason.startswith("authentication failed") and "403" in forbidden.reason

@@ -8,7 +8,8 @@ Decoding runs in one thread per connection. Sampling happens in that thread, by 
 safe), so only sampled frames are converted to RGB and handed to the event loop. Timestamps are made monotonic
 across reconnects and file loops. States (`on_status`): connecting → live → (stalled | reconnecting → live)… →
 ended | failed, each with a reason. A live source that ends or errors is retried with jittered, capped exponential
-backoff; permanent errors (no such file/device, not a video) fail at once; a file that ends has ended (or loops).
+backoff (an authentication failure no faster than its cap); permanent errors (no such file/device, not a
+video) fail at once; a file that ends has ended (or loops).
 The stall watchdog fires when a live stream decoded no frame for `stall_timeout_s` (default: max(5 s, 10 frame
 intervals)); opening a source is bounded by the socket timeout instead.
 """
@@ -90,6 +91,8 @@ class Camera:
                 self._set(CameraState.FAILED, f"{reason}; gave up after {backoff.failures} attempts")
                 return
             delay = backoff.next_delay()
+            if out.error is not None and out.error.slow:  # authentication failed: no faster than the cap
+                delay = max(delay, self.cfg.reconnect.max_s)
             self.counters.reconnects += 1
             # the attempt number keeps each announcement distinct (_set drops exact repeats)
             self._set(CameraState.RECONNECTING, f"{reason}; retry {backoff.failures} in {delay:.2f}s")

@@ -2,9 +2,10 @@
 
 `SourceSpec.parse(cfg)` says what a source string means; `open_source(spec)` opens it (blocking: call from the
 decode thread) and yields decoded frames as (pts seconds, av.VideoFrame | ndarray). Errors are turned into a
-one-line reason, and classified: permanent (no such file/device, not a video, no decoder, authentication failed) or
-transient (connection refused, host unreachable, timeout, stream ended) — a live camera is retried only on transient
-errors.
+one-line reason, and classified: permanent (no such file/device, not a video, no decoder) or transient (connection
+refused, host unreachable, timeout, stream ended, authentication failed) — a live camera is retried only on transient
+errors, and after an authentication failure only at the slowest backoff rate (`slow`): a camera that is rebooting
+can answer 401 for a moment, while hammering one with a wrong password gets the daemon's address locked out.
 
 Secrets: a source URL's credentials (`user:password@`, `?token=…`) are redacted once, here, where the source is
 parsed: `spec.shown` is the URL as it may be shown, `spec.secrets` the strings every error text is scrubbed of
@@ -86,28 +87,30 @@ class SourceSpec:
 
 
 class SourceFailure(Exception):
-    def __init__(self, reason: str, *, permanent: bool) -> None:
+    def __init__(self, reason: str, *, permanent: bool, slow: bool = False) -> None:
         super().__init__(reason)
         self.reason = reason
         self.permanent = permanent
+        self.slow = slow  # retry no faster than the backoff's cap (reconnect.max_s)
 
 
 def describe_error(e: BaseException, spec: SourceSpec, *, opening: bool = False) -> SourceFailure:
     """A one-line reason (credentials scrubbed) and whether retrying can help. `opening`: the error came from opening
     a network source, where an unclear FFmpeg error is diagnosed with one TCP connection (blocking, bounded)."""
     if isinstance(e, SourceFailure):
-        return SourceFailure(scrub(e.reason, spec.secrets), permanent=e.permanent)
+        return SourceFailure(scrub(e.reason, spec.secrets), permanent=e.permanent, slow=e.slow)
     en = getattr(e, "errno", None)
     where = spec.shown
     network = spec.kind == "network"
     if isinstance(e, av.error.HTTPUnauthorizedError | av.error.HTTPForbiddenError):
         code = 401 if isinstance(e, av.error.HTTPUnauthorizedError) else 403
-        # permanent: the credentials are in the config, which a restart re-reads; retrying a wrong password only
+        # retried, but slowly: a rebooting camera may refuse for a moment, while retrying a wrong password quickly
         # gets the daemon's address locked out by cameras that count failed logins
         return SourceFailure(
             f"authentication failed: the server answered {code} (check the user name and password in the source "
             f"URL): {where}",
-            permanent=True,
+            permanent=False,
+            slow=True,
         )
     if isinstance(e, av.error.HTTPNotFoundError):
         return SourceFailure(f"no such stream on the server (404; check the URL's path): {where}", permanent=False)

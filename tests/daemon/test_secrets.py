@@ -113,8 +113,8 @@ async def _observe(port: int, broker: int, prefix: str, seen: list[dict], retain
             ws,
             {
                 "good": ("live", ""),
-                "bad": ("failed", "authentication failed"),
-                "tok": ("failed", "authentication failed"),
+                "bad": ("reconnecting", "authentication failed"),
+                "tok": ("reconnecting", "authentication failed"),
                 "gone": ("failed", "connection refused"),
             },
             seen,
@@ -180,6 +180,19 @@ def test_camera_passwords_appear_nowhere(tmp_path: Path, broker: Mosquitto, pref
         _no_secret(f"MQTT {topic}", topic.encode() + b" " + payload)
     log = log_path.read_text()
     assert "authentication failed" in log and "connection refused" in log
+    # a refused login is retried, but no faster than the backoff's cap (default max_s 30 s; the refused
+    # connection's camera backs off from 0.2 s)
+    delays = {
+        cam: [
+            d
+            for e in seen
+            if e["type"] == "camera.state" and e.get("camera") == cam
+            for d in re.findall(r"retry \d+ in ([\d.]+)s", e["reason"])
+        ]
+        for cam in ("bad", "gone")
+    }
+    assert delays["bad"] and min(float(d) for d in delays["bad"]) >= 30.0, delays
+    assert delays["gone"] and min(float(d) for d in delays["gone"]) < 0.5, delays
     _no_secret("the daemon's log", log)
     files = [p for p in tmp_path.rglob("*") if p.is_file() and p.name.startswith("events")]
     assert files, "no event log written"
