@@ -17,11 +17,12 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
 from livesight.config import MQTTConfig, ReconnectConfig, ServerConfig
-from livesight.gateway.directory import Directory
+from livesight.gateway.directory import Directory, Trust
 from livesight.gateway.mqtt_watch import DirectoryWatcher
 from livesight.gateway.server import GatewayServer
 from livesight.mqtt.bridge import MQTTBridge
 from livesight.mqtt.fleet_announcer import FleetAnnouncer
+from livesight.web.fleet_link import FleetLink
 from livesight.web.server import WebServer
 from livesight.web.ws_session import ClientLimits
 from tests.helpers import eventually, http_get, recv_until
@@ -56,17 +57,23 @@ class Node:
             await self.pipe.stop()
 
 
-async def start_node(name: str, broker: Mosquitto, prefix: str, token: str | None = None) -> Node:
+async def start_node(
+    name: str, broker: Mosquitto, prefix: str, token: str | None = None, fleet_token: str | None = None
+) -> Node:
+    """A node: the daemon's web face (with the gateway's link, /fleet) and MQTT bridge (announcing its cameras, signed
+    with the fleet's credential when given) over the real Service and model worker, echo backend."""
     cams = [c for c, n in OWNERS.items() if n == name]
     pipe = pipeline(cams).start()
-    server = WebServer(pipe.service, ServerConfig(host="127.0.0.1", port=0, auth_token=token))
+    server = WebServer(
+        pipe.service, ServerConfig(host="127.0.0.1", port=0, auth_token=token), fleet_link=FleetLink(fleet_token)
+    )
     try:
         port = await server.start()
     except BaseException:
         await pipe.stop()
         raise
     mqtt = MQTTConfig(enabled=True, port=broker.port, prefix=prefix, reconnect=FAST)  # keepalive: the default 10 s
-    fleet = FleetAnnouncer(prefix, node=name, url=f"ws://127.0.0.1:{port}", cameras=cams)
+    fleet = FleetAnnouncer(prefix, node=name, url=f"ws://127.0.0.1:{port}", cameras=cams, key=fleet_token)
     bridge = MQTTBridge(pipe.service, mqtt, fleet=fleet)
     task = asyncio.create_task(bridge.run(), name=f"bridge-{name}")
     async with asyncio.timeout(10):
@@ -86,10 +93,23 @@ class Gateway:
 
 
 @contextlib.asynccontextmanager
-async def gateway(broker: Mosquitto, prefix: str, token: str | None = None) -> AsyncIterator[Gateway]:
-    directory = Directory(OWNERS, nodes=["a", "b"])
+async def gateway(
+    broker: Mosquitto,
+    prefix: str,
+    token: str | None = None,
+    fleet_token: str | None = None,
+    limits: ClientLimits | None = None,
+    **server_cfg: Any,
+) -> AsyncIterator[Gateway]:
+    directory = Directory(OWNERS, nodes=["a", "b"], trust=Trust(key=fleet_token))
     watcher = DirectoryWatcher(directory, MQTTConfig(enabled=True, port=broker.port, prefix=prefix, reconnect=FAST))
-    server = GatewayServer(directory, ServerConfig(host="127.0.0.1", port=0, auth_token=token), prefix=prefix)
+    server = GatewayServer(
+        directory,
+        ServerConfig(host="127.0.0.1", port=0, auth_token=token, **server_cfg),
+        prefix=prefix,
+        node_token=fleet_token,
+        limits=limits,
+    )
     port = await server.start()
     task = asyncio.create_task(watcher.run(), name="directory")
     try:
@@ -107,11 +127,17 @@ async def fleet(broker: Mosquitto, prefix: str) -> AsyncIterator[tuple[dict[str,
     nodes = {n: await start_node(n, broker, prefix) for n in ("a", "b")}
     try:
         async with gateway(broker, prefix) as gw:
-            await eventually(lambda: all(gw.directory.online(n) for n in nodes), 10, "nodes online")
+            await linked(gw, *nodes)
             yield nodes, gw
     finally:
         for n in nodes.values():
             await n.stop()
+
+
+async def linked(gw: Gateway, *nodes: str) -> None:
+    """Until the directory has the nodes online and the gateway's link to each is up."""
+    await eventually(lambda: all(gw.directory.online(n) for n in nodes), 10, "nodes online")
+    await eventually(lambda: all(gw.server.hub.links[n].connected for n in nodes), 10, "links up")
 
 
 def echoed(question: str) -> str:
@@ -327,23 +353,47 @@ async def test_a_late_last_will_is_answered(
         assert all(c["state"] == "live" for c in h["cameras"]), h["cameras"]
 
 
-async def test_the_token_opens_the_gateway_and_the_nodes(broker: Mosquitto, prefix: str) -> None:
+FLEET_TOKEN = "fleet-credential-0123456789"
+
+
+async def test_each_credential_opens_its_own_door(broker: Mosquitto, prefix: str) -> None:
+    """The gateway's client token opens the gateway; the fleet's credential (fleet.node_token) is what the gateway
+    presents to the nodes' /fleet link; neither opens the other's door, and a node's own client token opens only its
+    own port."""
     from websockets.exceptions import InvalidStatus
 
-    nodes = {n: await start_node(n, broker, prefix, token="s3cret") for n in ("a", "b")}
+    nodes = {n: await start_node(n, broker, prefix, token="node-clients", fleet_token=FLEET_TOKEN) for n in ("a", "b")}
     try:
-        async with gateway(broker, prefix, token="s3cret") as gw:
-            await eventually(lambda: all(gw.directory.online(n) for n in nodes), 10, "nodes online")
+        async with gateway(broker, prefix, token="gateway-clients", fleet_token=FLEET_TOKEN) as gw:
+            await linked(gw, "a", "b")
             with pytest.raises(InvalidStatus) as e:
                 async with connect(gw.url):
                     pass
             assert e.value.response.status_code == 401
-            async with connect(gw.url + "/?token=s3cret") as ws:
+            async with connect(gw.url + "/?token=gateway-clients") as ws:
                 h = await hello(ws)
                 assert all(c["state"] == "live" for c in h["cameras"]), h["cameras"]  # the gateway got into the nodes
                 await ws.send(json.dumps({"type": "query", "id": "q1", "text": "hi", "camera": "cam3"}))
                 done, _ = await recv_until(ws, of_type("response.done", query_id="q1"))
                 assert done["status"] == "completed"
+            node_url = f"ws://127.0.0.1:{nodes['a'].server.port}"
+            for path, token in (
+                ("/fleet", "gateway-clients"),  # a client's token does not open the link
+                ("/fleet", "node-clients"),
+                ("/", FLEET_TOKEN),  # nor the fleet's credential a node's client port
+            ):
+                with pytest.raises(InvalidStatus) as e:
+                    async with connect(node_url + path, additional_headers={"Authorization": f"Bearer {token}"}):
+                        pass
+                assert e.value.response.status_code == 401, (path, token)
+            with pytest.raises(InvalidStatus) as e:  # a browser never gets in, even with the credential
+                async with connect(
+                    node_url + "/fleet",
+                    additional_headers={"Authorization": f"Bearer {FLEET_TOKEN}"},
+                    origin="http://127.0.0.1",  # type: ignore[arg-type]
+                ):
+                    pass
+            assert e.value.response.status_code == 403
     finally:
         for n in nodes.values():
             await n.stop()
@@ -352,42 +402,30 @@ async def test_the_token_opens_the_gateway_and_the_nodes(broker: Mosquitto, pref
 async def test_a_client_that_never_reads_is_dropped(broker: Mosquitto, prefix: str) -> None:
     """Overflow policy disconnect_client through the gateway: nodes never wait for a stalled client; it is closed."""
     nodes = {n: await start_node(n, broker, prefix) for n in ("a", "b")}
-    directory = Directory(OWNERS, nodes=["a", "b"])
-    watcher = DirectoryWatcher(directory, MQTTConfig(enabled=True, port=broker.port, prefix=prefix, reconnect=FAST))
-    server = GatewayServer(
-        directory,
-        ServerConfig(host="127.0.0.1", port=0, client_queue=8),
-        prefix=prefix,
-        limits=ClientLimits(close_timeout_s=0.3),
-    )
-    port = await server.start()
-    task = asyncio.create_task(watcher.run(), name="directory")
     svc = nodes["a"].pipe
     try:
-        await eventually(lambda: all(directory.online(n) for n in nodes), 10, "nodes online")
-        url = f"ws://127.0.0.1:{port}"
-        async with (
-            connect(url, max_queue=1, compression=None, close_timeout=0.5) as stalled,
-            connect(url, compression=None) as healthy,
-        ):
-            await hello(healthy)
-            received = 0
-            async with asyncio.timeout(90):  # ~130 rounds fill the stalled client's socket buffers (~4 MB here)
-                while not any(s.dropped_slow for s in server.sessions.values()):
-                    svc.proactive("x" * 16_000, camera="cam1")
-                    await recv_until(healthy, of_type("response.done", kind="proactive"), within=20)
-                    received += 1
-            await eventually(lambda: len(server.sessions) == 1, 5, "stalled client gone")
-            svc.proactive("still here", camera="cam1")
-            await recv_until(healthy, lambda e: e["type"] == "response.done" and e["text"] == "still here")
-            assert received > 2
-            _ = stalled
-        _, _, body = await http_get(port, "/metrics")
-        assert 'livesight_ws_clients_dropped_total{reason="send_queue"} 1.0' in body.decode()
+        async with gateway(broker, prefix, limits=ClientLimits(close_timeout_s=0.3), client_queue=8) as gw:
+            await linked(gw, "a", "b")
+            server = gw.server
+            async with (
+                connect(gw.url, max_queue=1, compression=None, close_timeout=0.5) as stalled,
+                connect(gw.url, compression=None) as healthy,
+            ):
+                await hello(healthy)
+                received = 0
+                async with asyncio.timeout(90):  # ~130 rounds fill the stalled client's socket buffers (~4 MB here)
+                    while not any(s.dropped_slow for s in server.sessions.values()):
+                        svc.proactive("x" * 16_000, camera="cam1")
+                        await recv_until(healthy, of_type("response.done", kind="proactive"), within=20)
+                        received += 1
+                await eventually(lambda: len(server.sessions) == 1, 5, "stalled client gone")
+                svc.proactive("still here", camera="cam1")
+                await recv_until(healthy, lambda e: e["type"] == "response.done" and e["text"] == "still here")
+                assert received > 2
+                _ = stalled
+            _, _, body = await http_get(gw.port, "/metrics")
+            assert 'livesight_ws_clients_dropped_total{reason="send_queue"} 1.0' in body.decode()
+            assert server.hub.links["a"].connects == 1  # the link never noticed
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        await server.close()
         for n in nodes.values():
             await n.stop()
