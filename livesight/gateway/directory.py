@@ -9,7 +9,8 @@ Trust (docs/fleet.md, "Trust"): anyone who may publish on the broker can write t
   without one, from the node's newest announcement — when it is signed with the fleet's credential
   (`fleet.node_token`), or, in a fleet without a credential (loopback only), when it names a loopback address;
 - with a credential, an announcement that does not verify is ignored whole (owner, state, address) and counted
-  (`untrusted`).
+  (`untrusted`); so is one naming a node that is not in `fleet.nodes` (every node of the fleet is listed there: a
+  daemon refuses to start as a node that is not), and such a node's availability.
 
 Every lookup is O(1) (dicts and per-node indexes kept on each change): /healthz and /metrics cost O(cameras), never
 O(cameras²). Waiting for changes: `await directory.wait_changed(version)` returns once the version moved past it.
@@ -84,6 +85,7 @@ class Directory:
         self._expected = dict(expected)  # camera → owner by the fleet config
         self.trust = trust or Trust()
         self.nodes: dict[str, NodeState] = {n: NodeState(False, time.time()) for n in (nodes or [])}
+        self._fleet = set(nodes) if nodes is not None else None  # the only nodes there are (None: any)
         self.infos: dict[str, CameraInfo] = {}
         self.mqtt_connected = False
         self.synced = False  # set once the retained topics of the first connection had time to arrive
@@ -108,6 +110,9 @@ class Directory:
             return False
         kind, key = parsed
         if kind == "node":
+            if self._fleet is not None and key not in self._fleet:
+                self.untrusted += 1
+                return False
             return self.set_node(key, payload.strip() == topics.ONLINE)
         if not payload:  # a cleared retained info: the camera is gone from the directory
             old = self.infos.pop(key, None)
@@ -119,13 +124,13 @@ class Directory:
         if info is None or info.camera != key:
             self.ignored += 1
             return False
-        if self.trust.key is not None and not topics.verify_camera_info(info, self.trust.key):
+        foreign = self._fleet is not None and info.node not in self._fleet
+        if foreign or (self.trust.key is not None and not topics.verify_camera_info(info, self.trust.key)):
             self.untrusted += 1
             if key not in self._warned and len(self._warned) < 1000:
                 self._warned.add(key)
-                log.warning(
-                    "directory: ignoring an announcement for camera %s not signed with the fleet's credential", key
-                )
+                why = f"names node {info.node!r}, not one of fleet.nodes" if foreign else "not signed by the fleet"
+                log.warning("directory: ignoring an announcement of camera %s: %s", key, why)
             return False
         if key not in self.infos and len(self.infos) >= MAX_CAMERAS:
             self.ignored += 1
