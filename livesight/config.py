@@ -387,7 +387,7 @@ class FleetConfig(_Strict):
     from here (a node's `url`, or the `node_url` template), or from a node's MQTT announcement signed with
     `node_token`: never from an unsigned message on the broker."""
 
-    nodes: list[Identifier | FleetNodeConfig] = Field(
+    nodes: list[str | FleetNodeConfig] = Field(
         ...,
         min_length=1,
         max_length=1024,
@@ -411,7 +411,7 @@ class FleetConfig(_Strict):
     @classmethod
     def _valid_node_ids(cls, v: Any) -> Any:
         for n in v if isinstance(v, list) else ():
-            if isinstance(n, str) and not re.match(IDENTIFIER_PATTERN, n):
+            if isinstance(n, str) and not re.match(IDENTIFIER_PATTERN, n):  # an id (the pattern of camera ids)
                 raise ValueError(f"not a valid node id: {n!r} (letters, digits, _ . -; at most 64)")
         return v
 

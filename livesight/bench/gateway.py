@@ -19,13 +19,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import re
 import shutil
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -34,6 +29,7 @@ from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
 
+from livesight.bench.fleet.procs import Proc, free_port
 from livesight.errors import LivesightError
 
 TARGET_MS = 5.0
@@ -47,46 +43,6 @@ server: {{host: 127.0.0.1, port: 0, stats_interval_s: 5}}
 mqtt: {{enabled: true, port: {mqtt}, prefix: bench, keepalive_s: 5}}
 fleet: {{nodes: [n1]}}
 """
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class _Proc:
-    def __init__(self, argv: list[str], log: Path, env: dict[str, str] | None = None) -> None:
-        self.log = log
-        self._fh = log.open("w")
-        self.proc = subprocess.Popen(
-            argv,
-            stdout=self._fh,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
-        )
-
-    async def wait_line(self, pattern: str, within: float) -> re.Match[str]:
-        deadline = time.monotonic() + within
-        rx = re.compile(pattern)
-        while time.monotonic() < deadline:
-            m = rx.search(self.log.read_text())
-            if m:
-                return m
-            if self.proc.poll() is not None:
-                break
-            await asyncio.sleep(0.1)
-        raise LivesightError(f"bench gateway: {self.log.name}: no {pattern!r}:\n{self.log.read_text()[-2000:]}")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self._fh.close()
 
 
 async def _ask(ws: ClientConnection, qid: str) -> tuple[float, float, float | None]:
@@ -143,17 +99,17 @@ def _ready(port: int) -> bool:
 async def _run(mosquitto: str, n: int, device: str) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="bench-gw-") as tmp_s:
         tmp = Path(tmp_s)
-        mqtt_port = _free_port()
+        mqtt_port = free_port()
         (tmp / "mosquitto.conf").write_text(
             f"listener {mqtt_port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
         )
         (tmp / "fleet.yaml").write_text(_CONFIG.format(mqtt=mqtt_port, device=device))
         py = [sys.executable, "-m", "livesight"]
-        procs = [_Proc([mosquitto, "-c", str(tmp / "mosquitto.conf")], tmp / "mosquitto.log")]
+        procs = [Proc([mosquitto, "-c", str(tmp / "mosquitto.conf")], tmp / "mosquitto.log")]
         try:
             await asyncio.sleep(0.3)
-            procs.append(_Proc([*py, "serve", "--config", str(tmp / "fleet.yaml"), "--node", "n1"], tmp / "node.log"))
-            procs.append(_Proc([*py, "gateway", "--config", str(tmp / "fleet.yaml"), "--port", "0"], tmp / "gw.log"))
+            procs.append(Proc([*py, "serve", "--config", str(tmp / "fleet.yaml"), "--node", "n1"], tmp / "node.log"))
+            procs.append(Proc([*py, "gateway", "--config", str(tmp / "fleet.yaml"), "--port", "0"], tmp / "gw.log"))
             node_port = int((await procs[1].wait_line(r"listening on ws://127\.0\.0\.1:(\d+)", 120)).group(1))
             gw_port = int((await procs[2].wait_line(r"listening on ws://127\.0\.0\.1:(\d+)", 60)).group(1))
             deadline = time.monotonic() + 120
@@ -309,13 +265,13 @@ async def _run_web(trees: dict[str, Path], rounds: int, n: int, events: int) -> 
     with tempfile.TemporaryDirectory(prefix="bench-web-") as tmp_s:
         tmp = Path(tmp_s)
         (tmp / "web.yaml").write_text(_WEB_CONFIG)
-        procs: dict[str, _Proc] = {}
+        procs: dict[str, Proc] = {}
         ports: dict[str, int] = {}
         try:
             for name, tree in trees.items():
                 env_path = str(tree)
                 argv = [sys.executable, "-m", "livesight", "serve", "--config", str(tmp / "web.yaml"), "--port", "0"]
-                procs[name] = _Proc(argv, tmp / f"{name}.log", env={"PYTHONPATH": env_path})
+                procs[name] = Proc(argv, tmp / f"{name}.log", env={"PYTHONPATH": env_path})
             for name, proc in procs.items():
                 ports[name] = int((await proc.wait_line(r"listening on ws://127\.0\.0\.1:(\d+)", 120)).group(1))
             for name, port in ports.items():

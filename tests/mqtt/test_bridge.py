@@ -66,12 +66,12 @@ async def test_every_camera_state_is_published_on_connect(broker: Mosquitto, pre
     pipe.camera_state("cam2", CameraState.FAILED)
     async with running_bridge(pipe, broker.port, prefix) as bridge:
         await eventually(lambda: bridge.counters.published >= 2, what="two states published")
-    async with listener(broker.port, f"{prefix}/+/state") as c:
-        got = {}
-        for _ in range(2):
-            topic, payload, retained = await next_message(c)
-            assert retained
-            got[topic] = json.loads(payload)["state"]
+        async with listener(broker.port, f"{prefix}/+/state") as c:
+            got = {}
+            for _ in range(2):
+                topic, payload, retained = await next_message(c)
+                assert retained
+                got[topic] = json.loads(payload)["state"]
     assert got == {f"{prefix}/cam1/state": "live", f"{prefix}/cam2/state": "failed"}
 
 
@@ -177,9 +177,9 @@ async def test_events_are_published(broker: Mosquitto, prefix: str) -> None:
         pipe.camera_state("cam2")
         topic, payload, retained = await next_message(c)
         assert topic == f"{prefix}/cam2/state" and json.loads(payload)["state"] == "reconnecting"
-    async with listener(broker.port, f"{prefix}/cam2/state") as c:  # the camera state is retained
-        topic, payload, retained = await next_message(c)
-        assert retained and json.loads(payload)["state"] == "reconnecting"
+        async with listener(broker.port, f"{prefix}/cam2/state") as late:  # the camera state is retained
+            topic, payload, retained = await next_message(late)
+            assert retained and json.loads(payload)["state"] == "reconnecting"
 
 
 async def test_reconnects_after_a_broker_restart(tmp_path: Path, prefix: str) -> None:
