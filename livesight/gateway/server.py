@@ -10,8 +10,8 @@ The web face is the daemon's (livesight/web/: uvicorn + Starlette, the same acce
 - `/v1/` (the OpenAI-compatible API): the daemon's own OpenAIRoutes over a FleetService, so questions go over the
   same links and the answers have the daemon's shapes; a camera whose node is down gets 503 `camera_unavailable`;
 - `/api/cameras/…` (pictures): relayed from the camera's node (pictures.py);
-- `/`, `/healthz`, `/metrics`: the daemon's routes; health and metrics are built from the directory and the links in
-  O(cameras), and cached (rebuilt when something changed, at most every HEALTH_EVERY_S / METRICS_EVERY_S).
+- `/`: the daemon's page; `/healthz`, `/metrics`: built from the directory and the links in O(cameras), only when
+  something changed and at most every HEALTH_EVERY_S / METRICS_EVERY_S (health.py).
 
 Health: `starting` until the directory has synced from MQTT once; then `degraded` while a camera's node is offline or
 not linked, or the broker is unreachable; `ok` otherwise.
@@ -35,6 +35,7 @@ from livesight.config import ServerConfig
 from livesight.contract.api import StatsSnapshot
 from livesight.gateway.directory import Directory
 from livesight.gateway.fleet_service import FleetService
+from livesight.gateway.health import HealthCache
 from livesight.gateway.hub import UpstreamHub
 from livesight.gateway.pictures import PictureProxy
 from livesight.gateway.session import GatewaySession
@@ -62,9 +63,10 @@ class _FleetStats:
         self.server = server
 
     def stats(self) -> StatsSnapshot:
+        """Read in the metrics thread: the health body last built on the loop (never a rebuild here)."""
         cams = {
             c: {"state": v["state"], "available": 1 if v["available"] else 0}
-            for c, v in self.server.health()["cameras"].items()
+            for c, v in self.server.health_cache.last_body().get("cameras", {}).items()
         }
         return StatsSnapshot(time.time(), cams, {})
 
@@ -83,7 +85,7 @@ class _LinkCollector(Collector):
         refused = CounterMetricFamily(
             "livesight_gateway_link_refused", "messages for a node refused at the gateway (link busy)", labels=["node"]
         )
-        for node, link in sorted(hub.links.items()):
+        for node, link in sorted(hub.links.items()):  # one C call: safe beside the loop's changes
             conns.add_metric([node], float(link.open_connections))
             refused.add_metric([node], float(link.refused))
         yield conns
@@ -119,7 +121,7 @@ class GatewayMetrics:
         )
         directory = server.directory
         self.nodes_online = Gauge("livesight_gateway_nodes_online", "nodes the directory has online", registry=r)
-        self.nodes_online.set_function(lambda: sum(1 for n in directory.nodes.values() if n.online))
+        self.nodes_online.set_function(lambda: sum(1 for n in list(directory.nodes.values()) if n.online))
         r.register(_LinkCollector(server))
 
 
@@ -161,12 +163,18 @@ class GatewayServer:
             close_timeout_s=self.limits.close_timeout_s,
             label="gateway client",
         )
+        self.health_cache = HealthCache(
+            build=self._build_health,
+            versions=lambda: (directory.version, self.hub.version),
+            clients=lambda: len(self.sessions),
+            render_metrics=self.metrics.server.render,
+            content_type=self.metrics.server.content_type,
+            every_s=HEALTH_EVERY_S,
+            metrics_every_s=METRICS_EVERY_S,
+        )
         self.port: int | None = None
-        self.started = time.time()
         self._transport: Transport | None = None
         self._hub_task: asyncio.Task[None] | None = None
-        self._health: tuple[tuple[int, int], float, dict[str, Any]] | None = None  # (versions, built at, body)
-        self._metrics_cache: tuple[float, bytes] | None = None
 
     @property
     def sessions(self) -> dict[str, Any]:
@@ -174,7 +182,9 @@ class GatewayServer:
 
     async def start(self) -> int:
         static = await asyncio.to_thread(load_static, None)
-        routes = self.pictures.routes() + page_routes(health=self.health, metrics=self._metrics, static=static)
+        page = page_routes(health=self.health, metrics=self._metrics, static=static)
+        page = [r for r in page if getattr(r, "path", "") not in ("/healthz", "/metrics")]  # health.py's instead
+        routes = self.health_cache.routes() + self.pictures.routes() + page
         rules = [
             Rule("/metrics", token=True),
             Rule(OPENAI_PREFIX, origin=True, token=True, refuse=self.openai.refuse),
@@ -219,16 +229,8 @@ class GatewayServer:
     # ---- health and metrics ---------------------------------------------------------------------------------
 
     def health(self) -> dict[str, Any]:
-        """O(cameras), rebuilt only when the directory or a link changed, and at most every HEALTH_EVERY_S."""
-        now = time.monotonic()
-        versions = (self.directory.version, self.hub.version)
-        cached = self._health
-        if cached is None or (cached[0] != versions and now - cached[1] >= HEALTH_EVERY_S):
-            cached = self._health = (versions, now, self._build_health())
-        body = dict(cached[2])
-        body["uptime_s"] = round(time.time() - self.started, 1)
-        body["clients"] = len(self.sessions)
-        return body
+        """/healthz's body (health.py caches it: rebuilt only when the directory or a link changed)."""
+        return self.health_cache.body()
 
     def _build_health(self) -> dict[str, Any]:
         d, hub = self.directory, self.hub
@@ -282,10 +284,7 @@ class GatewayServer:
         }
 
     def _metrics(self) -> tuple[bytes, str]:
-        now = time.monotonic()
-        if self._metrics_cache is None or now - self._metrics_cache[0] >= METRICS_EVERY_S:
-            self._metrics_cache = (now, self.metrics.server.render())
-        return self._metrics_cache[1], self.metrics.server.content_type
+        return self.metrics.server.render(), self.metrics.server.content_type
 
     def _session(self, conn: WSConn, session_id: str) -> GatewaySession:
         return GatewaySession(

@@ -2,11 +2,13 @@
 
     python -m livesight.bench.fleet.fake_nodes SPEC.json
 
-SPEC: {"mqtt_port", "prefix", "token", "stats_interval_s", "scene_every_s", "status_file",
-       "nodes": {NODE: {"port": P, "cameras": [CAM, …]}}}
+SPEC: {"mqtt_port", "prefix", "token", "stats_interval_s", "scene_every_s", "status_file", "ports_file",
+       "nodes": {NODE: {"cameras": [CAM, …]}}}
 
-Each node listens on its own port (loopback) with two WebSocket endpoints: `/fleet` (the gateway's link: the fleet's
-credential required, link limits announced, as web/fleet_link.py) and `/` (a direct client, for the TTFT comparison).
+Each node listens on a port of its own (loopback, any free one: written to `ports_file` as {NODE: port} before the
+nodes announce themselves and say "fake nodes ready") with two WebSocket endpoints: `/fleet` (the gateway's link:
+the fleet's credential required, link limits announced, as web/fleet_link.py) and `/` (a direct client, for the TTFT
+comparison).
 Per connection it sends what a daemon sends (the same codec: livesight/contract/events.py): `session.created` with
 its cameras, a `stats` event every `stats_interval_s` with each camera's numbers in the daemon's shape, scene changes
 (each camera cuts every `scene_every_s` on average), and answers every `query` at once: `response.created`, four
@@ -218,7 +220,7 @@ async def main(spec: dict[str, Any]) -> None:
     nodes = [
         FakeNode(
             name,
-            int(n["port"]),
+            0,
             list(n["cameras"]),
             spec.get("token"),
             float(spec["stats_interval_s"]),
@@ -236,7 +238,7 @@ async def main(spec: dict[str, Any]) -> None:
 
     async with contextlib.AsyncExitStack() as stack:
         for node in nodes:
-            await stack.enter_async_context(
+            server = await stack.enter_async_context(
                 serve(
                     node.handle,
                     "127.0.0.1",
@@ -247,6 +249,9 @@ async def main(spec: dict[str, Any]) -> None:
                     ping_interval=None,
                 )
             )
+            node.port = int(server.sockets[0].getsockname()[1])
+        ports = {n.name: n.port for n in nodes}
+        await asyncio.to_thread(Path(spec["ports_file"]).write_text, json.dumps(ports))
         await announce(spec, nodes)
         print("fake nodes ready", flush=True)
         async with asyncio.TaskGroup() as tg:

@@ -154,9 +154,8 @@ async def _point(
 ) -> dict[str, Any]:
     n_nodes = math.ceil(cameras / CAMERAS_PER_NODE)
     names = [f"c{i:05d}" for i in range(cameras)]
-    nodes = {
-        f"n{k:03d}": {"port": free_port(), "cameras": names[k * CAMERAS_PER_NODE : (k + 1) * CAMERAS_PER_NODE]}
-        for k in range(n_nodes)
+    nodes: dict[str, dict[str, Any]] = {
+        f"n{k:03d}": {"cameras": names[k * CAMERAS_PER_NODE : (k + 1) * CAMERAS_PER_NODE]} for k in range(n_nodes)
     }
     mqtt_port = free_port()
     (tmp / "mosquitto.conf").write_text(f"listener {mqtt_port} 127.0.0.1\nallow_anonymous true\npersistence false\n")
@@ -167,10 +166,10 @@ async def _point(
         "stats_interval_s": stats_interval_s,
         "scene_every_s": scene_every_s,
         "status_file": str(tmp / "nodes.json"),
+        "ports_file": str(tmp / "ports.json"),
         "nodes": nodes,
     }
     (tmp / "nodes-spec.json").write_text(json.dumps(node_spec))
-    (tmp / "gateway.yaml").write_text(_gateway_config(nodes, mqtt_port, stats_interval_s))
     crowd_spec = {
         "url": "",
         "clients": clients,
@@ -185,6 +184,9 @@ async def _point(
         fake = Proc([*py, "livesight.bench.fleet.fake_nodes", str(tmp / "nodes-spec.json")], tmp / "nodes.log")
         procs.append(fake)
         await fake.wait_line("fake nodes ready", 120)
+        for name, port in _read(tmp / "ports.json").items():
+            nodes[name]["port"] = port
+        (tmp / "gateway.yaml").write_text(_gateway_config(nodes, mqtt_port, stats_interval_s))
         t_start = time.perf_counter()
         gw = Proc([*py, "livesight", "gateway", "--config", str(tmp / "gateway.yaml"), "--port", "0"], tmp / "gw.log")
         procs.append(gw)
