@@ -23,7 +23,7 @@ from typing import Any
 
 from livesight.contract.events import finite
 
-CAMERAS_PER_EVENT = 128
+CAMERAS_PER_EVENT = 64
 
 
 def merge_stats(per_node: Iterable[dict[str, Any]], *, now: float | None = None) -> dict[str, Any]:

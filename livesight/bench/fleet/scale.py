@@ -208,6 +208,7 @@ async def _point(
             await asyncio.sleep(0.2)
         await asyncio.sleep(3.0)  # settle: every client got its session.created and the first broadcasts
         crowd_before = _read(tmp / "crowd.json")
+        load_before = os.getloadavg()[0]
         cpu0, t0 = _cpu_s(gw.pid), time.perf_counter()
         health_ms: list[float] = []
         health_bytes = 0
@@ -219,6 +220,7 @@ async def _point(
             health_bytes = size
             await asyncio.sleep(HEALTH_EVERY_S)
         cpu = (_cpu_s(gw.pid) - cpu0) / (time.perf_counter() - t0)
+        load_after = os.getloadavg()[0]
         crowd_after = _read(tmp / "crowd.json")
         rss, rss_peak = _memory_mib(gw.pid)
         metrics_ms, _, metrics_bytes = await _get(gw_port, "/metrics")
@@ -260,6 +262,7 @@ async def _point(
         "crowd_answers": crowd_end.get("answers", 0),
         "crowd_dropped": crowd_end.get("dropped", 0),
         "window_s": round(window, 1),
+        "machine_load_1min": [round(load_before, 2), round(load_after, 2)],  # every process, before / after
         "scene_every_s": scene_every_s,
         "ask_every_s": ask_every_s,
         "samples": {k: [round(x, 3) for x in v] for k, v in samples.items()} | {"healthz_ms": health_ms},
