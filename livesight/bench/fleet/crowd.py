@@ -24,6 +24,8 @@ from typing import Any
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
+from livesight.bench.fleet.procs import write_json
+
 _TYPE_AT = len('{"type":"')
 
 
@@ -89,7 +91,7 @@ async def main(spec: dict[str, Any]) -> None:
             if i % 20 == 19:
                 await asyncio.sleep(0.05)  # connect in small waves, as clients do
         while not stop.is_set():
-            await asyncio.to_thread(status.write_text, json.dumps(crowd.status()))
+            await asyncio.to_thread(write_json, status, crowd.status())
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(1.0):
                     await stop.wait()
@@ -97,7 +99,7 @@ async def main(spec: dict[str, Any]) -> None:
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        await asyncio.to_thread(status.write_text, json.dumps(crowd.status()))
+        await asyncio.to_thread(write_json, status, crowd.status())
 
 
 if __name__ == "__main__":

@@ -39,6 +39,7 @@ from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
+from livesight.bench.fleet.procs import write_json
 from livesight.contract import events as ev
 from livesight.contract.api import StatsSnapshot
 from livesight.fleet import topics
@@ -234,7 +235,7 @@ async def main(spec: dict[str, Any]) -> None:
     rng = random.Random(7)
 
     async def write_status() -> None:
-        await asyncio.to_thread(status.write_text, json.dumps({n.name: asdict(n.counts) for n in nodes}))
+        await asyncio.to_thread(write_json, status, {n.name: asdict(n.counts) for n in nodes})
 
     async with contextlib.AsyncExitStack() as stack:
         for node in nodes:
@@ -251,7 +252,7 @@ async def main(spec: dict[str, Any]) -> None:
             )
             node.port = int(server.sockets[0].getsockname()[1])
         ports = {n.name: n.port for n in nodes}
-        await asyncio.to_thread(Path(spec["ports_file"]).write_text, json.dumps(ports))
+        await asyncio.to_thread(write_json, Path(spec["ports_file"]), ports)
         await announce(spec, nodes)
         print("fake nodes ready", flush=True)
         async with asyncio.TaskGroup() as tg:

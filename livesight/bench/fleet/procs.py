@@ -4,6 +4,7 @@ to a log file, a line awaited in that log, the broker's binary."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import shutil
@@ -20,6 +21,13 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def write_json(path: Path, obj: object) -> None:
+    """Write JSON so that a reader never sees half of it (a temporary file renamed over the old one)."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj))
+    tmp.replace(path)
 
 
 def mosquitto_binary(bench: str) -> str:

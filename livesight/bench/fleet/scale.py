@@ -236,7 +236,8 @@ async def _point(
     crowd_end = _read(tmp / "crowd.json")
     med = {k: statistics.median(v) for k, v in samples.items()}
     pairs = [g - d for d, g in zip(samples["direct_ttft"], samples["gw_ttft"], strict=True)]
-    msgs = {k: crowd_after["messages"].get(k, 0) - crowd_before["messages"].get(k, 0) for k in crowd_after["messages"]}
+    after, before = crowd_after.get("messages", {}), crowd_before.get("messages", {})
+    msgs = {k: after.get(k, 0) - before.get(k, 0) for k in after}
     return {
         "cameras": cameras,
         "nodes": n_nodes,
