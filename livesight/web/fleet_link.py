@@ -13,7 +13,8 @@
 
 Who may use it: the fleet's own credential (`fleet.node_token`, a bearer token), never the client-facing
 `server.auth_token`; a request with an `Origin` header is refused (403: a browser has no business here). Without a
-`node_token` (a fleet on loopback only: config.py refuses it beyond loopback) no token is asked.
+`node_token` (a fleet on loopback only: config.py refuses it beyond loopback) no token is asked, and only a loopback
+`Host` is served (a web page whose name was rebound to 127.0.0.1 sends its own name: 403).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from starlette.datastructures import Headers
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from livesight.config import is_loopback
 from livesight.contract.session import ClientLimits
 from livesight.web.responses import text_response
 
@@ -70,6 +72,10 @@ class FleetLinkGate:
             self.refused += 1
             await _answer(text_response(403, "the fleet link takes no browser requests\n"), scope, receive, send)
             return
+        if self._token is None and not _loopback_host(headers.get("host", "")):
+            self.refused += 1
+            await _answer(text_response(403, "host not allowed\n"), scope, receive, send)
+            return
         if not self._authorized(headers):
             self.refused += 1
             log.warning("fleet link: refused a request without the fleet's credential (%s %s)", scope["type"], path)
@@ -94,6 +100,17 @@ class FleetLinkGate:
         auth = headers.get("authorization", "")
         given = auth[7:].strip().encode() if auth[:7].lower() == "bearer " else b""
         return bool(given) and hmac.compare_digest(given, self._token)
+
+
+def _loopback_host(host: str) -> bool:
+    """Is the Host header a loopback name (127.x, ::1, localhost), with or without a port?"""
+    if host.startswith("["):  # [::1]:8765
+        name = host[1 : host.find("]")] if "]" in host else ""
+    elif host.count(":") == 1:  # 127.0.0.1:8765, localhost:8765
+        name = host.split(":", 1)[0]
+    else:  # no port, or a bare IPv6 address
+        name = host
+    return is_loopback(name.lower())
 
 
 async def _answer(response: Response, scope: Scope, receive: Receive, send: Send) -> None:

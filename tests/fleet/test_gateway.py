@@ -180,9 +180,15 @@ async def test_chat_page_through_the_gateway(fleet: tuple[dict[str, Node], Gatew
                 await page.locator(".camera .cam-id", has_text=cam).wait_for()
             await page.locator("#model-banner", has_text="random weights").wait_for()
             await page.select_option("#camera", "cam3")
+            # the live view: a frame on node b's cam3 (the sampler's count, as a camera task keeps it), its stats
+            await feed(nodes["b"], "cam3", 2)
+            nodes["b"].pipe.service.counters["cam3"].frames_sampled = 2
+            nodes["b"].pipe.publish(nodes["b"].pipe.service.stats())
+            await page.locator("#live-cap", has_text="cam3 · frame 2").wait_for(timeout=10_000)
+            assert await page.eval_on_selector("#live-img", "img => img.naturalWidth") > 0  # the node's JPEG
             await page.fill("#question", "who is at the gate?")
             await page.click("#ask")
-            await page.locator(".msg.answer .text", has_text=echoed("who is at the gate?")).wait_for()
+            await page.locator(".msg.answer .text", has_text="You asked: who is at the gate?").wait_for()
             assert nodes["b"].pipe.backend.asked == [("cam3", "who is at the gate?")]
             await nodes["b"].stop()
             await page.locator(".camera .badge.state-unavailable").first.wait_for()

@@ -9,6 +9,7 @@ is down gets `camera_unavailable` (503) on every surface.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -19,7 +20,7 @@ import pytest
 from websockets.asyncio.client import connect
 
 from tests.fleet.inproc import OWNERS, Gateway, Node, feed_one, gateway, hello, linked, of_type, start_node
-from tests.helpers import eventually, http_get, recv_until
+from tests.helpers import eventually, http_get, parse_response, recv_until
 from tests.mosquitto import MOSQUITTO, Mosquitto
 
 pytestmark = [
@@ -172,3 +173,33 @@ async def test_a_camera_whose_node_is_down_is_unavailable_on_every_surface(
         await ws.send(json.dumps({"type": "query", "id": "q1", "text": "x", "camera": "cam3"}))
         err, _ = await recv_until(ws, of_type("error", event_id="q1"))
         assert err["code"] == "camera_unavailable"
+
+
+async def test_the_nodes_picture_door_is_for_the_gateway_only(pictured: tuple[dict[str, Node], Gateway]) -> None:
+    """/fleet/api on a node (a loopback fleet without a credential): a loopback Host only (a page whose name was
+    rebound to 127.0.0.1 sends its own), never a browser (an Origin), never a WebSocket path but /fleet."""
+    nodes, _ = pictured
+    port = nodes["a"].server.port
+    assert port is not None
+    path = "/fleet/api/cameras/cam1/latest.jpg"
+    close = {"Connection": "close"}  # the door keeps connections alive (for the gateway's pool): this client does not
+    status, _, body = await http_get(port, path, close)
+    assert status == 200 and body[:2] == b"\xff\xd8"
+    status, _, body = await raw_get(port, path, host=f"evil.example:{port}")
+    assert status == 403 and b"\xff\xd8" not in body
+    assert (await raw_get(port, path, host=f"localhost:{port}"))[0] == 200
+    status, _, body = await http_get(port, path, {**close, "Origin": f"http://127.0.0.1:{port}"})
+    assert status == 403 and b"\xff\xd8" not in body
+    assert (await http_get(port, "/fleet/other", close))[0] == 404
+    assert (await http_get(port, "/fleet/api/cameras/cam1/latest.jpg", close, method="POST"))[0] == 404
+
+
+async def raw_get(port: int, path: str, *, host: str) -> tuple[int, dict[str, str], bytes]:
+    """One GET with exactly this Host header (tests.helpers always sends 127.0.0.1's)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(f"GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
+    await writer.drain()
+    data = await asyncio.wait_for(reader.read(), 5)
+    writer.close()
+    await writer.wait_closed()
+    return parse_response(data)
