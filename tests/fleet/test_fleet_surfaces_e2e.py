@@ -155,6 +155,15 @@ async def test_every_surface_one_link_and_a_node_killed_mid_stream(
             )
             chunks = [ch async for ch in stream]
             assert chunks[0].object == "chat.completion.chunk" and chunks[-1].choices[0].finish_reason == "length"
+            # the same object shapes as the node's own API (asked directly, with the node's client token)
+            req: Any = {"model": "livesight/gate", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 3}
+            async with openai.AsyncOpenAI(base_url=f"http://127.0.0.1:{pb}/v1", api_key=NODE_TOKEN) as direct:
+                d = (await direct.chat.completions.create(**req)).model_dump()
+            g = (await c.chat.completions.create(**req)).model_dump()
+            assert (
+                set(d) == set(g) and set(d["choices"][0]) == set(g["choices"][0]) and set(d["usage"]) == set(g["usage"])
+            )
+            assert (d["object"], d["model"], g["model"]) == ("chat.completion", "livesight/gate", "livesight/gate")
 
         # --- eight WebSocket clients, one link per node
         async with contextlib.AsyncExitStack() as stack:
