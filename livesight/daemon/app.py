@@ -246,7 +246,8 @@ class App:
         if cfg.fleet is None:
             return None
         assert self.port is not None
-        url = cfg.node.url or default_node_url(cfg.server.host, self.port, socket.gethostname())
+        url = cfg.node.url or cfg.fleet.url_of(cfg.node.id)  # what the gateway will use anyway, when configured
+        url = url or default_node_url(cfg.server.host, self.port, socket.gethostname())
         return FleetAnnouncer(
             cfg.mqtt.prefix, node=cfg.node.id, url=url, cameras=[c.id for c in cfg.cameras], key=cfg.fleet.token
         )
