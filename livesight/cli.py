@@ -133,7 +133,11 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--device", default="cpu")
     sp.add_argument("--shape", choices=["tiny", "7b"], default="tiny", help="random-weight model shape")
     sp.add_argument("--quick", action="store_true", help="shorter runs (for tests)")
-    sp.add_argument("--docs", default=None, help="with `all`: also regenerate DOCS/benchmarks.md (plots in DOCS/bench)")
+    sp.add_argument(
+        "--docs",
+        default=None,
+        help="also regenerate DOCS/benchmarks.md (JSON and plots in DOCS/bench; one benchmark: the others kept)",
+    )
     sp.add_argument("--baseline", default=None, help="with `web`: another checkout to measure side by side (a DIR)")
     return p
 

@@ -25,6 +25,8 @@ Identifier = Annotated[str, Field(pattern=IDENTIFIER_PATTERN)]
 
 
 MAX_CAMERAS_PER_NODE = 64
+MAX_FLEET_CAMERAS = 16384  # cameras in one fleet config (the gateway's directory holds as many)
+NODE_URL_PATTERN = r"^wss?://[^\s/]+(/\S*)?$"
 # what a source string may be (streaming/sources.py opens them): a URL of these schemes, /dev/videoN, lavfi:<graph>,
 # builtin:<name>, or a file path
 NETWORK_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "rtmps://", "http://", "https://", "srt://", "udp://", "tcp://")
@@ -461,27 +463,77 @@ class NodeConfig(_Strict):
     )
     url: str | None = Field(
         None,
-        pattern=r"^wss?://[^\s/]+(/\S*)?$",
+        pattern=NODE_URL_PATTERN,
         description="the WebSocket URL the gateway reaches this node at; default ws://<host>:<bound port>",
     )
 
 
-class FleetConfig(_Strict):
-    """Several daemons sharing one config and one MQTT broker (docs/fleet.md)."""
+class FleetNodeConfig(_Strict):
+    """One node of `fleet.nodes` with the address the gateway reaches it at (a plain id takes `fleet.node_url`)."""
 
-    nodes: list[str] = Field(
-        ..., min_length=1, max_length=1024, description="node ids (each like a camera id) cameras are hashed over"
+    id: Identifier
+    url: str | None = Field(
+        None,
+        pattern=NODE_URL_PATTERN,
+        description="the node's WebSocket URL as the gateway reaches it (ws://host:port); default: fleet.node_url",
     )
+
+
+class FleetConfig(_Strict):
+    """Several daemons sharing one config and one MQTT broker (docs/fleet.md). Where the gateway finds each node comes
+    from here (a node's `url`, or the `node_url` template), or from a node's MQTT announcement signed with
+    `node_token`: never from an unsigned message on the broker."""
+
+    nodes: list[str | FleetNodeConfig] = Field(
+        ...,
+        min_length=1,
+        max_length=1024,
+        description="node ids (each like a camera id) cameras are hashed over, or {id, url} entries",
+    )
+    node_url: str | None = Field(
+        None,
+        pattern=r"^wss?://\S*\{node\}\S*$",
+        description="the gateway's address of every node not given a url, '{node}' standing for its id, e.g. "
+        "ws://{node}.livesight-nodes:8765 (a StatefulSet's pod names)",
+    )
+    node_token: SecretStr | None = Field(
+        None,
+        min_length=16,
+        description="the fleet's own credential (use ${ENV_VAR}): a node requires it on its gateway link (/fleet) and "
+        "signs its MQTT announcements with it; the gateway presents it and trusts only announcements it signed. "
+        "Required when server.host is not loopback; never the gateway's client-facing server.auth_token",
+    )
+
+    @field_validator("nodes", mode="before")
+    @classmethod
+    def _valid_node_ids(cls, v: Any) -> Any:
+        for n in v if isinstance(v, list) else ():
+            if isinstance(n, str) and not re.match(IDENTIFIER_PATTERN, n):  # an id (the pattern of camera ids)
+                raise ValueError(f"not a valid node id: {n!r} (letters, digits, _ . -; at most 64)")
+        return v
 
     @field_validator("nodes")
     @classmethod
-    def _valid_unique_nodes(cls, v: list[str]) -> list[str]:
-        bad = [n for n in v if not re.match(IDENTIFIER_PATTERN, n)]
-        if bad:
-            raise ValueError(f"not a valid node id: {bad[0]!r} (letters, digits, _ . -; at most 64)")
-        if len(set(v)) != len(v):
+    def _unique_nodes(cls, v: list[str | FleetNodeConfig]) -> list[str | FleetNodeConfig]:
+        ids = [n if isinstance(n, str) else n.id for n in v]
+        if len(set(ids)) != len(ids):
             raise ValueError("node ids must be unique")
         return v
+
+    @property
+    def node_ids(self) -> list[str]:
+        return [n if isinstance(n, str) else n.id for n in self.nodes]
+
+    @property
+    def token(self) -> str | None:
+        return self.node_token.get_secret_value() if self.node_token is not None else None
+
+    def url_of(self, node: str) -> str | None:
+        """The node's address from the config: its own `url`, else `node_url` with its id; None when neither."""
+        for n in self.nodes:
+            if isinstance(n, FleetNodeConfig) and n.id == node and n.url is not None:
+                return n.url
+        return self.node_url.replace("{node}", node) if self.node_url is not None else None
 
 
 class WorkerConfig(_Strict):
@@ -505,7 +557,9 @@ class LoggingConfig(_Strict):
 
 
 class Config(_Strict):
-    cameras: list[CameraConfig] = Field(..., min_length=1, max_length=4096, description="at most 64 per node")
+    cameras: list[CameraConfig] = Field(
+        ..., min_length=1, max_length=MAX_FLEET_CAMERAS, description="at most 64 per node"
+    )
     model: ModelConfig
     dtd: DTDConfig = DTDConfig()
     memory: MemoryConfig = MemoryConfig()
@@ -564,8 +618,9 @@ class Config(_Strict):
                     raise ValueError(f"cameras.{i}.node: needs a fleet section listing the node")
             return self
         for i, cam in enumerate(self.cameras):
-            if cam.node is not None and cam.node not in self.fleet.nodes:
+            if cam.node is not None and cam.node not in self.fleet.node_ids:
                 raise ValueError(f"cameras.{i}.node: {cam.node!r} is not one of fleet.nodes")
+        _check_fleet_trust(self.fleet, self.server)
         return self
 
     @model_validator(mode="after")
@@ -616,6 +671,8 @@ class Config(_Strict):
             out.append(self.model.api_key.get_secret_value())
         if self.model.base_url is not None:
             out += url_secrets(self.model.base_url)
+        if self.fleet is not None and self.fleet.node_token is not None:
+            out.append(self.fleet.node_token.get_secret_value())
         return tuple(s for s in out if s)
 
     def dtd_for(self, camera: CameraConfig) -> DTDConfig:
@@ -623,6 +680,69 @@ class Config(_Strict):
 
     def proactive_for(self, camera: CameraConfig) -> bool:
         return self.proactive.enabled if camera.proactive is None else camera.proactive
+
+
+def _check_fleet_trust(fleet: FleetConfig, server: ServerConfig) -> None:
+    """The fleet's credential is its own: required beyond loopback, never the client-facing token."""
+    if fleet.node_token is None and not is_loopback(server.host):
+        raise ValueError(
+            f"fleet.node_token is required when server.host is not loopback (host={server.host!r}): the nodes' "
+            "gateway link (/fleet) and their MQTT announcements need the fleet's credential"
+        )
+    if fleet.node_token is not None and fleet.node_token.get_secret_value() == server.auth_token:
+        raise ValueError(
+            "fleet.node_token must differ from server.auth_token (the fleet's credential opens every node's gateway "
+            "link; a client's token must not)"
+        )
+
+
+class GatewayConfig(_Strict):
+    """`livesight gateway`'s view of the fleet config. It reads `cameras` (ids and owners), `fleet`, `server`, `mqtt`
+    and `logging`; the daemon's own sections (`model`, `dtd`, `memory`, `scenes`, `proactive`, `worker`, `node`) may be
+    present (a file shared with the nodes: then they are checked as the nodes will) and are not used."""
+
+    cameras: list[CameraConfig] = Field(..., min_length=1, max_length=MAX_FLEET_CAMERAS)
+    fleet: FleetConfig
+    server: ServerConfig = ServerConfig()
+    mqtt: MQTTConfig = MQTTConfig()
+    logging: LoggingConfig = LoggingConfig()
+    model: ModelConfig | None = None
+    dtd: DTDConfig | None = None
+    memory: MemoryConfig | None = None
+    scenes: SceneConfig | None = None
+    proactive: ProactiveConfig | None = None
+    worker: WorkerConfig | None = None
+    node: NodeConfig | None = None
+
+    @model_validator(mode="after")
+    def _fleet(self) -> GatewayConfig:
+        seen: set[str] = set()
+        for i, cam in enumerate(self.cameras):
+            if cam.id in seen:
+                raise ValueError(f"cameras: duplicate camera id {cam.id!r}")
+            seen.add(cam.id)
+            if cam.node is not None and cam.node not in self.fleet.node_ids:
+                raise ValueError(f"cameras.{i}.node: {cam.node!r} is not one of fleet.nodes")
+        if not self.mqtt.enabled:
+            raise ValueError("mqtt.enabled: the gateway finds the nodes through MQTT; enable it")
+        _check_fleet_trust(self.fleet, self.server)
+        return self
+
+    def secrets(self) -> tuple[str, ...]:
+        """Every secret string the gateway holds (camera URL credentials in a shared fleet file, the client token, the
+        fleet's credential, the MQTT password): what its log is scrubbed of."""
+        out: list[str] = []
+        for cam in self.cameras:
+            out += url_secrets(cam.source)
+        if self.server.auth_token:
+            out.append(self.server.auth_token)
+        if self.fleet.node_token is not None:
+            out.append(self.fleet.node_token.get_secret_value())
+        if self.mqtt.password is not None:
+            out.append(self.mqtt.password.get_secret_value())
+        if self.model is not None and self.model.api_key is not None:
+            out.append(self.model.api_key.get_secret_value())
+        return tuple(s for s in out if s)
 
 
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -666,8 +786,30 @@ def parse_config(data: Any, *, origin: str = "config") -> Config:
         raise ConfigError(f"{origin}: invalid configuration:\n  " + "\n  ".join(format_validation_error(e))) from None
 
 
+def parse_gateway_config(data: Any, *, origin: str = "config") -> GatewayConfig:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{origin}: the top level must be a mapping")
+    if not isinstance(data.get("fleet"), dict):
+        raise ConfigError(f"{origin}: fleet: the gateway needs a fleet section (fleet.nodes)")
+    try:
+        return GatewayConfig.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(f"{origin}: invalid configuration:\n  " + "\n  ".join(format_validation_error(e))) from None
+
+
+def load_gateway_config(path: str | Path, *, env: dict[str, str] | None = None) -> GatewayConfig:
+    """Load the gateway's config (a fleet config; no model section needed)."""
+    data, origin = _load_yaml(path, env)
+    return parse_gateway_config(data, origin=origin)
+
+
 def load_config(path: str | Path | None = None, *, env: dict[str, str] | None = None) -> Config:
     """Load a YAML config file (None = the embedded demo config)."""
+    data, origin = _load_yaml(path, env)
+    return parse_config(data, origin=origin)
+
+
+def _load_yaml(path: str | Path | None, env: dict[str, str] | None) -> tuple[Any, str]:
     if path is None:
         text = resources.files("livesight").joinpath("configs/demo.yaml").read_text()
         origin = "demo.yaml"
@@ -679,7 +821,6 @@ def load_config(path: str | Path | None = None, *, env: dict[str, str] | None = 
         except OSError as e:
             raise ConfigError(f"cannot read config {origin}: {e.strerror or e}") from None
     try:
-        data = yaml.safe_load(substitute_env(text, env))
+        return yaml.safe_load(substitute_env(text, env)), origin
     except yaml.YAMLError as e:
         raise ConfigError(f"{origin}: not valid YAML: {e}") from None
-    return parse_config(data, origin=origin)

@@ -5,12 +5,13 @@
 
 from __future__ import annotations
 
+import inspect
 import typing
 
 from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
 
-from livesight.config import Config
+from livesight.config import Config, GatewayConfig
 
 HEADER = """# Configuration reference
 
@@ -60,7 +61,7 @@ def _nested(ann: object) -> type[BaseModel] | None:
 def render_model(model: type[BaseModel], prefix: str, out: list[str], seen: set[type[BaseModel]]) -> None:
     out.append(f"\n## `{prefix or 'top level'}`\n")
     if model.__doc__ and model is not Config:
-        out.append(model.__doc__.strip() + "\n")
+        out.append(inspect.cleandoc(model.__doc__) + "\n")
     out.append("| key | type | default | meaning |\n| --- | --- | --- | --- |")
     nested: list[tuple[str, type[BaseModel]]] = []
     for name, f in model.model_fields.items():
@@ -87,6 +88,10 @@ def render_model(model: type[BaseModel], prefix: str, out: list[str], seen: set[
 def render() -> str:
     out = [HEADER]
     render_model(Config, "", out, set())
+    out.append("\n## `livesight gateway`\n")
+    out.append(inspect.cleandoc(GatewayConfig.__doc__ or "") + "\n")
+    reads = ", ".join(f"`{k}`" for k in GatewayConfig.model_fields)
+    out.append(f"Its keys: {reads}; `fleet` is required, `model` is not (docs/fleet.md).")
     return "\n".join(out) + "\n"
 
 

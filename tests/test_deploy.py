@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
-from livesight.config import load_config
+from livesight.config import load_config, load_gateway_config
 from livesight.fleet.ownership import assignment, for_node
 
 kv = pytest.importorskip("kubernetes_validate", reason="needs PyPI kubernetes-validate (the dev extra)")
@@ -53,10 +53,17 @@ def test_fleet_config_matches_the_statefulset(tmp_path: Path) -> None:
     assert headless["spec"]["clusterIP"] == "None"
     text = m[("ConfigMap", "livesight-fleet")]["data"]["fleet.yaml"]
     (tmp_path / "fleet.yaml").write_text(text)
-    env = {"POD_NAME": "livesight-1", "LIVESIGHT_TOKEN": "t", "CAMERA_USER": "u", "CAMERA_PASSWORD": "p"}
+    env = {
+        "POD_NAME": "livesight-1",
+        "LIVESIGHT_TOKEN": "t",
+        "LIVESIGHT_NODE_TOKEN": "fleet-credential-0123456789",
+        "CAMERA_USER": "u",
+        "CAMERA_PASSWORD": "p",
+    }
     cfg = load_config(tmp_path / "fleet.yaml", env=env)
     pods = [f"{sts['metadata']['name']}-{i}" for i in range(sts["spec"]["replicas"])]
-    assert cfg.fleet is not None and cfg.fleet.nodes == pods
+    assert cfg.fleet is not None and cfg.fleet.node_ids == pods
+    assert [cfg.fleet.url_of(p) for p in pods] == [f"ws://{p}.{headless['metadata']['name']}:8765" for p in pods]
     assert cfg.node.url == f"ws://livesight-1.{headless['metadata']['name']}:{cfg.server.port}"
     # every camera has exactly one node among the pods, and every pod gets some
     assert set(assignment(cfg).values()) <= set(pods)
@@ -73,6 +80,8 @@ def test_fleet_config_matches_the_statefulset(tmp_path: Path) -> None:
     needed = set(re.findall(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}", text))
     assert needed <= {e["name"] for e in gw["env"]}
     assert needed <= {e["name"] for e in node["env"]}
+    gw_cfg = load_gateway_config(tmp_path / "fleet.yaml", env={**env, "POD_NAME": "", "CAMERA_USER": ""})
+    assert gw_cfg.fleet.token == env["LIVESIGHT_NODE_TOKEN"] != gw_cfg.server.auth_token  # its own credential
     assert cfg.mqtt.enabled and cfg.mqtt.host == m[("Service", "mosquitto")]["metadata"]["name"]
 
 

@@ -1,31 +1,27 @@
 """The serving benchmarks: `livesight bench gateway` (below) and `livesight bench web` (`run_web`, at the end).
 
-`livesight bench gateway`: what the gateway adds to a question's time to first token (direct vs gateway, same run).
+`livesight bench gateway`, in two parts:
 
-A real broker (Mosquitto, found on PATH), one real daemon (`livesight serve`, a fleet of one node, the tiny model on a
-live lavfi camera) and one real gateway (`livesight gateway`), each its own process on loopback. One client
-connection to the node and one to the gateway ask in strict alternation (direct, gateway, direct, …), so both see the
-same model, load and machine. Per question, measured at the client:
+1. **one real node**: what the gateway adds to a question's time to first token (direct vs gateway, same run). A real
+   broker (Mosquitto, found on PATH), one real daemon (`livesight serve`, a fleet of one node, the tiny model on a live
+   lavfi camera) and one real gateway (`livesight gateway`), each its own process on loopback. One client connection
+   to the node and one to the gateway ask in strict alternation (direct, gateway, direct, …), so both see the same
+   model, load and machine. Per question, measured at the client: `created_ms` (send → `response.created`: the daemon
+   sends it as soon as the question is queued, the transport alone) and `ttft_ms` (send → first `response.delta`).
+   The overhead is the median of the gateway's minus the median of the direct figures; `paired_ms` is the median of
+   the differences of adjacent pairs (less sensitive to drift during the run).
+2. **fleet scale** (bench/fleet/scale.py): 1,000 and 5,000 cameras on simulated nodes, 200 clients on the real
+   gateway: its CPU and memory, `/healthz` latency, upstream connections per node, TTFT through it against direct.
 
-- `created_ms`: send → `response.created` (the daemon sends it as soon as the question is queued: the transport
-  alone, no model);
-- `ttft_ms`: send → first `response.delta` (what a user waits for).
-
-The overhead is the median of the gateway's minus the median of the direct figures; `paired_ms` is the median of the
-differences of adjacent pairs (less sensitive to drift during the run).
+Targets (issue 21): upstream connections per node = 1 (+1 while reconnecting) for any number of clients; at 5,000
+cameras `/healthz` p95 ≤ 50 ms and gateway RSS ≤ 300 MiB; TTFT overhead through the gateway ≤ 5 ms median.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import os
-import re
-import shutil
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -34,6 +30,7 @@ from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
 
+from livesight.bench.fleet.procs import Proc, free_port, mosquitto_binary
 from livesight.errors import LivesightError
 
 TARGET_MS = 5.0
@@ -47,46 +44,6 @@ server: {{host: 127.0.0.1, port: 0, stats_interval_s: 5}}
 mqtt: {{enabled: true, port: {mqtt}, prefix: bench, keepalive_s: 5}}
 fleet: {{nodes: [n1]}}
 """
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class _Proc:
-    def __init__(self, argv: list[str], log: Path, env: dict[str, str] | None = None) -> None:
-        self.log = log
-        self._fh = log.open("w")
-        self.proc = subprocess.Popen(
-            argv,
-            stdout=self._fh,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
-        )
-
-    async def wait_line(self, pattern: str, within: float) -> re.Match[str]:
-        deadline = time.monotonic() + within
-        rx = re.compile(pattern)
-        while time.monotonic() < deadline:
-            m = rx.search(self.log.read_text())
-            if m:
-                return m
-            if self.proc.poll() is not None:
-                break
-            await asyncio.sleep(0.1)
-        raise LivesightError(f"bench gateway: {self.log.name}: no {pattern!r}:\n{self.log.read_text()[-2000:]}")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self._fh.close()
 
 
 async def _ask(ws: ClientConnection, qid: str) -> tuple[float, float, float | None]:
@@ -143,17 +100,17 @@ def _ready(port: int) -> bool:
 async def _run(mosquitto: str, n: int, device: str) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="bench-gw-") as tmp_s:
         tmp = Path(tmp_s)
-        mqtt_port = _free_port()
+        mqtt_port = free_port()
         (tmp / "mosquitto.conf").write_text(
             f"listener {mqtt_port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
         )
         (tmp / "fleet.yaml").write_text(_CONFIG.format(mqtt=mqtt_port, device=device))
         py = [sys.executable, "-m", "livesight"]
-        procs = [_Proc([mosquitto, "-c", str(tmp / "mosquitto.conf")], tmp / "mosquitto.log")]
+        procs = [Proc([mosquitto, "-c", str(tmp / "mosquitto.conf")], tmp / "mosquitto.log")]
         try:
             await asyncio.sleep(0.3)
-            procs.append(_Proc([*py, "serve", "--config", str(tmp / "fleet.yaml"), "--node", "n1"], tmp / "node.log"))
-            procs.append(_Proc([*py, "gateway", "--config", str(tmp / "fleet.yaml"), "--port", "0"], tmp / "gw.log"))
+            procs.append(Proc([*py, "serve", "--config", str(tmp / "fleet.yaml"), "--node", "n1"], tmp / "node.log"))
+            procs.append(Proc([*py, "gateway", "--config", str(tmp / "fleet.yaml"), "--port", "0"], tmp / "gw.log"))
             node_port = int((await procs[1].wait_line(r"listening on ws://127\.0\.0\.1:(\d+)", 120)).group(1))
             gw_port = int((await procs[2].wait_line(r"listening on ws://127\.0\.0\.1:(\d+)", 60)).group(1))
             deadline = time.monotonic() + 120
@@ -186,20 +143,71 @@ async def _run(mosquitto: str, n: int, device: str) -> dict[str, Any]:
     return result
 
 
+SCALE_POINTS = ((1000, 200), (5000, 200))  # (cameras, clients)
+QUICK_POINTS = ((200, 20),)
+HEALTHZ_P95_TARGET_MS = 50.0
+RSS_TARGET_MIB = 300.0
+
+
 def run(out: Path, *, quick: bool = False, device: str = "cpu", shape: str = "tiny") -> dict[str, Any]:
+    from livesight.bench.fleet.scale import run_point
+
     if shape != "tiny":
         raise LivesightError("bench gateway: only the tiny model (the gateway's cost does not depend on the model)")
-    mosquitto = shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None)
-    if mosquitto is None:
-        raise LivesightError("bench gateway: needs mosquitto (scripts/system-deps.sh)")
-    result = asyncio.run(_run(mosquitto, 10 if quick else 40, device))
-    s = result
-    result["summary"] = (
-        f"TTFT direct {s['direct_ttft_ms_median']} ms vs through the gateway {s['gateway_ttft_ms_median']} ms: "
-        f"overhead {s['ttft_overhead_ms']} ms (paired {s['ttft_overhead_paired_ms']} ms; target <= {TARGET_MS} ms); "
-        f"transport alone (to response.created) +{s['created_overhead_paired_ms']} ms"
-    )
-    return result
+    real = asyncio.run(_run(mosquitto_binary("gateway"), 10 if quick else 40, device))
+    points = [
+        run_point(cameras=c, clients=k, window_s=4 if quick else 20, ttft_pairs=10 if quick else 40)
+        for c, k in (QUICK_POINTS if quick else SCALE_POINTS)
+    ]
+    rows: list[dict[str, Any]] = [
+        {
+            "setup": "1 real node (tiny model), 1 client each way",
+            "TTFT direct ms": real["direct_ttft_ms_median"],
+            "TTFT through the gateway ms": real["gateway_ttft_ms_median"],
+            "TTFT overhead ms (paired)": real["ttft_overhead_paired_ms"],
+        }
+    ]
+    for p in points:
+        rows.append(
+            {
+                "setup": f"{p['cameras']:,} cameras on {p['nodes']} simulated nodes, {p['clients']} clients",
+                "upstream connections per node (max)": p["links_per_node_max"],
+                "gateway CPU (cores)": p["gateway_cpu_cores"],
+                "gateway RSS MiB (peak)": f"{p['gateway_rss_mib']} ({p['gateway_rss_peak_mib']})",
+                "/healthz p50 / p95 ms": f"{p['healthz_ms_p50']} / {p['healthz_ms_p95']}",
+                "TTFT direct ms": p["direct_ttft_ms_median"],
+                "TTFT through the gateway ms": p["gateway_ttft_ms_median"],
+                "TTFT overhead ms (paired)": p["ttft_overhead_paired_ms"],
+            }
+        )
+    biggest = points[-1]
+    checks = {
+        "upstream connections per node <= 1 (+1 reconnecting)": all(p["links_per_node_max"] <= 2 for p in points),
+        f"/healthz p95 <= {HEALTHZ_P95_TARGET_MS} ms at {biggest['cameras']} cameras": biggest["healthz_ms_p95"]
+        <= HEALTHZ_P95_TARGET_MS,
+        f"gateway RSS <= {RSS_TARGET_MIB} MiB at {biggest['cameras']} cameras": biggest["gateway_rss_peak_mib"]
+        <= RSS_TARGET_MIB,
+        f"TTFT overhead <= {TARGET_MS} ms median": all(x["ttft_overhead_ms"] <= TARGET_MS for x in (real, *points)),
+    }
+    notes = [
+        "Targets: " + "; ".join(f"{k}: {'met' if v else 'NOT met'}" for k, v in checks.items()) + ".",
+        "Fleet scale: each simulated node (bench/fleet/fake_nodes.py) speaks the node protocol for 64 cameras: stats "
+        f"every 2 s in the daemon's shape, a scene change per camera every {points[-1]['scene_every_s']:.0f} s on "
+        f"average, answers at once; each of the clients (bench/fleet/crowd.py) reads everything and asks a random "
+        f"camera every {points[-1]['ask_every_s']:.0f} s on average. The gateway's config lists every node's address "
+        "and has no model section. CPU and RSS are the gateway process's (from /proc) over a "
+        f"{points[-1]['window_s']:.0f} s window; /healthz is requested with the token (the whole body: "
+        f"{biggest['healthz_bytes']:,} bytes at {biggest['cameras']:,} cameras) every 0.2 s meanwhile.",
+        "TTFT at fleet scale: the same simulated node asked directly and through the gateway in strict alternation "
+        "while the crowd runs (a simulated node answers at once: the figures are the transport's).",
+    ]
+    return {
+        "summary": rows,
+        "notes": notes,
+        "targets": checks,
+        "real_node": real,
+        "scale": points,
+    }
 
 
 # ---- `livesight bench web [--baseline DIR]`: the web face, this checkout against another, in one run --------------
@@ -309,13 +317,13 @@ async def _run_web(trees: dict[str, Path], rounds: int, n: int, events: int) -> 
     with tempfile.TemporaryDirectory(prefix="bench-web-") as tmp_s:
         tmp = Path(tmp_s)
         (tmp / "web.yaml").write_text(_WEB_CONFIG)
-        procs: dict[str, _Proc] = {}
+        procs: dict[str, Proc] = {}
         ports: dict[str, int] = {}
         try:
             for name, tree in trees.items():
                 env_path = str(tree)
                 argv = [sys.executable, "-m", "livesight", "serve", "--config", str(tmp / "web.yaml"), "--port", "0"]
-                procs[name] = _Proc(argv, tmp / f"{name}.log", env={"PYTHONPATH": env_path})
+                procs[name] = Proc(argv, tmp / f"{name}.log", env={"PYTHONPATH": env_path})
             for name, proc in procs.items():
                 ports[name] = int((await proc.wait_line(r"listening on ws://127\.0\.0\.1:(\d+)", 120)).group(1))
             for name, port in ports.items():

@@ -20,7 +20,10 @@ TITLES = {
     "e2e": "End to end",
     "scenes": "Scene boundaries: hard suite and real clips",
     "remote": "Remote model server: what is sent, TTFT over time, a server outage",
+    "gateway": "Fleet gateway: one link per node, thousands of cameras, TTFT through it",
 }
+# run on their own (`livesight bench NAME --out DIR --docs DOCS`), not by `bench all`: shown when their JSON is there
+ALSO_REPORTED = ("gateway",)
 
 
 def _fmt(v: Any) -> str:
@@ -69,7 +72,7 @@ def render(out_dir: Path, *, plots_rel: str | None = None, gpu_dir: Path | None 
 
 def _sections(out_dir: Path, *, plots_rel: str | None, prefix: str = "", command: str = "") -> list[str]:
     parts: list[str] = []
-    for name in BENCHES:
+    for name in (*BENCHES, *ALSO_REPORTED):
         path = out_dir / f"{name}.json"
         if not path.is_file():
             continue
@@ -94,6 +97,22 @@ def _sections(out_dir: Path, *, plots_rel: str | None, prefix: str = "", command
             rel = f"{plots_rel}/{plot}" if plots_rel else plot
             parts += ["", f"![{plot}]({rel})"]
     return parts
+
+
+def add_to_report(result: Path, docs: Path) -> Path:
+    """One benchmark run on its own (`livesight bench NAME --docs DOCS`): its JSON (and PNGs) go to DOCS/bench beside
+    the others, and DOCS/benchmarks.md is rendered again from DOCS/bench (the other benchmarks' figures unchanged)."""
+    import shutil
+
+    assets = Path(docs) / "bench"
+    assets.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(result, assets / result.name)
+    for plot in json.loads(result.read_text()).get("plots", []):
+        if (result.parent / plot).is_file():
+            shutil.copy2(result.parent / plot, assets / plot)
+    target = Path(docs) / "benchmarks.md"
+    target.write_text(render(assets, plots_rel="bench", gpu_dir=assets / GPU_DIR))
+    return target
 
 
 def write_report(out_dir: Path, docs: Path | None = None) -> Path:

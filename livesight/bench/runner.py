@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from livesight.bench import BENCHES
-from livesight.bench.report import write_report
+from livesight.bench.report import add_to_report, write_report
 
 
 def machine() -> dict[str, Any]:
@@ -61,5 +61,8 @@ def run_bench(args: argparse.Namespace) -> int:
         print(f"[{i}/{len(names)}] bench {name}: done in {result['seconds']} s → {out / (name + '.json')}", flush=True)
     if args.which == "all":
         path = write_report(out, Path(args.docs) if args.docs else None)
+        print(f"report: {path}")
+    elif args.docs:
+        path = add_to_report(out / f"{args.which}.json", Path(args.docs))
         print(f"report: {path}")
     return 0

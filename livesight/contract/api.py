@@ -77,9 +77,11 @@ class RemoteError(ServiceError):
 @dataclass(frozen=True, slots=True)
 class RelayedEvent:
     """A server event already encoded by another service (the gateway relays its nodes' scene changes, camera states
-    and merged stats): the session core passes it to its client unchanged."""
+    and merged stats): the session core passes it to its client unchanged. `raw`, when given, is its JSON text (as
+    the node sent it, or encoded once for every client the gateway fans it out to): sent as it is."""
 
     event: dict[str, Any]
+    raw: str | None = None
 
 
 # What a subscription delivers: broadcast events (scene changes, camera states, stats, proactive/watch responses).

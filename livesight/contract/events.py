@@ -355,6 +355,7 @@ def decode_response(obj: dict[str, Any]) -> ResponseEvent | None:
                 completion_tokens=int(usage.get("completion_tokens") or 0),
                 ttft_ms=float(ttft) if isinstance(ttft, int | float) else None,
                 error=obj.get("error") if isinstance(obj.get("error"), str) else None,
+                code=obj.get("code") if isinstance(obj.get("code"), str) else None,
             )
     except (KeyError, ValueError, TypeError):
         return None

@@ -80,6 +80,7 @@ class TokenBucket:
 @dataclass(frozen=True, slots=True)
 class Send:
     event: dict[str, Any]
+    raw: str | None = None  # the event's JSON text when it is already encoded (a RelayedEvent's)
 
 
 @dataclass(frozen=True, slots=True)
@@ -415,7 +416,7 @@ class SessionCore:
         (already encoded further away) goes to the client as it is.
         """
         if isinstance(item, RelayedEvent):
-            return [Send(item.event)]
+            return [Send(item.event, item.raw)]
         if isinstance(item, ResponseCreated):
             if item.kind is ResponseKind.PROACTIVE and self.proactive:
                 route = _Route(item.kind.value, None)

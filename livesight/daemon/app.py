@@ -33,6 +33,7 @@ from livesight.mqtt.fleet_announcer import FleetAnnouncer
 from livesight.redact import scrub
 from livesight.streaming.camera import Camera
 from livesight.types import CameraState, CameraStatus, SceneChange
+from livesight.web.fleet_link import FleetLink
 from livesight.web.server import WebServer
 
 if TYPE_CHECKING:
@@ -90,7 +91,12 @@ class App:
         thumbs = thumbnail_dir(cfg.memory.database)
         store = ThumbnailStore(thumbs, cfg.memory.max_rows) if thumbs is not None else None
         self.images = Images(self.service.camera_ids(), self.service.frames, store=store, event_log=self.event_log)
-        server = WebServer(self.service, cfg.server, images=self.images)
+        server = WebServer(
+            self.service,
+            cfg.server,
+            images=self.images,
+            fleet_link=FleetLink(token=cfg.fleet.token) if cfg.fleet is not None else None,
+        )
         try:
             await self.images.start()
             self.port = await server.start()
@@ -244,8 +250,11 @@ class App:
         if cfg.fleet is None:
             return None
         assert self.port is not None
-        url = cfg.node.url or default_node_url(cfg.server.host, self.port, socket.gethostname())
-        return FleetAnnouncer(cfg.mqtt.prefix, node=cfg.node.id, url=url, cameras=[c.id for c in cfg.cameras])
+        url = cfg.node.url or cfg.fleet.url_of(cfg.node.id)  # what the gateway will use anyway, when configured
+        url = url or default_node_url(cfg.server.host, self.port, socket.gethostname())
+        return FleetAnnouncer(
+            cfg.mqtt.prefix, node=cfg.node.id, url=url, cameras=[c.id for c in cfg.cameras], key=cfg.fleet.token
+        )
 
     def _start_scene(self, camera: str) -> int:
         """The number of the scene this run starts with; it is a row from the start (its caption lands)."""

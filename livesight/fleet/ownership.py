@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Sequence
 
-from livesight.config import MAX_CAMERAS_PER_NODE, Config
+from livesight.config import MAX_CAMERAS_PER_NODE, Config, GatewayConfig
 from livesight.errors import ConfigError
 
 
@@ -32,11 +32,12 @@ def _neg(s: str) -> tuple[int, ...]:
     return tuple(-b for b in s.encode())
 
 
-def assignment(cfg: Config) -> dict[str, str]:
+def assignment(cfg: Config | GatewayConfig) -> dict[str, str]:
     """camera id → owning node id for a fleet config (a config without `fleet`: every camera → cfg.node.id)."""
     if cfg.fleet is None:
+        assert isinstance(cfg, Config)
         return {cam.id: cfg.node.id for cam in cfg.cameras}
-    nodes = cfg.fleet.nodes
+    nodes = cfg.fleet.node_ids
     return {cam.id: cam.node or hashed_owner(cam.id, nodes) for cam in cfg.cameras}
 
 
@@ -58,9 +59,9 @@ def for_node(cfg: Config, node: str | None = None) -> Config:
         cfg = cfg.model_copy(update={"node": cfg.node.model_copy(update={"id": _checked_id(node)})})
     if cfg.fleet is None:
         return cfg
-    if cfg.node.id not in cfg.fleet.nodes:
+    if cfg.node.id not in cfg.fleet.node_ids:
         raise ConfigError(
-            f"node.id: {cfg.node.id!r} is not one of fleet.nodes ({', '.join(cfg.fleet.nodes)}); "
+            f"node.id: {cfg.node.id!r} is not one of fleet.nodes ({', '.join(cfg.fleet.node_ids)}); "
             "set it with --node or node.id"
         )
     mine = set(cameras_of(assignment(cfg), cfg.node.id))

@@ -6,10 +6,16 @@
 Together they are the fleet's directory: a gateway subscribes to both and knows, for every camera, which node runs it,
 where to reach that node, and whether it is up. Liveness is the broker's: a node that dies without saying goodbye is
 declared `offline` by its last will after 1.5 x its MQTT keepalive.
+
+Anyone who may publish on the broker can write these topics, so a `camera.info` carries `sig`, an HMAC-SHA256 of its
+other fields keyed with the fleet's credential (`fleet.node_token`), when the node has one: a gateway holding the same
+credential uses only what it can verify (`verify_camera_info`), and takes node addresses from its config first.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import math
 import re
@@ -21,6 +27,7 @@ CAMERA_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")  # camera and 
 ONLINE = b"online"
 OFFLINE = b"offline"
 MAX_INFO_BYTES = 4096  # a camera.info payload larger than this is ignored
+SIG_PREFIX = "hmac-sha256:"
 
 
 def node_available_topic(prefix: str, node: str) -> str:
@@ -45,9 +52,30 @@ class CameraInfo:
     reason: str
     wall_time: float
     random_weights: bool = False  # the node's model has random weights (the tiny test model)
+    sig: str | None = None  # as received: SIG_PREFIX + hex HMAC of the other fields (None: unsigned)
 
 
-def encode_camera_info(info: CameraInfo) -> dict[str, Any]:
+def encode_camera_info(info: CameraInfo, *, key: str | None = None) -> dict[str, Any]:
+    """The payload; with `key` (the fleet's credential) signed (`sig`)."""
+    out = _unsigned(info)
+    if key is not None:
+        out["sig"] = _sign(out, key)
+    return out
+
+
+def verify_camera_info(info: CameraInfo, key: str) -> bool:
+    """Did a holder of `key` publish exactly this info? (constant-time comparison)"""
+    if info.sig is None:
+        return False
+    return hmac.compare_digest(info.sig.encode(), _sign(_unsigned(info), key).encode())
+
+
+def _sign(unsigned: dict[str, Any], key: str) -> str:
+    body = json.dumps(unsigned, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False).encode()
+    return SIG_PREFIX + hmac.new(key.encode(), body, hashlib.sha256).hexdigest()
+
+
+def _unsigned(info: CameraInfo) -> dict[str, Any]:
     return {
         "type": "camera.info",
         "camera": info.camera,
@@ -79,9 +107,11 @@ def decode_camera_info(payload: bytes) -> CameraInfo | None:
     if not fields["url"].startswith(("ws://", "wss://")):
         return None
     wall = obj.get("wall_time")
+    sig = obj.get("sig")
     return CameraInfo(
-        wall_time=float(wall) if isinstance(wall, int | float) else math.nan,
+        wall_time=float(wall) if isinstance(wall, int | float) and not isinstance(wall, bool) else math.nan,
         random_weights=obj.get("random_weights") is True,
+        sig=sig if isinstance(sig, str) and len(sig) <= 128 else None,
         **fields,
     )
 

@@ -1,10 +1,16 @@
-"""`livesight gateway`: one stateless front for a fleet of daemons (docs/fleet.md).
+"""`livesight gateway`: one stateless front for a fleet of daemons, every surface of a daemon (docs/fleet.md).
 
-directory.py   who runs which camera and which nodes are up (pure state, fed from MQTT retained topics)
-mqtt_watch.py  the MQTT subscriber feeding the directory (reconnects with backoff)
-upstream.py    one WebSocket connection from a client's session to one node
-session.py     one client: the same WebSocket protocol as a daemon, each message routed to the camera's node
-stats.py       the fleet-wide `stats` event, merged from the nodes' (pure)
-server.py      WebSocket + HTTP (chat page, /healthz, /metrics) on one port
-run.py         the command: config, logging, signals
+directory.py     who runs which camera, which nodes are up, where to reach them (config addresses, signed
+                 announcements); pure state fed from MQTT retained topics, O(1) lookups
+mqtt_watch.py    the MQTT subscriber feeding the directory (reconnects with backoff)
+upstream.py      the one WebSocket link to one node (its /fleet endpoint, the fleet's credential)
+hub.py           every client over the links: link ids mapped per client, broadcasts fanned out encoded once
+fleet_service.py one client's view: the fleet as a ServiceAPI, so the daemon's session core and OpenAI routes run on it
+response_ids.py  a client never sees two live answers share an id
+session.py       one WebSocket client: the daemon's ClientSession over its FleetService
+pictures.py      /api/cameras/… relayed from the camera's node (httpx, bounded)
+stats.py         the fleet-wide `stats` event, paced (pure)
+health.py        /healthz and /metrics, built once per change
+server.py        the port: WebSocket, page, health, metrics, pictures, /v1
+run.py           the command: config, logging, signals
 """

@@ -1,23 +1,37 @@
-"""The fleet directory as the gateway sees it: camera → owning node (+ URL, state), node → online.
+"""The fleet directory as the gateway sees it: camera → owning node, node → online and its trusted address.
 
 Fed from the retained MQTT topics (livesight/fleet/topics.py) by mqtt_watch.py; no I/O here. The fleet config gives
 the cameras to expect and their owners by the same rule the nodes use (so a camera whose node never came up is
-still listed, as unavailable); a retained `camera.info` overrides that with what the node itself announced.
+still listed, as unavailable); a trusted `camera.info` overrides that with what the node itself announced.
 
-Waiting for changes: `await directory.wait_changed(version)` returns once the version moved past `version`.
+Trust (docs/fleet.md, "Trust"): anyone who may publish on the broker can write these topics, so
+- a node's **address** comes from the config (`fleet.nodes[].url`, or `fleet.node_url` with the node's id); only
+  without one, from the node's newest announcement — when it is signed with the fleet's credential
+  (`fleet.node_token`), or, in a fleet without a credential (loopback only), when it names a loopback address;
+- with a credential, an announcement that does not verify is ignored whole (owner, state, address) and counted
+  (`untrusted`); so is one naming a node that is not in `fleet.nodes` (every node of the fleet is listed there: a
+  daemon refuses to start as a node that is not), and such a node's availability.
+
+Every lookup is O(1) (dicts and per-node indexes kept on each change): /healthz and /metrics cost O(cameras), never
+O(cameras²). Waiting for changes: `await directory.wait_changed(version)` returns once the version moved past it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
+from livesight.config import is_loopback
 from livesight.fleet import topics
 from livesight.fleet.topics import CameraInfo
 
+log = logging.getLogger(__name__)
+
 MAX_NODES = 1024
-MAX_CAMERAS = 4096
+MAX_CAMERAS = 16384
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,17 +50,56 @@ class CameraEntry:
     available: bool  # the owning node is online
 
 
+@dataclass(frozen=True, slots=True)
+class Trust:
+    """Where node addresses may come from: the config's (`urls`, `template` with '{node}'), and announcements signed
+    with `key`; without a key, announced loopback addresses only."""
+
+    urls: dict[str, str] = field(default_factory=dict)
+    template: str | None = None
+    key: str | None = None
+
+    def configured(self, node: str) -> str | None:
+        url = self.urls.get(node)
+        if url is None and self.template is not None:
+            url = self.template.replace("{node}", node)
+        return url
+
+    def announced_ok(self, info: CameraInfo) -> bool:
+        """May this announcement's address be used (the config gives none)?"""
+        if self.key is not None:
+            return True  # it verified (unverified ones never get in)
+        return _loopback_url(info.url)
+
+
+def _loopback_url(url: str) -> bool:
+    try:
+        host = urlsplit(url).hostname or ""
+    except ValueError:
+        return False
+    return is_loopback(host)
+
+
 class Directory:
-    def __init__(self, expected: dict[str, str], *, nodes: list[str] | None = None) -> None:
+    def __init__(self, expected: dict[str, str], *, nodes: list[str] | None = None, trust: Trust | None = None) -> None:
         self._expected = dict(expected)  # camera → owner by the fleet config
-        self._order = list(expected)
+        self.trust = trust or Trust()
         self.nodes: dict[str, NodeState] = {n: NodeState(False, time.time()) for n in (nodes or [])}
+        self._fleet = set(nodes) if nodes is not None else None  # the only nodes there are (None: any)
         self.infos: dict[str, CameraInfo] = {}
         self.mqtt_connected = False
         self.synced = False  # set once the retained topics of the first connection had time to arrive
         self.version = 0
         self.ignored = 0  # malformed or over-limit directory messages
+        self.untrusted = 0  # announcements that did not verify with the fleet's credential (ignored)
         self._changed = asyncio.Event()
+        # indexes, kept on every change
+        self._by_node: dict[str, set[str]] = {}  # node → cameras it owns (config or announcement)
+        for cam, node in self._expected.items():
+            self._by_node.setdefault(node, set()).add(cam)
+        self._announced: dict[str, str] = {}  # node → URL of its newest trusted announcement
+        self._cameras: list[str] | None = list(self._expected)  # cached cameras() (None: rebuild)
+        self._warned: set[str] = set()
 
     # ---- updates (mqtt_watch.py) ---------------------------------------------------------------------------
 
@@ -57,22 +110,66 @@ class Directory:
             return False
         kind, key = parsed
         if kind == "node":
+            if self._fleet is not None and key not in self._fleet:
+                self.untrusted += 1
+                return False
             return self.set_node(key, payload.strip() == topics.ONLINE)
         if not payload:  # a cleared retained info: the camera is gone from the directory
-            return self._changed_if(self.infos.pop(key, None) is not None)
+            old = self.infos.pop(key, None)
+            if old is None:
+                return False
+            self._reindex(key, old, None)
+            return self._changed_if(True)
         info = topics.decode_camera_info(payload)
         if info is None or info.camera != key:
             self.ignored += 1
             return False
+        foreign = self._fleet is not None and info.node not in self._fleet
+        if foreign or (self.trust.key is not None and not topics.verify_camera_info(info, self.trust.key)):
+            self.untrusted += 1
+            if key not in self._warned and len(self._warned) < 1000:
+                self._warned.add(key)
+                why = f"names node {info.node!r}, not one of fleet.nodes" if foreign else "not signed by the fleet"
+                log.warning("directory: ignoring an announcement of camera %s: %s", key, why)
+            return False
         if key not in self.infos and len(self.infos) >= MAX_CAMERAS:
             self.ignored += 1
             return False
-        if self.infos.get(key) == info:
+        old = self.infos.get(key)
+        if old == info:
             return False
         self.infos[key] = info
+        self._reindex(key, old, info)
         if info.node not in self.nodes and len(self.nodes) < MAX_NODES:
             self.nodes[info.node] = NodeState(False, time.time())  # its availability message may follow
         return self._changed_if(True)
+
+    def _reindex(self, camera: str, old: CameraInfo | None, new: CameraInfo | None) -> None:
+        before = old.node if old is not None else self._expected.get(camera)
+        after = new.node if new is not None else self._expected.get(camera)
+        if before != after:
+            if before is not None:
+                self._by_node.get(before, set()).discard(camera)
+            if after is not None:
+                self._by_node.setdefault(after, set()).add(camera)
+        if (old is None) != (new is None) and camera not in self._expected:
+            self._cameras = None  # a camera only the directory knows came or went
+        for node in {n.node for n in (old, new) if n is not None}:
+            self._refresh_url(node)
+
+    def _refresh_url(self, node: str) -> None:
+        """The URL of the node's newest announcement whose address may be used (O(its cameras))."""
+        best: CameraInfo | None = None
+        for cam in self._by_node.get(node, ()):
+            info = self.infos.get(cam)
+            if info is None or info.node != node or not self.trust.announced_ok(info):
+                continue
+            if best is None or not info.wall_time <= best.wall_time:  # NaN (no time) counts as newest
+                best = info
+        if best is None:
+            self._announced.pop(node, None)
+        else:
+            self._announced[node] = best.url
 
     def set_node(self, node: str, online: bool) -> bool:
         prev = self.nodes.get(node)
@@ -104,28 +201,39 @@ class Directory:
             await self._changed.wait()
         return self.version
 
-    # ---- queries -------------------------------------------------------------------------------------------
+    # ---- queries (all O(1) but cameras() and cameras_of(), which return what they list) ---------------------
 
     def cameras(self) -> list[str]:
-        """Every camera: the config's in config order, then cameras only the directory knows (sorted)."""
-        extra = sorted(c for c in self.infos if c not in self._expected)
-        return self._order + extra
+        """Every camera: the config's in config order, then cameras only the directory knows (sorted). Cached: do
+        not change the list."""
+        if self._cameras is None:
+            extra = sorted(c for c in self.infos if c not in self._expected)
+            self._cameras = list(self._expected) + extra
+        return self._cameras
+
+    def known(self, camera: str) -> bool:
+        return camera in self._expected or camera in self.infos
 
     def owner(self, camera: str) -> str | None:
         info = self.infos.get(camera)
         return info.node if info is not None else self._expected.get(camera)
+
+    def cameras_of(self, node: str) -> set[str]:
+        return self._by_node.get(node, set())
 
     def online(self, node: str | None) -> bool:
         st = self.nodes.get(node) if node is not None else None
         return st is not None and st.online
 
     def url(self, node: str) -> str | None:
-        """The node's WebSocket URL, from the newest info any of its cameras announced."""
-        best: CameraInfo | None = None
-        for info in self.infos.values():
-            if info.node == node and (best is None or not info.wall_time <= best.wall_time):
-                best = info
-        return best.url if best is not None else None
+        """The node's WebSocket URL the gateway may use: the config's, else a trusted announcement's (None: none)."""
+        return self.trust.configured(node) or self._announced.get(node)
+
+    def url_source(self, node: str) -> str:
+        """Where url() comes from: "config", "announced" or "none"."""
+        if self.trust.configured(node) is not None:
+            return "config"
+        return "announced" if node in self._announced else "none"
 
     def entry(self, camera: str) -> CameraEntry:
         info = self.infos.get(camera)

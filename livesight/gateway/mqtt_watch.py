@@ -16,12 +16,12 @@ import aiomqtt
 
 from livesight.backoff import backoff_delay
 from livesight.config import MQTTConfig
-from livesight.gateway.directory import Directory
+from livesight.gateway.directory import MAX_CAMERAS, MAX_NODES, Directory
 from livesight.mqtt.connect import BrokerConnection
 
 log = logging.getLogger(__name__)
 
-MAX_INCOMING = 4096  # queued directory messages (a whole fleet's retained topics arrive at once)
+MAX_INCOMING = MAX_CAMERAS + MAX_NODES + 1024  # queued directory messages (a whole fleet's retained topics at once)
 SYNC_S = 0.5  # after subscribing, retained messages get this long to arrive before the directory counts as synced
 
 

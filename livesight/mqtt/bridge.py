@@ -4,7 +4,8 @@ Topics (`P` = mqtt.prefix, `CAM` = a camera id):
   P/available             "online" (retained) while connected; the broker publishes the last will "offline"
                           (retained) when the bridge dies; a clean stop publishes "offline" itself
   P/CAM/state             camera.state JSON (retained: the current state; every camera's is published again on
-                          each connect, so a camera that failed while the broker was away is not missed)
+                          each connect, so a camera that failed while the broker was away is not missed; a clean
+                          stop leaves `unavailable` "the daemon stopped", so no consumer reads a stopped camera as live)
   P/CAM/scene             scene.change JSON
   P/CAM/proactive         a complete proactive message: response.done JSON + camera, scene, pts
   P/CAM/watch             a complete watch hit: response.done JSON + camera, watch_id (the owner's session id)
@@ -30,6 +31,7 @@ import contextlib
 import json
 import logging
 import random
+import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -65,7 +67,9 @@ MAX_INCOMING = 64  # queued incoming MQTT messages (aiomqtt drops beyond)
 MAX_PAYLOAD = 16 * 1024  # query payloads larger than this are refused
 SUBSCRIPTION_SIZE = 256  # service events buffered for the broker
 KEEPALIVE_S = 10  # default of mqtt.keepalive_s
-STOP_TIMEOUT_S = 2.0  # publishing "offline" on a clean stop
+STOP_TIMEOUT_S = 2.0  # publishing "offline" (and the cameras' last state) on a clean stop
+STOPPED_STATE = "unavailable"  # P/CAM/state (and P/CAM/info) after a clean stop: nothing runs the camera
+STOPPED_REASON = "the daemon stopped"
 
 
 @dataclass
@@ -194,12 +198,20 @@ class MQTTBridge:
                 self.connected.clear()
 
     async def _say_offline(self, client: aiomqtt.Client) -> None:
-        """Clean stop: the will is not sent on a clean disconnect, so say it ourselves."""
+        """Clean stop: the will is not sent on a clean disconnect, so say it ourselves; first every camera's retained
+        state becomes `unavailable` (a consumer reading P/CAM/state or P/CAM/info must not be told it is live)."""
         try:
             async with asyncio.timeout(STOP_TIMEOUT_S):
+                await asyncio.gather(*(self._say_stopped(client, cam) for cam in self.service.camera_ids()))
                 await client.publish(self.availability_topic, b"offline", qos=1, retain=True)
         except (aiomqtt.MqttError, TimeoutError) as e:
             log.warning("MQTT: could not publish offline on stop: %s", e)
+
+    async def _say_stopped(self, client: aiomqtt.Client, camera: str) -> None:
+        state = {"type": "camera.state", "camera": camera, "state": STOPPED_STATE, "reason": STOPPED_REASON}
+        await self._publish(client, f"{self.prefix}/{camera}/state", {**state, "wall_time": time.time()}, retain=True)
+        if self.fleet is not None:
+            await self.fleet.announce_state(client, camera, STOPPED_STATE, STOPPED_REASON)
 
     async def _publish(self, client: aiomqtt.Client, topic: str, payload: dict[str, Any], **kw: Any) -> None:
         await client.publish(topic, ev.dumps(payload).encode(), qos=kw.pop("qos", 1), **kw)

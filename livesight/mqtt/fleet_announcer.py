@@ -1,11 +1,12 @@
 """A node's part of the fleet directory, published through the MQTT bridge (topics: livesight/fleet/topics.py).
 
-    fleet = FleetAnnouncer(prefix, node="a", url="ws://10.0.0.5:8765", cameras=["door", "yard"])
+    fleet = FleetAnnouncer(prefix, node="a", url="ws://10.0.0.5:8765", cameras=["door", "yard"], key=node_token)
     MQTTBridge(service, cfg.mqtt, fleet=fleet)
 
 With it the bridge (1) uses `P/nodes/NODE/available` as its availability topic and last will instead of the shared
 `P/available`, (2) subscribes only to its own cameras' `P/CAM/query`, and (3) keeps a retained `P/CAM/info` per
-camera (owner, URL, model, state) up to date: on every connect and on every camera state change.
+camera (owner, URL, model, state) up to date: on every connect and on every camera state change. With `key` (the
+fleet's credential, `fleet.node_token`) each info is signed, so a gateway can tell it from one anyone could publish.
 """
 
 from __future__ import annotations
@@ -26,8 +27,9 @@ class _Publisher(Protocol):
 
 
 class FleetAnnouncer:
-    def __init__(self, prefix: str, *, node: str, url: str, cameras: list[str]) -> None:
+    def __init__(self, prefix: str, *, node: str, url: str, cameras: list[str], key: str | None = None) -> None:
         self.prefix = prefix.rstrip("/")
+        self._key = key
         self.node = node
         self.url = url
         self.cameras = list(cameras)
@@ -64,10 +66,15 @@ class FleetAnnouncer:
         if status.camera in self.cameras:
             await self._publish(client, status.camera, status.state.value, status.reason, status.wall_time)
 
+    async def announce_state(self, client: _Publisher, camera: str, state: str, reason: str) -> None:
+        """One camera's info with a state of our own (a clean stop says `unavailable`)."""
+        if camera in self.cameras:
+            await self._publish(client, camera, state, reason, time.time())
+
     async def _publish(self, client: _Publisher, camera: str, state: str, reason: str, wall_time: float) -> None:
         info = topics.CameraInfo(
             camera, self.node, self.url, self.model, state, reason[:500], wall_time, self.random_weights
         )
-        payload = ev.dumps(topics.encode_camera_info(info)).encode()
+        payload = ev.dumps(topics.encode_camera_info(info, key=self._key)).encode()
         await client.publish(topics.camera_info_topic(self.prefix, camera), payload, qos=1, retain=True)
         self.published += 1

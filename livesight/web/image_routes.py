@@ -26,7 +26,9 @@ from livesight.web.access import query_params
 from livesight.web.responses import json_response, response, text_response
 
 PREFIX = "/api/"
-_ROUTE = re.compile(r"^/api/cameras/([A-Za-z0-9][A-Za-z0-9_.-]{0,63})/(latest\.jpg|scenes|scenes/([0-9]{1,9})\.jpg)$")
+PATH_PATTERN = re.compile(
+    r"^/api/cameras/([A-Za-z0-9][A-Za-z0-9_.-]{0,63})/(latest\.jpg|scenes|scenes/([0-9]{1,9})\.jpg)$"
+)
 MAX_SCENES = 500
 
 
@@ -43,7 +45,7 @@ class ImageRoutes:
         return [Route("/api/{rest:path}", self.endpoint)]
 
     async def endpoint(self, request: Request) -> Response:
-        m = _ROUTE.match(request.url.path)
+        m = PATH_PATTERN.match(request.url.path)
         if m is None:
             return text_response(404, "not found\n")
         camera, what, scene = m.group(1), m.group(2), m.group(3)

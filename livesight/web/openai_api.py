@@ -22,9 +22,11 @@ from typing import Any
 
 from livesight.contract.api import (
     BusyError,
+    CameraUnavailableError,
     InvalidRequestError,
     LimitExceededError,
     ModelUnavailableError,
+    RemoteError,
     ServiceAPI,
     UnknownCameraError,
 )
@@ -33,6 +35,7 @@ from livesight.types import ResponseEvent
 MODEL_PREFIX = "livesight/"
 OWNER = "livesight"
 MAX_MESSAGES = 256
+MODELS_NAMED = 20  # models listed in a model_not_found message (a fleet has thousands)
 MAX_TEXT_CHARS = 2000  # the same limit as a WebSocket/MQTT question (events.MAX_TEXT_CHARS)
 SSE_DONE = b"data: [DONE]\n\n"
 # Accepted and ignored: sampling knobs and client metadata that tools like Open WebUI and LangChain always send.
@@ -106,6 +109,24 @@ def server_error(message: str) -> OpenAIError:
     return OpenAIError(500, message, type="server_error", code=None)
 
 
+def camera_unavailable(message: str) -> OpenAIError:
+    """The fleet gateway: the camera's node is offline or unreachable (retry later)."""
+    return OpenAIError(503, message, type="server_error", code="camera_unavailable")
+
+
+def remote_error(code: str, message: str) -> OpenAIError:
+    """A refusal a node sent (its protocol error code) as the OpenAI error the node itself would have answered."""
+    if code in ("busy", "limit_exceeded", "rate_limited"):
+        return busy(message)
+    if code == "unknown_camera":
+        return OpenAIError(404, message, param="model", code="model_not_found")
+    if code == "invalid_field":
+        return bad_request(message, param="messages")
+    if code == "camera_unavailable":
+        return camera_unavailable(message)
+    return OpenAIError(503, message, type="server_error", code=code)
+
+
 @dataclass(frozen=True, slots=True)
 class ChatRequest:
     model: str  # as the client named it (echoed back)
@@ -135,9 +156,11 @@ def model_object(model: str, cameras: list[str], created: int) -> dict[str, Any]
 def camera_of(model: str, cameras: list[str]) -> str:
     cam = model.removeprefix(MODEL_PREFIX)
     if cam not in cameras:
+        named = ", ".join(model_id(c) for c in cameras[:MODELS_NAMED])
+        more = f" and {len(cameras) - MODELS_NAMED} more: GET /v1/models" if len(cameras) > MODELS_NAMED else ""
         raise OpenAIError(
             404,
-            f"The model `{model}` does not exist (models: {', '.join(model_id(c) for c in cameras)}).",
+            f"The model `{model}` does not exist (models: {named}{more}).",
             param="model",
             code="model_not_found",
         )
@@ -325,6 +348,10 @@ async def ask(service: ServiceAPI, camera: str, question: str) -> AsyncIterator[
                 raise bad_request(str(e), param="messages") from None
             except ModelUnavailableError as e:
                 raise OpenAIError(503, str(e), type="server_error", code="unavailable") from None
+            except CameraUnavailableError as e:
+                raise camera_unavailable(str(e)) from None
+            except RemoteError as e:  # a node's refusal, through the fleet gateway
+                raise remote_error(e.code, str(e)) from None
             yield ev
     finally:
         aclose = getattr(agen, "aclose", None)

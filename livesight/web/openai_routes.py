@@ -217,6 +217,8 @@ class OpenAIRoutes:
         if done is None:
             raise oa.server_error("the answer ended without a result")
         if done.status is ResponseStatus.FAILED:
+            if done.code == "camera_unavailable":  # the fleet gateway: the camera's node went away mid-answer
+                raise oa.camera_unavailable(f"the answer failed: {done.error or 'the node went away'}")
             raise oa.server_error(f"the answer failed: {done.error or 'unknown error'}")
         if done.status is ResponseStatus.CANCELLED and not stopped_at_limit:
             raise oa.OpenAIError(503, "the answer was cancelled (the daemon is stopping)", type="server_error")

@@ -26,6 +26,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from livesight.config import ServerConfig
 from livesight.contract.api import ImageSource, ServiceAPI
 from livesight.web.access import AccessMiddleware, Gatekeeper, Rule
+from livesight.web.fleet_link import LINK_LIMITS, LINK_QUEUE, FleetLink, FleetLinkGate
 from livesight.web.http_routes import load_static, not_found, page_routes
 from livesight.web.image_routes import ImageRoutes
 from livesight.web.metrics import PartsCollector, ServerMetrics
@@ -84,6 +85,7 @@ class WebServer:
         page_dir: Path | None = None,
         limits: ClientLimits | None = None,
         images: ImageSource | None = None,
+        fleet_link: FleetLink | None = None,
     ) -> None:
         self.service = service
         self.cfg = cfg
@@ -99,6 +101,16 @@ class WebServer:
             metrics=self.metrics,
             id_prefix="sess_",
             close_timeout_s=self.limits.close_timeout_s,
+        )
+        self.fleet_link = (
+            fleet_link  # in a fleet: the gateway's link (/fleet) and pictures (/fleet/api/), fleet_link.py
+        )
+        self.links = WSEndpoint(
+            make_session=self._link_session,
+            metrics=self.metrics,
+            id_prefix="link_",
+            close_timeout_s=LINK_LIMITS.close_timeout_s,
+            label="gateway link",
         )
         self.port: int | None = None
         self.request_line_timeout_s = 10.0  # a connection that sends no complete request head in time is dropped
@@ -134,6 +146,11 @@ class WebServer:
         app = build_app(
             gate=self.gate, routes=routes, ws=self.ws, rules=self.access_rules(), mounts={OPENAI_PREFIX: self.openai}
         )
+        if self.fleet_link is not None:
+            pictures = None
+            if self.images is not None:  # CORP "cross-origin": the gateway serves them on its own origin
+                pictures = Starlette(routes=ImageRoutes(self.images, same_origin_only=False).routes())
+            app = FleetLinkGate(app, link=self.fleet_link, ws=self.links, pictures=pictures)
         self._transport = await Transport.start(
             app, self.cfg, self.limits, server_header="livesight", head_timeout_s=self.request_line_timeout_s
         )
@@ -147,6 +164,7 @@ class WebServer:
         transport, self._transport = self._transport, None
         transport.stop_listening()
         await self.ws.close_all()
+        await self.links.close_all()
         await transport.stop()
 
     def _metrics(self) -> tuple[bytes, str]:
@@ -159,6 +177,18 @@ class WebServer:
             session_id=session_id,
             queue_size=self.cfg.client_queue,
             limits=self.limits,
+            metrics=self.metrics,
+            max_message_bytes=self.cfg.max_message_bytes,
+        )
+
+    def _link_session(self, conn: WSConn, session_id: str) -> ClientSession:
+        """A gateway's link: the ordinary session with link-sized limits (fleet_link.py)."""
+        return ClientSession(
+            service=self.service,
+            conn=conn,
+            session_id=session_id,
+            queue_size=LINK_QUEUE,
+            limits=LINK_LIMITS,
             metrics=self.metrics,
             max_message_bytes=self.cfg.max_message_bytes,
         )

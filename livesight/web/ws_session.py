@@ -132,7 +132,7 @@ class ClientSession:
     def _apply(self, actions: list[Action]) -> None:
         for a in actions:
             if isinstance(a, Send):
-                self._send(a.event)
+                self._send(a.event, a.raw)
             elif isinstance(a, StartQuery):
                 assert self._tg is not None
                 self._tasks[a.query_id] = self._tg.create_task(
@@ -144,12 +144,13 @@ class ClientSession:
                     task.cancel()
         self.counters.errors = self.core.errors
 
-    def _send(self, event: dict) -> None:
-        """Queue an event without waiting; a full queue means the client is too slow (it gets dropped)."""
+    def _send(self, event: dict, raw: str | None = None) -> None:
+        """Queue an event without waiting; a full queue means the client is too slow (it gets dropped). `raw`: its
+        JSON text, when already encoded (an event the gateway fans out to many clients is encoded once)."""
         if self._closing:
             return
         try:
-            self.send_queue.put_nowait(ev.dumps(event))
+            self.send_queue.put_nowait(raw if raw is not None else ev.dumps(event))
         except asyncio.QueueFull:
             self._too_slow(f"send queue full ({self.queue_size} events)")
 

@@ -11,12 +11,22 @@ pytestmark = pytest.mark.skipif(not Path(MOSQUITTO).exists(), reason="needs mosq
 
 
 def test_bench_gateway_quick(tmp_path: Path) -> None:
-    data = bench_quick("gateway", tmp_path, timeout=240)
-    s = data["samples"]
-    assert len(s["direct_ttft"]) == len(s["gw_ttft"]) == data["questions_each"] == 10
+    data = bench_quick("gateway", tmp_path, timeout=420)
+    real = data["real_node"]
+    s = real["samples"]
+    assert len(s["direct_ttft"]) == len(s["gw_ttft"]) == real["questions_each"] == 10
     # every question went through both paths and got its first token after its response.created
     assert all(0 < c <= t for c, t in zip(s["gw_created"], s["gw_ttft"], strict=True))
     assert all(0 < c <= t for c, t in zip(s["direct_created"], s["direct_ttft"], strict=True))
-    diff = data["gateway_ttft_ms_median"] - data["direct_ttft_ms_median"]
-    assert abs(data["ttft_overhead_ms"] - diff) <= 0.011  # both rounded to 0.01 ms
-    assert "overhead" in data["summary"]
+    diff = real["gateway_ttft_ms_median"] - real["direct_ttft_ms_median"]
+    assert abs(real["ttft_overhead_ms"] - diff) <= 0.011  # both rounded to 0.01 ms
+    # fleet scale, quick: 200 cameras on 4 simulated nodes, 20 clients on one link per node
+    (point,) = data["scale"]
+    assert (point["cameras"], point["nodes"], point["clients"]) == (200, 4, 20)
+    assert point["links_per_node_max"] == 1 and point["links_accepted_total"] == 4
+    assert point["crowd_dropped"] == 0 and point["crowd_answers"] >= 0
+    assert point["healthz_requests"] > 5 and point["healthz_bytes"] > 200 * 40  # every camera in the body
+    assert point["gateway_rss_mib"] > 0 and point["gateway_cpu_cores"] > 0
+    assert len(point["samples"]["gw_ttft"]) == 10
+    assert [r["setup"] for r in data["summary"]][1].startswith("200 cameras")
+    assert set(data["targets"]) and data["notes"][0].startswith("Targets:")

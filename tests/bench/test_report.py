@@ -37,3 +37,18 @@ def test_no_gpu_part_without_gpu_figures(tmp_path: Path) -> None:
     out.mkdir()
     _bench(out, "dtd", None, [{"clip": 1.0}])
     assert "On a GPU" not in write_report(out, tmp_path / "docs").read_text()
+
+
+def test_one_benchmark_run_alone_joins_the_report(tmp_path: Path) -> None:
+    """`livesight bench gateway --docs DOCS`: its section is added, the other benchmarks' figures stay as they were."""
+    from livesight.bench.report import add_to_report
+
+    docs, out = tmp_path / "docs", tmp_path / "out"
+    (docs / "bench").mkdir(parents=True)
+    out.mkdir()
+    _bench(docs / "bench", "dtd", None, [{"clip": 1.0}])
+    _bench(out, "gateway", None, [{"setup": "5,000 cameras", "upstream connections per node (max)": 1}])
+    text = add_to_report(out / "gateway.json", docs).read_text()
+    assert "## Differential Token Dropping" in text and "| 1 |" in text
+    assert "## Fleet gateway" in text and "| 5,000 cameras | 1 |" in text
+    assert (docs / "bench" / "gateway.json").is_file()

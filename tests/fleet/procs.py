@@ -54,7 +54,7 @@ DEMO_FLEET_CONFIG = (
 class Proc:
     """A livesight subprocess whose output lines are collected by a thread (so its pipe never fills)."""
 
-    def __init__(self, args: list[str], name: str) -> None:
+    def __init__(self, args: list[str], name: str, env: dict[str, str] | None = None) -> None:
         self.name = name
         self.args = args
         self.lines: list[str] = []
@@ -64,7 +64,7 @@ class Proc:
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
         )
         self._thread = threading.Thread(target=self._drain, name=f"drain-{name}", daemon=True)
         self._thread.start()
@@ -119,15 +119,17 @@ class Proc:
         return self.proc.returncode
 
 
-def write_config(tmp: Path, mqtt_port: int, prefix: str, keepalive: int = 2, template: str = FLEET_CONFIG) -> Path:
+def write_config(
+    tmp: Path, mqtt_port: int, prefix: str, keepalive: int = 2, template: str = FLEET_CONFIG, **fields: str
+) -> Path:
     p = tmp / "fleet.yaml"
-    p.write_text(template.format(mqtt_port=mqtt_port, prefix=prefix, keepalive=keepalive))
+    p.write_text(template.format(mqtt_port=mqtt_port, prefix=prefix, keepalive=keepalive, **fields))
     return p
 
 
-def node(config: Path, name: str) -> Proc:
-    return Proc(["serve", "--config", str(config), "--node", name], f"node-{name}")
+def node(config: Path, name: str, env: dict[str, str] | None = None) -> Proc:
+    return Proc(["serve", "--config", str(config), "--node", name], f"node-{name}", env)
 
 
-def gateway(config: Path) -> Proc:
-    return Proc(["gateway", "--config", str(config), "--port", "0"], "gateway")
+def gateway(config: Path, env: dict[str, str] | None = None) -> Proc:
+    return Proc(["gateway", "--config", str(config), "--port", "0"], "gateway", env)

@@ -84,3 +84,29 @@ def test_gateway_needs_a_fleet_and_mqtt(tmp_path: Path) -> None:
     no_mqtt.write_text(SINGLE + "fleet: {nodes: [a]}\n")
     r = run("gateway", "--config", str(no_mqtt))
     assert r.returncode == 2 and "mqtt.enabled" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_the_gateway_config_needs_no_model_and_keeps_the_fleets_credential_apart() -> None:
+    from livesight.config import parse_config, parse_gateway_config
+    from livesight.errors import ConfigError
+
+    cams = [{"id": "door", "source": "rtsp://cam/1", "node": "a"}, {"id": "gate", "source": "rtsp://cam/2"}]
+    base = {"cameras": cams, "mqtt": {"enabled": True}}
+    fleet = {"nodes": [{"id": "a", "url": "ws://10.0.0.1:8765"}, "b"], "node_url": "ws://{node}.nodes:8765"}
+    cfg = parse_gateway_config({**base, "fleet": fleet})  # no model section
+    assert cfg.model is None and cfg.fleet.node_ids == ["a", "b"]
+    assert [cfg.fleet.url_of(n) for n in ("a", "b")] == ["ws://10.0.0.1:8765", "ws://b.nodes:8765"]
+    beyond = {"host": "0.0.0.0", "auth_token": "clients-token-0123456789"}
+    with pytest.raises(ConfigError, match=r"fleet.node_token is required when server.host is not loopback"):
+        parse_gateway_config({**base, "fleet": fleet, "server": beyond})
+    same = {**fleet, "node_token": beyond["auth_token"]}
+    with pytest.raises(ConfigError, match=r"fleet.node_token must differ from server.auth_token"):
+        parse_gateway_config({**base, "fleet": same, "server": beyond})
+    ok = parse_gateway_config({**base, "fleet": {**fleet, "node_token": "fleet-credential-0123"}, "server": beyond})
+    assert ok.fleet.token == "fleet-credential-0123" and "fleet-credential" not in repr(ok)  # a secret: never shown
+    with pytest.raises(ConfigError, match=r"fleet.node_token"):  # the same rule for the nodes (the file is shared)
+        parse_config({**base, "model": {"backend": "echo"}, "fleet": fleet, "server": beyond})
+    with pytest.raises(ConfigError, match=r"fleet.nodes.*not a valid node id"):
+        parse_gateway_config({**base, "fleet": {"nodes": ["a", "no spaces"]}})
+    with pytest.raises(ConfigError, match=r"fleet.node_url"):
+        parse_gateway_config({**base, "fleet": {**fleet, "node_url": "ws://fixed:1"}})  # no {node} in it

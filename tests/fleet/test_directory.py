@@ -1,4 +1,4 @@
-"""The gateway's directory (pure): retained topics in, camera → node, URL, availability out."""
+"""The gateway's directory (pure): retained topics in, camera → node, trusted URL, availability out."""
 
 from __future__ import annotations
 
@@ -6,36 +6,69 @@ import asyncio
 import json
 
 from livesight.fleet import topics
-from livesight.gateway.directory import Directory
+from livesight.gateway.directory import Directory, Trust
 
 P = "ls"
+KEY = "fleet-secret-0123456789"
 
 
-def info(camera: str, node: str, url: str = "ws://n:1", state: str = "live", wall: float = 1.0) -> bytes:
-    return json.dumps(
-        topics.encode_camera_info(topics.CameraInfo(camera, node, url, "tiny-random", state, "", wall))
-    ).encode()
+def info(
+    camera: str,
+    node: str,
+    url: str = "ws://127.0.0.1:1",
+    state: str = "live",
+    wall: float = 1.0,
+    key: str | None = None,
+) -> bytes:
+    ci = topics.CameraInfo(camera, node, url, "tiny-random", state, "", wall)
+    return json.dumps(topics.encode_camera_info(ci, key=key)).encode()
 
 
 def test_config_owners_until_nodes_announce() -> None:
-    d = Directory({"door": "a", "gate": "b"}, nodes=["a", "b"])
+    d = Directory({"door": "a", "gate": "b"}, nodes=["a", "b"], trust=Trust(key=KEY))
     assert d.cameras() == ["door", "gate"]
     e = d.entry("door")
     assert (e.node, e.available, e.state, e.url) == ("a", False, "unavailable", None)
     assert d.apply(P, "ls/nodes/a/available", b"online")
-    assert d.apply(P, "ls/door/info", info("door", "a", "ws://10.0.0.1:8765"))
+    assert d.apply(P, "ls/door/info", info("door", "a", "ws://10.0.0.1:8765", key=KEY))
     e = d.entry("door")
     assert (e.node, e.available, e.state, e.url) == ("a", True, "live", "ws://10.0.0.1:8765")
+    assert d.url_source("a") == "announced"
     assert not d.entry("gate").available
 
 
 def test_info_overrides_the_config_owner_and_newest_url_wins() -> None:
-    d = Directory({"door": "a"}, nodes=["a", "b"])
-    d.apply(P, "ls/door/info", info("door", "b", "ws://old:1", wall=1.0))
-    d.apply(P, "ls/extra/info", info("extra", "b", "ws://new:2", wall=2.0))
+    d = Directory({"door": "a"}, nodes=["a", "b"], trust=Trust(key=KEY))
+    d.apply(P, "ls/door/info", info("door", "b", "ws://old:1", wall=1.0, key=KEY))
+    d.apply(P, "ls/extra/info", info("extra", "b", "ws://new:2", wall=2.0, key=KEY))
     assert d.owner("door") == "b"
     assert d.url("b") == "ws://new:2"
     assert d.cameras() == ["door", "extra"]  # a camera only the directory knows is listed after the config's
+    assert d.cameras_of("b") == {"door", "extra"} and d.cameras_of("a") == set()
+    d.apply(P, "ls/extra/info", b"")  # the newest announcement cleared: the older one's URL again
+    assert d.url("b") == "ws://old:1" and d.cameras() == ["door"]
+
+
+def test_a_node_address_comes_from_the_config_never_from_an_unsigned_announcement() -> None:
+    """Anyone who can publish on the broker can announce a camera: without the fleet's signature the announcement is
+    ignored whole (owner, state, address); with a configured address the announced one is never used."""
+    trust = Trust(urls={"a": "ws://node-a.internal:8765"}, template="ws://{node}.nodes:8765", key=KEY)
+    d = Directory({"door": "a", "gate": "b"}, nodes=["a", "b"], trust=trust)
+    assert d.url("a") == "ws://node-a.internal:8765" and d.url("b") == "ws://b.nodes:8765"
+    assert not d.apply(P, "ls/door/info", info("door", "evil", "ws://10.6.6.6:1"))  # unsigned
+    assert not d.apply(P, "ls/door/info", info("door", "evil", "ws://10.6.6.6:1", key="another-key-123456"))
+    assert d.untrusted == 2 and d.owner("door") == "a" and "evil" not in d.nodes
+    assert d.apply(P, "ls/door/info", info("door", "a", "ws://10.6.6.6:1", key=KEY))  # signed: state and owner count…
+    assert d.url("a") == "ws://node-a.internal:8765" and d.url_source("a") == "config"  # …the config's address wins
+
+
+def test_without_a_credential_only_loopback_announcements_give_an_address() -> None:
+    d = Directory({"door": "a", "gate": "b"}, nodes=["a", "b"])
+    d.apply(P, "ls/door/info", info("door", "a", "ws://127.0.0.1:9000"))
+    d.apply(P, "ls/gate/info", info("gate", "b", "ws://10.0.0.2:9000"))
+    assert d.url("a") == "ws://127.0.0.1:9000"
+    assert d.url("b") is None and d.url_source("b") == "none"  # a single-machine fleet only
+    assert d.owner("gate") == "b" and d.infos["gate"].state == "live"
 
 
 def test_offline_and_cleared_and_garbage() -> None:
@@ -59,6 +92,29 @@ def test_offline_and_cleared_and_garbage() -> None:
     assert not d.apply(P, "other/door/info", info("door", "a"))  # another prefix
     assert d.apply(P, "ls/door/info", b"")  # cleared: back to the config's owner, no URL
     assert d.url("a") is None
+
+
+def test_signature_covers_every_field() -> None:
+    ci = topics.CameraInfo("door", "a", "ws://10.0.0.1:1", "m", "live", "", 5.0)
+    signed = topics.decode_camera_info(json.dumps(topics.encode_camera_info(ci, key=KEY)).encode())
+    assert signed is not None and topics.verify_camera_info(signed, KEY)
+    assert not topics.verify_camera_info(signed, "another-key-123456")
+    for field, value in (("url", "ws://10.6.6.6:1"), ("node", "b"), ("state", "failed"), ("wall_time", 6.0)):
+        obj = json.loads(json.dumps(topics.encode_camera_info(ci, key=KEY)))
+        obj[field] = value  # the signature of the original, a field changed
+        forged = topics.decode_camera_info(json.dumps(obj).encode())
+        assert forged is not None and not topics.verify_camera_info(forged, KEY), field
+
+
+def test_lookups_are_indexed() -> None:
+    """5,000 cameras on 80 nodes: each lookup touches the camera's node only (entry and url need no scan)."""
+    owners = {f"c{i}": f"n{i % 80}" for i in range(5000)}
+    d = Directory(owners, nodes=[f"n{i}" for i in range(80)])
+    for cam, node in owners.items():
+        d.apply(P, f"ls/{cam}/info", info(cam, node, f"ws://127.0.0.1:{1000 + int(node[1:])}"))
+    assert len(d.cameras_of("n7")) == 63
+    assert d.url("n7") == "ws://127.0.0.1:1007" and d.entry("c7").url == "ws://127.0.0.1:1007"
+    assert d.cameras() is d.cameras()  # cached between changes
 
 
 async def test_wait_changed_wakes_on_a_change() -> None:

@@ -5,140 +5,21 @@ real websockets clients on port 0."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-import numpy as np
 import pytest
-from websockets.asyncio.client import ClientConnection, connect
+from websockets.asyncio.client import connect
 
-from livesight.config import MQTTConfig, ReconnectConfig, ServerConfig
-from livesight.gateway.directory import Directory
-from livesight.gateway.mqtt_watch import DirectoryWatcher
-from livesight.gateway.server import GatewayServer
-from livesight.mqtt.bridge import MQTTBridge
-from livesight.mqtt.fleet_announcer import FleetAnnouncer
-from livesight.web.server import WebServer
 from livesight.web.ws_session import ClientLimits
+from tests.fleet.inproc import OWNERS, Gateway, Node, echoed, feed, gateway, hello, linked, of_type, start_node
 from tests.helpers import eventually, http_get, recv_until
 from tests.mosquitto import MOSQUITTO, Mosquitto
-from tests.pipeline import Pipeline, pipeline
 
 pytestmark = [
     pytest.mark.mqtt,
     pytest.mark.skipif(not Path(MOSQUITTO).exists(), reason="needs mosquitto (scripts/system-deps.sh)"),
 ]
-
-FAST = ReconnectConfig(initial_s=0.1, max_s=0.5, multiplier=2.0, jitter=0.2)
-OWNERS = {"cam1": "a", "cam2": "a", "cam3": "b"}
-
-
-@dataclass
-class Node:
-    name: str
-    pipe: Pipeline
-    server: WebServer
-    task: asyncio.Task[None]
-    bridge: MQTTBridge
-
-    async def stop(self) -> None:
-        """A clean stop: the bridge says offline, the server closes its clients, the model worker stops."""
-        self.task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self.task
-        try:
-            await self.server.close()
-        finally:
-            await self.pipe.stop()
-
-
-async def start_node(name: str, broker: Mosquitto, prefix: str, token: str | None = None) -> Node:
-    cams = [c for c, n in OWNERS.items() if n == name]
-    pipe = pipeline(cams).start()
-    server = WebServer(pipe.service, ServerConfig(host="127.0.0.1", port=0, auth_token=token))
-    try:
-        port = await server.start()
-    except BaseException:
-        await pipe.stop()
-        raise
-    mqtt = MQTTConfig(enabled=True, port=broker.port, prefix=prefix, reconnect=FAST)  # keepalive: the default 10 s
-    fleet = FleetAnnouncer(prefix, node=name, url=f"ws://127.0.0.1:{port}", cameras=cams)
-    bridge = MQTTBridge(pipe.service, mqtt, fleet=fleet)
-    task = asyncio.create_task(bridge.run(), name=f"bridge-{name}")
-    async with asyncio.timeout(10):
-        await bridge.connected.wait()
-    return Node(name, pipe, server, task, bridge)
-
-
-@dataclass
-class Gateway:
-    directory: Directory
-    server: GatewayServer
-    port: int
-
-    @property
-    def url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}"
-
-
-@contextlib.asynccontextmanager
-async def gateway(broker: Mosquitto, prefix: str, token: str | None = None) -> AsyncIterator[Gateway]:
-    directory = Directory(OWNERS, nodes=["a", "b"])
-    watcher = DirectoryWatcher(directory, MQTTConfig(enabled=True, port=broker.port, prefix=prefix, reconnect=FAST))
-    server = GatewayServer(directory, ServerConfig(host="127.0.0.1", port=0, auth_token=token), prefix=prefix)
-    port = await server.start()
-    task = asyncio.create_task(watcher.run(), name="directory")
-    try:
-        await eventually(lambda: directory.synced, 10, "directory synced")
-        yield Gateway(directory, server, port)
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        await server.close()
-
-
-@pytest.fixture
-async def fleet(broker: Mosquitto, prefix: str) -> AsyncIterator[tuple[dict[str, Node], Gateway]]:
-    nodes = {n: await start_node(n, broker, prefix) for n in ("a", "b")}
-    try:
-        async with gateway(broker, prefix) as gw:
-            await eventually(lambda: all(gw.directory.online(n) for n in nodes), 10, "nodes online")
-            yield nodes, gw
-    finally:
-        for n in nodes.values():
-            await n.stop()
-
-
-def echoed(question: str) -> str:
-    """The echo model's answer to a question, from a camera that has seen no frame yet."""
-    return f"I hold 0 frames (0 visual tokens). You asked: {question}"
-
-
-async def feed(node: Node, camera: str, frames: int) -> None:
-    """Sampled frames through the node's model worker (DTD, memory): 4 tokens each (56×56, 28 px tokens)."""
-    for i in range(frames):
-        await feed_one(node, camera, np.full((56, 56, 3), 40 + 60 * i, np.uint8), float(i))
-
-
-async def feed_one(node: Node, camera: str, rgb: np.ndarray, pts: float) -> None:
-    counters = node.pipe.service.counters[camera]
-    want = counters.tokens_total + 4
-    node.pipe.frame(camera, rgb, pts)
-    await eventually(lambda: counters.tokens_total == want, 5, f"{camera} frame at {pts} s encoded")
-
-
-def of_type(typ: str, **fields: Any) -> Any:
-    return lambda e: e["type"] == typ and all(e.get(k) == v for k, v in fields.items())
-
-
-async def hello(ws: ClientConnection) -> dict[str, Any]:
-    e, _ = await recv_until(ws, of_type("session.created"))
-    return e
 
 
 async def test_routes_questions_watches_and_merges_stats(fleet: tuple[dict[str, Node], Gateway]) -> None:
@@ -299,9 +180,15 @@ async def test_chat_page_through_the_gateway(fleet: tuple[dict[str, Node], Gatew
                 await page.locator(".camera .cam-id", has_text=cam).wait_for()
             await page.locator("#model-banner", has_text="random weights").wait_for()
             await page.select_option("#camera", "cam3")
+            # the live view: a frame on node b's cam3 (the sampler's count, as a camera task keeps it), its stats
+            await feed(nodes["b"], "cam3", 2)
+            nodes["b"].pipe.service.counters["cam3"].frames_sampled = 2
+            nodes["b"].pipe.publish(nodes["b"].pipe.service.stats())
+            await page.locator("#live-cap", has_text="cam3 · frame 2").wait_for(timeout=10_000)
+            assert await page.eval_on_selector("#live-img", "img => img.naturalWidth") > 0  # the node's JPEG
             await page.fill("#question", "who is at the gate?")
             await page.click("#ask")
-            await page.locator(".msg.answer .text", has_text=echoed("who is at the gate?")).wait_for()
+            await page.locator(".msg.answer .text", has_text="You asked: who is at the gate?").wait_for()
             assert nodes["b"].pipe.backend.asked == [("cam3", "who is at the gate?")]
             await nodes["b"].stop()
             await page.locator(".camera .badge.state-unavailable").first.wait_for()
@@ -327,23 +214,47 @@ async def test_a_late_last_will_is_answered(
         assert all(c["state"] == "live" for c in h["cameras"]), h["cameras"]
 
 
-async def test_the_token_opens_the_gateway_and_the_nodes(broker: Mosquitto, prefix: str) -> None:
+FLEET_TOKEN = "fleet-credential-0123456789"
+
+
+async def test_each_credential_opens_its_own_door(broker: Mosquitto, prefix: str) -> None:
+    """The gateway's client token opens the gateway; the fleet's credential (fleet.node_token) is what the gateway
+    presents to the nodes' /fleet link; neither opens the other's door, and a node's own client token opens only its
+    own port."""
     from websockets.exceptions import InvalidStatus
 
-    nodes = {n: await start_node(n, broker, prefix, token="s3cret") for n in ("a", "b")}
+    nodes = {n: await start_node(n, broker, prefix, token="node-clients", fleet_token=FLEET_TOKEN) for n in ("a", "b")}
     try:
-        async with gateway(broker, prefix, token="s3cret") as gw:
-            await eventually(lambda: all(gw.directory.online(n) for n in nodes), 10, "nodes online")
+        async with gateway(broker, prefix, token="gateway-clients", fleet_token=FLEET_TOKEN) as gw:
+            await linked(gw, "a", "b")
             with pytest.raises(InvalidStatus) as e:
                 async with connect(gw.url):
                     pass
             assert e.value.response.status_code == 401
-            async with connect(gw.url + "/?token=s3cret") as ws:
+            async with connect(gw.url + "/?token=gateway-clients") as ws:
                 h = await hello(ws)
                 assert all(c["state"] == "live" for c in h["cameras"]), h["cameras"]  # the gateway got into the nodes
                 await ws.send(json.dumps({"type": "query", "id": "q1", "text": "hi", "camera": "cam3"}))
                 done, _ = await recv_until(ws, of_type("response.done", query_id="q1"))
                 assert done["status"] == "completed"
+            node_url = f"ws://127.0.0.1:{nodes['a'].server.port}"
+            for path, token in (
+                ("/fleet", "gateway-clients"),  # a client's token does not open the link
+                ("/fleet", "node-clients"),
+                ("/", FLEET_TOKEN),  # nor the fleet's credential a node's client port
+            ):
+                with pytest.raises(InvalidStatus) as e:
+                    async with connect(node_url + path, additional_headers={"Authorization": f"Bearer {token}"}):
+                        pass
+                assert e.value.response.status_code == 401, (path, token)
+            with pytest.raises(InvalidStatus) as e:  # a browser never gets in, even with the credential
+                async with connect(
+                    node_url + "/fleet",
+                    additional_headers={"Authorization": f"Bearer {FLEET_TOKEN}"},
+                    origin="http://127.0.0.1",  # type: ignore[arg-type]
+                ):
+                    pass
+            assert e.value.response.status_code == 403
     finally:
         for n in nodes.values():
             await n.stop()
@@ -352,42 +263,30 @@ async def test_the_token_opens_the_gateway_and_the_nodes(broker: Mosquitto, pref
 async def test_a_client_that_never_reads_is_dropped(broker: Mosquitto, prefix: str) -> None:
     """Overflow policy disconnect_client through the gateway: nodes never wait for a stalled client; it is closed."""
     nodes = {n: await start_node(n, broker, prefix) for n in ("a", "b")}
-    directory = Directory(OWNERS, nodes=["a", "b"])
-    watcher = DirectoryWatcher(directory, MQTTConfig(enabled=True, port=broker.port, prefix=prefix, reconnect=FAST))
-    server = GatewayServer(
-        directory,
-        ServerConfig(host="127.0.0.1", port=0, client_queue=8),
-        prefix=prefix,
-        limits=ClientLimits(close_timeout_s=0.3),
-    )
-    port = await server.start()
-    task = asyncio.create_task(watcher.run(), name="directory")
     svc = nodes["a"].pipe
     try:
-        await eventually(lambda: all(directory.online(n) for n in nodes), 10, "nodes online")
-        url = f"ws://127.0.0.1:{port}"
-        async with (
-            connect(url, max_queue=1, compression=None, close_timeout=0.5) as stalled,
-            connect(url, compression=None) as healthy,
-        ):
-            await hello(healthy)
-            received = 0
-            async with asyncio.timeout(90):  # ~130 rounds fill the stalled client's socket buffers (~4 MB here)
-                while not any(s.dropped_slow for s in server.sessions.values()):
-                    svc.proactive("x" * 16_000, camera="cam1")
-                    await recv_until(healthy, of_type("response.done", kind="proactive"), within=20)
-                    received += 1
-            await eventually(lambda: len(server.sessions) == 1, 5, "stalled client gone")
-            svc.proactive("still here", camera="cam1")
-            await recv_until(healthy, lambda e: e["type"] == "response.done" and e["text"] == "still here")
-            assert received > 2
-            _ = stalled
-        _, _, body = await http_get(port, "/metrics")
-        assert 'livesight_ws_clients_dropped_total{reason="send_queue"} 1.0' in body.decode()
+        async with gateway(broker, prefix, limits=ClientLimits(close_timeout_s=0.3), client_queue=8) as gw:
+            await linked(gw, "a", "b")
+            server = gw.server
+            async with (
+                connect(gw.url, max_queue=1, compression=None, close_timeout=0.5) as stalled,
+                connect(gw.url, compression=None) as healthy,
+            ):
+                await hello(healthy)
+                received = 0
+                async with asyncio.timeout(90):  # ~130 rounds fill the stalled client's socket buffers (~4 MB here)
+                    while not any(s.dropped_slow for s in server.sessions.values()):
+                        svc.proactive("x" * 16_000, camera="cam1")
+                        await recv_until(healthy, of_type("response.done", kind="proactive"), within=20)
+                        received += 1
+                await eventually(lambda: len(server.sessions) == 1, 5, "stalled client gone")
+                svc.proactive("still here", camera="cam1")
+                await recv_until(healthy, lambda e: e["type"] == "response.done" and e["text"] == "still here")
+                assert received > 2
+                _ = stalled
+            _, _, body = await http_get(gw.port, "/metrics")
+            assert 'livesight_ws_clients_dropped_total{reason="send_queue"} 1.0' in body.decode()
+            assert server.hub.links["a"].connects == 1  # the link never noticed
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        await server.close()
         for n in nodes.values():
             await n.stop()

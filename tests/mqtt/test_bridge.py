@@ -66,12 +66,12 @@ async def test_every_camera_state_is_published_on_connect(broker: Mosquitto, pre
     pipe.camera_state("cam2", CameraState.FAILED)
     async with running_bridge(pipe, broker.port, prefix) as bridge:
         await eventually(lambda: bridge.counters.published >= 2, what="two states published")
-    async with listener(broker.port, f"{prefix}/+/state") as c:
-        got = {}
-        for _ in range(2):
-            topic, payload, retained = await next_message(c)
-            assert retained
-            got[topic] = json.loads(payload)["state"]
+        async with listener(broker.port, f"{prefix}/+/state") as c:
+            got = {}
+            for _ in range(2):
+                topic, payload, retained = await next_message(c)
+                assert retained
+                got[topic] = json.loads(payload)["state"]
     assert got == {f"{prefix}/cam1/state": "live", f"{prefix}/cam2/state": "failed"}
 
 
@@ -80,6 +80,41 @@ async def test_availability_is_retained_online_then_offline(broker: Mosquitto, p
         assert await next_message(c) == (f"{prefix}/available", b"online", True)
     async with listener(broker.port, f"{prefix}/available") as c:
         assert await next_message(c) == (f"{prefix}/available", b"offline", True)
+
+
+async def test_a_clean_stop_leaves_no_camera_live(broker: Mosquitto, prefix: str) -> None:
+    """After a clean stop the retained P/CAM/state (and, in a fleet, P/CAM/info) says `unavailable`: a consumer that
+    reads a camera's state is not told a stopped daemon's camera is live (a node that dies: its will, as before)."""
+    from livesight.fleet.topics import decode_camera_info
+    from livesight.mqtt.fleet_announcer import FleetAnnouncer
+
+    pipe = pipeline()
+    key = "fleet-credential-0123456789"
+    fleet = FleetAnnouncer(prefix, node="n1", url="ws://127.0.0.1:1", cameras=["cam1", "cam2"], key=key)
+    bridge = MQTTBridge(pipe.service, MQTTConfig(enabled=True, port=broker.port, prefix=prefix), fleet=fleet)
+    pipe.start()
+    task = asyncio.create_task(bridge.run(), name="bridge")
+    try:
+        async with asyncio.timeout(10):
+            await bridge.connected.wait()
+        await eventually(lambda: bridge.counters.published >= 2 and fleet.published >= 2, what="states published")
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await pipe.stop()
+    got: dict[str, dict] = {}
+    async with listener(broker.port, f"{prefix}/+/state", f"{prefix}/+/info", f"{prefix}/nodes/+/available") as c:
+        for _ in range(5):
+            topic, payload, retained = await next_message(c)
+            assert retained
+            got[topic] = {"raw": payload} if topic.endswith("available") else json.loads(payload)
+    for cam in ("cam1", "cam2"):
+        assert got[f"{prefix}/{cam}/state"]["state"] == "unavailable", got
+        assert got[f"{prefix}/{cam}/state"]["reason"] == "the daemon stopped"
+        info = decode_camera_info(json.dumps(got[f"{prefix}/{cam}/info"]).encode())
+        assert info is not None and info.state == "unavailable" and info.sig is not None
+    assert got[f"{prefix}/nodes/n1/available"] == {"raw": b"offline"}
 
 
 async def test_questions_are_answered(broker: Mosquitto, prefix: str) -> None:
@@ -142,9 +177,9 @@ async def test_events_are_published(broker: Mosquitto, prefix: str) -> None:
         pipe.camera_state("cam2")
         topic, payload, retained = await next_message(c)
         assert topic == f"{prefix}/cam2/state" and json.loads(payload)["state"] == "reconnecting"
-    async with listener(broker.port, f"{prefix}/cam2/state") as c:  # the camera state is retained
-        topic, payload, retained = await next_message(c)
-        assert retained and json.loads(payload)["state"] == "reconnecting"
+        async with listener(broker.port, f"{prefix}/cam2/state") as late:  # the camera state is retained
+            topic, payload, retained = await next_message(late)
+            assert retained and json.loads(payload)["state"] == "reconnecting"
 
 
 async def test_reconnects_after_a_broker_restart(tmp_path: Path, prefix: str) -> None:

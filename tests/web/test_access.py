@@ -88,6 +88,9 @@ async def test_the_gateway_refuses_foreign_hosts_too() -> None:
         assert (await raw(port, "/healthz", f"evil.example:{port}"))[0] == 421
         assert (await raw(port, "/", f"evil.example:{port}", WS_UPGRADE))[0] == 421
         assert (await raw(port, "/healthz", f"localhost:{port}"))[0] == 503  # starting (no broker): but served
+        status, body = await raw(port, "/metrics", f"localhost:{port}")
+        assert status == 200
+        assert b'livesight_http_refused_total{reason="host"} 2.0' in body  # counted as on a daemon
     finally:
         await gw.close()
 

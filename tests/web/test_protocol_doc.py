@@ -53,7 +53,10 @@ def encoder_samples() -> dict[str, list[dict[str, Any]]]:
         "session.updated": [ev.encode_session_updated(session_id="s", camera="c", proactive=True)],
         "watch.added": [ev.encode_watch_added(watch_id="w", camera="c", text="t")],
         "watch.removed": [ev.encode_watch_removed(watch_id="w")],
-        "camera.info": [encode_camera_info(CameraInfo("c", "n", "ws://n:1", "m", "live", "", 0.0))],
+        "camera.info": [
+            encode_camera_info(CameraInfo("c", "n", "ws://n:1", "m", "live", "", 0.0)),
+            encode_camera_info(CameraInfo("c", "n", "ws://n:1", "m", "live", "", 0.0), key="fleet-credential"),
+        ],
     }
 
 
