@@ -229,6 +229,13 @@ class SceneConfig(_Strict):
 class ProactiveConfig(_Strict):
     enabled: bool = True
     min_interval_s: float = Field(10.0, ge=0, description="at most one proactive message per camera per interval")
+    stale_after_s: float = Field(
+        3.0,
+        gt=0,
+        le=600,
+        description="a proactive message not started within this many seconds of its boundary is stale: dropped "
+        "(counted as generation_proactive_shed_stale), as is one a newer boundary of its camera supersedes",
+    )
     prompt: str = Field("Describe briefly what just changed in the scene.", max_length=2000)
 
 
@@ -319,6 +326,14 @@ class WorkerConfig(_Strict):
     )
     stall_timeout_s: float = Field(
         30.0, gt=0, le=3600, description="frames waiting and none processed for this long = worker stalled"
+    )
+    generation_share: float = Field(
+        0.3,
+        gt=0,
+        le=1,
+        description="while sampled frames wait for the model, generation (proactive messages, watch checks, scene "
+        "captions; questions count too but are never held back) takes at most this share of the model worker's "
+        "time over the last few seconds; captions that wait are merged (counted). Without a backlog it does not bind",
     )
 
 

@@ -28,6 +28,7 @@ from livesight.memory.camera_memory import CameraMemory
 from livesight.memory.event_log import EventLog
 from livesight.model.backend import Backend, GenerationResult
 from livesight.model.dtd import DTD
+from livesight.model.vision_input import target_size
 from livesight.model.registry import load_backend
 from livesight.protocols.fleet_bridge import FleetAnnouncer
 from livesight.protocols.ws_server import WSServer
@@ -51,7 +52,12 @@ class AppHandles:
 class App:
     def __init__(self, cfg: Config, *, backend: Backend | None = None) -> None:
         self.cfg = cfg
-        self.service = Service([c.id for c in cfg.cameras], stats_source=self._lane_stats)
+        self.service = Service(
+            [c.id for c in cfg.cameras],
+            stats_source=self._lane_stats,
+            generation_share=cfg.worker.generation_share,
+            proactive_stale_s=cfg.proactive.stale_after_s,
+        )
         self.service.on_state_shown = self._on_state_shown
         self._backend = backend
         self._stop = asyncio.Event()
@@ -126,6 +132,11 @@ class App:
         cameras: list[Camera] = []
         lanes: list[CameraLane] = []
         detectors = SceneDetectors(cfg.scenes)
+        info = backend.info
+
+        def frame_size(height: int, width: int) -> tuple[int, int]:  # the decoder scales to the model's input
+            return target_size(height, width, info.image_size, info.token_px)
+
         for cam_cfg in cfg.cameras:
             counters = self.service.counters[cam_cfg.id]
             start_scene = await asyncio.to_thread(self._start_scene, cam_cfg.id)
@@ -133,7 +144,9 @@ class App:
             detector, tap = await detectors.build(
                 cam_cfg.id, start_scene=start_scene, dtd_mode=cfg.dtd_for(cam_cfg).mode, sample_fps=cam_cfg.sample_fps
             )
-            camera = Camera(cam_cfg, on_status=self._on_camera_status, counters=counters, tap=tap)
+            camera = Camera(
+                cam_cfg, on_status=self._on_camera_status, counters=counters, tap=tap, frame_size=frame_size
+            )
             cameras.append(camera)
             lanes.append(
                 CameraLane(
