@@ -59,6 +59,7 @@ class SceneChange:
     pts: float
     wall_time: float
     score: float  # detector score at the boundary (e.g. how far the changed-token ratio left its rolling mean)
+    detected_wall: float | None = None  # time.time() when its evidence was confirmed (the cut tap's), if known
 
 
 class TapSignal(enum.Enum):

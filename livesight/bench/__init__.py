@@ -1,3 +1,3 @@
 """livesight.bench"""
 
-BENCHES = ("ingest", "dtd", "memory", "e2e", "scenes")  # `livesight bench all` runs these, in this order
+BENCHES = ("ingest", "dtd", "memory", "e2e", "capacity", "scenes")  # `livesight bench all` runs these, in this order

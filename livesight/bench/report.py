@@ -18,6 +18,7 @@ TITLES = {
     "dtd": "Differential Token Dropping",
     "memory": "Memory: TTFT vs stream length, RSS, scene cuts",
     "e2e": "End to end",
+    "capacity": "Capacity: cameras per box on the shipped settings",
     "scenes": "Scene boundaries: hard suite and real clips",
 }
 
@@ -58,6 +59,7 @@ def render(out_dir: Path, *, plots_rel: str | None = None) -> str:
             + (f", GPU {m['gpu']}" if m.get("gpu") else "")
             + f"; {data.get('seconds', '?')} s. Command: `livesight bench {name} --out DIR`"
             + (" --quick" if data.get("quick") else "")
+            + (" --baseline DIR2" if data.get("baseline") else "")
             + "."
         )
         summary = data.get("summary")
@@ -71,6 +73,22 @@ def render(out_dir: Path, *, plots_rel: str | None = None) -> str:
             rel = f"{plots_rel}/{plot}" if plots_rel else plot
             parts += ["", f"![{plot}]({rel})"]
     return "\n".join(parts) + "\n"
+
+
+def update_docs(out_dir: Path, names: tuple[str, ...], docs: Path) -> Path:
+    """One or a few benchmarks rerun: their JSON and plots replace those in DOCS/bench/, and DOCS/benchmarks.md is
+    rendered again from DOCS/bench/ (the other sections keep their figures)."""
+    import shutil
+
+    assets = Path(docs) / "bench"
+    assets.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        data = json.loads((Path(out_dir) / f"{name}.json").read_text())
+        for f in [f"{name}.json", *data.get("plots", [])]:
+            shutil.copy2(Path(out_dir) / f, assets / f)
+    target = Path(docs) / "benchmarks.md"
+    target.write_text(render(assets, plots_rel="bench"))
+    return target
 
 
 def write_report(out_dir: Path, docs: Path | None = None) -> Path:

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from livesight.bench import BENCHES
-from livesight.bench.report import write_report
+from livesight.bench.report import update_docs, write_report
 
 
 def machine() -> dict[str, Any]:
@@ -37,6 +37,14 @@ def run_one(name: str, out: Path, args: argparse.Namespace) -> dict[str, Any]:
     kwargs: dict[str, Any] = {"quick": args.quick}
     if name != "ingest":
         kwargs.update(device=args.device, shape=args.shape)
+    if name in ("e2e", "capacity"):
+        kwargs.update(baseline=getattr(args, "baseline", None), seconds=getattr(args, "seconds", None))
+    if name == "capacity":
+        kwargs.update(
+            cameras=getattr(args, "cameras", None),
+            footage=getattr(args, "footage", None),
+            warmup=getattr(args, "warmup", None),
+        )
     t0 = time.perf_counter()
     result = mod.run(out, **kwargs)
     result = {"benchmark": name, "machine": machine(), "seconds": round(time.perf_counter() - t0, 1), **result}
@@ -55,4 +63,6 @@ def run_bench(args: argparse.Namespace) -> int:
     if args.which == "all":
         path = write_report(out, Path(args.docs) if args.docs else None)
         print(f"report: {path}")
+    elif args.docs:
+        print(f"report: {update_docs(out, names, Path(args.docs))}")
     return 0

@@ -28,8 +28,8 @@ from livesight.memory.camera_memory import CameraMemory
 from livesight.memory.event_log import EventLog
 from livesight.model.backend import Backend, GenerationResult
 from livesight.model.dtd import DTD
-from livesight.model.vision_input import target_size
 from livesight.model.registry import load_backend
+from livesight.model.vision_input import target_size
 from livesight.protocols.fleet_bridge import FleetAnnouncer
 from livesight.protocols.ws_server import WSServer
 from livesight.streaming.camera import Camera

@@ -105,8 +105,9 @@ class FrameOutcome:
     error: Exception | None = None
     stage: str = ""  # where it failed
     caption: bool = False  # the scene change closed a scene that wants a caption
-    frame_wall: float = 0.0  # when the frame was decoded (time.time())
-    done_wall: float = 0.0  # when its processing ended (time.time())
+    frame_wall: float = 0.0  # when the frame was sampled (handed to the model's queue, time.time())
+    start_wall: float = 0.0  # when its batch started
+    done_wall: float = 0.0  # when its processing ended
 
 
 class _Failed(Exception):
@@ -124,10 +125,12 @@ class FramePipeline:
         self.pictures = pictures
         # per-frame time of each stage, last STAGE_WINDOW frames (for benchmarks)
         self.stage_ms: dict[str, deque[float]] = {k: deque(maxlen=STAGE_WINDOW) for k in STAGES}
+        self._start_wall = 0.0
 
     def process(self, frames: list[tuple[Frame, int]]) -> list[FrameOutcome]:
         """(frame, sampled frames of its camera missed just before it) → one outcome per frame, in order."""
         t0 = time.perf_counter()
+        self._start_wall = time.time()
         prepared: list[np.ndarray | _Failed] = []
         need: list[bool] = []
         for f, _ in frames:
@@ -204,7 +207,16 @@ class FramePipeline:
         stage["DTD decision"].append((tm - ts) * 1000)
         stage["scenes + memory + KV prefill"].append((time.perf_counter() - tm) * 1000)
         ms = prep_ms + (time.perf_counter() - ts) * 1000 + enc
-        return FrameOutcome(f.camera, step, change, ms, caption=caption, frame_wall=f.wall_time, done_wall=time.time())
+        return FrameOutcome(
+            f.camera,
+            step,
+            change,
+            ms,
+            caption=caption,
+            frame_wall=f.wall_time,
+            start_wall=self._start_wall,
+            done_wall=time.time(),
+        )
 
     def _encode_one(self, prepared: np.ndarray) -> EncodedFrame:
         return self.backend.encode([prepared])[0]

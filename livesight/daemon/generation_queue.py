@@ -49,7 +49,11 @@ class JobKind(enum.IntEnum):
     CAPTION = 3
 
 
-_KIND = {ResponseKind.QUERY: JobKind.QUERY, ResponseKind.PROACTIVE: JobKind.PROACTIVE, ResponseKind.WATCH: JobKind.WATCH}
+_KIND = {
+    ResponseKind.QUERY: JobKind.QUERY,
+    ResponseKind.PROACTIVE: JobKind.PROACTIVE,
+    ResponseKind.WATCH: JobKind.WATCH,
+}
 
 
 @dataclass(frozen=True, slots=True)

@@ -113,11 +113,32 @@ class ProactiveTiming:
     camera: str
     scene: int
     cut_pts: float
-    cut_wall: float  # the detector's wall time of the scene's first frame (decoded)
-    frame_wall: float  # the frame the boundary was declared on was decoded
-    declared_wall: float  # its processing ended: the boundary is known
+    cut_wall: float  # the scene's first frame was decoded
+    detected_wall: float  # the evidence was confirmed (the cut tap's next frame; else when the frame was sampled)
+    sampled_wall: float  # the frame the boundary was declared on was handed to the model's queue
+    batch_wall: float  # the worker started the batch holding it
+    declared_wall: float  # its processing ended: the boundary is known (the proactive job is queued)
     started_wall: float  # the proactive job started
     first_token_wall: float | None  # its first token was out
+
+    def parts_ms(self) -> dict[str, float] | None:
+        """cut → first token, in consecutive parts (ms); None without a first token."""
+        if self.first_token_wall is None:
+            return None
+        marks = [
+            ("detection", self.detected_wall),
+            ("sampling", self.sampled_wall),
+            ("frame queue", self.batch_wall),
+            ("encode + DTD + scene + memory", self.declared_wall),
+            ("proactive queue", self.started_wall),
+            ("first token", self.first_token_wall),
+        ]
+        out, prev = {}, self.cut_wall
+        for name, t in marks:
+            out[name] = round((t - prev) * 1000, 1)
+            prev = t
+        out["total"] = round((self.first_token_wall - self.cut_wall) * 1000, 1)
+        return out
 
 
 class ModelWorker:
@@ -154,8 +175,8 @@ class ModelWorker:
         self.proactive_skipped = 0  # boundaries within proactive.min_interval_s of the camera's last message
         self.captions_failed = 0
         self.proactive_timings: deque[ProactiveTiming] = deque(maxlen=TIMINGS)
-        # (camera, scene) → wall times of (its first frame, the frame it was declared on, that frame done)
-        self._declared: dict[tuple[str, int], tuple[float, float, float]] = {}
+        # (camera, scene) → wall times of (cut, detected, sampled, batch started, declared)
+        self._declared: dict[tuple[str, int], tuple[float, float, float, float, float]] = {}
         self.state = "starting"  # running | stopped | failed (health() adds stalled)
         self.last_error = ""
         self.loop_errors = 0  # failures outside any frame (maintenance), counted and survived
@@ -374,10 +395,11 @@ class ModelWorker:
                 self._on_response(job, result, error)
 
     def _timing(self, job: ResponseJob, started: float, first_token: float | None) -> None:
-        cut, frame, declared = self._declared.pop((job.camera, job.scene or 0), (0.0, 0.0, 0.0))
-        self.proactive_timings.append(
-            ProactiveTiming(job.camera, job.scene or 0, job.pts or 0.0, cut, frame, declared, started, first_token)
-        )
+        walls = self._declared.pop((job.camera, job.scene or 0), None)
+        if walls is not None:
+            self.proactive_timings.append(
+                ProactiveTiming(job.camera, job.scene or 0, job.pts or 0.0, *walls, started, first_token)
+            )
 
     # ---- publishing frames (on the loop) -------------------------------------------------------------------
 
@@ -422,7 +444,15 @@ class ModelWorker:
                 )
                 if len(self._declared) > TIMINGS:  # bounded (entries of shed messages are never popped)
                     self._declared.clear()
-                self._declared[(lane.camera, change.scene)] = (change.wall_time, outcome.frame_wall, outcome.done_wall)
+                o = outcome
+                detected = change.detected_wall if change.detected_wall is not None else o.frame_wall
+                self._declared[(lane.camera, change.scene)] = (
+                    change.wall_time,
+                    detected,
+                    o.frame_wall,
+                    o.start_wall,
+                    o.done_wall,
+                )
                 self._submit(job)  # a waiting one of this camera is superseded (counted); announced when it starts
             else:
                 self.proactive_skipped += 1

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from livesight.daemon.frame_slots import FrameSlots
-from livesight.daemon.hub import EventHub, HubSubscription
 from livesight.daemon.generation_queue import GenerationBudget, GenerationQueue
+from livesight.daemon.hub import EventHub, HubSubscription
 from livesight.daemon.responses import ResponseJob
 from livesight.protocols.api import (
     InvalidRequestError,

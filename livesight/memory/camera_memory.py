@@ -292,7 +292,7 @@ class CameraMemory:
             self._log("pool-current", cur, before)
             if cur.visual_tokens == before:
                 break
-        for seg in self.segments[:-1]:  # scenes waiting for their caption give up their pooled tokens when nothing else is left
+        for seg in self.segments[:-1]:  # scenes waiting for their caption give up their pooled tokens last
             if self.visual_tokens + incoming <= self.budget:
                 break
             if seg.stage != "caption":

@@ -214,7 +214,7 @@ class SceneDetector:
             # the decoder saw the picture replaced and its next frame confirmed it; the sampled picture changed too
             self._pending = None
             self._restart(tap.pts, z, self._hist)
-            return self._declare(tap.pts, tap.wall_time, tap.score)
+            return self._declare(tap.pts, tap.wall_time, tap.score, tap.confirmed_wall)
         if gap:  # frames were not seen: this change spans them, so it is no evidence (dropped frames are not cuts)
             self._across_gap(z, step)
             return None
@@ -289,7 +289,7 @@ class SceneDetector:
         self._flat_scene, self._flat_at_once = True, at_once
         wall = tap.wall_time if tap is not None and first else step.wall_time
         self._restart(start, None, None)
-        return self._declare(start, wall, 0.0)
+        return self._declare(start, wall, 0.0, tap.confirmed_wall if tap is not None else None)
 
     def _after_flat(self, z: np.ndarray, step: DTDStep) -> None:
         flat_scene, at_once, before = self._flat_scene, self._flat_at_once, self._prev
@@ -331,10 +331,10 @@ class SceneDetector:
         if z is not None:
             self._ring.append((pts, z))
 
-    def _declare(self, pts: float, wall_time: float, score: float) -> SceneChange:
+    def _declare(self, pts: float, wall_time: float, score: float, detected: float | None = None) -> SceneChange:
         self.scene += 1
         self.last_score = score
-        return SceneChange(self.camera, self.scene, pts, wall_time, round(score, 3))
+        return SceneChange(self.camera, self.scene, pts, wall_time, round(score, 3), detected)
 
     # ---- the legacy signal (no pixels) --------------------------------------------------------------------
 

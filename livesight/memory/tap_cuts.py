@@ -25,6 +25,7 @@ declares a boundary. Bounded: the history holds `window` values, the events EVEN
 from __future__ import annotations
 
 import math
+import time
 from collections import deque
 from dataclasses import dataclass
 
@@ -47,6 +48,7 @@ class TapEvent:
     wall_time: float
     kind: str  # cut | flat
     score: float
+    confirmed_wall: float = 0.0  # time.time() when the tap's next frame confirmed it
 
 
 def robust_cut_score(d: float, history: deque[float], cfg: SceneConfig, min_history: int = 3) -> float | None:
@@ -169,7 +171,7 @@ class TapCuts:
         if not confirmed:
             self.rejected += 1
             return TapSignal.DROP if c.held else TapSignal.NONE
-        self.events.append(TapEvent(c.pts, c.wall_time, c.kind, c.score))
+        self.events.append(TapEvent(c.pts, c.wall_time, c.kind, c.score, time.time()))
         if not c.held:
             return TapSignal.NONE
         self._last_take = c.pts

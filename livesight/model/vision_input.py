@@ -3,6 +3,10 @@
 `prepare` resizes a frame so that its area is about image_size² with both sides multiples of 28 (aspect kept).
 `patchify` produces exactly what Qwen2VLImageProcessorPil produces for such an image (checked by a test): each frame
 is one temporal step holding the frame twice (temporal_patch_size 2), patches ordered merge-window by merge-window.
+`patchify_still` gives the same patches holding the frame once (half the bytes); `StillPatchEmbed` takes either: the
+patch embedding is a Conv3d whose kernel is the whole patch (a matrix product), and on a still frame (the same
+picture in every temporal slot) it equals one product with the kernel summed over time — vLLM computes it as a
+matrix product too; PyTorch's CPU Conv3d is 5x slower for this shape.
 """
 
 from __future__ import annotations
@@ -33,6 +37,46 @@ def prepare(rgb: np.ndarray, image_size: int, token_px: int = 28) -> np.ndarray:
     if (h, w) == rgb.shape[:2]:
         return np.array(rgb)  # a writable copy: the caller may keep it as a DTD reference
     return np.array(Image.fromarray(rgb).resize((w, h), Image.Resampling.BICUBIC))
+
+
+def patchify_still(
+    frames: list[np.ndarray],
+    *,
+    patch_size: int = 14,
+    merge_size: int = 2,
+    mean: tuple[float, float, float] = CLIP_MEAN,
+    std: tuple[float, float, float] = CLIP_STD,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """`patchify` with each frame once, not temporal_patch_size times: [patches, 3*ps*ps] (for StillPatchEmbed)."""
+    pixels, grid = patchify(
+        frames, patch_size=patch_size, merge_size=merge_size, temporal_patch_size=1, mean=mean, std=std
+    )
+    return pixels, grid
+
+
+class StillPatchEmbed(torch.nn.Module):
+    """Replaces Qwen2.5-VL's vision patch embedding (a Conv3d with kernel = stride = the patch) by the same product
+    done as a matrix multiply: patches of [C*T*P*P] (the processor's layout) use the kernel as it is; patches of
+    [C*P*P] (a still frame, `patchify_still`) use the kernel summed over its T temporal slots — exactly the result
+    for the frame repeated in every slot, with half the input."""
+
+    def __init__(self, original: torch.nn.Module) -> None:
+        super().__init__()
+        self.proj = original.proj  # same parameter, same state-dict key
+        self.embed_dim = int(original.embed_dim)
+        self._still: tuple[tuple[int, int, torch.dtype, torch.device], torch.Tensor] | None = None
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        w = self.proj.weight  # [E, C, T, P, P]
+        x = hidden_states.to(w.dtype)
+        if x.shape[-1] == w[0].numel():
+            return torch.nn.functional.linear(x, w.reshape(w.shape[0], -1))
+        if x.shape[-1] != w[0, :, 0].numel():
+            raise ValueError(f"patches of {x.shape[-1]} values for a patch embedding of {tuple(w.shape[1:])}")
+        key = (w.data_ptr(), w._version, w.dtype, w.device)
+        if self._still is None or self._still[0] != key:
+            self._still = (key, w.sum(dim=2).reshape(w.shape[0], -1))
+        return torch.nn.functional.linear(x, self._still[1])
 
 
 def patchify(

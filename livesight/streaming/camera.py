@@ -230,4 +230,3 @@ class Camera:
         log.debug("camera %s: %s %s", self.cfg.id, state.value, reason)
         if self._on_status is not None:
             self._on_status(CameraStatus(self.cfg.id, state, reason, time.time()))
-

@@ -24,8 +24,10 @@ def feed(mem: CameraMemory, backend, n_frames: int, *, keep_frac: float, scene_e
     d = backend.info.hidden_size
     peak = 0
     for i in range(n_frames):
-        if i and i % scene_every == 0 and mem.on_scene_change(
-            SceneChange(mem.camera, mem.current.scene + 1, float(i), 1000.0 + i, 5.0)
+        if (
+            i
+            and i % scene_every == 0
+            and mem.on_scene_change(SceneChange(mem.camera, mem.current.scene + 1, float(i), 1000.0 + i, 5.0))
         ):
             mem.caption_pending()  # the model worker schedules it; here at once, as when it keeps up
         keep = np.ones(256, bool) if i == 0 else rng.random(256) < keep_frac

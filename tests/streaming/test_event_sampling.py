@@ -22,7 +22,7 @@ def clip(path: Path) -> Path:
     other = still(9)
     base = flash(still(0), (), (), FPS)
 
-    def shot(t: float):  # noqa: ANN202
+    def shot(t: float):
         return other(t) if round(t * FPS) in (12, 35) else base(t)
 
     frames, _, _ = render(Spec("event", [(shot, 5.3), (still(1), 3.0)], [("cut", 0)], noise=1.0, fps=FPS))
@@ -31,7 +31,7 @@ def clip(path: Path) -> Path:
 
 
 async def sample(path: Path, *, tap: bool) -> tuple[list[Frame], Camera]:
-    det, frame_tap = dtd_detector(SceneConfig(), "c", sample_fps=2.0) if tap else (None, None)
+    _det, frame_tap = dtd_detector(SceneConfig(), "c", sample_fps=2.0) if tap else (None, None)
     cfg = CameraConfig(id="c", source=str(path), sample_fps=2, realtime=False, queue_size=1000)
     camera = Camera(cfg, tap=frame_tap)
     await asyncio.wait_for(camera.run(), 30)
