@@ -119,6 +119,13 @@ class ModelConfig(_Strict):
     dtype: Literal["float32", "bfloat16", "float16", "auto"] = "float32"
     image_size: int = Field(448, ge=56, le=1344, description="frames are resized to this square size (multiple of 28)")
     max_new_tokens: int = Field(64, ge=1, le=4096)
+    threads: int | None = Field(
+        None,
+        ge=1,
+        le=1024,
+        description="CPU threads of the model's tensor operations (torch intra-op); default: half the machine's "
+        "cores, at least 1 — the rest decode video (on 2 cores, a model on both halves the frames a busy box carries)",
+    )
     seed: int = 0
     system_prompt: str = Field(
         "You are livesight, an assistant watching a live video stream. Answer briefly about what you see.",

@@ -132,11 +132,8 @@ async def measure(tree: Path, footage: str, cameras: int, *, warmup: float, seco
     ttft = sorted(events.ttft_ms)
 
     def g(name: str) -> float | None:  # a generation scheduler counter (this checkout only)
-        return (
-            None
-            if f"livesight_generation_{name}" not in {n for n, _ in m1}
-            else _total(m0, m1, f"livesight_generation_{name}")
-        )
+        key = f"livesight_generation_{name}_total"
+        return None if key not in {n for n, _ in m1} else int(_total(m0, m1, key))
 
     shed = [g("proactive_shed_stale"), g("proactive_shed_superseded")]
     return {

@@ -233,10 +233,11 @@ class ModelWorker:
     def _take_frames(self) -> list[tuple[Frame, int]]:
         """Up to max_batch frames, round-robin, each with the sampled frames of its camera missed just before it."""
         taken: list[tuple[Frame, int]] = []
+        last = -1  # position in the round-robin order of the last camera served
         progress = True
         while progress and len(taken) < self.max_batch:
             progress = False
-            for cam in list(self._rr):
+            for pos, cam in enumerate(list(self._rr)):
                 if len(taken) >= self.max_batch:
                     break
                 if not self.guards[cam].available():
@@ -249,9 +250,11 @@ class ModelWorker:
                 missed = 0 if lane.last_index is None else max(0, f.index - lane.last_index - 1)
                 lane.last_index = f.index
                 taken.append((f, missed))
+                last = pos
                 progress = True
-        if taken:  # rotate so the next batch starts with another camera
-            self._rr.append(self._rr.pop(0))
+        if taken:  # the next batch starts with the camera after the last one served: every camera in turn
+            k = (last + 1) % len(self._rr)
+            self._rr = self._rr[k:] + self._rr[:k]
         return taken
 
     def _process_frames(self, frames: list[Frame]) -> list[FrameOutcome]:

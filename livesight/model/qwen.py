@@ -7,6 +7,7 @@ with `from_pretrained(..., local_files_only=True)`: from a directory or the loca
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -106,7 +107,13 @@ class QwenBackend:
         )
 
 
+def model_threads(cfg: ModelConfig) -> int:
+    """model.threads, or half the cores (at least 1): the decode threads and the event loop need the others."""
+    return cfg.threads or max(1, (os.cpu_count() or 2) // 2)
+
+
 def load_backend(cfg: ModelConfig) -> QwenBackend:
+    torch.set_num_threads(model_threads(cfg))  # process-wide: the model runs in one worker thread
     device = resolve_device(cfg.device)
     dtype = resolve_dtype(cfg.dtype, device)
     if cfg.preset == "tiny-random":

@@ -47,11 +47,22 @@ def patchify_still(
     mean: tuple[float, float, float] = CLIP_MEAN,
     std: tuple[float, float, float] = CLIP_STD,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """`patchify` with each frame once, not temporal_patch_size times: [patches, 3*ps*ps] (for StillPatchEmbed)."""
-    pixels, grid = patchify(
-        frames, patch_size=patch_size, merge_size=merge_size, temporal_patch_size=1, mean=mean, std=std
-    )
-    return pixels, grid
+    """`patchify` with each frame once, not temporal_patch_size times: [patches, 3*ps*ps] (for StillPatchEmbed).
+    Few copies per frame (the hot path; `patchify` makes five full-frame float copies): the uint8 pixels channels
+    first, one float copy scaled and shifted in place, then laid out patch by patch."""
+    scale = torch.tensor([1.0 / (255.0 * s) for s in std]).view(3, 1, 1)  # (x / 255 - mean) / std = x * a + b
+    shift = torch.tensor([-m / s for m, s in zip(mean, std, strict=True)]).view(3, 1, 1)
+    m, ps = merge_size, patch_size
+    out, grids = [], []
+    for rgb in frames:
+        h, w = rgb.shape[:2]
+        gh, gw = h // ps, w // ps
+        x = torch.from_numpy(np.ascontiguousarray(rgb[: gh * ps, : gw * ps].transpose(2, 0, 1))).float()
+        x.mul_(scale).add_(shift)  # [3, H, W]
+        x = x.view(3, gh // m, m, ps, gw // m, m, ps).permute(1, 4, 2, 5, 0, 3, 6)  # windows, cells, C, y, x
+        out.append(x.reshape(gh * gw, 3 * ps * ps))
+        grids.append((1, gh, gw))
+    return torch.cat(out), torch.tensor(grids, dtype=torch.long)
 
 
 class StillPatchEmbed(torch.nn.Module):

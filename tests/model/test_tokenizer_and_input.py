@@ -83,3 +83,14 @@ def test_still_patch_embedding_equals_the_models_conv3d(backend) -> None:
         assert float((embed(still) - conv).abs().max()) < 1e-5
     with pytest.raises(ValueError, match="patches of 7 values"):
         embed(torch.zeros(2, 7))
+
+
+def test_patchify_still_is_patchify_with_one_temporal_slot() -> None:
+    from livesight.model.vision_input import patchify_still
+
+    rng = np.random.default_rng(2)
+    frames = [prepare((rng.random(s) * 255).astype(np.uint8), 448) for s in [(360, 640, 3), (448, 448, 3)]]
+    ref, grid = patchify(frames, temporal_patch_size=1)
+    got, grid2 = patchify_still(frames)
+    assert grid.tolist() == grid2.tolist() and got.shape == ref.shape
+    assert float((got - ref).abs().max()) < 1e-5
