@@ -85,3 +85,32 @@ def test_signal_none_keeps_sampling_regular() -> None:
     for i in range(30):
         held.frame(i / 10, None, TapSignal.NONE, held.sampler.take(i / 10))
     assert taken == [(k / 2, False) for k in range(6)]
+
+
+def _with_tap(pictures: list[np.ndarray]) -> list[tuple[float, float]]:
+    """Frames at 10 fps through the tap and event-triggered sampling at 2 fps, into the detector: (boundary pts,
+    pts of the sampled frame that reported it)."""
+    det, tap = dtd_detector(SceneConfig(), "cam", sample_fps=2.0)
+    assert tap is not None
+    out: list[tuple[float, object, bool]] = []
+    held = HeldSampling(Sampler(2.0), lambda pts, f, ev: out.append((pts, f, ev)))
+    found = []
+    for i, rgb in enumerate(pictures):
+        pts = i / 10
+        held.frame(pts, rgb, tap.offer(pts, rgb), held.sampler.take(pts))
+        for p, f, _ in out:
+            c = det.update(_step(p), f)  # type: ignore[arg-type]
+            found += [(round(c.pts, 2), round(p, 2))] if c is not None else []
+        out.clear()
+    return found
+
+
+def test_a_picture_that_goes_black_is_a_boundary_at_once() -> None:
+    """Lens covered at 4.3 s: the tap's next frame confirms it, the black frame is sampled at once and the boundary
+    is reported on it — not at the next tick, not when the picture comes back."""
+    rng = np.random.default_rng(7)
+    a = np.kron(rng.integers(0, 255, (8, 8, 3), dtype=np.uint8), np.ones((56, 56, 1), np.uint8))
+    black = np.zeros_like(a)
+    assert _with_tap([a] * 43 + [black] * 40) == [(4.3, 4.3)]
+    # a black start: no boundary; its first content starts a scene (confirmed by the next sampled frame)
+    assert _with_tap([black] * 30 + [a] * 50) == [(3.0, 3.5)]

@@ -6,28 +6,12 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from livesight.bench.scene_suite import Spec, flash, render, still, write_video
 from livesight.config import CameraConfig, SceneConfig
 from livesight.daemon.scene_detectors import dtd_detector
 from livesight.streaming.camera import Camera
 from livesight.streaming.sampler import HeldSampling, Sampler
 from livesight.types import Frame, TapSignal
-
-FPS = 10.0
-
-
-def clip(path: Path) -> Path:
-    """10 fps: a still, one-frame flashes (another picture) at 1.2 s and 3.5 s, a hard cut at 5.3 s (between the
-    2 fps ticks at 5.0 and 5.5)."""
-    other = still(9)
-    base = flash(still(0), (), (), FPS)
-
-    def shot(t: float):
-        return other(t) if round(t * FPS) in (12, 35) else base(t)
-
-    frames, _, _ = render(Spec("event", [(shot, 5.3), (still(1), 3.0)], [("cut", 0)], noise=1.0, fps=FPS))
-    write_video(path, frames, FPS)
-    return path
+from tests.streaming.media import write_flash_and_cut_clip as clip
 
 
 async def sample(path: Path, *, tap: bool) -> tuple[list[Frame], Camera]:
