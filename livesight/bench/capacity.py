@@ -152,6 +152,8 @@ async def measure(tree: Path, footage: str, cameras: int, *, warmup: float, seco
         "question_ttft_ms_p95": round(ttft[min(len(ttft) - 1, int(len(ttft) * 0.95))], 1) if ttft else None,
         "questions_answered": len(ttft),
         "cpu_cores": round((c1 - c0) / wall, 2),
+        # the whole daemon's CPU time (decoding, tap, loop, model, generation) per processed frame
+        "cpu_ms_per_frame": round((c1 - c0) * 1000 / sum(per_cam), 1) if sum(per_cam) else None,
         "seconds": round(wall, 1),
     }
 
@@ -230,6 +232,7 @@ def _row(r: dict[str, Any]) -> dict[str, Any]:
         "question_ttft_ms_p50",
         "question_ttft_ms_p95",
         "cpu_cores",
+        "cpu_ms_per_frame",
     )
     return {k: ("–" if r.get(k) is None else r[k]) for k in keys}
 
