@@ -209,7 +209,11 @@ class ModelWorker:
                 if not self._frames_waiting():
                     self._last_progress = time.monotonic()
                 worked = await loop.run_in_executor(self._executor, self._maintenance)
-                if not worked:
+                if worked:
+                    continue
+                if len(self._async) >= self.settings.max_async_jobs:  # jobs wait for a slot: wait for one to end
+                    await asyncio.wait(self._async, timeout=0.02, return_when=asyncio.FIRST_COMPLETED)
+                else:
                     await self.queue.wait(0.02)
         except Exception as e:  # a bug outside every boundary: shown in /healthz (status failed), never silent
             self.state = "failed"
