@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -338,10 +339,15 @@ class ModelWorker:
 
     @staticmethod
     def _emitter(loop: asyncio.AbstractEventLoop, job: ResponseJob, run: _Run) -> Callable[[ResponseEvent], None]:
-        def emit(ev: ResponseEvent) -> None:  # from the worker thread (or the loop, for OnLoop work)
+        loop_thread = threading.get_ident()  # built on the loop
+
+        def emit(ev: ResponseEvent) -> None:  # from the worker thread, or on the loop for OnLoop work
             if run.first_token_wall is None:
                 run.first_token_wall = time.time()
-            loop.call_soon_threadsafe(job.sink, ev)
+            if threading.get_ident() == loop_thread:
+                job.sink(ev)  # in order with the done event that follows
+            else:
+                loop.call_soon_threadsafe(job.sink, ev)
 
         return emit
 
