@@ -231,6 +231,7 @@ def _row(r: dict[str, Any]) -> dict[str, Any]:
         "captions_deferred",
         "question_ttft_ms_p50",
         "question_ttft_ms_p95",
+        "generation_share",
         "cpu_cores",
         "cpu_ms_per_frame",
     )

@@ -234,8 +234,8 @@ def run(
         if mine["parts_ms_median"]
         else [],
         "one camera at 10 fps (in process)": [
-            {k: v for k, v in row.items() if k not in ("stage_ms_per_frame", "viewers")}
-            for row in (one, base, result["with_viewers"])
+            {"run": run, **{k: v for k, v in row.items() if k not in ("stage_ms_per_frame", "viewers")}}
+            for run, row in (("DTD", one), ("DTD off", base), ("DTD, 5 live-view viewers", result["with_viewers"]))
         ],
     }
     notes = [

@@ -57,10 +57,10 @@ def render(out_dir: Path, *, plots_rel: str | None = None) -> str:
         parts.append(
             f"Machine: {m.get('cpu', '?')}, {m.get('cores', '?')} cores, torch {m.get('torch', '?')}"
             + (f", GPU {m['gpu']}" if m.get("gpu") else "")
-            + f"; {data.get('seconds', '?')} s. Command: `livesight bench {name} --out DIR`"
+            + f"; {data.get('seconds', '?')} s. Command: `livesight bench {name} --out DIR"
             + (" --quick" if data.get("quick") else "")
             + (" --baseline DIR2" if data.get("baseline") else "")
-            + "."
+            + "`."
         )
         summary = data.get("summary")
         if isinstance(summary, list) and summary:
