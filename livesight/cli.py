@@ -128,7 +128,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--model", default=None, help="checkpoint directory or HF id (default: tiny random-weight model)")
 
     sp = add("bench", _cmd_bench, "run benchmarks, writing JSON and PNG to --out")
-    sp.add_argument("which", choices=["ingest", "dtd", "memory", "e2e", "scenes", "gateway", "web", "remote", "all"])
+    sp.add_argument(
+        "which",
+        choices=["ingest", "dtd", "memory", "e2e", "capacity", "scenes", "gateway", "web", "remote", "all"],
+    )
     sp.add_argument("--out", default="bench-out")
     sp.add_argument("--device", default="cpu")
     sp.add_argument("--shape", choices=["tiny", "7b"], default="tiny", help="random-weight model shape")
@@ -138,7 +141,15 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="also regenerate DOCS/benchmarks.md (JSON and plots in DOCS/bench; one benchmark: the others kept)",
     )
-    sp.add_argument("--baseline", default=None, help="with `web`: another checkout to measure side by side (a DIR)")
+    sp.add_argument(
+        "--baseline",
+        default=None,
+        help="e2e, capacity, web: also measure the checkout in this directory, side by side (in turns)",
+    )
+    sp.add_argument("--seconds", type=float, default=None, help="e2e, capacity: measuring window (default per bench)")
+    sp.add_argument("--cameras", default=None, help="capacity: camera counts, e.g. 1,4,16 (default 1,2,4,8,16,32)")
+    sp.add_argument("--footage", default=None, help="capacity: demo and/or vtest, e.g. demo (default both)")
+    sp.add_argument("--warmup", type=float, default=None, help="capacity: seconds before the window (default 10)")
     return p
 
 

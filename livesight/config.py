@@ -230,6 +230,13 @@ class ModelConfig(RemoteModelSettings):
     dtype: Literal["float32", "bfloat16", "float16", "auto"] = "float32"
     image_size: int = Field(448, ge=56, le=1344, description="frames are resized to this square size (multiple of 28)")
     max_new_tokens: int = Field(64, ge=1, le=4096)
+    threads: int | None = Field(
+        None,
+        ge=1,
+        le=1024,
+        description="CPU threads of the model's tensor operations (torch intra-op); default: half the machine's "
+        "cores, at least 1 — the rest decode video (on 2 cores, a model on both halves the frames a busy box carries)",
+    )
     seed: int = 0
     system_prompt: str = Field(
         "You are livesight, an assistant watching a live video stream. Answer briefly about what you see.",
@@ -351,6 +358,13 @@ class SceneConfig(_Strict):
 class ProactiveConfig(_Strict):
     enabled: bool = True
     min_interval_s: float = Field(10.0, ge=0, description="at most one proactive message per camera per interval")
+    stale_after_s: float = Field(
+        3.0,
+        gt=0,
+        le=600,
+        description="a proactive message not started within this many seconds of its boundary is stale: dropped "
+        "(counted as generation_proactive_shed_stale), as is one a newer boundary of its camera supersedes",
+    )
     prompt: str = Field("Describe briefly what just changed in the scene.", max_length=2000)
 
 
@@ -548,6 +562,14 @@ class WorkerConfig(_Strict):
     )
     stall_timeout_s: float = Field(
         30.0, gt=0, le=3600, description="frames waiting and none processed for this long = worker stalled"
+    )
+    generation_share: float = Field(
+        0.3,
+        gt=0,
+        le=1,
+        description="while sampled frames wait for the model, generation (proactive messages, watch checks, scene "
+        "captions; questions count too but are never held back) takes at most this share of the model worker's "
+        "time over the last few seconds; captions that wait are merged (counted). Without a backlog it does not bind",
     )
 
 

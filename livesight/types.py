@@ -59,6 +59,16 @@ class SceneChange:
     pts: float
     wall_time: float
     score: float  # detector score at the boundary (e.g. how far the changed-token ratio left its rolling mean)
+    detected_wall: float | None = None  # time.time() when its evidence was confirmed (the cut tap's), if known
+
+
+class TapSignal(enum.Enum):
+    """What a camera does with the frame it just decoded, as its frame tap's judge says (event-triggered sampling)."""
+
+    NONE = 0  # nothing special
+    HOLD = 1  # this frame may start a new scene: keep it until the next tap frame decides
+    TAKE = 2  # the held frame starts a new scene: sample it now, outside the regular ticks
+    DROP = 3  # the held frame did not (a flash): forget it
 
 
 class CameraState(enum.StrEnum):
@@ -86,7 +96,7 @@ class CameraCounters:
     """Per-camera running counters. Each field has exactly one writer:
 
     - the camera's decode thread: frames_decoded
-    - the camera's task (event loop): frames_sampled, frames_dropped_queue, reconnects
+    - the camera's task (event loop): frames_sampled, frames_sampled_event, frames_dropped_queue, reconnects
     - the model worker's publishing step (event loop): frames_encoded, encoder_skipped, tokens_total, tokens_kept,
       frames_failed
     Readers (stats, /metrics, the demo printer) go through `CameraSnapshot`.
@@ -94,6 +104,7 @@ class CameraCounters:
 
     frames_decoded: int = 0
     frames_sampled: int = 0
+    frames_sampled_event: int = 0  # of which taken at once because the frame tap saw a likely scene start
     frames_dropped_queue: int = 0  # sampled frames dropped because the model could not keep up (drop_oldest)
     frames_encoded: int = 0
     encoder_skipped: int = 0
@@ -121,6 +132,14 @@ class CameraSnapshot:
     state: str
     frames_in: int = field(metadata=_metric("livesight_frames_decoded", "counter", "frames decoded from the source"))
     frames_sampled: int = field(metadata=_metric("livesight_frames_sampled", "counter", "frames taken by the sampler"))
+    frames_sampled_event: int = field(
+        metadata=_metric(
+            "livesight_frames_sampled_event",
+            "counter",
+            "of the sampled frames, those taken at once (outside the regular ticks) because the frame tap saw a "
+            "likely scene start",
+        )
+    )
     frames_dropped: int = field(
         metadata=_metric(
             "livesight_frames_dropped",
@@ -156,6 +175,7 @@ class CameraSnapshot:
             state=state,
             frames_in=k.frames_decoded,
             frames_sampled=k.frames_sampled,
+            frames_sampled_event=k.frames_sampled_event,
             frames_dropped=k.frames_dropped_queue,
             frames_encoded=k.frames_encoded,
             encoder_skipped=k.encoder_skipped,

@@ -29,7 +29,7 @@ from livesight.daemon.responses import ResponseJob
 from livesight.daemon.service import Service
 from livesight.memory.camera_memory import CameraMemory
 from livesight.memory.scene_detector import SceneDetector
-from livesight.model.backend import GenerationResult
+from livesight.model.backend import ContextMark, GenerationResult
 from livesight.model.dtd import DTD
 from livesight.model.echo import EchoBackend, EchoContext
 from livesight.streaming.queues import DropOldestQueue
@@ -48,6 +48,7 @@ class GatedContext(EchoContext):
         max_new_tokens: int,
         should_stop: Callable[[], bool] = lambda: False,
         on_text: Callable[[str], None] | None = None,
+        as_of: ContextMark | None = None,
     ) -> GenerationResult:
         owner = self._owner
         owner.asked.append((owner.camera_of(self), question))
@@ -58,7 +59,9 @@ class GatedContext(EchoContext):
                 owner.results.append(result)
                 return result
         self._delay = owner.token_delay_s
-        result = super().generate(question, max_new_tokens=max_new_tokens, should_stop=should_stop, on_text=on_text)
+        result = super().generate(
+            question, max_new_tokens=max_new_tokens, should_stop=should_stop, on_text=on_text, as_of=as_of
+        )
         owner.results.append(result)
         return result
 
@@ -104,8 +107,7 @@ class Pipeline:
     def proactive(self, text: str, camera: str = "cam1", scene: int = 2) -> str:
         hub = self.service.hub
         job = ResponseJob(camera, ResponseKind.PROACTIVE, f"say: {text}", hub.publish, scene=scene, pts=12.0)
-        self.service.responses.put(job)
-        hub.publish(job.created_event())
+        self.service.responses.put(job)  # the worker announces it (response.created) when it starts
         return job.response_id
 
     def watch_hit(self, watch_id: str, text: str = "yes, a person") -> str:

@@ -1,3 +1,4 @@
 """livesight.bench"""
 
-BENCHES = ("ingest", "dtd", "memory", "e2e", "scenes", "remote")  # `livesight bench all` runs these, in this order
+# `livesight bench all` runs these, in this order
+BENCHES = ("ingest", "dtd", "memory", "e2e", "capacity", "scenes", "remote")

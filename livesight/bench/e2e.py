@@ -1,26 +1,36 @@
 """`livesight bench e2e`: the whole daemon, in process, as a client sees it.
 
-1. Cut → first proactive token: builtin:demo (a hard cut every 5 s, paced in real time, sampled at 2 fps); latency
-   from the decode time of the sampled frame at the cut to the first `response.delta` of the proactive message.
-   Sampling adds up to one sample interval (0.5 s) before that frame exists; reported separately.
+1. Cut → first proactive token: builtin:demo (a hard cut every 5 s, paced in real time, sampled at 2 fps), the tiny
+   model; from the cut's own wall time (the decode time of its first frame) to the first `response.delta` of the
+   scene's proactive message, with a question every 3 s alongside. Measured by e2e_probe.py in a subprocess, for
+   this checkout and (`--baseline DIR`) another one, in turns; this checkout also reports the latency's parts
+   (detection: the cut tap confirms; sampling; waiting for the worker; encode + DTD + scene detector + memory;
+   waiting for the proactive job to start; its first token).
 2. Answer decode speed: tokens per second after the first token, for client questions.
-3. Pipeline capacity: N = 1, 2, 4 live cameras (builtin:demo, 10 fps, every frame sampled), so that past some N
-   the model worker is the bottleneck: frames through DTD + memory per second in total, and the share the bounded
-   queues dropped. (Unpaced sources would measure the decode threads' competition for the CPU, not the pipeline.)
+3. One camera at 10 fps (every frame sampled), in process: DTD against no dropping (what DTD saves in memory + KV
+   prefill), and with 5 people watching the live view. How many cameras a box carries: `livesight bench capacity`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 import statistics
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
+from livesight.bench.daemon_proc import this_tree
+from livesight.bench.e2e_probe import summary
 from livesight.config import Config, parse_config
 from livesight.daemon.app import App
 from livesight.model.backend import Backend
-from livesight.types import ResponseCreated, ResponseDelta, ResponseDone, ResponseKind, SceneChange
+
+PROBE = Path(__file__).with_name("e2e_probe.py")
+PARTS = ("detection", "sampling", "frame queue", "encode + DTD + scene + memory", "proactive queue", "first token")
 
 
 def _config(
@@ -39,52 +49,48 @@ def _config(
     )
 
 
-async def _cut_latency(seconds: float, device: str, backend: Backend | None) -> dict[str, Any]:
-    cfg = _config([{"id": "demo", "source": "builtin:demo", "sample_fps": 2}], device=device)
-    app = App(cfg, backend=backend)
-    lat_ms: list[float] = []
-    tps: list[float] = []
-    async with asyncio.TaskGroup() as tg:
-        tg.create_task(app.run(), name="bench-app")
-        handles = await app.wait_ready()
-        sub = handles.service.subscribe(maxsize=10_000)
-        cut_wall: dict[int, float] = {}
-        pending: dict[str, float] = {}
+def probe(tree: Path, seconds: float, device: str, shape: str = "tiny") -> dict[str, Any]:
+    """e2e_probe.py with `tree`'s livesight (run by path, so a checkout without it can be measured)."""
+    argv = ["e2e_probe", "--seconds", str(seconds), "--device", device, "--shape", shape]
+    code = f"import runpy, sys; sys.argv = {argv!r}; " + (f"runpy.run_path({str(PROBE)!r}, run_name='__main__')")
+    env = {**os.environ, "PYTHONPATH": str(tree), "HF_HUB_OFFLINE": "1"}
+    r = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=tree, timeout=seconds + 300
+    )
+    if r.returncode != 0:
+        raise RuntimeError(f"e2e probe of {tree} failed:\n{r.stderr[-3000:]}")
+    return json.loads(r.stdout.strip().splitlines()[-1])
 
-        async def watch() -> None:
-            async for ev in sub:
-                if isinstance(ev, SceneChange):
-                    cut_wall[ev.scene] = ev.wall_time
-                elif isinstance(ev, ResponseCreated) and ev.kind is ResponseKind.PROACTIVE and ev.scene in cut_wall:
-                    pending[ev.response_id] = cut_wall[ev.scene]
-                elif isinstance(ev, ResponseDelta) and ev.response_id in pending:
-                    lat_ms.append((time.time() - pending.pop(ev.response_id)) * 1000)
 
-        async def ask() -> None:
-            while True:
-                t0 = time.perf_counter()
-                first = None
-                async for ev in handles.service.query(camera=None, text="What is happening?", query_id=None):
-                    if isinstance(ev, ResponseDelta) and first is None:
-                        first = time.perf_counter()
-                    if isinstance(ev, ResponseDone) and first is not None and ev.completion_tokens > 1:
-                        tps.append((ev.completion_tokens - 1) / max(1e-6, time.perf_counter() - first))
-                await asyncio.sleep(max(0.0, 3.0 - (time.perf_counter() - t0)))
-
-        w = tg.create_task(watch(), name="bench-watch")
-        a = tg.create_task(ask(), name="bench-ask")
-        await asyncio.sleep(seconds)
-        a.cancel()
-        sub.close()
-        await w
-        app.stop()
-    return {
-        "cuts_measured": len(lat_ms),
-        "cut_to_first_proactive_token_ms_median": round(statistics.median(lat_ms), 1) if lat_ms else None,
-        "cut_to_first_proactive_token_ms_max": round(max(lat_ms), 1) if lat_ms else None,
-        "sampling_delay_ms_max": 500.0,
-        "answer_tokens_per_s_median": round(statistics.median(tps), 1) if tps else None,
-    }
+def cut_latency(
+    trees: dict[str, Path], seconds: float, device: str, rounds: int, shape: str = "tiny"
+) -> dict[str, Any]:
+    """The probe for every tree, `rounds` times in turns (this, baseline, this, baseline, …)."""
+    runs: dict[str, list[dict[str, Any]]] = {code: [] for code in trees}
+    for i in range(rounds):
+        for code, tree in trees.items():
+            print(f"  e2e cut latency [{code}] round {i + 1}/{rounds} …", flush=True)
+            runs[code].append(probe(tree, seconds / rounds, device, shape))
+    out: dict[str, Any] = {}
+    for code, rs in runs.items():
+        lat = [x for r in rs for x in r["latencies_ms"]]
+        tps = [x for r in rs for x in r["answer_tokens_per_s"]]
+        parts = [p for r in rs for p in r["parts_ms"]]
+        sampled = sum(r["frames_sampled"] for r in rs)
+        out[code] = {
+            **summary(lat),
+            "latencies_ms": lat,
+            "late_scene_changes": sum(r["late_scene_changes"] for r in rs),
+            "answer_tokens_per_s_median": round(statistics.median(tps), 1) if tps else None,
+            "parts_ms_median": {k: round(statistics.median(p[k] for p in parts), 1) for k in (*PARTS, "total")}
+            if parts
+            else None,
+            "parts_ms_max": {k: round(max(p[k] for p in parts), 1) for k in (*PARTS, "total")} if parts else None,
+            "frames_sampled": sampled,
+            "frames_sampled_event": sum(r["frames_sampled_event"] for r in rs),
+            "event_share": round(sum(r["frames_sampled_event"] for r in rs) / sampled, 3) if sampled else None,
+        }
+    return out
 
 
 async def _viewer(port: int, camera: str, period_s: float, out: dict[str, Any]) -> None:
@@ -177,49 +183,82 @@ def _viewers_summary(viewers: int, seen: dict[str, Any], encoded: int, seconds: 
     }
 
 
-async def _run(quick: bool, device: str, backend: Backend | None, counts: tuple[int, ...]) -> dict[str, Any]:
-    cut = await _cut_latency(12.0 if quick else 40.0, device, backend)
-    seconds = 4.0 if quick else 15.0
-    cap = [await _capacity(n, seconds, device, backend) for n in counts]
+async def _one_camera(seconds: float, device: str, backend: Backend | None) -> dict[str, Any]:
+    one = await _capacity(1, seconds, device, backend)
     # the same pipeline with nothing dropped (DTD off): every token goes to memory and the KV cache
-    base = await _capacity(counts[0], seconds, device, backend, dtd_mode="off")
-    # the same as the first capacity run, with 5 people watching the live view (DTD overlay) at 4 polls/s each
-    watched = await _capacity(counts[0], seconds, device, backend, viewers=5)
-    return {"cut_latency": cut, "capacity": cap, "no_dropping": base, "with_viewers": watched}
+    base = await _capacity(1, seconds, device, backend, dtd_mode="off")
+    # the same as the first, with 5 people watching the live view (DTD overlay) at 4 polls/s each
+    watched = await _capacity(1, seconds, device, backend, viewers=5)
+    return {"one_camera": one, "no_dropping": base, "with_viewers": watched}
 
 
-def run(out_dir: Path, *, device: str = "cpu", shape: str = "tiny", quick: bool = False) -> dict[str, Any]:
+def run(
+    out_dir: Path,
+    *,
+    device: str = "cpu",
+    shape: str = "tiny",
+    quick: bool = False,
+    baseline: str | None = None,
+    seconds: float | None = None,
+) -> dict[str, Any]:
     backend: Backend | None = None
-    counts: tuple[int, ...] = (1, 2, 4)
     if shape != "tiny":
         from livesight.bench.dtd import build_backend
 
         backend = build_backend(device, shape)
-        counts = (1, 4, 16) if not quick else (1, 4)
-    result = asyncio.run(_run(quick, device, backend, counts))
-    cut = result["cut_latency"]
+    trees = {"this": this_tree()}
+    if baseline:
+        trees["baseline"] = Path(baseline).resolve()
+    cut_s = seconds or (12.0 if quick else 80.0)
+    cuts = cut_latency(trees, cut_s, device, rounds=1 if quick else 2, shape=shape)
+    result: dict[str, Any] = {"cut_latency": cuts, "baseline": str(trees.get("baseline", "")) or None}
+    result.update(asyncio.run(_one_camera(4.0 if quick else 15.0, device, backend)))
     result["quick"] = quick
-    base, one = result["no_dropping"], result["capacity"][0]
+    mine = cuts["this"]
     result["summary"] = [
-        {k: v for k, v in row.items() if k != "stage_ms_per_frame"} for row in [*result["capacity"], base]
+        {
+            "code": code,
+            "cuts_measured": c["cuts_measured"],
+            "cut_to_first_proactive_token_ms_median": c["median_ms"],
+            "cut_to_first_proactive_token_ms_max": c["max_ms"],
+            "event_sampled_share": c["event_share"],
+            "answer_tokens_per_s_median": c["answer_tokens_per_s_median"],
+        }
+        for code, c in cuts.items()
     ]
-    result["notes"] = [
-        f"cut → first proactive token: median {cut['cut_to_first_proactive_token_ms_median']} ms, max "
-        f"{cut['cut_to_first_proactive_token_ms_max']} ms over {cut['cuts_measured']} cuts (from the sampled cut "
-        f"frame's decode; sampling at 2 fps adds up to 500 ms before that frame exists).",
-        f"answer decode: {cut['answer_tokens_per_s_median']} tokens/s after the first token "
+    one, base = result["one_camera"], result["no_dropping"]
+    result["tables"] = {
+        "cut → first proactive token: parts (ms, this checkout)": [
+            {"part": k, "median": mine["parts_ms_median"][k], "max": mine["parts_ms_max"][k]} for k in (*PARTS, "total")
+        ]
+        if mine["parts_ms_median"]
+        else [],
+        "one camera at 10 fps (in process)": [
+            {"run": run, **{k: v for k, v in row.items() if k not in ("stage_ms_per_frame", "viewers")}}
+            for run, row in (("DTD", one), ("DTD off", base), ("DTD, 5 live-view viewers", result["with_viewers"]))
+        ],
+    }
+    notes = [
+        "cut → first proactive token: builtin:demo at 2 fps, the tiny model, proactive.min_interval_s 0 (a message "
+        "at every cut), a question every 3 s alongside; from the cut's first frame's decode time to the message's "
+        "first token. Rows: this checkout and the baseline (`--baseline DIR`), run in turns in one run.",
+        f"answer decode: {mine['answer_tokens_per_s_median']} tokens/s after the first token "
         f"({'tiny' if backend is None else backend.info.name} model, {device}).",
-        "capacity: live builtin:demo cameras at 10 fps, every frame sampled; frames through prepare + pixel pre-check "
-        "+ vision encoder (batched across cameras) + DTD + memory per second; dropped_share = sampled frames the "
-        "bounded queues dropped because the model worker was busy (round-robin keeps cameras fair: per-camera "
-        "min/max). A question every 3 s runs alongside in the latency part.",
-        f"DTD vs no dropping ({one['cameras']} camera, same run): {one['frames_per_s_total']} vs "
+        f"DTD vs no dropping (1 camera at 10 fps, same run): {one['frames_per_s_total']} vs "
         f"{base['frames_per_s_total']} frames/s; per-frame memory + KV prefill "
         f"{one['stage_ms_per_frame']['scenes + memory + KV prefill']} vs "
         f"{base['stage_ms_per_frame']['scenes + memory + KV prefill']} ms "
-        f"({one['token_drop_ratio']:.0%} of tokens dropped vs none).",
+        f"({one['token_drop_ratio']:.0%} of tokens dropped vs none). Capacity (cameras per box): bench capacity.",
         _viewers_note(one, result["with_viewers"]),
     ]
+    if "baseline" in cuts and cuts["baseline"]["median_ms"] and mine["median_ms"]:
+        notes.insert(
+            1,
+            f"median {mine['median_ms']} ms vs the baseline's {cuts['baseline']['median_ms']} ms "
+            f"({mine['median_ms'] / cuts['baseline']['median_ms']:.2f}x); max {mine['max_ms']} vs "
+            f"{cuts['baseline']['max_ms']} ms.",
+        )
+    result["notes"] = notes
     _plot(result, out_dir)
     return result
 
@@ -242,33 +281,37 @@ def _plot(result: dict[str, Any], out_dir: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    cap = result["capacity"]
+    cuts = result["cut_latency"]
     fig, ax = plt.subplots(figsize=(6, 3))
-    ax.plot([c["cameras"] for c in cap], [c["frames_per_s_total"] for c in cap], "o-", label="total")
-    ax.plot(
-        [c["cameras"] for c in cap], [c["frames_per_s_per_camera_min"] for c in cap], "s--", label="per camera (min)"
-    )
-    ax.set_xlabel("cameras")
-    ax.set_ylabel("frames / s through the pipeline")
-    ax.set_xticks([c["cameras"] for c in cap])
+    for code, c in cuts.items():
+        if c["latencies_ms"]:
+            ax.plot(
+                sorted(c["latencies_ms"]),
+                [(i + 1) / len(c["latencies_ms"]) for i in range(len(c["latencies_ms"]))],
+                "-o" if code == "this" else "--s",
+                ms=3,
+                label=code,
+            )
+    ax.set_xlabel("cut → first proactive token (ms)")
+    ax.set_ylabel("share of cuts")
     ax.legend()
-    ax.set_title("pipeline capacity")
+    ax.set_title("proactive latency (builtin:demo, 2 fps)")
     fig.tight_layout()
-    fig.savefig(out_dir / "e2e_capacity.png", dpi=100)
+    fig.savefig(out_dir / "e2e_cut_latency.png", dpi=100)
     plt.close(fig)
-
-    rows = [*cap, result["no_dropping"]]
-    labels = [f"{r['cameras']} cam" + (" (DTD off)" if r["dtd"] == "off" else "") for r in rows]
-    fig, ax = plt.subplots(figsize=(7, 3.2))
-    bottom = [0.0] * len(rows)
-    for stage in rows[0]["stage_ms_per_frame"]:
-        vals = [r["stage_ms_per_frame"][stage] for r in rows]
-        ax.bar(labels, vals, bottom=bottom, label=stage)
-        bottom = [b + v for b, v in zip(bottom, vals, strict=True)]
-    ax.set_ylabel("ms per frame (mean)")
-    ax.set_title("per-stage time in the model worker")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(out_dir / "e2e_stages.png", dpi=100)
-    plt.close(fig)
-    result["plots"] = ["e2e_capacity.png", "e2e_stages.png"]
+    plots = ["e2e_cut_latency.png"]
+    parts = cuts["this"]["parts_ms_median"]
+    if parts:
+        fig, ax = plt.subplots(figsize=(7, 2.2))
+        left = 0.0
+        for k in PARTS:
+            ax.barh(["median"], [parts[k]], left=left, label=k)
+            left += parts[k]
+        ax.set_xlabel("ms")
+        ax.legend(fontsize=7, ncols=3, loc="upper center", bbox_to_anchor=(0.5, -0.45))
+        ax.set_title("where the time goes (this checkout)")
+        fig.tight_layout()
+        fig.savefig(out_dir / "e2e_latency_parts.png", dpi=100)
+        plt.close(fig)
+        plots.append("e2e_latency_parts.png")
+    result["plots"] = plots

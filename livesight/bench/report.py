@@ -18,6 +18,7 @@ TITLES = {
     "dtd": "Differential Token Dropping",
     "memory": "Memory: TTFT vs stream length, RSS, scene cuts",
     "e2e": "End to end",
+    "capacity": "Capacity: cameras per box on the shipped settings",
     "scenes": "Scene boundaries: hard suite and real clips",
     "remote": "Remote model server: what is sent, TTFT over time, a server outage",
     "gateway": "Fleet gateway: one link per node, thousands of cameras, TTFT through it",
@@ -84,6 +85,7 @@ def _sections(out_dir: Path, *, plots_rel: str | None, prefix: str = "", command
             + (f", GPU {m['gpu']}" if m.get("gpu") else "")
             + f"; {data.get('seconds', '?')} s. Command: `livesight bench {name} {command}--out DIR"
             + (" --quick" if data.get("quick") else "")
+            + (" --baseline DIR2" if data.get("baseline") else "")
             + "`."
         )
         summary = data.get("summary")

@@ -44,6 +44,14 @@ def run_one(name: str, out: Path, args: argparse.Namespace) -> dict[str, Any]:
         kwargs.update(device=args.device, shape=args.shape)
     if name == "web":
         kwargs["baseline"] = getattr(args, "baseline", None)
+    if name in ("e2e", "capacity"):
+        kwargs.update(baseline=getattr(args, "baseline", None), seconds=getattr(args, "seconds", None))
+    if name == "capacity":
+        kwargs.update(
+            cameras=getattr(args, "cameras", None),
+            footage=getattr(args, "footage", None),
+            warmup=getattr(args, "warmup", None),
+        )
     t0 = time.perf_counter()
     result = getattr(mod, fn)(out, **kwargs)
     result = {"benchmark": name, "machine": machine(), "seconds": round(time.perf_counter() - t0, 1), **result}

@@ -24,6 +24,7 @@ from livesight.model.dtd import DTD
 from livesight.model.qwen import prepare
 from livesight.streaming.sampler import sample_video
 from livesight.streaming.tap import FrameTap
+from livesight.types import TapSignal
 
 
 def ours_on_file(path: Path, fps: float, cfg: SceneConfig, *, image_size: int = 448) -> dict[str, Any]:
@@ -55,14 +56,16 @@ def ours_on_file(path: Path, fps: float, cfg: SceneConfig, *, image_size: int = 
 
 
 class _TimedTap(FrameTap):
-    """The cut tap, counting the decode thread's time spent offering frames to it (scaling the ones it keeps)."""
+    """The cut tap, counting the decode thread's time spent offering frames to it (scaling the ones it keeps, and
+    judging them)."""
 
     cpu_s = 0.0
 
-    def offer(self, pts: float, frame: Any) -> None:
+    def offer(self, pts: float, frame: Any) -> TapSignal:
         t0 = time.thread_time()
-        super().offer(pts, frame)
+        signal = super().offer(pts, frame)
         self.cpu_s += time.thread_time() - t0
+        return signal
 
 
 def _fake_encoding(p: np.ndarray):

@@ -29,6 +29,7 @@ from livesight.memory.event_log import EventLog
 from livesight.model.backend import Backend, GenerationResult
 from livesight.model.dtd import DTD
 from livesight.model.registry import load_backend
+from livesight.model.vision_input import target_size
 from livesight.mqtt.fleet_announcer import FleetAnnouncer
 from livesight.redact import scrub
 from livesight.streaming.camera import Camera
@@ -55,7 +56,11 @@ class App:
     def __init__(self, cfg: Config, *, backend: Backend | None = None) -> None:
         self.cfg = cfg
         self.service = Service(
-            [c.id for c in cfg.cameras], stats_source=self._lane_stats, max_watches=cfg.server.max_watches
+            [c.id for c in cfg.cameras],
+            stats_source=self._lane_stats,
+            max_watches=cfg.server.max_watches,
+            generation_share=cfg.worker.generation_share,
+            proactive_stale_s=cfg.proactive.stale_after_s,
         )
         self.service.on_state_shown = self._on_state_shown
         self._backend = backend
@@ -136,6 +141,11 @@ class App:
         cameras: list[Camera] = []
         lanes: list[CameraLane] = []
         detectors = SceneDetectors(cfg.scenes)
+        info = backend.info
+
+        def frame_size(height: int, width: int) -> tuple[int, int]:  # the decoder scales to the model's input
+            return target_size(height, width, info.image_size, info.token_px)
+
         for cam_cfg in cfg.cameras:
             counters = self.service.counters[cam_cfg.id]
             start_scene = await asyncio.to_thread(self._start_scene, cam_cfg.id)
@@ -143,7 +153,9 @@ class App:
             detector, tap = await detectors.build(
                 cam_cfg.id, start_scene=start_scene, dtd_mode=cfg.dtd_for(cam_cfg).mode, sample_fps=cam_cfg.sample_fps
             )
-            camera = Camera(cam_cfg, on_status=self._on_camera_status, counters=counters, tap=tap)
+            camera = Camera(
+                cam_cfg, on_status=self._on_camera_status, counters=counters, tap=tap, frame_size=frame_size
+            )
             cameras.append(camera)
             lanes.append(
                 CameraLane(
@@ -230,6 +242,7 @@ class App:
             remote,
             memories,
             finish=worker.finish_job,
+            start=worker.start_job,
             max_new_tokens=self.cfg.model.max_new_tokens,
             concurrent=self.cfg.model.concurrent_requests,
             watch_interval_s=self.cfg.model.watch_interval_s,

@@ -1,25 +1,27 @@
-"""The model worker: the one place where the model runs, in one dedicated thread.
+"""The model worker: the one place where the local model runs, in one dedicated thread.
 
-Each turn of its loop does one of, in this order of priority:
-  1. a waiting response job (a client's question, a proactive message, a watch check),
-  2. a batch of sampled frames, taken round-robin across cameras (one per camera per round, so a fast camera
-     cannot starve a slow one): pixel pre-check → one batched vision-encoder call → DTD → memory → scene detector,
+Each turn of its loop does one of:
+  1. a generation job the scheduler (generation_queue.py) picks: a person's question; or a proactive message, a
+     watch check or a scene's caption — before waiting frames, unless frames wait and generation already took its
+     share of the worker (`worker.generation_share`), when the frames go first;
+  2. a batch of sampled frames, taken round-robin across cameras (one per camera per round, so a fast camera cannot
+     starve a slow one), through frame_pipeline.py: pre-check → one batched vision-encoder call → DTD → scene
+     detector → memory;
   3. memory maintenance (compression / context rebuild steps), when there is nothing else to do.
-The event loop only moves small objects: every forward pass runs in the worker's executor thread.
+The event loop only moves small objects: every forward pass runs in the worker's executor thread. A job's work is
+`InWorker` (this thread) or `OnLoop` (a coroutine, e.g. a remote model server: it runs as a task of its own, at most
+`max_async_jobs` at a time, and does not hold the thread); `_work_for` is that seam.
 
-A batch may hold several frames of one camera: DTD's pre-check plans them in order (dtd.py), so its decisions are
-exactly those of one-by-one processing whatever the batch composition, and the batch still needs one encoder call.
+Statistics cross threads as immutable snapshots (`CameraLane.memory_stats`, frame_pipeline.py): the worker thread
+publishes them after each piece of work on a camera (frames, maintenance, an answer); the loop reads only those.
 
-Statistics cross threads as immutable snapshots: the memory belongs to the worker thread, which, after each piece of
-work on a camera (frames, maintenance, an answer), publishes `lane.memory_stats` (a read-only mapping, replaced
-whole). The event loop (/healthz, stats, /metrics, the demo printer) reads only those snapshots, never the memory.
+With a remote model server (model.backend openai) the worker runs frames only (`run_jobs=False`): the remote
+responder (remote_responder.py) takes the generation queue on the event loop, and ends each job through
+`finish_job`, as this worker does.
 
-Fault containment: every frame runs inside its camera lane's error boundary (lane_guard.py): a frame that raises
-is counted (`frames_failed`), logged once per kind, and skipped. A frame that failed before DTD decided leaves DTD
-as it was (the camera's later frames in the batch are judged without it, and encoded on the spot if that now takes
-an encoding); one that failed in DTD or later re-synchronises the lane (its next frame is kept whole). N failures in
-a row put the camera in state `error`, retried with backoff. A batched encoder call that fails is retried frame by
-frame, so one bad frame does not fail the others. A failed answer fails that one response.
+Fault containment: every frame runs inside its camera lane's error boundary (lane_guard.py): a frame that raises is
+counted (`frames_failed`), logged once per kind, and skipped; N failures in a row put the camera in state `error`,
+retried with backoff. A failed answer fails that one response; a failed caption is counted and logged.
 """
 
 from __future__ import annotations
@@ -27,24 +29,33 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import threading
 import time
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from types import MappingProxyType
-from typing import Any, Protocol
-
-import numpy as np
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
 
 from livesight.config import Config, ReconnectConfig
+from livesight.daemon.frame_pipeline import (
+    STAGES,
+    CameraLane,
+    DetectorLike,
+    DTDLike,
+    FrameOutcome,
+    FramePipeline,
+    FrameSource,
+    MemoryLike,
+)
+from livesight.daemon.generation_queue import CaptionJob, InWorker, Job, JobKind, OnLoop, Work, kind_of
 from livesight.daemon.lane_guard import LaneGuard
 from livesight.daemon.responses import ResponseJob
 from livesight.daemon.service import LaneStats, Service
 from livesight.errors import contain
-from livesight.model.backend import Backend, EncodedFrame, GenerationResult, Tokens
+from livesight.model.backend import Backend, GenerationResult
 from livesight.types import (
-    DTDStep,
     Frame,
     ResponseDelta,
     ResponseDone,
@@ -54,60 +65,21 @@ from livesight.types import (
     SceneChange,
 )
 
+__all__ = [
+    "STAGES",
+    "CameraLane",
+    "DTDLike",
+    "DetectorLike",
+    "FrameSource",
+    "MemoryLike",
+    "ModelWorker",
+    "WorkerSettings",
+]
+
 log = logging.getLogger(__name__)
 
 _YES = re.compile(r"^\W*yes\b", re.IGNORECASE)
-
-
-STAGES = ("prepare + pre-check", "vision encoder", "DTD decision", "scenes + memory + KV prefill")
-STAGE_WINDOW = 4096
-
-
-class FrameSource(Protocol):
-    """What the worker needs from a camera: a non-blocking way to take its oldest waiting sampled frame."""
-
-    def get_nowait(self) -> Frame: ...  # raises asyncio.QueueEmpty
-
-    def __len__(self) -> int: ...  # frames waiting
-
-
-class DTDLike(Protocol):
-    def precheck(self, prepared: np.ndarray, pts: float) -> bool: ...
-
-    def decide(
-        self, camera: str, pts: float, wall_time: float, prepared: np.ndarray, encoded: EncodedFrame | None
-    ) -> DTDStep: ...
-
-    def needs_encoding(self, prepared: np.ndarray, pts: float) -> bool: ...
-
-    def drop_plan(self) -> None: ...
-
-    def reset(self) -> None: ...
-
-
-class MemoryLike(Protocol):
-    # tokens: the kept frame's encoding (None when not encoded); prepared: its pixels (a remote memory sends them)
-    def add_step(self, step: DTDStep, tokens: Tokens | None, prepared: np.ndarray | None = None) -> None: ...
-
-    def on_scene_change(self, change: SceneChange) -> None: ...
-
-    def answer(
-        self,
-        question: str,
-        *,
-        max_new_tokens: int,
-        should_stop: Callable[[], bool],
-        on_text: Callable[[str], None] | None,
-    ) -> GenerationResult: ...
-
-    def maintenance_step(self) -> bool: ...  # True when it did some work
-
-    def stats(self) -> dict[str, Any]: ...
-
-
-class DetectorLike(Protocol):
-    def update(self, step: DTDStep, frame: np.ndarray | None = None) -> SceneChange | None: ...
-
+TIMINGS = 256  # proactive messages whose timings are kept (benchmarks)
 
 DEFAULT_RETRY = ReconnectConfig(initial_s=2.0, max_s=60.0)
 
@@ -122,6 +94,7 @@ class WorkerSettings:
     max_failures: int = 3  # frames failing in a row before the camera goes to state error
     retry: ReconnectConfig = DEFAULT_RETRY
     stall_timeout_s: float = 30.0  # frames waiting and none processed for this long = stalled
+    max_async_jobs: int = 4  # OnLoop jobs (a remote model server) running at once
 
     @classmethod
     def from_config(cls, cfg: Config) -> WorkerSettings:
@@ -135,35 +108,46 @@ class WorkerSettings:
         )
 
 
-@dataclass
-class CameraLane:
-    camera: str
-    frames: FrameSource
-    dtd: DTDLike
-    memory: MemoryLike
-    detector: DetectorLike
-    proactive: bool
-    last_proactive: float = -1e18
-    step_ms: list[float] = field(default_factory=list)  # recent per-frame pipeline times (bounded)
-    # the memory's statistics as of the worker's last work on this camera: written whole by the worker thread, read
-    # by the event loop (the memory itself is the worker's alone)
-    memory_stats: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+@dataclass(slots=True)
+class _Run:
+    """One response job's run: when its first token went out (from the worker thread)."""
+
+    first_token_wall: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
-class FrameOutcome:
+class ProactiveTiming:
+    """Where the time went between a cut and its proactive message's first token (wall clock, time.time())."""
+
     camera: str
-    step: DTDStep | None  # None when the frame failed
-    change: SceneChange | None
-    pipeline_ms: float
-    error: Exception | None = None
-    stage: str = ""  # where it failed
+    scene: int
+    cut_pts: float
+    cut_wall: float  # the scene's first frame was decoded
+    detected_wall: float  # the evidence was confirmed (the cut tap's next frame; else when the frame was sampled)
+    sampled_wall: float  # the frame the boundary was declared on was handed to the model's queue
+    batch_wall: float  # the worker started the batch holding it
+    declared_wall: float  # its processing ended: the boundary is known (the proactive job is queued)
+    started_wall: float  # the proactive job started
+    first_token_wall: float | None  # its first token was out
 
-
-class _Failed(Exception):
-    def __init__(self, stage: str, error: Exception) -> None:
-        super().__init__(stage)
-        self.stage, self.error = stage, error
+    def parts_ms(self) -> dict[str, float] | None:
+        """cut → first token, in consecutive parts (ms); None without a first token."""
+        if self.first_token_wall is None:
+            return None
+        marks = [
+            ("detection", self.detected_wall),
+            ("sampling", self.sampled_wall),
+            ("frame queue", self.batch_wall),
+            ("encode + DTD + scene + memory", self.declared_wall),
+            ("proactive queue", self.started_wall),
+            ("first token", self.first_token_wall),
+        ]
+        out, prev = {}, self.cut_wall
+        for name, t in marks:
+            out[name] = round((t - prev) * 1000, 1)
+            prev = t
+        out["total"] = round((self.first_token_wall - self.cut_wall) * 1000, 1)
+        return out
 
 
 class ModelWorker:
@@ -182,10 +166,9 @@ class ModelWorker:
         self.settings = settings
         # False: response jobs are run elsewhere (the remote responder, on the event loop); this worker runs frames
         self.run_jobs = run_jobs
-        # False (openai): DTD decides from pixels, no encode() call, and the memory gets the pixels of kept frames
-        self._encodes = getattr(getattr(backend, "info", None), "vision_encoder", True)
         self.backend = backend
         self.service = service
+        self.queue = service.responses
         self.lanes = {lane.camera: lane for lane in lanes}
         self.guards = {
             lane.camera: LaneGuard(
@@ -194,20 +177,25 @@ class ModelWorker:
             for lane in lanes
         }
         self.max_batch = max_batch
-        # per-frame time of each stage, last STAGE_WINDOW frames (written by the worker thread; for benchmarks)
-        self.stage_ms: dict[str, deque[float]] = {k: deque(maxlen=STAGE_WINDOW) for k in STAGES}
+        self.pipeline = FramePipeline(backend, self.lanes, service.frames)
+        self.stage_ms = self.pipeline.stage_ms  # per-frame time of each stage (benchmarks)
         self._on_scene = on_scene
         self._on_response = on_response
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="livesight-model")
         self._rr: list[str] = list(self.lanes)  # round-robin order
-        self.proactive_skipped = 0
+        self._async: set[asyncio.Task[None]] = set()  # OnLoop jobs running
+        self.proactive_skipped = 0  # boundaries within proactive.min_interval_s of the camera's last message
+        self.captions_failed = 0
+        self.proactive_timings: deque[ProactiveTiming] = deque(maxlen=TIMINGS)
+        # (camera, scene) → wall times of (cut, detected, sampled, batch started, declared)
+        self._declared: dict[tuple[str, int], tuple[float, float, float, float, float]] = {}
         self.state = "starting"  # running | stopped | failed (health() adds stalled)
         self.last_error = ""
         self.loop_errors = 0  # failures outside any frame (maintenance), counted and survived
         self._last_progress = time.monotonic()  # last batch processed, or last time nothing was waiting
         self._last_frame_at: float | None = None
         for lane in lanes:  # before the worker thread exists: the first snapshot
-            self._snapshot(lane)
+            lane.snapshot()
 
     # ---- loop ----------------------------------------------------------------------------------------------
 
@@ -215,177 +203,89 @@ class ModelWorker:
         loop = asyncio.get_running_loop()
         self.state = "running"
         try:
-            answered = False  # after an answer, waiting frames get the next turn: a flood of questions
-            while True:  # slows video down to every other turn instead of starving it (scenes, memory)
-                job = (
-                    None if not self.run_jobs or (answered and self._frames_waiting()) else self.service.responses.pop()
-                )
+            answered = False  # after an answer, waiting frames get the next turn (a question flood halves video)
+            while True:
+                job = None
+                if self.run_jobs and len(self._async) < self.settings.max_async_jobs:
+                    job = self.queue.next(frames_waiting=self._frames_waiting(), after_answer=answered)
                 answered = False
                 if job is not None:
-                    await self._run_job(loop, job)
-                    answered = True
+                    answered = await self._dispatch(loop, job)
                     continue
                 frames = self._take_frames()
                 if frames:
-                    outcomes = await loop.run_in_executor(self._executor, self._process_frames, frames)
+                    t0 = time.perf_counter()
+                    outcomes = await loop.run_in_executor(self._executor, self.pipeline.process, frames)
+                    self.queue.spent(None, time.perf_counter() - t0)
                     self._publish(outcomes)
                     self._last_progress = self._last_frame_at = time.monotonic()
                     continue
                 if not self._frames_waiting():
                     self._last_progress = time.monotonic()
                 worked = await loop.run_in_executor(self._executor, self._maintenance)
-                if not worked:
-                    if self.run_jobs:
-                        await self.service.responses.wait(0.02)
-                    else:
-                        await asyncio.sleep(0.02)
+                if worked:
+                    continue
+                if len(self._async) >= self.settings.max_async_jobs:  # jobs wait for a slot: wait for one to end
+                    await asyncio.wait(self._async, timeout=0.02, return_when=asyncio.FIRST_COMPLETED)
+                elif self.run_jobs:
+                    await self.queue.wait(0.02)
+                else:
+                    await asyncio.sleep(0.02)
         except Exception as e:  # a bug outside every boundary: shown in /healthz (status failed), never silent
             self.state = "failed"
             self.last_error = f"{type(e).__name__}: {e}"
-            self.service.responses.close(f"the model worker failed ({self.last_error})")
+            self.queue.close(f"the model worker failed ({self.last_error})")
             raise
         finally:
             if self.state != "failed":
                 self.state = "stopped"
-            self.service.responses.cancel_all()
+            self.queue.cancel_all()
+            for t in self._async:
+                t.cancel()
+            if self._async:
+                await asyncio.gather(*self._async, return_exceptions=True)
             # Waits for a forward pass in flight (generation sees its cancel flag and stops within a token).
             await asyncio.shield(loop.run_in_executor(None, self._executor.shutdown, True))
 
     def _frames_waiting(self) -> bool:
         return any(len(lane.frames) for lane in self.lanes.values() if self.guards[lane.camera].available())
 
-    def _take_frames(self) -> list[Frame]:
-        taken: list[Frame] = []
+    def _take_frames(self) -> list[tuple[Frame, int]]:
+        """Up to max_batch frames, round-robin, each with the sampled frames of its camera missed just before it."""
+        taken: list[tuple[Frame, int]] = []
+        last = -1  # position in the round-robin order of the last camera served
         progress = True
         while progress and len(taken) < self.max_batch:
             progress = False
-            for cam in list(self._rr):
+            for pos, cam in enumerate(list(self._rr)):
                 if len(taken) >= self.max_batch:
                     break
                 if not self.guards[cam].available():
                     continue  # in state error, waiting out its backoff (its queue drops the oldest, counted)
+                lane = self.lanes[cam]
                 try:
-                    taken.append(self.lanes[cam].frames.get_nowait())
-                    progress = True
+                    f = lane.frames.get_nowait()
                 except asyncio.QueueEmpty:
                     continue
-        if taken:  # rotate so the next batch starts with another camera
-            self._rr.append(self._rr.pop(0))
+                missed = 0 if lane.last_index is None else max(0, f.index - lane.last_index - 1)
+                lane.last_index = f.index
+                taken.append((f, missed))
+                last = pos
+                progress = True
+        if taken:  # the next batch starts with the camera after the last one served: every camera in turn
+            k = (last + 1) % len(self._rr)
+            self._rr = self._rr[k:] + self._rr[:k]
         return taken
 
-    # ---- in the worker thread ------------------------------------------------------------------------------
-
     def _process_frames(self, frames: list[Frame]) -> list[FrameOutcome]:
-        t0 = time.perf_counter()
-        prepared: list[np.ndarray | _Failed] = []
-        need: list[bool] = []
+        """One batch through the frame pipeline, in the calling thread (tests: the worker's batch path)."""
+        batch = []
         for f in frames:
-            try:
-                p = self.backend.prepare(f.rgb)
-            except Exception as e:
-                prepared.append(_Failed("prepare", e))
-                need.append(False)
-                continue
-            prepared.append(p)
-            try:
-                need.append(self.lanes[f.camera].dtd.precheck(p, f.pts))
-            except Exception as e:
-                prepared[-1] = _Failed("pre-check", e)
-                need.append(False)
-        prep_ms = (time.perf_counter() - t0) * 1000 / len(frames)
-        idx = [i for i, n in enumerate(need) if n] if self._encodes else []
-        encoded: list[EncodedFrame | _Failed | None] = [None] * len(frames)
-        enc_ms = 0.0
-        if idx:
-            te = time.perf_counter()
-            out = self._encode([prepared[i] for i in idx])  # type: ignore[misc]
-            enc_ms = (time.perf_counter() - te) * 1000 / len(idx)
-            for i, e in zip(idx, out, strict=True):
-                encoded[i] = e
-        stage = self.stage_ms
-        outcomes = []
-        for f, p, e in zip(frames, prepared, encoded, strict=True):
-            ts = time.perf_counter()
             lane = self.lanes[f.camera]
-            try:
-                if isinstance(p, _Failed):
-                    raise p
-                if isinstance(e, _Failed):
-                    # encoded because of a plan an earlier failed frame of this camera changed: maybe not needed now
-                    if self._guarded("DTD", lane.dtd.needs_encoding, p, f.pts):
-                        raise e
-                    e = None
-                assert not isinstance(p, _Failed) and not isinstance(e, _Failed)
-                if e is None and self._encodes and self._guarded("DTD", lane.dtd.needs_encoding, p, f.pts):
-                    # an earlier frame of this camera in the batch failed, so the plan changed: encode it now
-                    e = self._guarded("vision encoder", self._encode_one, p)
-                step = self._guarded("DTD", lane.dtd.decide, f.camera, f.pts, f.wall_time, p, e)
-                tm = time.perf_counter()
-                change = self._guarded("scene detector", lane.detector.update, step, p)  # p: the detector's thumbnail
-                self._guarded("pictures", self.service.frames.put, step, p, change)  # latest frame, scene starts
-                if change is not None:  # the ending scene is captioned before the new scene's first frame goes in
-                    self._guarded("memory", lane.memory.on_scene_change, change)
-                tokens = e.tokens if e is not None and not step.encoder_skipped else None
-                if self._encodes:
-                    self._guarded("memory", lane.memory.add_step, step, tokens)
-                else:  # a remote memory sends the pixels of what DTD kept
-                    self._guarded("memory", lane.memory.add_step, step, None, p)
-            except _Failed as fail:
-                try:
-                    if fail.stage in ("prepare", "pre-check", "vision encoder"):
-                        lane.dtd.drop_plan()  # DTD never saw it: the camera's next frames are judged without it
-                    else:
-                        lane.dtd.reset()  # DTD or later may be half done: the next frame is kept whole
-                except Exception as e:  # the frame already failed (counted); its DTD clean-up failing is one more
-                    contain("worker.dtd_reset", e, log, f"camera {f.camera}: resetting DTD after a failed frame")
-                outcomes.append(FrameOutcome(f.camera, None, None, 0.0, fail.error, fail.stage))
-                continue
-            stage["prepare + pre-check"].append(prep_ms)
-            stage["vision encoder"].append(enc_ms if e is not None else 0.0)
-            stage["DTD decision"].append((tm - ts) * 1000)
-            stage["scenes + memory + KV prefill"].append((time.perf_counter() - tm) * 1000)
-            ms = prep_ms + (time.perf_counter() - ts) * 1000 + (enc_ms if e is not None else 0.0)
-            outcomes.append(FrameOutcome(f.camera, step, change, ms))
-        for cam in {f.camera for f in frames}:
-            self._snapshot(self.lanes[cam])
-        return outcomes
-
-    def _snapshot(self, lane: CameraLane) -> None:
-        """Publish the memory's statistics (in the worker thread, or before it starts): one reference replaced."""
-        try:
-            lane.memory_stats = MappingProxyType(dict(lane.memory.stats()))
-        except Exception as e:  # statistics are informative: the previous snapshot stays
-            contain("worker.memory_stats", e, log, f"camera {lane.camera}: memory statistics")
-
-    @staticmethod
-    def _guarded(stage: str, fn: Callable[..., Any], *args: Any) -> Any:
-        try:
-            return fn(*args)
-        except Exception as e:
-            raise _Failed(stage, e) from e
-
-    def _encode_one(self, prepared: np.ndarray) -> EncodedFrame:
-        return self.backend.encode([prepared])[0]
-
-    def _encode(self, prepared: list[np.ndarray]) -> list[EncodedFrame | _Failed]:
-        """One batched encoder call; when it fails, frame by frame, so one bad frame fails only itself."""
-        try:
-            out = self.backend.encode(prepared)
-            if len(out) != len(prepared):
-                raise RuntimeError(f"the encoder returned {len(out)} results for {len(prepared)} frames")
-            return list(out)
-        except Exception as e:
-            if len(prepared) == 1:
-                return [_Failed("vision encoder", e)]
-            # retried frame by frame below: the frames that fail again are counted as failed frames
-            contain("worker.batch_encode", e, log, f"the batched vision encoder call ({len(prepared)} frames)")
-        results: list[EncodedFrame | _Failed] = []
-        for p in prepared:
-            try:
-                results.append(self.backend.encode([p])[0])
-            except Exception as e:
-                results.append(_Failed("vision encoder", e))
-        return results
+            missed = 0 if lane.last_index is None else max(0, f.index - lane.last_index - 1)
+            lane.last_index = f.index
+            batch.append((f, missed))
+        return self.pipeline.process(batch)
 
     def _maintenance(self) -> bool:
         worked = False
@@ -393,12 +293,80 @@ class ModelWorker:
             try:
                 if lane.memory.maintenance_step():
                     worked = True
-                    self._snapshot(lane)
+                    lane.snapshot()
             except Exception as e:  # memory maintenance of one camera failed: counted, logged, survived
                 self.loop_errors += 1
                 self.last_error = f"maintenance {lane.camera}: {type(e).__name__}: {e}"
                 contain("worker.maintenance", e, log, f"camera {lane.camera}: memory maintenance")
         return worked
+
+    # ---- generation jobs -----------------------------------------------------------------------------------
+
+    def _work_for(self, job: Job, emit: Callable[[ResponseEvent], None] | None) -> Work[Any]:
+        """How a job runs: the seam for backends whose generation is not a blocking call in this thread (a remote
+        model server returns OnLoop work here)."""
+        lane = self.lanes[job.camera]
+        if isinstance(job, CaptionJob):
+            return InWorker(lane.memory.caption_pending)
+        return InWorker(partial(self._generate, job, emit))
+
+    async def _dispatch(self, loop: asyncio.AbstractEventLoop, job: Job) -> bool:
+        """Run (or, for OnLoop work, start) one job. True when it was a person's question."""
+        if isinstance(job, CaptionJob):
+            work = self._work_for(job, None)
+            if isinstance(work, OnLoop):
+                self._spawn(self._caption(job, work), f"caption:{job.camera}")
+            else:
+                await self._timed(JobKind.CAPTION, self._caption(job, work))
+            return False
+        run = _Run()
+        emit = self._emitter(loop, job, run)
+        work = self._work_for(job, emit if job.kind is not ResponseKind.WATCH else None)
+        if isinstance(work, OnLoop):
+            self._spawn(self._respond(job, work, run), f"response:{job.response_id}")
+        else:
+            await self._timed(kind_of(job), self._respond(job, work, run))
+        return job.kind is ResponseKind.QUERY
+
+    async def _timed(self, kind: JobKind, run: Any) -> None:
+        t0 = time.perf_counter()
+        try:
+            await run
+        finally:
+            self.queue.spent(kind, time.perf_counter() - t0)
+
+    def _spawn(self, run: Any, name: str) -> None:
+        task = asyncio.get_running_loop().create_task(run, name=name)  # tracked; cancelled and awaited in run()
+        self._async.add(task)
+        task.add_done_callback(self._async.discard)
+
+    async def _execute(self, work: Work[Any]) -> Any:
+        if isinstance(work, InWorker):
+            return await asyncio.get_running_loop().run_in_executor(self._executor, work.fn)
+        return await work.start()
+
+    async def _caption(self, job: CaptionJob, work: Work[Any]) -> None:
+        try:
+            await self._execute(work)
+        except Exception as e:  # a failed caption fails that caption (its scenes keep waiting), never the worker
+            self.captions_failed += 1
+            contain("worker.caption", e, log, f"camera {job.camera}: caption")
+        finally:
+            self.lanes[job.camera].snapshot()
+
+    @staticmethod
+    def _emitter(loop: asyncio.AbstractEventLoop, job: ResponseJob, run: _Run) -> Callable[[ResponseEvent], None]:
+        loop_thread = threading.get_ident()  # built on the loop
+
+        def emit(ev: ResponseEvent) -> None:  # from the worker thread, or on the loop for OnLoop work
+            if run.first_token_wall is None:
+                run.first_token_wall = time.time()
+            if threading.get_ident() == loop_thread:
+                job.sink(ev)  # in order with the done event that follows
+            else:
+                loop.call_soon_threadsafe(job.sink, ev)
+
+        return emit
 
     def _generate(self, job: ResponseJob, emit: Callable[[ResponseEvent], None] | None) -> GenerationResult:
         lane = self.lanes[job.camera]
@@ -415,24 +383,29 @@ class ModelWorker:
                 on_text=on_text,
             )
         finally:
-            self._snapshot(lane)  # the answer went into the context (kv_tokens)
+            lane.snapshot()  # the answer went into the context (kv_tokens)
 
-    # ---- on the loop ---------------------------------------------------------------------------------------
+    def start_job(self, job: ResponseJob) -> None:
+        """On the loop, as a job's generation starts (here, or in the remote responder): a proactive message is
+        announced now (one shed before it started was never announced) and restarts its camera's interval."""
+        if job.kind is ResponseKind.PROACTIVE:
+            self.lanes[job.camera].last_proactive = time.monotonic()
+            job.sink(job.created_event())
 
-    async def _run_job(self, loop: asyncio.AbstractEventLoop, job: ResponseJob) -> None:
-        def emit(ev: ResponseEvent) -> None:  # from the worker thread
-            loop.call_soon_threadsafe(job.sink, ev)
-
-        streaming = job.kind is not ResponseKind.WATCH  # a watch is pushed only when the answer is yes
+    async def _respond(self, job: ResponseJob, work: Work[Any], run: _Run) -> None:
+        started = time.time()
+        self.start_job(job)
         result: GenerationResult | None = None
         error = ""
         try:
-            result = await loop.run_in_executor(self._executor, self._generate, job, emit if streaming else None)
+            result = await self._execute(work)
         except Exception as e:  # a failed generation fails one job (its done event says why), never the worker
             contain("worker.generation", e, log, f"response {job.response_id} on {job.camera}")
             error = f"{type(e).__name__}: {e}"
         finally:
-            self.service.responses.finished(job)
+            self.queue.finished(job)
+        if job.kind is ResponseKind.PROACTIVE:
+            self._timing(job, started, run.first_token_wall)
         self.finish_job(job, result, error)
 
     def finish_job(
@@ -470,11 +443,20 @@ class ModelWorker:
                 delivered = False  # still yes: said already
             if delivered:
                 job.sink(job.created_event())
-                job.sink(ResponseDelta(job.response_id, result.text))
+                job.sink(ResponseDelta(job.response_id, result.text))  # type: ignore[union-attr]
         if delivered:
             job.sink(done)
             if self._on_response is not None:
                 self._on_response(job, result, error)
+
+    def _timing(self, job: ResponseJob, started: float, first_token: float | None) -> None:
+        walls = self._declared.pop((job.camera, job.scene or 0), None)
+        if walls is not None:
+            self.proactive_timings.append(
+                ProactiveTiming(job.camera, job.scene or 0, job.pts or 0.0, *walls, started, first_token)
+            )
+
+    # ---- publishing frames (on the loop) -------------------------------------------------------------------
 
     def _publish(self, outcomes: list[FrameOutcome]) -> None:
         for o in outcomes:
@@ -496,16 +478,17 @@ class ModelWorker:
             if len(lane.step_ms) > 200:
                 del lane.step_ms[:100]
             if o.change is not None:
-                self._scene_changed(lane, o.change)
+                self._scene_changed(lane, o.change, o)
+            if o.caption:
+                self.queue.add_caption(lane.camera)
 
-    def _scene_changed(self, lane: CameraLane, change: SceneChange) -> None:
+    def _scene_changed(self, lane: CameraLane, change: SceneChange, outcome: FrameOutcome) -> None:
         self.service.hub.publish(change)
         if self._on_scene is not None:
             self._on_scene(change)
         hub = self.service.hub
         if lane.proactive:
-            now = time.monotonic()
-            if now - lane.last_proactive >= self.settings.proactive_min_interval_s:
+            if time.monotonic() - lane.last_proactive >= self.settings.proactive_min_interval_s:
                 job = ResponseJob(
                     camera=lane.camera,
                     kind=ResponseKind.PROACTIVE,
@@ -514,9 +497,18 @@ class ModelWorker:
                     scene=change.scene,
                     pts=change.pts,
                 )
-                if self._submit(job):
-                    lane.last_proactive = now
-                    hub.publish(job.created_event())
+                if len(self._declared) > TIMINGS:  # bounded (entries of shed messages are never popped)
+                    self._declared.clear()
+                o = outcome
+                detected = change.detected_wall if change.detected_wall is not None else o.frame_wall
+                self._declared[(lane.camera, change.scene)] = (
+                    change.wall_time,
+                    detected,
+                    o.frame_wall,
+                    o.start_wall,
+                    o.done_wall,
+                )
+                self._submit(job)  # a waiting one of this camera is superseded (counted); announced when it starts
             else:
                 self.proactive_skipped += 1
         for w in self.service.watches_for(lane.camera):
@@ -533,11 +525,13 @@ class ModelWorker:
 
     def _submit(self, job: ResponseJob) -> bool:
         try:
-            self.service.responses.put(job)
+            self.queue.put(job)
             return True
         except OverflowError:
             log.warning("response queue full: %s message for %s skipped", job.kind.value, job.camera)
             return False
+
+    # ---- health --------------------------------------------------------------------------------------------
 
     def health(self) -> dict[str, Any]:
         """The worker's part of /healthz: state (running | stalled | failed | …) and why."""
@@ -555,10 +549,15 @@ class ModelWorker:
             "frames_failed": sum(g.failed_total for g in self.guards.values()),
             "errors_outside_frames": self.loop_errors,
             "queues": {
-                "responses": len(self.service.responses),
+                "responses": len(self.queue),
                 **{cam: len(lane.frames) for cam, lane in self.lanes.items()},
             },
             "cameras_in_error": sorted(c for c, g in self.guards.items() if g.error is not None),
+            "generation": {
+                **self.queue.snapshot(),
+                "proactive_skipped": self.proactive_skipped,
+                "captions_failed": self.captions_failed,
+            },
         }
 
     def lane_stats(self) -> dict[str, LaneStats]:

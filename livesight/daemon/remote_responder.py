@@ -13,7 +13,10 @@ only (`ModelWorker(run_jobs=False)`) and this responder takes the response queue
     then ends at once as failed with the error code); questions are always tried; the client probes GET /models so
     /healthz recovers by itself.
 
-Every job ends through `ModelWorker.finish_job` (the same done event, TTFT, watch state and event log as local
+The queue is the model worker's generation queue (generation_queue.py: bounded, proactive messages superseded and
+shed when stale, counted); its priority order is kept, its worker-time budget does not apply (a request holds no
+thread here). Every job starts through `ModelWorker.start_job` (a proactive message is announced as it starts) and
+ends through `ModelWorker.finish_job` (the same done event, TTFT, watch state and event log as local
 generation). Re-seating on another scheduler: a job's whole remote execution is `await run_job(job)`, a caption's
 `await run_caption(memory, closed_scene)` (coroutines that never raise but CancelledError); what this loop adds
 around them is the slot bound, question preemption, watch checks on new frames and the health probe.
@@ -28,6 +31,7 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
+from livesight.daemon.generation_queue import CaptionJob
 from livesight.daemon.responses import ResponseJob
 from livesight.daemon.service import Service
 from livesight.errors import contain
@@ -45,6 +49,7 @@ POLL_S = 0.05  # the responder's wake-up period when idle (it also wakes at once
 KIND_NAMES = {ResponseKind.QUERY: "question", ResponseKind.PROACTIVE: "proactive", ResponseKind.WATCH: "watch"}
 
 Finish = Callable[..., None]  # ModelWorker.finish_job(job, result, error, *, code=None, repeat_yes=True)
+Start = Callable[[ResponseJob], None]  # ModelWorker.start_job(job)
 
 
 @dataclass(eq=False)
@@ -64,6 +69,7 @@ class RemoteResponder:
         memories: dict[str, RemoteMemory],
         *,
         finish: Finish,
+        start: Start | None = None,
         max_new_tokens: int,
         concurrent: int,
         watch_interval_s: float,
@@ -72,6 +78,7 @@ class RemoteResponder:
         self.model = model
         self.memories = memories
         self._finish = finish
+        self._start = start
         self.max_new_tokens = max_new_tokens
         self.concurrent = concurrent
         self.watch_interval_s = watch_interval_s
@@ -117,6 +124,8 @@ class RemoteResponder:
             self._held = None
             if job is None:
                 return
+            if isinstance(job, CaptionJob):  # a remote memory's captions are asked for below, never queued
+                continue
             if job.cancel.is_set():  # cancelled while held back
                 self.service.responses.finished(job)
                 job.sink(job.cancelled_event())
@@ -167,6 +176,8 @@ class RemoteResponder:
         result: GenerationResult | None = None
         error, code = "", None
         try:
+            if self._start is not None:
+                self._start(job)
             req = self.memories[job.camera].question_request(job.prompt)
             r = await self.model.generate(
                 req.messages,

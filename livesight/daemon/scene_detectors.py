@@ -43,10 +43,15 @@ def dtd_detector(
     dtd_mode: str = "feature",
     tap_kind: type[FrameTap] = FrameTap,
 ) -> tuple[SceneDetector, FrameTap | None]:
-    """The `dtd` detector and its cut tap (64x48 frames at cut_tap_fps, scaled by area), or no tap when cut_tap_fps
-    is 0 or no faster than the camera's sampler (it would see nothing the sampled frames do not)."""
+    """The `dtd` detector and its cut tap (64x48 frames at cut_tap_fps, scaled by area, judged in the camera's decode
+    thread by TapCuts, which the detector reads), or no tap when cut_tap_fps is 0 or no faster than the camera's
+    sampler (it would see nothing the sampled frames do not)."""
     fps = cfg.cut_tap_fps
     useful = fps > 0 and (sample_fps is None or fps > sample_fps)
-    tap = tap_kind(fps, width=TAP_SIZE[0], height=TAP_SIZE[1], interpolation=TAP_INTERPOLATION) if useful else None
-    cuts = TapCuts(cfg, tap) if tap is not None else None
+    cuts = TapCuts(cfg) if useful else None
+    tap = (
+        tap_kind(fps, width=TAP_SIZE[0], height=TAP_SIZE[1], interpolation=TAP_INTERPOLATION, judge=cuts)
+        if useful
+        else None
+    )
     return SceneDetector(cfg, camera, start_scene=start_scene, dtd_mode=dtd_mode, tap_cuts=cuts), tap

@@ -21,8 +21,9 @@ from livesight.contract.api import (
     WatchInfo,
 )
 from livesight.daemon.frame_slots import FrameSlots
+from livesight.daemon.generation_queue import GenerationBudget, GenerationQueue
 from livesight.daemon.hub import EventHub, HubSubscription
-from livesight.daemon.responses import ResponseJob, ResponseQueue
+from livesight.daemon.responses import ResponseJob
 from livesight.errors import contain, contained_counts
 from livesight.types import (
     CameraCounters,
@@ -62,6 +63,8 @@ class Service:
         camera_ids: list[str],
         *,
         response_queue_size: int = 32,
+        generation_share: float = 0.3,
+        proactive_stale_s: float = 3.0,
         stats_source: Callable[[], dict[str, LaneStats]] | None = None,
         model_info: dict[str, Any] | None = None,
         max_watches: int = MAX_WATCHES,
@@ -69,7 +72,10 @@ class Service:
         # no cameras is allowed: a fleet node that owns none idles (docs/fleet.md)
         self._cameras = list(camera_ids)
         self.hub = EventHub()
-        self.responses = ResponseQueue(response_queue_size)
+        # every generation job (questions, proactive messages, watch checks, captions), prioritised and bounded
+        self.responses = GenerationQueue(
+            response_queue_size, budget=GenerationBudget(generation_share), stale_after_s=proactive_stale_s
+        )
         self.counters: dict[str, CameraCounters] = {c: CameraCounters() for c in camera_ids}
         self.states: dict[str, CameraStatus] = {
             c: CameraStatus(c, CameraState.CONNECTING, "starting", time.time()) for c in camera_ids
@@ -150,6 +156,7 @@ class Service:
             "clients": self.hub.subscriber_count,
             "clients_dropped": self.hub.subscribers_dropped,
             "responses_refused": self.responses.refused,
+            **{f"generation_{k}": v for k, v in vars(self.responses.counters).items()},
             "ttft_ms_median": sorted(recent)[len(recent) // 2] if recent else None,
         }
         tt = totals["tokens_total"]

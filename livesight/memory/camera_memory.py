@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -29,7 +30,7 @@ import torch
 
 from livesight.config import MemoryConfig
 from livesight.memory.event_log import EventLog
-from livesight.model.backend import Backend, GenerationResult, LLMContext
+from livesight.model.backend import Backend, ContextMark, GenerationResult, LLMContext
 from livesight.types import DTDStep, SceneChange
 
 log = logging.getLogger(__name__)
@@ -37,9 +38,11 @@ log = logging.getLogger(__name__)
 HIGH_WATER = 0.9
 LOW_WATER = 0.6
 CAPTION_PROMPT = "Describe what happened in the last scene in one short sentence."
+CAPTION_PROMPT_MANY = "Describe what happened in the last {n} scenes in one short sentence."
 CAPTION_TOKENS = 24
 CAPTION_CHARS = 240
 REBUILD_FRAMES = 16  # frames prefilled per rebuild step (one forward pass; bounds the step's time)
+MARKS = 8  # the context as it was before each of the last MARKS frames (a change may be reported a frame late)
 
 
 @dataclass
@@ -75,6 +78,8 @@ class Segment:
     pooled: FrameEntry | None = None  # stage pooled (or the folded prefix of the current scene)
     frames: list[FrameEntry] = field(default_factory=list)
     caption: str | None = None
+    caption_pending: bool = False  # closed, its caption not generated yet (the model worker schedules it)
+    end_mark: ContextMark | None = None  # the context at the scene's end: its caption is generated as of then
 
     @property
     def visual_tokens(self) -> int:
@@ -131,6 +136,11 @@ class CameraMemory:
         self.rebuilds = 0
         self.rebuild_ms = 0.0
         self.forced_rebuilds = 0
+        # (pts, the context before the frame at pts, its index in the current scene's frames), last MARKS frames
+        self._marks: deque[tuple[float, ContextMark | None, int]] = deque(maxlen=MARKS)
+        self.captions_done = 0  # caption generations
+        self.captions_merged = 0  # scenes captioned by another scene's generation (their captions waited)
+        self.captions_late = 0  # captions generated without their scene's end mark (the context was rebuilt)
 
     # ---- frames and scenes (model worker thread) ---------------------------------------------------------
 
@@ -151,29 +161,77 @@ class CameraMemory:
         seg.end_pts = max(seg.end_pts, step.pts)
         if tokens is None or step.kept == 0:
             return
+        self._marks.append((step.pts, self._mark(), len(seg.frames)))
         if step.kept > self.budget:
             raise ValueError(f"a frame of {step.kept} tokens cannot fit a budget of {self.budget}")
         idx = torch.from_numpy(np.flatnonzero(step.keep))
         entry = FrameEntry(step.pts, step.grid_hw, idx, tokens[idx].detach().cpu())
         if self.visual_tokens + entry.k > HIGH_WATER * self.budget:
             self._compress(entry.k)
+            self._marks.clear()  # frames moved into the pooled prefix: the indices no longer hold
+            self._marks.append((step.pts, self._mark(), len(seg.frames)))
         if self.ctx_visual + entry.k > self.budget:  # the rebuild must land before this frame can
             self.forced_rebuilds += 1
             self._finish_rebuild()
+            self._marks.clear()
+            self._marks.append((step.pts, self._mark(), len(seg.frames)))
         seg.frames.append(entry)
         self.ctx_visual += self.ctx.append_frame(tokens, step.pts, step.grid_hw, step.keep)
         assert self.ctx_visual <= self.budget
 
-    def on_scene_change(self, change: SceneChange) -> None:
-        """Close the current scene (the model captions it from the context) and start the next."""
+    def on_scene_change(self, change: SceneChange) -> bool:
+        """Close the current scene at change.pts and start the next. Frames of the new scene already appended (a
+        change reported a frame after its first frame) move to the new scene, and the closed scene's end is the
+        context as it was before them. True when the closed scene wants a caption (`caption_pending()`, scheduled
+        by the model worker: it is generated as of the scene's end, so later frames do not change it)."""
         seg = self.current
-        if self._started and seg.visual_tokens:
-            r = self.ctx.generate(CAPTION_PROMPT, max_new_tokens=self.caption_tokens)
-            seg.caption = r.text.strip()[:CAPTION_CHARS]
+        split = next(((m, i) for pts, m, i in self._marks if pts >= change.pts - 1e-6), None)
+        moved: list[FrameEntry] = []
+        if split is not None and split[1] <= len(seg.frames):
+            end_mark, i = split
+            moved, seg.frames = seg.frames[i:], seg.frames[:i]
+        else:
+            end_mark = self._mark()
+        self._marks.clear()
+        wants = self._started and seg.visual_tokens > 0
+        if wants:
+            seg.caption_pending = True
+            seg.end_mark = end_mark
+        seg.end_pts = max(seg.start_pts, change.pts)
+        new = Segment(change.scene, change.pts, change.pts, change.wall_time, frames=moved)
+        new.end_pts = max([change.pts, *(f.pts for f in moved)])
+        self.segments.append(new)
+        return wants
+
+    def caption_pending(self) -> int:
+        """Caption the closed scenes still waiting for one (blocking: one generation). When several wait (the
+        worker had more urgent work), one caption as of the last one's end covers them all (merged, counted).
+        Returns the number of scenes captioned."""
+        segs = [s for s in self.segments[:-1] if s.caption_pending]
+        if not segs:
+            return 0
+        mark = segs[-1].end_mark
+        if mark is not None and mark.owner is not self.ctx:
+            mark = None
+        prompt = CAPTION_PROMPT if len(segs) == 1 else CAPTION_PROMPT_MANY.format(n=len(segs))
+        if mark is not None and mark.n_tokens < self.ctx.n_tokens:
+            r = self.ctx.generate(prompt, max_new_tokens=self.caption_tokens, as_of=mark)
+        else:
+            r = self.ctx.generate(prompt, max_new_tokens=self.caption_tokens)
+        text = r.text.strip()[:CAPTION_CHARS]
+        for seg in segs:
+            seg.caption = f"{seg.caption} / {text}"[-CAPTION_CHARS:] if seg.caption else text  # (merged ones)
+            seg.caption_pending, seg.end_mark = False, None
             if self.event_log is not None:
-                self.event_log.caption(self.camera, seg.scene, seg.caption)
-        seg.end_pts = max(seg.end_pts, change.pts)
-        self.segments.append(Segment(change.scene, change.pts, change.pts, change.wall_time))
+                self.event_log.caption(self.camera, seg.scene, text)
+        self.captions_done += 1
+        self.captions_merged += len(segs) - 1
+        self.captions_late += mark is None
+        return len(segs)
+
+    def _mark(self) -> ContextMark | None:
+        mark = getattr(self.ctx, "mark", None)  # optional in the backend contract
+        return mark() if mark is not None else None
 
     def answer(
         self,
@@ -213,8 +271,8 @@ class CameraMemory:
             for seg in self.segments[:-1]:
                 if self.visual_tokens <= target:
                     break
-                if seg.stage != stage_from:
-                    continue
+                if seg.stage != stage_from or (action == "caption" and seg.caption_pending):
+                    continue  # a scene whose caption is still to come keeps its pooled tokens (see below)
                 before = seg.visual_tokens
                 if action == "pool":
                     seg.pooled = pool_entries(([seg.pooled] if seg.pooled else []) + seg.frames)
@@ -234,6 +292,13 @@ class CameraMemory:
             self._log("pool-current", cur, before)
             if cur.visual_tokens == before:
                 break
+        for seg in self.segments[:-1]:  # scenes waiting for their caption give up their pooled tokens last
+            if self.visual_tokens + incoming <= self.budget:
+                break
+            if seg.stage != "caption":
+                before = seg.visual_tokens
+                seg.pooled, seg.frames, seg.stage = None, [], "caption"
+                self._log("caption-before-captioned", seg, before)
         while self.visual_tokens + incoming > self.budget and (cur.pooled is not None or cur.frames):
             before = cur.visual_tokens  # last resort (tiny budgets): evict the current scene's oldest tokens
             if cur.pooled is not None:
@@ -245,14 +310,20 @@ class CameraMemory:
         self._rebuild = self._rebuild_steps()
 
     def _merge_captions(self) -> None:
-        captioned = [s for s in self.segments[:-1] if s.stage == "caption"]
-        while len(captioned) > self.cfg.max_captions:
-            a, b = captioned[0], captioned[1]
-            b.caption = f"{a.caption or ''} / {b.caption or ''}"[-CAPTION_CHARS:]
-            b.start_pts, b.start_wall = a.start_pts, a.start_wall
-            self.segments.remove(a)
-            captioned.pop(0)
-            self.compressions.append({"action": "merge-captions", "scene": b.scene})
+        # captions still to come are not merged away; past 2 x max_captions (captions that never come: a failing
+        # model) they are too, so the number of scenes stays bounded whatever happens
+        for limit, waiting_too in ((self.cfg.max_captions, False), (2 * self.cfg.max_captions, True)):
+            captioned = [
+                s for s in self.segments[:-1] if s.stage == "caption" and (waiting_too or not s.caption_pending)
+            ]
+            while len(captioned) > limit:
+                a, b = captioned[0], captioned[1]
+                b.caption = f"{a.caption or ''} / {b.caption or ''}"[-CAPTION_CHARS:]
+                b.start_pts, b.start_wall = a.start_pts, a.start_wall
+                b.caption_pending = a.caption_pending or b.caption_pending
+                self.segments.remove(a)
+                captioned.pop(0)
+                self.compressions.append({"action": "merge-captions", "scene": b.scene})
 
     # ---- context (re)building ----------------------------------------------------------------------------
 
@@ -261,6 +332,7 @@ class CameraMemory:
         t0 = time.perf_counter()
         ctx = self.backend.new_context()
         visual = 0
+        ends: list[tuple[Segment, ContextMark | None]] = []  # each scene's end in the new context
         text = "".join(s.caption_line() for s in self.segments if s.stage == "caption")
         if text:
             ctx.append_text(text)
@@ -281,7 +353,13 @@ class CameraMemory:
                 visual += ctx.append_frames([(f.full_tokens(), f.pts, f.grid_hw, f.keep_mask()) for f in batch])
                 i += len(batch)
                 yield
+            mark = getattr(ctx, "mark", None)
+            ends.append((seg, mark() if mark is not None else None))
         self.ctx, self.ctx_visual = ctx, visual
+        self._marks.clear()
+        for seg, end in ends:  # scenes waiting for their caption: generated as of their end in the new context
+            if seg.caption_pending:
+                seg.end_mark = end
         self.rebuilds += 1
         log.debug(
             "memory %s: context rebuilt in %.0f ms (%d tokens)",
@@ -319,4 +397,8 @@ class CameraMemory:
             "compressions": len(self.compressions),
             "rebuilds": self.rebuilds,
             "rebuilding": self._rebuild is not None,
+            "captions_done": self.captions_done,
+            "captions_merged": self.captions_merged,
+            "captions_late": self.captions_late,
+            "captions_pending": sum(1 for s in self.segments[:-1] if s.caption_pending),
         }

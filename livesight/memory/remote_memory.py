@@ -180,8 +180,9 @@ class RemoteMemory:
                 k.images_evicted += 1
             self.latest_seq = images[-1].seq
 
-    def on_scene_change(self, change: SceneChange) -> None:
-        """Close the current scene (its caption is asked of the server, off this thread) and start the next."""
+    def on_scene_change(self, change: SceneChange) -> bool:
+        """Close the current scene (its caption is asked of the server, off this thread) and start the next. False:
+        the worker schedules no caption job (the remote responder asks for this memory's captions itself)."""
         sc = self._scene
         notify = False
         with self._lock:
@@ -209,6 +210,7 @@ class RemoteMemory:
             self._gate.scene_started()
         if notify and self.on_pending is not None:
             self.on_pending()
+        return False
 
     def answer(self, question: str, **_: Any) -> GenerationResult:
         raise RuntimeError("a remote memory answers through the remote responder (daemon/remote_responder.py)")

@@ -15,15 +15,24 @@ Every frame is evidence, encoder-skipped ones included (a still shot is a long r
   (the picture changes between any two samples, its colours do not): the colour histogram (of the frame normalised
   by its own mean and spread) jumps by `hist_change`, robustly above its own history, and the picture changed too.
   Or, with a cut tap (`cut_tap_fps`, tap_cuts.py): the same robust test fired on the decoder's tiny frames between
-  the previous sampled frame and this one, and the picture changed too — at 2 fps a moving shot changes as much
-  as a cut, 0.1 s apart it does not.
+  the previous sampled frame and this one and the tap's next frame confirmed it (0.1 s later at 10 fps), and the
+  sampled picture changed too — at 2 fps a moving shot changes as much as a cut, 0.1 s apart it does not. Such a
+  cut is declared at once, at the tap's pts (the camera samples that frame at once: event-triggered sampling).
 - gradual (dissolve, slow fade): the change from the scene as it was `gradual_s` ago (its start, when younger)
   reaches `gradual_change` and is `min_ratio` times what the scene's usual frame-to-frame change would add up to
   over that time — a pan adds up too, a dissolve in a still shot does not.
-- flat pictures (black, white, uniform: thumbnail spread < `flat_level` grey levels) carry no content: a short flat
-  run (a fade or gap through black) is a boundary when the picture after it differs from the one before; a flat run
-  of `min_scene_s` or more is a scene of its own (the camera went dark), and the content after it starts another.
-  A stream that starts flat for at least 1 s has a boundary where the first content appears.
+- flat pictures (black, white, uniform: thumbnail spread < `flat_level` grey levels) carry no content. A picture
+  that goes flat (lens covered, lights off) is a boundary at once, at the first flat frame, when it is confirmed:
+  by the cut tap (its next frame is flat too) or by the next sampled frame; a flat blip shorter than that is
+  ignored. Content within `min_scene_s` after such a boundary (a fade or gap through black) belongs to the scene
+  it started; content after a longer flat run starts another scene. A flat run in a scene younger than
+  `min_scene_s` is a scene of its own once it lasts `min_scene_s`. A stream that starts flat stays no boundary;
+  when it was flat for at least 1 s, the first content starts a new scene.
+- gaps (`missed` > 0: sampled frames the detector did not see — dropped because the model worker fell behind, or
+  failed): two frames seconds apart differ as a cut does (a pan over 4 s changes the picture and its colours as
+  much), so across a gap only the cut tap's confirmed cuts and the flat rules can declare a boundary; the gap's
+  change stays out of the statistics and the gradual reference restarts. Dropped frames are not cuts. Without a
+  cut tap (`cut_tap_fps: 0`), a cut that falls in a gap is not found.
 - confirmation (`confirm_frames`: 1): a candidate is a boundary only when the next frame also stays away from the
   old scene, so a one- or two-frame flash (at most one sampled frame) is not a boundary. The event carries the pts
   of the first frame of the new scene and is reported one sampled frame later.
@@ -53,13 +62,14 @@ from livesight.memory.pictures import (
     normalise,
     thumbnail,
 )
-from livesight.memory.tap_cuts import TapCuts, robust_cut_score, robust_score
+from livesight.memory.tap_cuts import TapCuts, TapEvent, robust_cut_score, robust_score
 from livesight.types import DTDStep, SceneChange
 
 MIN_HISTORY = 3  # frames of history (after the start or a cut) before the robust spread is trusted
 FLAT_START_S = 1.0  # a stream starting flat for this long has a boundary at its first content
 EPS = 1e-6  # seconds: 5.52 - 3.52 is 1.9999999999999996, and a 2 s scene sampled every 0.5 s is 2 s long
 RING = 128  # bound on the thumbnails kept for the gradual test (gradual_s x fps; 5 fps x 10 s = 50)
+TAP_EVENTS = 64  # confirmed tap events not yet reached by a sampled frame
 
 
 @dataclass
@@ -104,30 +114,52 @@ class SceneDetector:
         self._flat_since: float | None = None  # start of the current flat run
         self._flat_scene = False  # the current scene is a flat one (declared, or the stream started flat)
         self._first = True
+        self._flat_at_once = False  # the current flat scene was declared when the picture went flat
         self._last_pts: float | None = None  # the previous sampled frame's (the tap cuts between it and this one)
-        self._tap_cut: float | None = None  # the strongest tap cut since then (its score)
+        self._tap_events: deque[TapEvent] = deque(maxlen=TAP_EVENTS)
+        self._tap_cut: TapEvent | None = None  # the last confirmed tap cut since the previous sampled frame
+        self._tap_flat: TapEvent | None = None  # the first confirmed tap black-out since then
+        self.gaps = 0  # frames judged after a gap (sampled frames not seen)
 
     # ---- public -------------------------------------------------------------------------------------------
 
-    def update(self, step: DTDStep, frame: np.ndarray | None = None) -> SceneChange | None:
-        """Feed one sampled frame (its DTD step and, preferably, the prepared frame). A boundary → SceneChange."""
+    def update(self, step: DTDStep, frame: np.ndarray | None = None, missed: int = 0) -> SceneChange | None:
+        """Feed one sampled frame (its DTD step and, preferably, the prepared frame). `missed`: sampled frames since
+        the previous call that the detector did not see (a gap). A boundary → SceneChange."""
         if frame is None:
             return self._update_signal(step)
         try:
-            return self._update_frame(step, frame)
+            return self._update_frame(step, frame, missed)
         finally:
             self._last_pts = step.pts
 
-    def _update_frame(self, step: DTDStep, frame: np.ndarray) -> SceneChange | None:
-        if self.tap_cuts is not None:
-            self.tap_cuts.pull()
-            self._tap_cut = self.tap_cuts.cut_between(self._last_pts, step.pts)  # since the previous sampled frame
+    def _tap_between(self, upto: float) -> None:
+        """The tap's confirmed events up to this frame: the last cut and the first black-out since the last frame."""
+        self._tap_cut = self._tap_flat = None
+        if self.tap_cuts is None:
+            return
+        self._tap_events.extend(self.tap_cuts.take_events())
+        while self._tap_events and self._tap_events[0].pts <= upto + 1e-6:
+            ev = self._tap_events.popleft()
+            if self._last_pts is not None and ev.pts <= self._last_pts + 1e-6:
+                continue  # before the previous sampled frame: that frame was judged without it
+            if ev.kind == "cut":
+                self._tap_cut = ev
+            elif self._tap_flat is None:
+                self._tap_flat = ev
+
+    def _update_frame(self, step: DTDStep, frame: np.ndarray, missed: int) -> SceneChange | None:
+        self._tap_between(step.pts)
+        gap = missed > 0 and self._last_pts is not None
+        self.gaps += gap
         z = normalise(thumbnail(frame), self.cfg.flat_level)
         if z is not None:
             self._hist = histogram(frame)
         if self._scene_start is None:
             self._scene_start = step.pts
         change = self._resolve(z, step)
+        if change is not None:
+            self._tap_cut = None  # the boundary just confirmed is the one the tap saw
         if z is None:
             flat_change = self._flat(step)
             return change or flat_change
@@ -141,7 +173,7 @@ class SceneDetector:
         if self._prev is None:  # first content of a scene (nothing to compare with)
             self._restart(step.pts, z, self._hist)
             return change
-        judged = self._judge(z, step)  # after a confirmed boundary too: this frame is the new scene's evidence
+        judged = self._judge(z, step, gap)  # after a confirmed boundary too: this frame is the new scene's evidence
         return change or judged
 
     # ---- frames with pixels -------------------------------------------------------------------------------
@@ -172,11 +204,20 @@ class SceneDetector:
             self._ring.append((step.pts, z))
         return self._declare(p.pts, p.wall_time, p.score)
 
-    def _judge(self, z: np.ndarray, step: DTDStep) -> SceneChange | None:
+    def _judge(self, z: np.ndarray, step: DTDStep, gap: bool = False) -> SceneChange | None:
         cfg = self.cfg
         assert self._prev is not None
         d1 = distance(z, self._prev)
         m1 = moved_distance(z, self._prev) if d1 >= cfg.cut_change else d1
+        tap = self._tap_cut
+        if tap is not None and not self._young(tap.pts) and moved_distance(z, self._prev) >= 0.5 * cfg.cut_change:
+            # the decoder saw the picture replaced and its next frame confirmed it; the sampled picture changed too
+            self._pending = None
+            self._restart(tap.pts, z, self._hist)
+            return self._declare(tap.pts, tap.wall_time, tap.score, tap.confirmed_wall)
+        if gap:  # frames were not seen: this change spans them, so it is no evidence (dropped frames are not cuts)
+            self._across_gap(z, step)
+            return None
         while len(self._ring) > 1 and self._ring[1][0] <= step.pts - cfg.gradual_s + 1e-6:
             self._ring.popleft()
         ref = self._ring[0][1]
@@ -185,8 +226,6 @@ class SceneDetector:
         cut = robust_cut_score(m1, self._m1, cfg, MIN_HISTORY)
         if cut is None:
             cut = self._hist_score(h1, m1)
-        if cut is None and m1 >= 0.5 * cfg.cut_change:
-            cut = self._tap_cut  # the picture was replaced at the decoder's rate (None without a cut tap)
         grad = None if cut is not None else self._gradual_score(distance(z, ref), len(self._ring))
         young = self._young(step.pts)
         if (cut is None and grad is None) or young:
@@ -209,6 +248,14 @@ class SceneDetector:
         )
         return None  # the candidate frame stays out of the statistics until a later frame confirms it
 
+    def _across_gap(self, z: np.ndarray, step: DTDStep) -> None:
+        """A frame after a gap: its change from the previous frame spans frames not seen, so it is no evidence (a
+        pan over 4 s changes the picture and its colours as much as a cut). With a cut tap, its confirmed cuts were
+        the evidence (above); without one, a cut that falls in a gap is not found."""
+        self._prev, self._prev_hist = z, self._hist
+        self._ring.clear()
+        self._ring.append((step.pts, z))
+
     def _hist_score(self, h1: float, m1: float) -> float | None:
         """A cut in footage that moves a lot (the picture changes even between frames of one shot, its colours
         do not): the colour histogram jumps, robustly above its own history, and the picture changed too."""
@@ -227,20 +274,31 @@ class SceneDetector:
         return d / max(usual, 1e-3)
 
     def _flat(self, step: DTDStep) -> SceneChange | None:
-        if self._flat_since is None:
-            self._flat_since = step.pts
+        tap = self._tap_flat
+        first = self._flat_since is None
+        if first:  # where the picture went flat: the tap saw it first (0.1 s resolution), else this frame
+            self._flat_since = min(tap.pts, step.pts) if tap is not None else step.pts
+        confirmed = not first or tap is not None  # two flat sampled frames, or the tap's next frame was flat too
+        if not confirmed or self._flat_scene or self._prev is None:  # (a stream that starts flat: no boundary)
             return None
-        if self._flat_scene or self._prev is None or step.pts - self._flat_since < self.cfg.min_scene_s - EPS:
-            return None
-        self._flat_scene = True  # flat for min_scene_s: a scene of its own, starting where the flat run started
         start = self._flat_since
+        assert start is not None
+        at_once = not self._young(start)
+        if not at_once and step.pts - start < self.cfg.min_scene_s - EPS:
+            return None  # a young scene went dark: a scene of its own only once it lasts min_scene_s
+        self._flat_scene, self._flat_at_once = True, at_once
+        wall = tap.wall_time if tap is not None and first else step.wall_time
         self._restart(start, None, None)
-        return self._declare(start, step.wall_time, 0.0)
+        return self._declare(start, wall, 0.0, tap.confirmed_wall if tap is not None else None)
 
     def _after_flat(self, z: np.ndarray, step: DTDStep) -> None:
-        flat_scene, before = self._flat_scene, self._prev
+        flat_scene, at_once, before = self._flat_scene, self._flat_at_once, self._prev
         self._flat_since = None
-        self._flat_scene = False
+        self._flat_scene = self._flat_at_once = False
+        if flat_scene and at_once and self._young(step.pts):  # a short dark spell (a fade or gap through black,
+            assert self._scene_start is not None  # lights off and on): the content belongs to the scene it started
+            self._restart(self._scene_start, z, self._hist)
+            return
         if flat_scene:  # content after a flat scene: always a new scene
             self._pending = _Pending(step.pts, step.wall_time, 0.0, None, z, self._hist)
             return
@@ -273,10 +331,10 @@ class SceneDetector:
         if z is not None:
             self._ring.append((pts, z))
 
-    def _declare(self, pts: float, wall_time: float, score: float) -> SceneChange:
+    def _declare(self, pts: float, wall_time: float, score: float, detected: float | None = None) -> SceneChange:
         self.scene += 1
         self.last_score = score
-        return SceneChange(self.camera, self.scene, pts, wall_time, round(score, 3))
+        return SceneChange(self.camera, self.scene, pts, wall_time, round(score, 3), detected)
 
     # ---- the legacy signal (no pixels) --------------------------------------------------------------------
 

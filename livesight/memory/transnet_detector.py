@@ -166,7 +166,8 @@ class TransNetSceneDetector:
         self.tap = tap
         self._ready: deque[SceneChange] = deque(maxlen=64)
 
-    def update(self, step: Any, frame: np.ndarray | None = None) -> SceneChange | None:
+    def update(self, step: Any, frame: np.ndarray | None = None, missed: int = 0) -> SceneChange | None:
+        """`missed`: sampled frames not seen since the last call (TransNetV2 reads its own tap: it does not care)."""
         for pts, wall, small in self.tap.drain():
             self._ready.extend(self.online.push(pts, wall, small))
         return self._ready.popleft() if self._ready else None

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol, TypeAlias
+from typing import TYPE_CHECKING, Any, Protocol, TypeAlias
 
 import numpy as np
 
@@ -55,6 +55,17 @@ class GenerationResult:
     stopped: bool  # True when should_stop() ended generation early
 
 
+@dataclass(frozen=True, slots=True)
+class ContextMark:
+    """A moment of one LLMContext (`mark()`): `generate(..., as_of=mark)` answers as the context stood then."""
+
+    owner: object  # the context it belongs to
+    n_tokens: int  # tokens in the cache at the mark
+    max_position: int  # largest position id at the mark
+    vision_open: bool  # a vision segment was open at the mark
+    state: Any = None  # whatever else the backend needs to answer as of the mark
+
+
 # (tokens [n, D], t_seconds, grid_hw, keep [n] bool): the arguments of one append_frame call
 FrameAppend = tuple[Tokens, float, tuple[int, int], np.ndarray]
 
@@ -94,8 +105,15 @@ class LLMContext(Protocol):
         max_new_tokens: int,
         should_stop: Callable[[], bool] = lambda: False,
         on_text: Callable[[str], None] | None = None,
+        as_of: ContextMark | None = None,
     ) -> GenerationResult:
-        """Answer `question` from the cache (greedy). `on_text` gets decoded text deltas as they come."""
+        """Answer `question` from the cache (greedy). `on_text` gets decoded text deltas as they come. `as_of` (a
+        mark of this context): answer as the context stood at the mark (what came after it is not seen)."""
+        ...
+
+    def mark(self) -> ContextMark:
+        """This moment of the context, for a later generate(as_of=…) (a scene's caption generated after the scene's
+        end, when the worker had more urgent work: the same caption as at the end)."""
         ...
 
 

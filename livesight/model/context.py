@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from transformers import DynamicCache, PreTrainedTokenizerBase, Qwen2_5_VLForConditionalGeneration
 
-from livesight.model.backend import GenerationResult
+from livesight.model.backend import ContextMark, GenerationResult
 
 PREFILL_CHUNK = 2048  # tokens per forward pass when prefilling many tokens (bounds activation memory)
 
@@ -59,6 +59,7 @@ class QwenContext:
         self._last_hidden: torch.Tensor | None = None
         self._eos = {tokenizer.convert_tokens_to_ids(t) for t in ("<|im_end|>", "<|endoftext|>")}
         self.frames = 0
+        self._hole: tuple[int, int] | None = None  # cache slots a generation as of a mark must not attend to
         self._append_ids(self._ids(f"<|im_start|>system\n{system_prompt}<|im_end|>\n<|im_start|>user\n"))
 
     # ---- state -------------------------------------------------------------------------------------------
@@ -145,6 +146,10 @@ class QwenContext:
         assert self._last_hidden is not None
         return self._model.lm_head(self._last_hidden)[0].float()
 
+    def mark(self) -> ContextMark:
+        """This moment of the context: generate(as_of=mark) later answers exactly as generate() would now."""
+        return ContextMark(self, self.n_tokens, self._max_pos, self._seg_start is not None)
+
     # ---- answering ---------------------------------------------------------------------------------------
 
     @torch.inference_mode()
@@ -155,10 +160,20 @@ class QwenContext:
         max_new_tokens: int,
         should_stop: Callable[[], bool] = lambda: False,
         on_text: Callable[[str], None] | None = None,
+        as_of: ContextMark | None = None,
     ) -> GenerationResult:
+        """Answer greedily from the cache. `as_of` (a mark of this context): answer as the context stood then —
+        what was appended since is masked out and the answer's positions continue from the mark's, so the tokens
+        are those generate() would have given at the mark (a scene's caption, generated later)."""
         t0 = time.perf_counter()
         n0, max0, last0 = self.n_tokens, self._max_pos, self._last_hidden
-        prompt = ("<|vision_end|>" if self._seg_start is not None else "") + question
+        seg_open = self._seg_start is not None
+        if as_of is not None and as_of.owner is not self:
+            raise ValueError("generate(as_of=…) got a mark of another context")
+        if as_of is not None and as_of.n_tokens < n0:
+            self._hole = (as_of.n_tokens, n0)
+            self._max_pos, seg_open = as_of.max_position, as_of.vision_open
+        prompt = ("<|vision_end|>" if seg_open else "") + question
         ids = self._ids(f"{prompt}<|im_end|>\n<|im_start|>assistant\n")
         generated: list[int] = []
         emitted = ""
@@ -188,7 +203,7 @@ class QwenContext:
             extra = self.n_tokens - n0
             if extra > 0:
                 self._cache.crop(-extra)
-            self._max_pos, self._last_hidden = max0, last0
+            self._max_pos, self._last_hidden, self._hole = max0, last0, None
         final = self._tok.decode(generated, skip_special_tokens=True)
         if on_text is not None and len(final) > len(emitted) and not stopped:
             on_text(final[len(emitted) :])
@@ -218,6 +233,10 @@ class QwenContext:
         for a in range(0, embeds.shape[0], PREFILL_CHUNK):
             e = embeds[a : a + PREFILL_CHUNK].unsqueeze(0)
             p = positions[:, a : a + PREFILL_CHUNK].unsqueeze(1).to(self._device)  # [3, 1, k]
-            out = self._lm(inputs_embeds=e, position_ids=p, cache=self._cache, use_cache=True)
+            mask = None
+            if self._hole is not None:  # [1, cached + k]: 0 over the slots appended after the mark
+                mask = torch.ones(1, self.n_tokens + e.shape[1], dtype=torch.long, device=self._device)
+                mask[0, self._hole[0] : self._hole[1]] = 0
+            out = self._lm(inputs_embeds=e, position_ids=p, cache=self._cache, use_cache=True, attention_mask=mask)
             self._last_hidden = out.last_hidden_state[:, -1]
         self._max_pos = max(self._max_pos, int(positions.max()))

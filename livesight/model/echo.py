@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from livesight.config import ModelConfig
-from livesight.model.backend import EncodedFrame, FrameAppend, GenerationResult, ModelInfo
+from livesight.model.backend import ContextMark, EncodedFrame, FrameAppend, GenerationResult, ModelInfo
 from livesight.model.vision_input import prepare
 
 TOKEN_PX = 28
@@ -85,12 +85,16 @@ class EchoContext:
             added += k
         return added
 
-    def answer_text(self, question: str) -> str:
+    def mark(self) -> ContextMark:
+        return ContextMark(self, self.n_tokens, self._max_pos, False, (self.frames, self.visual_tokens, self.last_pts))
+
+    def answer_text(self, question: str, as_of: ContextMark | None = None) -> str:
         q = question.strip()
         if q.lower().startswith(SAY):
             return q[len(SAY) :].strip()
-        when = f", the latest at {self.last_pts:.1f} s" if self.last_pts is not None else ""
-        return f"I hold {self.frames} frames ({self.visual_tokens} visual tokens{when}). You asked: {q}"
+        frames, visual, last = (self.frames, self.visual_tokens, self.last_pts) if as_of is None else as_of.state
+        when = f", the latest at {last:.1f} s" if last is not None else ""
+        return f"I hold {frames} frames ({visual} visual tokens{when}). You asked: {q}"
 
     def generate(
         self,
@@ -99,9 +103,12 @@ class EchoContext:
         max_new_tokens: int,
         should_stop: Callable[[], bool] = lambda: False,
         on_text: Callable[[str], None] | None = None,
+        as_of: ContextMark | None = None,
     ) -> GenerationResult:
+        if as_of is not None and as_of.owner is not self:
+            raise ValueError("generate(as_of=…) got a mark of another context")
         t0 = time.perf_counter()
-        words = self.answer_text(question).split()[:max_new_tokens]
+        words = self.answer_text(question, as_of).split()[:max_new_tokens]
         out: list[str] = []
         ttft = 0.0
         stopped = False

@@ -7,6 +7,7 @@ with `from_pretrained(..., local_files_only=True)`: from a directory or the loca
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -18,7 +19,8 @@ from livesight.config import ModelConfig
 from livesight.errors import ModelLoadError
 from livesight.model.backend import EncodedFrame, ModelInfo
 from livesight.model.context import QwenContext
-from livesight.model.vision_input import CLIP_MEAN, CLIP_STD, patchify, prepare
+from livesight.model.still_patches import StillPatchEmbed, patchify_still
+from livesight.model.vision_input import CLIP_MEAN, CLIP_STD, prepare
 
 log = logging.getLogger(__name__)
 
@@ -60,11 +62,13 @@ class QwenBackend:
         std: Sequence[float] = CLIP_STD,
     ) -> None:
         self.model = model.eval()
+        visual = model.model.visual
+        if not isinstance(visual.patch_embed, StillPatchEmbed):  # streamed frames are stills: half the patch input
+            visual.patch_embed = StillPatchEmbed(visual.patch_embed)
         self.tokenizer = tokenizer
         vc = model.config.vision_config
         self._patch = vc.patch_size
         self._merge = vc.spatial_merge_size
-        self._tps_patch = vc.temporal_patch_size
         self._mean, self._std = tuple(mean), tuple(std)
         self._system_prompt = system_prompt
         p = next(model.parameters())
@@ -87,13 +91,8 @@ class QwenBackend:
         """One vision-encoder call for all frames (they may differ in size): [n_i, D] tokens per frame."""
         if not frames:
             return []
-        pixels, grid_thw = patchify(
-            list(frames),
-            patch_size=self._patch,
-            merge_size=self._merge,
-            temporal_patch_size=self._tps_patch,
-            mean=self._mean,
-            std=self._std,
+        pixels, grid_thw = patchify_still(  # each frame once: StillPatchEmbed folds the temporal slots
+            list(frames), patch_size=self._patch, merge_size=self._merge, mean=self._mean, std=self._std
         )
         p = next(self.model.parameters())
         out = self.model.model.get_image_features(pixels.to(p.device, p.dtype), grid_thw.to(p.device))
@@ -109,7 +108,13 @@ class QwenBackend:
         )
 
 
+def model_threads(cfg: ModelConfig) -> int:
+    """model.threads, or half the cores (at least 1): the decode threads and the event loop need the others."""
+    return cfg.threads or max(1, (os.cpu_count() or 2) // 2)
+
+
 def load_backend(cfg: ModelConfig) -> QwenBackend:
+    torch.set_num_threads(model_threads(cfg))  # process-wide: the model runs in one worker thread
     device = resolve_device(cfg.device)
     dtype = resolve_dtype(cfg.dtype, device)
     if cfg.preset == "tiny-random":

@@ -3,6 +3,7 @@
 `prepare` resizes a frame so that its area is about image_size² with both sides multiples of 28 (aspect kept).
 `patchify` produces exactly what Qwen2VLImageProcessorPil produces for such an image (checked by a test): each frame
 is one temporal step holding the frame twice (temporal_patch_size 2), patches ordered merge-window by merge-window.
+The hot path's cheaper form of the same input (each frame once, half the bytes) is in still_patches.py.
 """
 
 from __future__ import annotations

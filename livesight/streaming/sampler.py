@@ -8,14 +8,16 @@ order and yields the frames a `Sampler` takes (offline tools; live cameras sampl
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import av
 import numpy as np
 
 from livesight.streaming.tap import FrameTap
+from livesight.types import TapSignal
 
 
 class Sampler:
@@ -24,6 +26,7 @@ class Sampler:
     def __init__(self, fps: float) -> None:
         self.interval = 1.0 / fps
         self._next: float | None = None
+        self._skip = False
 
     EPS = 1e-3  # timestamps are floats: 0.1 * 3 is not 0.3
 
@@ -34,8 +37,63 @@ class Sampler:
                 self._next = pts + self.interval
             else:
                 self._next += self.interval
+            if self._skip:
+                self._skip = False
+                return False
             return True
         return False
+
+    def skip_next(self) -> None:
+        """An event-triggered sample was taken off the grid: the next tick is not taken (the rate stays)."""
+        self._skip = True
+
+
+class HeldSampling:
+    """Event-triggered sampling (in a camera's decode thread): regular samples go out at once, except while a frame
+    the tap may declare a scene start is held (TapSignal.HOLD, one tap interval: 0.1 s at 10 fps); then they wait
+    behind it, in order. TAKE sends the held frame as an event sample (it replaces the next regular sample, so the
+    sampled rate stays); DROP forgets it (unless the sampler took it anyway)."""
+
+    MAX_WAITING = 8  # regular samples held behind a candidate (a tap interval holds a few at most)
+
+    def __init__(self, sampler: Sampler, send: Callable[[float, Any, bool], None]) -> None:
+        self.sampler = sampler
+        self.send = send  # (pts, frame, event)
+        self.held: tuple[float, Any, bool] | None = None  # (pts, frame, is it a regular sample too)
+        self.waiting: list[tuple[float, Any]] = []
+
+    def frame(self, pts: float, frame: Any, signal: TapSignal, regular: bool) -> None:
+        if self.held is None:
+            if signal is TapSignal.HOLD:
+                self.held = (pts, frame, regular)
+            elif regular:
+                self.send(pts, frame, False)
+            return
+        if regular:
+            self.waiting.append((pts, frame))
+        if signal is TapSignal.TAKE or signal is TapSignal.DROP or len(self.waiting) > self.MAX_WAITING:
+            self._release(signal is TapSignal.TAKE)
+
+    def _release(self, take: bool) -> None:
+        assert self.held is not None
+        pts, frame, regular = self.held
+        self.held = None
+        if take and not regular:  # an event sample: it replaces the next regular one, so the rate stays
+            if self.waiting:
+                self.waiting.pop(0)
+            else:
+                self.sampler.skip_next()
+            self.send(pts, frame, True)
+        elif regular:
+            self.send(pts, frame, False)
+        for p, f in self.waiting:
+            self.send(p, f, False)
+        self.waiting.clear()
+
+    def flush(self) -> None:
+        """The stream ended: what is held goes out as the sampler decided."""
+        if self.held is not None:
+            self._release(False)
 
 
 @dataclass(frozen=True)
@@ -43,6 +101,7 @@ class SampledFrame:
     index: int  # decoded frame number
     pts: float
     rgb: np.ndarray
+    event: bool = False  # taken at once because the tap saw a likely scene start
 
 
 def presentation_order(
@@ -67,16 +126,29 @@ def sample_video(
     path: Path | str, fps: float | None, *, max_frames: int | None = None, tap: FrameTap | None = None
 ) -> Iterator[SampledFrame]:
     """Decode a file and yield frames sampled by timestamp at `fps` (None = every frame), in presentation order.
-    `tap` is offered every decoded frame first, as a camera's decode thread does."""
+    `tap` is offered every decoded frame first, as a camera's decode thread does (with a judge: event-triggered
+    samples too, `SampledFrame.event`)."""
+    out: list[SampledFrame] = []
+
+    def send(pts: float, numbered: Any, event: bool) -> None:
+        i, frame = numbered
+        out.append(SampledFrame(i, pts, frame.to_ndarray(format="rgb24"), event))
+
     sampler = Sampler(fps) if fps is not None else None
+    held = HeldSampling(sampler, send) if sampler is not None else None
     with av.open(str(path)) as container:
         n = 0
         for i, (pts, frame) in enumerate(presentation_order(container)):
-            if tap is not None:
-                tap.offer(pts, frame)
-            if sampler is not None and not sampler.take(pts):
-                continue
-            yield SampledFrame(i, pts, frame.to_ndarray(format="rgb24"))
-            n += 1
-            if max_frames is not None and n >= max_frames:
-                return
+            signal = tap.offer(pts, frame) if tap is not None else TapSignal.NONE
+            if sampler is None or held is None:
+                out.append(SampledFrame(i, pts, frame.to_ndarray(format="rgb24")))
+            else:
+                held.frame(pts, (i, frame), signal, sampler.take(pts))
+            while out:
+                yield out.pop(0)
+                n += 1
+                if max_frames is not None and n >= max_frames:
+                    return
+        if held is not None:
+            held.flush()
+        yield from out

@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import Any
 
 
-def bench_quick(name: str, out: Path, timeout: float = 240) -> dict[str, Any]:
+def bench_quick(name: str, out: Path, timeout: float = 240, *args: str) -> dict[str, Any]:
     r = subprocess.run(
-        [sys.executable, "-m", "livesight", "bench", name, "--quick", "--out", str(out)],
+        [sys.executable, "-m", "livesight", "bench", name, "--quick", "--out", str(out), *args],
         capture_output=True,
         text=True,
         timeout=timeout,

@@ -32,6 +32,12 @@ async def test_healthz_names_every_part(tiny_backend, tmp_path: Path) -> None:
         w = h["worker"]
         assert w["state"] == "running" and w["frames_failed"] == 0 and 0 <= w["last_frame_age_s"] < 10
         assert set(w["queues"]) == {"responses", "cam"}
+        gen = w["generation"]  # the generation scheduler's counters and budget
+        assert gen["share_limit"] == 0.3 and gen["proactive_shed_stale"] == 0 and "captions_merged" in gen
+        _, _, metrics = await http_get(app.port, "/metrics")
+        assert b"livesight_generation_proactive_shed_stale_total 0.0" in metrics
+        assert b"livesight_generation_captions_merged_total" in metrics
+        assert b'livesight_frames_sampled_event_total{camera="cam"}' in metrics
         assert h["event_log"]["state"] == "ok" and h["event_log"]["rows_dropped"] == 0
         assert h["mqtt"] == {"state": "disabled"}
 

@@ -73,7 +73,7 @@ async def test_a_failing_statistics_call_keeps_the_last_snapshot() -> None:
 
     lane.memory.stats = broken  # type: ignore[method-assign]
     failures = contained_counts().get("worker.memory_stats", 0)
-    pipe.worker._snapshot(lane)
+    lane.snapshot()
     assert lane.memory_stats is before
     assert contained_counts()["worker.memory_stats"] == failures + 1
     await pipe.stop()

@@ -3,6 +3,7 @@ daemon does, scored against the exact truth in each clip's sidecar."""
 
 from __future__ import annotations
 
+from collections import deque
 from pathlib import Path
 
 import numpy as np
@@ -98,8 +99,23 @@ def test_stream_starting_on_black_and_going_dark() -> None:
     assert _run([black] * 4 + [a] * 8) == [2.0]  # 2 s of black, then the first picture: a new scene
     assert _run([black] + [a] * 8) == []  # one black frame first (a decoder's start) is not a scene
     assert _run([a] * 8 + [black] * 6 + [b] * 6) == [4.0, 7.0]  # dark for 3 s: a scene of its own, then b
-    assert _run([a] * 8 + [black] * 2 + [b] * 6) == [5.0]  # a short black gap between two pictures: one boundary
-    assert _run([a] * 8 + [black] * 2 + [a] * 6) == []  # …and none when the same picture comes back
+    # the picture going dark is a boundary at once; what comes within min_scene_s (a gap or fade through black)
+    # belongs to the scene it started: one boundary, whether another picture or the same one comes back
+    assert _run([a] * 8 + [black] * 2 + [b] * 6) == [4.0]
+    assert _run([a] * 8 + [black] * 2 + [a] * 6) == [4.0]
+    assert _run([a] * 8 + [black] + [a] * 6) == []  # one flat sampled frame is not confirmed: a blip
+
+
+def test_going_dark_is_reported_at_once_not_when_the_picture_comes_back() -> None:
+    """Lens covered: the boundary comes with the next sampled frame (the confirmation), while it is still dark."""
+    a = _picture(3)
+    det = SceneDetector(SceneConfig(), "cam")
+    reported = []
+    for i, f in enumerate([a] * 8 + [np.zeros_like(a)] * 20):
+        c = det.update(_step(i / 2), f)
+        if c is not None:
+            reported.append((c.pts, i / 2))
+    assert reported == [(4.0, 4.5)]
 
 
 def test_light_change_is_not_a_boundary() -> None:
@@ -128,7 +144,7 @@ def test_cuts_in_footage_that_moves_in_every_shot_need_the_cut_tap_at_2fps(handh
 
 @pytest.mark.parametrize("confirm", [1, 0])
 def test_the_cut_tap_alone_never_declares_a_boundary(confirm: int) -> None:
-    """A cut seen on the tap between two sampled frames whose pictures are the same (a flash or a glitch the tap
+    """A cut the tap saw and confirmed between two sampled frames whose pictures are the same (a glitch only the tap
     caught) is not a boundary, confirmation or not: the sampled picture must have changed too."""
     from livesight.daemon.scene_detectors import dtd_detector
     from livesight.memory.tap_cuts import TAP_SIZE
@@ -136,16 +152,16 @@ def test_the_cut_tap_alone_never_declares_a_boundary(confirm: int) -> None:
 
     a, b = _picture(6), _picture(7)
     det, tap = dtd_detector(SceneConfig(confirm_frames=confirm), "cam", sample_fps=2.0)
-    assert tap is not None
+    assert tap is not None and det.tap_cuts is not None
     found = []
-    for i in range(100):  # 10 s at 10 fps on the tap; b for 0.2 s at 4.0 s; sampled at 2 fps
+    for i in range(100):  # 10 s at 10 fps on the tap; b for 0.3 s at 4.0 s; sampled at 2 fps
         t = i / 10
-        tap.offer(t, small_rgb(b if 40 <= i < 42 else a, *TAP_SIZE))
+        tap.offer(t, small_rgb(b if 40 <= i < 43 else a, *TAP_SIZE))
         if i % 5 == 0:
             c = det.update(_step(t), a)
             found += [c.pts] if c is not None else []
-    assert det.tap_cuts is not None and det.tap_cuts.frames == 96  # drained up to the last sampled frame (9.5 s)
-    assert det._tap_cut is None and det.tap_cuts.cut_between(None, 4.5) is None  # judged, then forgotten
+    assert det.tap_cuts.frames == 100  # judged in the decode thread, every tap frame
+    assert det.tap_cuts.events == deque() and det._tap_events == deque()  # the cuts were read, then forgotten
     assert found == []
 
 

@@ -4,6 +4,7 @@ original M-RoPE ids; incremental prefill equals one-shot; a question leaves the 
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from livesight.model.vision_input import patchify
@@ -134,3 +135,36 @@ def test_generate_streams_deltas_and_stops_when_asked(backend) -> None:
 
     r2 = ctx.generate(QUESTION, max_new_tokens=50, should_stop=stop_after_three)
     assert r2.stopped and r2.completion_tokens == 3
+
+
+def test_generate_as_of_a_mark_answers_as_the_context_stood_then(backend) -> None:
+    """A caption generated late: frames appended after the mark are masked out and the answer's positions continue
+    from the mark's, so every step's logits are those of a context that never held the later frames."""
+    _, enc = frames_and_encodings(backend, 5)
+    keep = np.ones(256, bool)
+    then, now = backend.new_context(), backend.new_context()
+    for i, e in enumerate(enc[:3]):
+        then.append_frame(e.tokens, i * 0.5, e.grid_hw, keep)
+        now.append_frame(e.tokens, i * 0.5, e.grid_hw, keep)
+    mark = now.mark()
+    for i, e in enumerate(enc[3:], 3):
+        now.append_frame(e.tokens, i * 0.5, e.grid_hw, keep)
+    before = (now.n_tokens, now.max_position)
+
+    def logits(ctx, **kw) -> tuple[str, torch.Tensor]:
+        seen: list[torch.Tensor] = []
+        hook = backend.model.lm_head.register_forward_hook(lambda _m, _i, out: seen.append(out[0].float().clone()))
+        try:
+            r = ctx.generate(QUESTION, max_new_tokens=6, **kw)
+        finally:
+            hook.remove()
+        return r.text, torch.stack(seen)
+
+    text_then, want = logits(then)
+    text_as_of, got = logits(now, as_of=mark)
+    _, unmasked = logits(now)
+    assert text_as_of == text_then and float((got - want).abs().max()) < 1e-4
+    assert float((unmasked[0] - want[0]).abs().max()) > 1e-3  # the later frames do change the answer
+    assert (now.n_tokens, now.max_position) == before  # and the context is left as it was
+    with pytest.raises(ValueError, match="another context"):
+        then.generate(QUESTION, max_new_tokens=1, as_of=mark)

@@ -58,8 +58,11 @@ class RecordingMemory:
     def add_step(self, step: DTDStep, tokens: torch.Tensor | None) -> None:
         self.steps.append((step, None if tokens is None else tokens.clone()))
 
-    def on_scene_change(self, change: SceneChange) -> None:
-        pass
+    def on_scene_change(self, change: SceneChange) -> bool:
+        return False
+
+    def caption_pending(self) -> int:
+        return 0
 
     def maintenance_step(self) -> bool:
         return False
@@ -69,7 +72,7 @@ class RecordingMemory:
 
 
 class NoScenes:
-    def update(self, step: DTDStep, frame: np.ndarray | None = None) -> SceneChange | None:
+    def update(self, step: DTDStep, frame: np.ndarray | None = None, missed: int = 0) -> SceneChange | None:
         return None
 
 

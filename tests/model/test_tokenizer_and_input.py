@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 
 from livesight.model.tokenizer import qwen_tokenizer
@@ -61,3 +62,35 @@ def test_encode_gives_one_token_per_28px(backend) -> None:
     # batched encoding = one by one (the vision encoder attends within a frame only)
     alone = backend.encode(frames[1:])[0]
     assert float((alone.tokens - enc[1].tokens).abs().max()) < 1e-4
+
+
+def test_still_patch_embedding_equals_the_models_conv3d(backend) -> None:
+    """Frames are encoded once per patch (patchify_still) through StillPatchEmbed: the same embeddings as the model's
+    own Conv3d on the processor's layout (the frame in both temporal slots), and the full layout still works."""
+    from livesight.model.still_patches import StillPatchEmbed, patchify_still
+
+    embed = backend.model.model.visual.patch_embed
+    assert isinstance(embed, StillPatchEmbed)
+    rng = np.random.default_rng(1)
+    frames = [prepare((rng.random((360, 640, 3)) * 255).astype(np.uint8), 448)]
+    full, grid = patchify(frames)
+    still, grid_still = patchify_still(frames)
+    assert grid.tolist() == grid_still.tolist() and still.shape[1] * 2 == full.shape[1]
+    w = embed.proj.weight
+    conv = torch.nn.functional.conv3d(full.view(-1, 3, 2, 14, 14), w, stride=w.shape[2:]).view(full.shape[0], -1)
+    with torch.inference_mode():
+        assert float((embed(full) - conv).abs().max()) < 1e-5
+        assert float((embed(still) - conv).abs().max()) < 1e-5
+    with pytest.raises(ValueError, match="patches of 7 values"):
+        embed(torch.zeros(2, 7))
+
+
+def test_patchify_still_is_patchify_with_one_temporal_slot() -> None:
+    from livesight.model.still_patches import patchify_still
+
+    rng = np.random.default_rng(2)
+    frames = [prepare((rng.random(s) * 255).astype(np.uint8), 448) for s in [(360, 640, 3), (448, 448, 3)]]
+    ref, grid = patchify(frames, temporal_patch_size=1)
+    got, grid2 = patchify_still(frames)
+    assert grid.tolist() == grid2.tolist() and got.shape == ref.shape
+    assert float((got - ref).abs().max()) < 1e-5

@@ -69,7 +69,8 @@ async def test_proactive_watches_and_captions_with_a_remote_server() -> None:
             intro = question["messages"][1]["content"][0]["text"]
             assert "Earlier scenes, oldest first:" in intro and "a caption" in intro
             health = app.service.health()["model"]
-            assert health["requests_by_kind"]["caption"] >= 1 and health["requests_by_kind"]["watch"] == watch_checks
+            # counted by kind (checks go on every watch_interval_s meanwhile: at least those the server had seen)
+            assert health["requests_by_kind"]["caption"] >= 1 and health["requests_by_kind"]["watch"] >= watch_checks
 
 
 async def test_the_openai_face_answers_from_the_remote_server() -> None:

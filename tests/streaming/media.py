@@ -37,3 +37,18 @@ def write_clip(
         for pkt in stream.encode():
             out.mux(pkt)
     return path
+
+
+def write_flash_and_cut_clip(path: Path, fps: float = 10.0) -> Path:
+    """H.264 at 10 fps, 8.3 s: a photo with one-frame flashes (another picture) at 1.2 s and 3.5 s, and a hard cut
+    at 5.3 s (between 2 fps sampling ticks) to another photo."""
+    from livesight.bench.scene_suite import Spec, render, still, write_video
+
+    base, other = still(0), still(9)
+
+    def shot(t: float) -> np.ndarray:
+        return other(t) if round(t * fps) in (12, 35) else base(t)
+
+    frames, _, _ = render(Spec("flash-and-cut", [(shot, 5.3), (still(1), 3.0)], [("cut", 0)], noise=1.0, fps=fps))
+    write_video(path, frames, fps)
+    return path
