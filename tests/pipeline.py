@@ -24,8 +24,8 @@ import numpy as np
 
 from livesight.config import Config, parse_config
 from livesight.contract.api import BroadcastEvent
+from livesight.daemon.generation.responses import ResponseJob
 from livesight.daemon.model_worker import CameraLane, ModelWorker, WorkerSettings
-from livesight.daemon.responses import ResponseJob
 from livesight.daemon.service import Service
 from livesight.memory.camera_memory import CameraMemory
 from livesight.memory.scene_detector import SceneDetector

@@ -8,13 +8,16 @@ import subprocess
 import sys
 import time
 
-from livesight.daemon.responses import ResponseJob, new_response_id
+from livesight.daemon.generation.responses import ResponseJob, new_response_id
 from livesight.ids import ID_CHARS, id_time, new_id
 from livesight.types import ResponseKind
 
 PROTOCOL_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")  # docs/protocol.md: what a client may send back as an id
 
-MINT = "from livesight.daemon.responses import new_response_id as f\nprint('\\n'.join(f() for _ in range(20000)))"
+MINT = (
+    "from livesight.daemon.generation.responses import new_response_id as f\n"
+    "print('\\n'.join(f() for _ in range(20000)))"
+)
 
 
 def test_ids_from_processes_started_together_never_collide() -> None:

@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from livesight.config import Config
+from livesight.daemon.generation.responses import ResponseJob
 from livesight.daemon.images import Images, ThumbnailStore, thumbnail_dir
 from livesight.daemon.model_worker import CameraLane, MemoryLike, ModelWorker, WorkerSettings
-from livesight.daemon.responses import ResponseJob
 from livesight.daemon.scene_detectors import SceneDetectors
 from livesight.daemon.service import LaneStats, Service
 from livesight.errors import contain
@@ -38,7 +38,7 @@ from livesight.web.fleet_link import FleetLink
 from livesight.web.server import WebServer
 
 if TYPE_CHECKING:
-    from livesight.daemon.remote_responder import RemoteResponder
+    from livesight.daemon.generation.remote_responder import RemoteResponder
     from livesight.mqtt.bridge import MQTTBridge
 
 log = logging.getLogger(__name__)
@@ -229,7 +229,7 @@ class App:
         self, backend: Backend, worker: ModelWorker, lanes: list[CameraLane]
     ) -> RemoteResponder | None:
         """With a remote model server (model.backend openai) response jobs and captions run here, on the loop."""
-        from livesight.daemon.remote_responder import RemoteResponder, remote_model_of
+        from livesight.daemon.generation.remote_responder import RemoteResponder, remote_model_of
         from livesight.memory.remote_memory import RemoteMemory
 
         remote = remote_model_of(backend)

@@ -5,7 +5,7 @@ A batch may hold several frames of one camera: DTD's pre-check plans them in ord
 exactly those of one-by-one processing whatever the batch composition, and the batch still needs one encoder call.
 
 Generation never runs here: a scene change closes the scene in memory (cheap) and its caption is scheduled by the
-worker (generation_queue.py), as are the proactive message and the watch checks.
+worker (generation/queue.py), as are the proactive message and the watch checks.
 
 Statistics cross threads as immutable snapshots: the memory belongs to the worker thread, which, after each piece of
 work on a camera (frames, maintenance, an answer), publishes `lane.memory_stats` (a read-only mapping, replaced

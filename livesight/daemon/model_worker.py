@@ -1,7 +1,7 @@
 """The model worker: the one place where the local model runs, in one dedicated thread.
 
 Each turn of its loop does one of:
-  1. a generation job the scheduler (generation_queue.py) picks: a person's question; or a proactive message, a
+  1. a generation job the scheduler (generation/queue.py) picks: a person's question; or a proactive message, a
      watch check or a scene's caption — before waiting frames, unless frames wait and generation already took its
      share of the worker (`worker.generation_share`), when the frames go first;
   2. a batch of sampled frames, taken round-robin across cameras (one per camera per round, so a fast camera cannot
@@ -16,7 +16,7 @@ Statistics cross threads as immutable snapshots (`CameraLane.memory_stats`, fram
 publishes them after each piece of work on a camera (frames, maintenance, an answer); the loop reads only those.
 
 With a remote model server (model.backend openai) the worker runs frames only (`run_jobs=False`): the remote
-responder (remote_responder.py) takes the generation queue on the event loop, and ends each job through
+responder (generation/remote_responder.py) takes the generation queue on the event loop, and ends each job through
 `finish_job`, as this worker does.
 
 Fault containment: every frame runs inside its camera lane's error boundary (lane_guard.py): a frame that raises is
@@ -49,9 +49,9 @@ from livesight.daemon.frame_pipeline import (
     FrameSource,
     MemoryLike,
 )
-from livesight.daemon.generation_queue import CaptionJob, InWorker, Job, JobKind, OnLoop, Work, kind_of
+from livesight.daemon.generation.queue import CaptionJob, InWorker, Job, JobKind, OnLoop, Work, kind_of
+from livesight.daemon.generation.responses import ResponseJob
 from livesight.daemon.lane_guard import LaneGuard
-from livesight.daemon.responses import ResponseJob
 from livesight.daemon.service import LaneStats, Service
 from livesight.errors import contain
 from livesight.model.backend import Backend, GenerationResult

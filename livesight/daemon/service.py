@@ -21,9 +21,9 @@ from livesight.contract.api import (
     WatchInfo,
 )
 from livesight.daemon.frame_slots import FrameSlots
-from livesight.daemon.generation_queue import GenerationBudget, GenerationQueue
+from livesight.daemon.generation.queue import GenerationBudget, GenerationQueue
+from livesight.daemon.generation.responses import ResponseJob
 from livesight.daemon.hub import EventHub, HubSubscription
-from livesight.daemon.responses import ResponseJob
 from livesight.errors import contain, contained_counts
 from livesight.types import (
     CameraCounters,

@@ -213,7 +213,9 @@ class RemoteMemory:
         return False
 
     def answer(self, question: str, **_: Any) -> GenerationResult:
-        raise RuntimeError("a remote memory answers through the remote responder (daemon/remote_responder.py)")
+        raise RuntimeError(
+            "a remote memory answers through the remote responder (daemon/generation/remote_responder.py)"
+        )
 
     def maintenance_step(self) -> bool:
         return False  # nothing to rebuild: the server holds no state of ours

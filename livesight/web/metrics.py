@@ -74,7 +74,7 @@ class _ServiceCollector(Collector):
             value = snap.totals.get(key)
             if _is_number(value):
                 family(name, kind, doc, []).add_metric([], float(value))  # type: ignore[attr-defined]
-        for key, value in snap.totals.items():  # the generation scheduler's counters (daemon/generation_queue.py)
+        for key, value in snap.totals.items():  # the generation scheduler's counters (daemon/generation/queue.py)
             if key.startswith("generation_") and _is_number(value) and _NAME_OK.match(key):
                 family(f"livesight_{key}", "counter", f"generation scheduler: {key[11:]}", []).add_metric(
                     [], float(value)

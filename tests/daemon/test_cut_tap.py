@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from websockets.asyncio.client import connect
 
-from livesight.bench.scene_suite import Transition, load_truth, score, write_suite
+from livesight.bench.scenes.suite import Transition, load_truth, score, write_suite
 from livesight.config import parse_config
 from livesight.daemon.app import App, run_app
 

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from livesight.config import DTDConfig, MemoryConfig, SceneConfig
-from livesight.daemon.generation_queue import CaptionJob, Job, OnLoop, Work
+from livesight.daemon.generation.queue import CaptionJob, Job, OnLoop, Work
 from livesight.daemon.model_worker import CameraLane, ModelWorker, WorkerSettings
 from livesight.daemon.service import Service
 from livesight.memory.camera_memory import CameraMemory

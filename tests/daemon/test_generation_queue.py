@@ -6,14 +6,14 @@ from __future__ import annotations
 import pytest
 
 from livesight.contract.api import BusyError
-from livesight.daemon.generation_queue import (
+from livesight.daemon.generation.queue import (
     CaptionJob,
     GenerationBudget,
     GenerationQueue,
     JobKind,
     kind_of,
 )
-from livesight.daemon.responses import ResponseJob
+from livesight.daemon.generation.responses import ResponseJob
 from livesight.types import ResponseEvent, ResponseKind
 
 

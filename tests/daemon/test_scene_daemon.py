@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from livesight.bench.scene_suite import Transition, load_truth, score, write_suite
+from livesight.bench.scenes.suite import Transition, load_truth, score, write_suite
 
 CONFIG = """
 cameras:

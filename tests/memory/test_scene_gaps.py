@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from livesight.bench.scene_suite import pan
+from livesight.bench.scenes.suite import pan
 from livesight.config import SceneConfig
 from livesight.daemon.scene_detectors import dtd_detector
 from livesight.model.vision_input import prepare

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from livesight.bench.scene_eval import ours_on_file
-from livesight.bench.scene_suite import Transition, load_truth, score, write_suite
+from livesight.bench.scenes.detectors import ours_on_file
+from livesight.bench.scenes.suite import Transition, load_truth, score, write_suite
 from livesight.config import SceneConfig
 from livesight.memory.scene_detector import SceneDetector
 from livesight.types import DTDStep

@@ -65,7 +65,7 @@ def test_going_dark_is_an_event_a_dark_start_and_a_blip_are_not() -> None:
 
 def test_whip_pan_colours_alone_are_no_cut() -> None:
     """The colour test needs the picture replaced as much as a cut replaces it (a pan keeps most of it)."""
-    from livesight.bench.scene_suite import pan
+    from livesight.bench.scenes.suite import pan
     from livesight.streaming.tap import small_rgb
 
     shot = pan(5, 260.0)

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from livesight.bench.scene_eval import small_frames, transnet_on_file
-from livesight.bench.scene_suite import Transition, load_truth, score, write_suite
+from livesight.bench.scenes.detectors import small_frames, transnet_on_file
+from livesight.bench.scenes.suite import Transition, load_truth, score, write_suite
 from livesight.config import SceneConfig
 from livesight.streaming.tap import FrameTap
 

@@ -42,7 +42,7 @@ def write_clip(
 def write_flash_and_cut_clip(path: Path, fps: float = 10.0) -> Path:
     """H.264 at 10 fps, 8.3 s: a photo with one-frame flashes (another picture) at 1.2 s and 3.5 s, and a hard cut
     at 5.3 s (between 2 fps sampling ticks) to another photo."""
-    from livesight.bench.scene_suite import Spec, render, still, write_video
+    from livesight.bench.scenes.suite import Spec, render, still, write_video
 
     base, other = still(0), still(9)
 

@@ -2,8 +2,8 @@
 
 No model runs in this process and nothing here imports torch or transformers: frames are prepared (resized to about
 model.image_size² on the 28-px grid) for pixel-mode DTD, which decides which frames carry news; the camera's
-memory (memory/remote_memory.py) turns those into images; the remote responder (daemon/remote_responder.py) sends
-requests through `RemoteModel` (client.py).
+memory (memory/remote_memory.py) turns those into images; the remote responder
+(daemon/generation/remote_responder.py) sends requests through `RemoteModel` (client.py).
 
     model:
       backend: openai

@@ -1,4 +1,4 @@
-"""Response jobs: queries, proactive messages and watch checks waiting for the model worker (generation_queue.py
+"""Response jobs: queries, proactive messages and watch checks waiting for the model worker (queue.py
 schedules them).
 
 A job's events (created → deltas → done) go to `sink`, a callable that runs on the event loop: the asking client's

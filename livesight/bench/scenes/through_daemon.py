@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from livesight.bench.scene_suite import SuiteClip, score
+from livesight.bench.scenes.suite import SuiteClip, score
 
 CONFIG = """
 cameras:

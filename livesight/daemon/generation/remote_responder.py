@@ -13,7 +13,7 @@ only (`ModelWorker(run_jobs=False)`) and this responder takes the response queue
     then ends at once as failed with the error code); questions are always tried; the client probes GET /models so
     /healthz recovers by itself.
 
-The queue is the model worker's generation queue (generation_queue.py: bounded, proactive messages superseded and
+The queue is the model worker's generation queue (generation/queue.py: bounded, proactive messages superseded and
 shed when stale, counted); its priority order is kept, its worker-time budget does not apply (a request holds no
 thread here). Every job starts through `ModelWorker.start_job` (a proactive message is announced as it starts) and
 ends through `ModelWorker.finish_job` (the same done event, TTFT, watch state and event log as local
@@ -31,8 +31,8 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
-from livesight.daemon.generation_queue import CaptionJob
-from livesight.daemon.responses import ResponseJob
+from livesight.daemon.generation.queue import CaptionJob
+from livesight.daemon.generation.responses import ResponseJob
 from livesight.daemon.service import Service
 from livesight.errors import contain
 from livesight.memory.remote_memory import ClosedScene, RemoteMemory

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 from livesight.contract.api import BusyError, ModelUnavailableError
-from livesight.daemon.responses import ResponseJob
+from livesight.daemon.generation.responses import ResponseJob
 from livesight.types import ResponseKind
 
 T = TypeVar("T")

