@@ -357,7 +357,7 @@ def decode_response(obj: dict[str, Any]) -> ResponseEvent | None:
                 error=obj.get("error") if isinstance(obj.get("error"), str) else None,
                 code=obj.get("code") if isinstance(obj.get("code"), str) else None,
             )
-    except (KeyError, ValueError, TypeError):
+    except (KeyError, ValueError, TypeError, OverflowError):  # e.g. a token count of 1e999 (inf) from a node
         return None
     return None
 

@@ -182,5 +182,7 @@ def test_response_events_decode_back_to_what_was_encoded() -> None:
     for item in (created, delta, done, failed):
         assert ev.decode_response(json.loads(ev.dumps(ev.encode_response(item)))) == item
     assert ev.decode_response({"type": "response.done", "response_id": "r", "status": "nope"}) is None
+    hostile = '{"type": "response.done", "response_id": "r", "status": "completed", "usage": {"prompt_tokens": 1e999}}'
+    assert ev.decode_response(json.loads(hostile)) is None  # inf tokens: not a well-formed event (no OverflowError)
     assert ev.decode_response({"type": "response.delta"}) is None
     assert ev.decode_response({"type": "scene.change", "response_id": "r"}) is None
