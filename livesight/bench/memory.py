@@ -111,10 +111,13 @@ def latency_and_rss(backend: QwenBackend, *, quick: bool) -> dict[str, Any]:
         enc = backend.encode([p])[0] if dtd.precheck(p, pts) else None
         step = dtd.decide("bench", pts, time.time(), p, enc)
         change = detector.update(step, p)  # as the daemon: the prepared frame too
+        wants_caption = False
         if change is not None:
             scenes += 1
-            mem.on_scene_change(change)
+            wants_caption = mem.on_scene_change(change)
         mem.add_step(step, enc.tokens if enc is not None else None)
+        if wants_caption:  # as the daemon's scheduler: the caption job runs at the worker's next turn
+            mem.caption_pending()
         while mem.maintenance_step():  # at 1 fps the worker is idle most of the time: rebuilds complete
             pass
         per_frame_ms.append((time.perf_counter() - t0) * 1000)
