@@ -228,12 +228,18 @@ class GenerationQueue:
 
     # ---- taking ----------------------------------------------------------------------------------------------
 
-    def next(self, *, frames_waiting: bool, after_answer: bool = False) -> Job | None:
-        """The job the worker should run now, or None: frames (or nothing) go first. See the module's docstring."""
+    def next(
+        self, *, frames_waiting: bool, after_answer: bool = False, busy: frozenset[str] = frozenset()
+    ) -> Job | None:
+        """The job the worker should run now, or None: frames (or nothing) go first. See the module's docstring.
+        `busy`: cameras whose memory is in use by work running now (their jobs wait; others may go first)."""
         self._shed_stale()
         if self._queries and not (after_answer and frames_waiting):
-            return self._queries.popleft()
-        background = self._first_background()
+            query = next((q for q in self._queries if q.camera not in busy), None)
+            if query is not None:
+                self._queries.remove(query)
+                return query
+        background = self._first_background(busy)
         if background is None:
             return None
         if frames_waiting and not self.budget.allows():
@@ -256,13 +262,14 @@ class GenerationQueue:
             return None
         return self._take(background)
 
-    def _first_background(self) -> Job | None:
-        if self._proactive:
-            return min(self._proactive.values(), key=lambda j: j.submitted)
-        if self._watch:
-            return next(iter(self._watch.values()))
-        if self._captions:
-            return next(iter(self._captions.values()))
+    def _first_background(self, busy: frozenset[str] = frozenset()) -> Job | None:
+        proactive = [j for j in self._proactive.values() if j.camera not in busy]
+        if proactive:
+            return min(proactive, key=lambda j: j.submitted)
+        for jobs in (self._watch.values(), self._captions.values()):
+            job = next((j for j in jobs if j.camera not in busy), None)
+            if job is not None:
+                return job
         return None
 
     def _take(self, job: Job) -> Job:
