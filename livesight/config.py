@@ -133,7 +133,7 @@ class ModelConfig(_Strict):
         description="units of model work running at once, each in a thread of its own and never two for one camera "
         "(a batch of frames of some cameras beside a batch of the others, or beside a question or caption); torch "
         "releases the GIL in its operators, so two units use two cores where one unit with more intra-op threads "
-        "gains little (on 2 cores: 1.4x the frames of one unit); 1 = one unit at a time",
+        "gains little (on 2 cores: ~1.7x the frames of one unit at 32 cameras); 1 = one unit at a time",
     )
     seed: int = 0
     system_prompt: str = Field(
