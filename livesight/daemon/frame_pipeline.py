@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
+from livesight.daemon.early_encodes import EarlyEncodes
 from livesight.daemon.frame_slots import FrameSlots
 from livesight.model.backend import Backend, EncodedFrame, GenerationResult
 from livesight.types import DTDStep, Frame, SceneChange
@@ -123,6 +124,7 @@ class FramePipeline:
         self.backend = backend
         self.lanes = lanes
         self.pictures = pictures
+        self.early = EarlyEncodes(backend)  # frames the cut tap holds, encoded while it decides
         # per-frame time of each stage, last STAGE_WINDOW frames (for benchmarks)
         self.stage_ms: dict[str, deque[float]] = {k: deque(maxlen=STAGE_WINDOW) for k in STAGES}
         self._start_wall = 0.0
@@ -133,9 +135,13 @@ class FramePipeline:
         self._start_wall = time.time()
         prepared: list[np.ndarray | _Failed] = []
         need: list[bool] = []
-        for f, _ in frames:
+        ahead: dict[int, EncodedFrame] = {}  # frames encoded ahead (the tap held them): not encoded again
+        for i, (f, _) in enumerate(frames):
+            got = self.early.take(f.camera, f.pts)
+            if got is not None:
+                ahead[i] = got[1]
             try:
-                p = self.backend.prepare(f.rgb)
+                p = got[0] if got is not None else self.backend.prepare(f.rgb)
             except Exception as e:
                 prepared.append(_Failed("prepare", e))
                 need.append(False)
@@ -147,8 +153,10 @@ class FramePipeline:
                 prepared[-1] = _Failed("pre-check", e)
                 need.append(False)
         prep_ms = (time.perf_counter() - t0) * 1000 / len(frames)
-        idx = [i for i, n in enumerate(need) if n]
+        idx = [i for i, n in enumerate(need) if n and i not in ahead]
         encoded: list[EncodedFrame | _Failed | None] = [None] * len(frames)
+        for i, e in ahead.items():
+            encoded[i] = e if need[i] else None
         enc_ms = 0.0
         if idx:
             te = time.perf_counter()

@@ -162,6 +162,7 @@ class GenerationQueue:
         self.counters = GenerationCounters()
         self.refused = 0
         self.closed: str | None = None  # why no job can be taken any more (the model worker is gone)
+        self.on_put: Callable[[], None] | None = None  # called (on the loop) when a job is queued: wakes the worker
 
     # ---- sizes ---------------------------------------------------------------------------------------------
 
@@ -212,6 +213,8 @@ class GenerationQueue:
             self._watch[key] = job
         self._by_id[job.response_id] = job
         self._ready.set()
+        if self.on_put is not None:
+            self.on_put()
 
     def add_caption(self, camera: str) -> None:
         """A scene of `camera` closed and wants a caption: merged into the camera's waiting caption job, if any."""
@@ -225,6 +228,8 @@ class GenerationQueue:
         self._captions[camera] = CaptionJob(camera, submitted=self._clock())
         self.counters.captions_queued += 1
         self._ready.set()
+        if self.on_put is not None:
+            self.on_put()
 
     # ---- taking ----------------------------------------------------------------------------------------------
 

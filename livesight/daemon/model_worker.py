@@ -52,6 +52,7 @@ from livesight.daemon.lane_guard import LaneGuard
 from livesight.daemon.responses import ResponseJob
 from livesight.daemon.service import LaneStats, Service
 from livesight.model.backend import Backend, GenerationResult
+from livesight.streaming.queues import DropOldestQueue
 from livesight.types import (
     Frame,
     ResponseDelta,
@@ -77,6 +78,7 @@ log = logging.getLogger(__name__)
 
 _YES = re.compile(r"^\W*yes\b", re.IGNORECASE)
 TIMINGS = 256  # proactive messages whose timings are kept (benchmarks)
+IDLE_S = 0.1  # with a thread free and nothing to start, look again at least this often
 
 DEFAULT_RETRY = ReconnectConfig(initial_s=2.0, max_s=60.0)
 
@@ -180,6 +182,12 @@ class ModelWorker:
         self.parallel = max(1, settings.parallel)
         self._executor = ThreadPoolExecutor(max_workers=self.parallel, thread_name_prefix="livesight-model")
         self._units: dict[asyncio.Task[None], frozenset[str]] = {}  # work running in the threads → its cameras
+        # set when there may be work to start: a frame or a job queued, a frame to encode ahead (no polling delay)
+        self._wake = asyncio.Event()
+        self.queue.on_put = self._wake.set
+        for lane in lanes:
+            if isinstance(lane.frames, DropOldestQueue):
+                lane.frames.on_put = self._wake.set
         self._rr: list[str] = list(self.lanes)  # round-robin order
         self._async: set[asyncio.Task[None]] = set()  # OnLoop jobs running
         self.proactive_skipped = 0  # boundaries within proactive.min_interval_s of the camera's last message
@@ -201,8 +209,14 @@ class ModelWorker:
         try:
             answered = False  # after an answer, waiting frames get the next turn (a question flood halves video)
             while True:
+                self._wake.clear()  # (set again by anything queued from here on: nothing is missed)
                 started = False
                 while len(self._units) < self.parallel:  # fill the free threads
+                    ahead = self.pipeline.early.next()
+                    if ahead is not None:  # a likely scene start: encoded while the tap decides (no camera state)
+                        self._unit(self._in_thread(loop, self.pipeline.early.encode, *ahead), frozenset(), "ahead")
+                        started = True
+                        continue
                     busy = self._busy()
                     job = None
                     if len(self._async) < self.settings.max_async_jobs:
@@ -220,10 +234,8 @@ class ModelWorker:
                     self._unit(self._frames(loop, frames), frozenset(f.camera for f, _ in frames), "frames")
                     started = True
                 if self._units:
-                    free = len(self._units) < self.parallel  # a free thread: look again soon (a question may come)
-                    done, _ = await asyncio.wait(
-                        self._units, timeout=0.02 if free else None, return_when=asyncio.FIRST_COMPLETED
-                    )
+                    free = len(self._units) < self.parallel  # a free thread: also wake for new work
+                    done = await self._wait(set(self._units), wake=free)
                     for t in done:
                         del self._units[t]
                         t.result()  # a bug outside every boundary fails the worker (below)
@@ -238,7 +250,7 @@ class ModelWorker:
                 if len(self._async) >= self.settings.max_async_jobs:  # jobs wait for a slot: wait for one to end
                     await asyncio.wait(self._async, timeout=0.02, return_when=asyncio.FIRST_COMPLETED)
                 else:
-                    await self.queue.wait(0.02)
+                    await self._wait(set(), wake=True)
         except Exception as e:  # a bug outside every boundary: shown in /healthz (status failed), never silent
             self.state = "failed"
             self.last_error = f"{type(e).__name__}: {e}"
@@ -256,6 +268,19 @@ class ModelWorker:
             # Waits for a forward pass in flight (generation sees its cancel flag and stops within a token).
             await asyncio.shield(loop.run_in_executor(None, self._executor.shutdown, True))
 
+    async def _wait(self, tasks: set[asyncio.Task[None]], *, wake: bool) -> set[asyncio.Task[None]]:
+        """Until one of `tasks` ends, or (`wake`) new work is queued, or IDLE_S passed (budgets and staleness move
+        with time). Returns the tasks that ended."""
+        if not wake:
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            return done
+        waker = asyncio.get_running_loop().create_task(self._wake.wait(), name="model:wake")
+        try:
+            done, _ = await asyncio.wait({*tasks, waker}, timeout=IDLE_S, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            waker.cancel()
+        return {t for t in done if t is not waker}  # type: ignore[misc]
+
     def _busy(self) -> frozenset[str]:
         """Cameras whose DTD, detector or memory a running unit of work is using."""
         return frozenset().union(*self._units.values()) if self._units else frozenset()
@@ -263,6 +288,15 @@ class ModelWorker:
     def _unit(self, work: Any, cameras: frozenset[str], name: str) -> None:
         task = asyncio.get_running_loop().create_task(work, name=f"model:{name}")  # awaited in run()
         self._units[task] = cameras
+
+    async def _in_thread(self, loop: asyncio.AbstractEventLoop, fn: Callable[..., Any], *args: Any) -> None:
+        await loop.run_in_executor(self._executor, fn, *args)
+
+    def pre_encode(self, camera: str, pts: float, rgb: Any) -> None:
+        """On the loop: a frame the camera's cut tap holds as a likely scene start (Camera.on_candidate), encoded in
+        a free thread while the tap's next frame decides (early_encodes.py)."""
+        self.pipeline.early.put(camera, pts, rgb)
+        self._wake.set()
 
     async def _frames(self, loop: asyncio.AbstractEventLoop, frames: list[tuple[Frame, int]]) -> None:
         t0 = time.perf_counter()
