@@ -229,7 +229,7 @@ def run(
             "cut_to_first_proactive_token_ms_median": c["median_ms"],
             "cut_to_first_proactive_token_ms_max": c["max_ms"],
             "event_sampled_share": c["event_share"],
-            "cut_frames_taken_at_tap_confirmation": c.get("tap_takes"),
+            "cut_frames_taken_at_tap_confirmation": "–" if c.get("tap_takes") is None else c["tap_takes"],
             "answer_tokens_per_s_median": c["answer_tokens_per_s_median"],
         }
         for code, c in cuts.items()

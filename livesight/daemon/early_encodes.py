@@ -32,6 +32,7 @@ class EarlyEncodes:
         self.made = 0
         self.used = 0
         self.failed = 0
+        self.skipped = 0  # candidates not encoded ahead (the camera's frames were waiting: the worker is behind)
 
     def put(self, camera: str, pts: float, rgb: np.ndarray) -> None:
         """A frame the tap holds (on the loop): to encode ahead."""

@@ -294,7 +294,12 @@ class ModelWorker:
 
     def pre_encode(self, camera: str, pts: float, rgb: Any) -> None:
         """On the loop: a frame the camera's cut tap holds as a likely scene start (Camera.on_candidate), encoded in
-        a free thread while the tap's next frame decides (early_encodes.py)."""
+        a free thread while the tap's next frame decides (early_encodes.py). Not when the camera's frames already
+        wait (the worker is behind: the frame would wait anyway, and may be dropped before it is reached)."""
+        lane = self.lanes.get(camera)
+        if lane is None or len(lane.frames):
+            self.pipeline.early.skipped += 1
+            return
         self.pipeline.early.put(camera, pts, rgb)
         self._wake.set()
 
