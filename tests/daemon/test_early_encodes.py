@@ -87,3 +87,27 @@ def test_an_encoding_ahead_is_only_for_its_frame() -> None:
     assert p.early.take("c", 0.5) is None
     p.early.encode(*p.early.next())  # type: ignore[misc]
     assert p.early.take("c", 1.5) is not None and p.early.take("c", 1.5) is None  # used once
+
+
+async def test_the_worker_encodes_ahead_only_when_the_camera_is_not_behind() -> None:
+    from livesight.daemon.model_worker import ModelWorker, WorkerSettings
+    from livesight.daemon.service import Service
+
+    backend = CountingBackend(image_size=56)
+    frames = DropOldestQueue[Frame](4)
+    lane = CameraLane(
+        camera="c",
+        frames=frames,
+        dtd=DTD(DTDConfig(mode="pixel", threshold=0.05), backend.info.token_px),
+        memory=CameraMemory("c", backend, MemoryConfig(database=None)),
+        detector=_NoCuts(),
+        proactive=False,
+    )
+    worker = ModelWorker(WorkerSettings(), backend, Service(["c"]), [lane])
+    rgb = np.zeros((56, 56, 3), np.uint8)
+    worker.pre_encode("c", 1.0, rgb)  # nothing waits: encoded ahead
+    assert len(worker.pipeline.early) == 1 and worker.pipeline.early.skipped == 0
+    worker.pipeline.early.next()
+    frames.put_nowait(frame(0, rgb))  # a frame waits: the worker is behind
+    worker.pre_encode("c", 1.5, rgb)
+    assert len(worker.pipeline.early) == 0 and worker.pipeline.early.skipped == 1
