@@ -234,8 +234,17 @@ class ModelConfig(RemoteModelSettings):
         None,
         ge=1,
         le=1024,
-        description="CPU threads of the model's tensor operations (torch intra-op); default: half the machine's "
-        "cores, at least 1 — the rest decode video (on 2 cores, a model on both halves the frames a busy box carries)",
+        description="CPU threads of the model's tensor operations (torch intra-op), per unit of `parallel` work; "
+        "default: half the machine's cores shared by the `parallel` units, at least 1 each — the rest decode video",
+    )
+    parallel: int = Field(
+        2,
+        ge=1,
+        le=16,
+        description="units of model work running at once, each in a thread of its own and never two for one camera "
+        "(a batch of frames of some cameras beside a batch of the others, or beside a question or caption); torch "
+        "releases the GIL in its operators, so two units use two cores where one unit with more intra-op threads "
+        "gains little (on 2 cores: ~1.7x the frames of one unit at 32 cameras); 1 = one unit at a time",
     )
     seed: int = 0
     system_prompt: str = Field(

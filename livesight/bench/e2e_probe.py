@@ -93,6 +93,8 @@ async def probe(seconds: float, device: str, shape: str = "tiny") -> dict[str, A
         timings = list(getattr(app.worker, "proactive_timings", []))
         sampled = [k.frames_sampled for k in handles.service.counters.values()]
         events = [getattr(k, "frames_sampled_event", 0) for k in handles.service.counters.values()]
+        taps = [getattr(lane.detector, "tap_cuts", None) for lane in getattr(app.worker, "lanes", {}).values()]
+        taken = [t.taken for t in taps if hasattr(t, "taken")]  # checkouts without the counter: None
         app.stop()
     parts = [p for p in (t.parts_ms() for t in timings) if p is not None]
     return {
@@ -102,6 +104,8 @@ async def probe(seconds: float, device: str, shape: str = "tiny") -> dict[str, A
         "parts_ms": parts,
         "frames_sampled": sum(sampled),
         "frames_sampled_event": sum(events),
+        "tap_takes": sum(taken) if taken else None,
+        "scene_changes": len(cut_wall),
         "seconds": seconds,
     }
 

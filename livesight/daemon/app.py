@@ -178,6 +178,8 @@ class App:
         )
         self.service.health_parts["worker"] = self.worker.health
         responder = self._remote_responder(backend, self.worker, lanes)
+        for camera in cameras:
+            camera.on_candidate = self.worker.pre_encode  # a likely scene start: encoded while the tap decides
         async with asyncio.TaskGroup() as tg:
             cam_tasks = [tg.create_task(self._contain_camera(c), name=f"camera:{c.cfg.id}") for c in cameras]
             worker_task = tg.create_task(self._supervise_worker(self.worker), name="model-worker")

@@ -33,6 +33,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from livesight.daemon.early_encodes import EarlyEncodes
 from livesight.daemon.frame_slots import FrameSlots
 from livesight.errors import contain
 from livesight.model.backend import Backend, EncodedFrame, GenerationResult, Tokens
@@ -142,11 +143,12 @@ class FramePipeline:
         self.backend = backend
         self.lanes = lanes
         self.pictures = pictures
+        self.early = EarlyEncodes(backend)  # frames the cut tap holds, encoded while it decides
         # per-frame time of each stage, last STAGE_WINDOW frames (for benchmarks)
         self.stage_ms: dict[str, deque[float]] = {k: deque(maxlen=STAGE_WINDOW) for k in STAGES}
         self._start_wall = 0.0
         # False (openai): DTD decides from pixels, no encode() call, and the memory gets the pixels of kept frames
-        self._encodes = getattr(getattr(backend, "info", None), "vision_encoder", True)
+        self.encodes = getattr(getattr(backend, "info", None), "vision_encoder", True)
 
     def process(self, frames: list[tuple[Frame, int]]) -> list[FrameOutcome]:
         """(frame, sampled frames of its camera missed just before it) → one outcome per frame, in order."""
@@ -154,9 +156,13 @@ class FramePipeline:
         self._start_wall = time.time()
         prepared: list[np.ndarray | _Failed] = []
         need: list[bool] = []
-        for f, _ in frames:
+        ahead: dict[int, EncodedFrame] = {}  # frames encoded ahead (the tap held them): not encoded again
+        for i, (f, _) in enumerate(frames):
+            got = self.early.take(f.camera, f.pts)
+            if got is not None:
+                ahead[i] = got[1]
             try:
-                p = self.backend.prepare(f.rgb)
+                p = got[0] if got is not None else self.backend.prepare(f.rgb)
             except Exception as e:
                 prepared.append(_Failed("prepare", e))
                 need.append(False)
@@ -168,8 +174,10 @@ class FramePipeline:
                 prepared[-1] = _Failed("pre-check", e)
                 need.append(False)
         prep_ms = (time.perf_counter() - t0) * 1000 / len(frames)
-        idx = [i for i, n in enumerate(need) if n] if self._encodes else []
+        idx = [i for i, n in enumerate(need) if n and i not in ahead] if self.encodes else []
         encoded: list[EncodedFrame | _Failed | None] = [None] * len(frames)
+        for i, e in ahead.items():
+            encoded[i] = e if need[i] else None
         enc_ms = 0.0
         if idx:
             te = time.perf_counter()
@@ -205,7 +213,7 @@ class FramePipeline:
                     raise e
                 e = None
             assert not isinstance(p, _Failed) and not isinstance(e, _Failed)
-            if e is None and self._encodes and _guarded("DTD", lane.dtd.needs_encoding, p, f.pts):
+            if e is None and self.encodes and _guarded("DTD", lane.dtd.needs_encoding, p, f.pts):
                 # an earlier frame of this camera in the batch failed, so the plan changed: encode it now
                 e = _guarded("vision encoder", self._encode_one, p)
             step = _guarded("DTD", lane.dtd.decide, f.camera, f.pts, f.wall_time, p, e)
@@ -215,7 +223,7 @@ class FramePipeline:
             if change is not None:  # closes the scene (its caption is scheduled, as of the scene's end)
                 caption = _guarded("memory", lane.memory.on_scene_change, change)
             tokens = e.tokens if e is not None and not step.encoder_skipped else None
-            if self._encodes:
+            if self.encodes:
                 _guarded("memory", lane.memory.add_step, step, tokens)
             else:  # a remote memory sends the pixels of what DTD kept
                 _guarded("memory", lane.memory.add_step, step, None, p)

@@ -8,9 +8,14 @@ Each turn of its loop does one of:
      starve a slow one), through frame_pipeline.py: pre-check → one batched vision-encoder call → DTD → scene
      detector → memory;
   3. memory maintenance (compression / context rebuild steps), when there is nothing else to do.
-The event loop only moves small objects: every forward pass runs in the worker's executor thread. A job's work is
-`InWorker` (this thread) or `OnLoop` (a coroutine, e.g. a remote model server: it runs as a task of its own, at most
-`max_async_jobs` at a time, and does not hold the thread); `_work_for` is that seam.
+The event loop only moves small objects: every forward pass runs in the worker's executor threads. Up to
+`model.parallel` units of work run at once, each in a thread of its own, never two for one camera (a camera's DTD,
+detector and memory are used by one thread at a time): a batch of frames of some cameras beside a batch of the
+others, or beside a question or a caption of a third. PyTorch releases the GIL in its operators, so on a CPU two
+units use two cores where one unit with two intra-op threads gains little (small operators); each unit gets
+`model.threads` intra-op threads. A job's work is `InWorker` (a worker thread) or `OnLoop` (a coroutine, e.g. a remote
+model server: it runs as a task of its own, at most `max_async_jobs` at a time, and does not hold a thread);
+`_work_for` is that seam.
 
 Statistics cross threads as immutable snapshots (`CameraLane.memory_stats`, frame_pipeline.py): the worker thread
 publishes them after each piece of work on a camera (frames, maintenance, an answer); the loop reads only those.
@@ -55,6 +60,7 @@ from livesight.daemon.lane_guard import LaneGuard
 from livesight.daemon.service import LaneStats, Service
 from livesight.errors import contain
 from livesight.model.backend import Backend, GenerationResult
+from livesight.streaming.queues import DropOldestQueue
 from livesight.types import (
     Frame,
     ResponseDelta,
@@ -80,6 +86,7 @@ log = logging.getLogger(__name__)
 
 _YES = re.compile(r"^\W*yes\b", re.IGNORECASE)
 TIMINGS = 256  # proactive messages whose timings are kept (benchmarks)
+IDLE_S = 0.1  # with a thread free and nothing to start, look again at least this often
 
 DEFAULT_RETRY = ReconnectConfig(initial_s=2.0, max_s=60.0)
 
@@ -95,6 +102,7 @@ class WorkerSettings:
     retry: ReconnectConfig = DEFAULT_RETRY
     stall_timeout_s: float = 30.0  # frames waiting and none processed for this long = stalled
     max_async_jobs: int = 4  # OnLoop jobs (a remote model server) running at once
+    parallel: int = 1  # units of model work (frame batches, generation jobs) running at once, one per camera
 
     @classmethod
     def from_config(cls, cfg: Config) -> WorkerSettings:
@@ -105,6 +113,7 @@ class WorkerSettings:
             max_failures=cfg.worker.max_failures,
             retry=cfg.worker.retry,
             stall_timeout_s=cfg.worker.stall_timeout_s,
+            parallel=cfg.model.parallel,
         )
 
 
@@ -181,7 +190,15 @@ class ModelWorker:
         self.stage_ms = self.pipeline.stage_ms  # per-frame time of each stage (benchmarks)
         self._on_scene = on_scene
         self._on_response = on_response
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="livesight-model")
+        self.parallel = max(1, settings.parallel)
+        self._executor = ThreadPoolExecutor(max_workers=self.parallel, thread_name_prefix="livesight-model")
+        self._units: dict[asyncio.Task[None], frozenset[str]] = {}  # work running in the threads → its cameras
+        # set when there may be work to start: a frame or a job queued, a frame to encode ahead (no polling delay)
+        self._wake = asyncio.Event()
+        self.queue.on_put = self._wake.set
+        for lane in lanes:
+            if isinstance(lane.frames, DropOldestQueue):
+                lane.frames.on_put = self._wake.set
         self._rr: list[str] = list(self.lanes)  # round-robin order
         self._async: set[asyncio.Task[None]] = set()  # OnLoop jobs running
         self.proactive_skipped = 0  # boundaries within proactive.min_interval_s of the camera's last message
@@ -205,20 +222,38 @@ class ModelWorker:
         try:
             answered = False  # after an answer, waiting frames get the next turn (a question flood halves video)
             while True:
-                job = None
-                if self.run_jobs and len(self._async) < self.settings.max_async_jobs:
-                    job = self.queue.next(frames_waiting=self._frames_waiting(), after_answer=answered)
-                answered = False
-                if job is not None:
-                    answered = await self._dispatch(loop, job)
+                self._wake.clear()  # (set again by anything queued from here on: nothing is missed)
+                started = False
+                while len(self._units) < self.parallel:  # fill the free threads
+                    ahead = self.pipeline.early.next()
+                    if ahead is not None:  # a likely scene start: encoded while the tap decides (no camera state)
+                        self._unit(self._in_thread(loop, self.pipeline.early.encode, *ahead), frozenset(), "ahead")
+                        started = True
+                        continue
+                    busy = self._busy()
+                    job = None
+                    if self.run_jobs and len(self._async) < self.settings.max_async_jobs:
+                        job = self.queue.next(
+                            frames_waiting=self._frames_waiting(busy), after_answer=answered, busy=busy
+                        )
+                    if job is not None:
+                        answered = self._dispatch(loop, job)
+                        started = True
+                        continue
+                    frames = self._take_frames(busy)
+                    if not frames:
+                        break  # (`answered` stays: frames that wait behind running work get the next turn)
+                    answered = False
+                    self._unit(self._frames(loop, frames), frozenset(f.camera for f, _ in frames), "frames")
+                    started = True
+                if self._units:
+                    free = len(self._units) < self.parallel  # a free thread: also wake for new work
+                    done = await self._wait(set(self._units), wake=free)
+                    for t in done:
+                        del self._units[t]
+                        t.result()  # a bug outside every boundary fails the worker (below)
                     continue
-                frames = self._take_frames()
-                if frames:
-                    t0 = time.perf_counter()
-                    outcomes = await loop.run_in_executor(self._executor, self.pipeline.process, frames)
-                    self.queue.spent(None, time.perf_counter() - t0)
-                    self._publish(outcomes)
-                    self._last_progress = self._last_frame_at = time.monotonic()
+                if started:
                     continue
                 if not self._frames_waiting():
                     self._last_progress = time.monotonic()
@@ -227,10 +262,8 @@ class ModelWorker:
                     continue
                 if len(self._async) >= self.settings.max_async_jobs:  # jobs wait for a slot: wait for one to end
                     await asyncio.wait(self._async, timeout=0.02, return_when=asyncio.FIRST_COMPLETED)
-                elif self.run_jobs:
-                    await self.queue.wait(0.02)
                 else:
-                    await asyncio.sleep(0.02)
+                    await self._wait(set(), wake=True)
         except Exception as e:  # a bug outside every boundary: shown in /healthz (status failed), never silent
             self.state = "failed"
             self.last_error = f"{type(e).__name__}: {e}"
@@ -240,18 +273,68 @@ class ModelWorker:
             if self.state != "failed":
                 self.state = "stopped"
             self.queue.cancel_all()
-            for t in self._async:
+            for t in [*self._async, *self._units]:
                 t.cancel()
-            if self._async:
-                await asyncio.gather(*self._async, return_exceptions=True)
+            if self._async or self._units:
+                await asyncio.gather(*self._async, *self._units, return_exceptions=True)
+            self._units.clear()
             # Waits for a forward pass in flight (generation sees its cancel flag and stops within a token).
             await asyncio.shield(loop.run_in_executor(None, self._executor.shutdown, True))
 
-    def _frames_waiting(self) -> bool:
-        return any(len(lane.frames) for lane in self.lanes.values() if self.guards[lane.camera].available())
+    async def _wait(self, tasks: set[asyncio.Task[None]], *, wake: bool) -> set[asyncio.Task[None]]:
+        """Until one of `tasks` ends, or (`wake`) new work is queued, or IDLE_S passed (budgets and staleness move
+        with time). Returns the tasks that ended."""
+        if not wake:
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            return done
+        waker = asyncio.get_running_loop().create_task(self._wake.wait(), name="model:wake")
+        try:
+            done, _ = await asyncio.wait({*tasks, waker}, timeout=IDLE_S, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            waker.cancel()
+        return {t for t in done if t is not waker}  # type: ignore[misc]
 
-    def _take_frames(self) -> list[tuple[Frame, int]]:
-        """Up to max_batch frames, round-robin, each with the sampled frames of its camera missed just before it."""
+    def _busy(self) -> frozenset[str]:
+        """Cameras whose DTD, detector or memory a running unit of work is using."""
+        return frozenset().union(*self._units.values()) if self._units else frozenset()
+
+    def _unit(self, work: Any, cameras: frozenset[str], name: str) -> None:
+        task = asyncio.get_running_loop().create_task(work, name=f"model:{name}")  # awaited in run()
+        self._units[task] = cameras
+
+    async def _in_thread(self, loop: asyncio.AbstractEventLoop, fn: Callable[..., Any], *args: Any) -> None:
+        await loop.run_in_executor(self._executor, fn, *args)
+
+    def pre_encode(self, camera: str, pts: float, rgb: Any) -> None:
+        """On the loop: a frame the camera's cut tap holds as a likely scene start (Camera.on_candidate), encoded in
+        a free thread while the tap's next frame decides (early_encodes.py). Not when the camera's frames already
+        wait (the worker is behind: the frame would wait anyway, and may be dropped before it is reached)."""
+        if not self.pipeline.encodes:  # no vision encoder here (a remote model): nothing to encode ahead
+            return
+        lane = self.lanes.get(camera)
+        if lane is None or len(lane.frames):
+            self.pipeline.early.skipped += 1
+            return
+        self.pipeline.early.put(camera, pts, rgb)
+        self._wake.set()
+
+    async def _frames(self, loop: asyncio.AbstractEventLoop, frames: list[tuple[Frame, int]]) -> None:
+        t0 = time.perf_counter()
+        outcomes = await loop.run_in_executor(self._executor, self.pipeline.process, frames)
+        self.queue.spent(None, time.perf_counter() - t0)
+        self._publish(outcomes)
+        self._last_progress = self._last_frame_at = time.monotonic()
+
+    def _frames_waiting(self, busy: frozenset[str] = frozenset()) -> bool:
+        return any(
+            len(lane.frames)
+            for lane in self.lanes.values()
+            if lane.camera not in busy and self.guards[lane.camera].available()
+        )
+
+    def _take_frames(self, busy: frozenset[str] = frozenset()) -> list[tuple[Frame, int]]:
+        """Up to max_batch frames, round-robin, each with the sampled frames of its camera missed just before it.
+        Cameras in `busy` (in use by running work) wait for the next batch."""
         taken: list[tuple[Frame, int]] = []
         last = -1  # position in the round-robin order of the last camera served
         progress = True
@@ -260,6 +343,8 @@ class ModelWorker:
             for pos, cam in enumerate(list(self._rr)):
                 if len(taken) >= self.max_batch:
                     break
+                if cam in busy:
+                    continue
                 if not self.guards[cam].available():
                     continue  # in state error, waiting out its backoff (its queue drops the oldest, counted)
                 lane = self.lanes[cam]
@@ -310,14 +395,16 @@ class ModelWorker:
             return InWorker(lane.memory.caption_pending)
         return InWorker(partial(self._generate, job, emit))
 
-    async def _dispatch(self, loop: asyncio.AbstractEventLoop, job: Job) -> bool:
-        """Run (or, for OnLoop work, start) one job. True when it was a person's question."""
+    def _dispatch(self, loop: asyncio.AbstractEventLoop, job: Job) -> bool:
+        """Start one job: InWorker work in a worker thread (holding its camera), OnLoop work as a task of its own.
+        True when it was a person's question."""
+        cams = frozenset([job.camera])
         if isinstance(job, CaptionJob):
             work = self._work_for(job, None)
             if isinstance(work, OnLoop):
                 self._spawn(self._caption(job, work), f"caption:{job.camera}")
             else:
-                await self._timed(JobKind.CAPTION, self._caption(job, work))
+                self._unit(self._timed(JobKind.CAPTION, self._caption(job, work)), cams, f"caption:{job.camera}")
             return False
         run = _Run()
         emit = self._emitter(loop, job, run)
@@ -325,7 +412,7 @@ class ModelWorker:
         if isinstance(work, OnLoop):
             self._spawn(self._respond(job, work, run), f"response:{job.response_id}")
         else:
-            await self._timed(kind_of(job), self._respond(job, work, run))
+            self._unit(self._timed(kind_of(job), self._respond(job, work, run)), cams, f"response:{job.response_id}")
         return job.kind is ResponseKind.QUERY
 
     async def _timed(self, kind: JobKind, run: Any) -> None:

@@ -103,6 +103,8 @@ class TapCuts:
         self.events: deque[TapEvent] = deque(maxlen=EVENTS)
         self.frames = 0
         self.rejected = 0  # candidates the next tap frame rejected (flashes, glitches)
+        self.held = 0  # candidates whose frame the camera held (HOLD)
+        self.taken = 0  # held frames sampled at the tap's confirmation (TAKE): event samples, or regular ticks
 
     # ---- decode thread ------------------------------------------------------------------------------------
 
@@ -140,6 +142,7 @@ class TapCuts:
     def _candidate(self, c: _Candidate) -> TapSignal:
         c.held = c.pts - self._last_take >= self.cfg.min_scene_s - 1e-6  # event samples: one per min_scene_s at most
         self._cand = c
+        self.held += c.held
         return TapSignal.HOLD if c.held else TapSignal.NONE
 
     def _resolve(self, z: np.ndarray | None, small: np.ndarray) -> TapSignal:
@@ -175,6 +178,7 @@ class TapCuts:
         if not c.held:
             return TapSignal.NONE
         self._last_take = c.pts
+        self.taken += 1
         return TapSignal.TAKE
 
     # ---- model worker thread ------------------------------------------------------------------------------

@@ -109,8 +109,9 @@ class QwenBackend:
 
 
 def model_threads(cfg: ModelConfig) -> int:
-    """model.threads, or half the cores (at least 1): the decode threads and the event loop need the others."""
-    return cfg.threads or max(1, (os.cpu_count() or 2) // 2)
+    """model.threads, or half the cores shared by the `parallel` units of work (at least 1 each): the decode threads
+    and the event loop need the other half."""
+    return cfg.threads or max(1, (os.cpu_count() or 2) // 2 // cfg.parallel)
 
 
 def load_backend(cfg: ModelConfig) -> QwenBackend:

@@ -9,8 +9,10 @@ safe), so only sampled frames are converted to RGB (scaled by the decoder straig
 size, when given) and handed to the event loop. Event-triggered sampling: when the camera's frame tap judges that a
 decoded frame may start a new scene (TapSignal.HOLD), the camera holds it (and any regular sample) until the next tap
 frame decides: TAKE samples it at once, outside the regular ticks (counted as `frames_sampled_event`; it replaces
-the next regular sample, so the sampled rate stays), DROP forgets it (a flash). Timestamps are made monotonic
-across reconnects and file loops. States (`on_status`): connecting → live → (stalled | reconnecting → live)… →
+the next regular sample, so the sampled rate stays), DROP forgets it (a flash). A held frame is converted at once
+and shown to `on_candidate` (the model worker encodes it while the tap's next frame decides, so a confirmed cut's
+frame reaches the model already encoded). Timestamps are made monotonic across reconnects and file loops.
+States (`on_status`): connecting → live → (stalled | reconnecting → live)… →
 ended | failed, each with a reason. A live source that ends or errors is retried with jittered, capped exponential
 backoff (an authentication failure no faster than its cap); permanent errors (no such file/device, not a
 video) fail at once; a file that ends has ended (or loops).
@@ -46,6 +48,13 @@ MIN_STALL_S = 5.0
 JOIN_TIMEOUT_S = 15.0  # a decode thread blocked in a socket read ends within the socket timeout
 
 
+@dataclass(frozen=True, slots=True)
+class _Converted:
+    """A held frame already converted for the model (by `_early`): sent as it is."""
+
+    rgb: np.ndarray
+
+
 @dataclass
 class _Outcome:
     frames: int  # frames decoded in this connection
@@ -62,10 +71,13 @@ class Camera:
         counters: CameraCounters | None = None,
         tap: FrameTap | None = None,
         frame_size: Callable[[int, int], tuple[int, int]] | None = None,
+        on_candidate: Callable[[str, float, np.ndarray], None] | None = None,
     ) -> None:
         self.cfg = cfg
         self.tap = tap  # tiny frames at their own rate for a scene detector (offered every decoded frame)
         self.frame_size = frame_size  # (height, width) → the (height, width) sampled frames are delivered at
+        # (camera, pts, rgb), on the loop: a frame the tap holds (a likely scene start), before the tap decides
+        self.on_candidate = on_candidate
         self.spec = SourceSpec.parse(cfg.source, cfg)
         self.counters = counters or CameraCounters()
         self.frames: DropOldestQueue[Frame] = DropOldestQueue(cfg.queue_size, on_drop=self._dropped)
@@ -158,7 +170,11 @@ class Camera:
             info, it, closer = open_source(self.spec)
             self._declared_fps = info.fps
             sampler = Sampler(self.cfg.sample_fps)
-            sampled = HeldSampling(sampler, lambda pts, frame, event: self._send(loop, pts, frame, event))
+            sampled = HeldSampling(
+                sampler,
+                lambda pts, frame, event: self._send(loop, pts, frame, event),
+                early=(lambda pts, frame: self._early(loop, pts, frame)) if self.on_candidate is not None else None,
+            )
             first_pts: float | None = None
             wall0 = time.monotonic()
             base = self._pts_offset if self._last_pts < 0 else self._last_pts + 1.0 / (info.fps or 30.0)
@@ -196,7 +212,16 @@ class Camera:
 
     def _send(self, loop: asyncio.AbstractEventLoop, pts: float, frame: Any, event: bool) -> None:
         """Decode thread: one sampled frame to RGB (at frame_size) and over to the loop."""
-        loop.call_soon_threadsafe(self._deliver, pts, self._rgb(frame), event)
+        rgb = frame.rgb if isinstance(frame, _Converted) else self._rgb(frame)
+        loop.call_soon_threadsafe(self._deliver, pts, rgb, event)
+
+    def _early(self, loop: asyncio.AbstractEventLoop, pts: float, frame: Any) -> _Converted:
+        """Decode thread: a frame the tap holds, converted now and shown to `on_candidate` (the model encodes it while
+        the tap's next frame decides); the converted frame is what is held, and sent if the tap takes it."""
+        rgb = self._rgb(frame)
+        if self.on_candidate is not None:
+            loop.call_soon_threadsafe(self.on_candidate, self.cfg.id, pts, rgb)
+        return _Converted(rgb)
 
     def _rgb(self, frame: Any) -> np.ndarray:
         if self.frame_size is None:

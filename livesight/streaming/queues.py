@@ -22,6 +22,7 @@ class DropOldestQueue(Generic[T]):
         self._on_drop = on_drop
         self.dropped = 0
         self.put_count = 0
+        self.on_put: Callable[[], None] | None = None  # called after each put (a consumer's wake-up)
 
     def __len__(self) -> int:
         return len(self._items)
@@ -36,6 +37,8 @@ class DropOldestQueue(Generic[T]):
         self._items.append(item)
         self.put_count += 1
         self._event.set()
+        if self.on_put is not None:
+            self.on_put()
 
     def get_nowait(self) -> T:
         if not self._items:

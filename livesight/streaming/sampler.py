@@ -52,20 +52,28 @@ class HeldSampling:
     """Event-triggered sampling (in a camera's decode thread): regular samples go out at once, except while a frame
     the tap may declare a scene start is held (TapSignal.HOLD, one tap interval: 0.1 s at 10 fps); then they wait
     behind it, in order. TAKE sends the held frame as an event sample (it replaces the next regular sample, so the
-    sampled rate stays); DROP forgets it (unless the sampler took it anyway)."""
+    sampled rate stays); DROP forgets it (unless the sampler took it anyway). `early(pts, frame)`, when given, sees a
+    frame as it is held and returns what is held in its place (the camera converts it and hands it to the model at
+    once, which encodes it while the tap's next frame decides)."""
 
     MAX_WAITING = 8  # regular samples held behind a candidate (a tap interval holds a few at most)
 
-    def __init__(self, sampler: Sampler, send: Callable[[float, Any, bool], None]) -> None:
+    def __init__(
+        self,
+        sampler: Sampler,
+        send: Callable[[float, Any, bool], None],
+        early: Callable[[float, Any], Any] | None = None,
+    ) -> None:
         self.sampler = sampler
         self.send = send  # (pts, frame, event)
+        self.early = early
         self.held: tuple[float, Any, bool] | None = None  # (pts, frame, is it a regular sample too)
         self.waiting: list[tuple[float, Any]] = []
 
     def frame(self, pts: float, frame: Any, signal: TapSignal, regular: bool) -> None:
         if self.held is None:
             if signal is TapSignal.HOLD:
-                self.held = (pts, frame, regular)
+                self.held = (pts, frame if self.early is None else self.early(pts, frame), regular)
             elif regular:
                 self.send(pts, frame, False)
             return

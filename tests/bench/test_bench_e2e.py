@@ -10,6 +10,8 @@ def test_bench_e2e_quick(tmp_path: Path) -> None:
     cut = data["cut_latency"]["this"]
     assert cut["cuts_measured"] >= 1 and 0 < cut["median_ms"] < 10_000 and cut["late_scene_changes"] == 0
     assert cut["answer_tokens_per_s_median"] > 0
+    # every cut of builtin:demo falls on a 2 fps tick: its frame is held by the tap and taken at its confirmation
+    assert cut["tap_takes"] is not None and cut["tap_takes"] >= cut["cuts_measured"]
     parts = cut["parts_ms_median"]  # cut → first token, in consecutive parts that add up
     assert set(parts) == {
         "detection",

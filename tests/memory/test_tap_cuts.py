@@ -41,6 +41,7 @@ def test_a_one_frame_flash_is_dropped_by_the_next_tap_frame() -> None:
     assert signals[31] is NONE and signals[32] is NONE  # light, not content (normalised away): not even held
     assert signals[42] is HOLD and signals[43] is DROP
     assert judge.take_events() == [] and judge.rejected == 2
+    assert (judge.held, judge.taken) == (2, 0)  # counted: held twice, taken never
 
 
 def test_event_samples_at_most_one_per_min_scene_s() -> None:
@@ -51,6 +52,7 @@ def test_event_samples_at_most_one_per_min_scene_s() -> None:
     assert [e.pts for e in judge.take_events()] == [1.0, 2.0, 3.0, 4.0, 5.0]
     assert [i / 10 for i, s in enumerate(signals) if s is TAKE] == [1.1, 3.1, 5.1]
     assert signals.count(HOLD) == 3 and DROP not in signals
+    assert (judge.held, judge.taken) == (3, 3)
 
 
 def test_going_dark_is_an_event_a_dark_start_and_a_blip_are_not() -> None:

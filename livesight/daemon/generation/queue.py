@@ -162,6 +162,7 @@ class GenerationQueue:
         self.counters = GenerationCounters()
         self.refused = 0
         self.closed: str | None = None  # why no job can be taken any more (the model worker is gone)
+        self.on_put: Callable[[], None] | None = None  # called (on the loop) when a job is queued: wakes the worker
 
     # ---- sizes ---------------------------------------------------------------------------------------------
 
@@ -212,6 +213,8 @@ class GenerationQueue:
             self._watch[key] = job
         self._by_id[job.response_id] = job
         self._ready.set()
+        if self.on_put is not None:
+            self.on_put()
 
     def add_caption(self, camera: str) -> None:
         """A scene of `camera` closed and wants a caption: merged into the camera's waiting caption job, if any."""
@@ -225,15 +228,23 @@ class GenerationQueue:
         self._captions[camera] = CaptionJob(camera, submitted=self._clock())
         self.counters.captions_queued += 1
         self._ready.set()
+        if self.on_put is not None:
+            self.on_put()
 
     # ---- taking ----------------------------------------------------------------------------------------------
 
-    def next(self, *, frames_waiting: bool, after_answer: bool = False) -> Job | None:
-        """The job the worker should run now, or None: frames (or nothing) go first. See the module's docstring."""
+    def next(
+        self, *, frames_waiting: bool, after_answer: bool = False, busy: frozenset[str] = frozenset()
+    ) -> Job | None:
+        """The job the worker should run now, or None: frames (or nothing) go first. See the module's docstring.
+        `busy`: cameras whose memory is in use by work running now (their jobs wait; others may go first)."""
         self._shed_stale()
         if self._queries and not (after_answer and frames_waiting):
-            return self._queries.popleft()
-        background = self._first_background()
+            query = next((q for q in self._queries if q.camera not in busy), None)
+            if query is not None:
+                self._queries.remove(query)
+                return query
+        background = self._first_background(busy)
         if background is None:
             return None
         if frames_waiting and not self.budget.allows():
@@ -256,13 +267,14 @@ class GenerationQueue:
             return None
         return self._take(background)
 
-    def _first_background(self) -> Job | None:
-        if self._proactive:
-            return min(self._proactive.values(), key=lambda j: j.submitted)
-        if self._watch:
-            return next(iter(self._watch.values()))
-        if self._captions:
-            return next(iter(self._captions.values()))
+    def _first_background(self, busy: frozenset[str] = frozenset()) -> Job | None:
+        proactive = [j for j in self._proactive.values() if j.camera not in busy]
+        if proactive:
+            return min(proactive, key=lambda j: j.submitted)
+        for jobs in (self._watch.values(), self._captions.values()):
+            job = next((j for j in jobs if j.camera not in busy), None)
+            if job is not None:
+                return job
         return None
 
     def _take(self, job: Job) -> Job:
