@@ -690,21 +690,8 @@ class Config(_Strict):
 
     def secrets(self) -> tuple[str, ...]:
         """Every secret string of this config (camera URL credentials, the bearer token, the MQTT password, the model
-        server's key and URL credentials): what the log is scrubbed of (logsetup.py)."""
-        out: list[str] = []
-        for cam in self.cameras:
-            out += url_secrets(cam.source)
-        if self.server.auth_token:
-            out.append(self.server.auth_token)
-        if self.mqtt.password is not None:
-            out.append(self.mqtt.password.get_secret_value())
-        if self.model.api_key is not None:
-            out.append(self.model.api_key.get_secret_value())
-        if self.model.base_url is not None:
-            out += url_secrets(self.model.base_url)
-        if self.fleet is not None and self.fleet.node_token is not None:
-            out.append(self.fleet.node_token.get_secret_value())
-        return tuple(s for s in out if s)
+        server's key and URL credentials, the fleet credential): what the log is scrubbed of (logsetup.py)."""
+        return _secrets(self.cameras, self.server, self.mqtt, self.model, self.fleet)
 
     def dtd_for(self, camera: CameraConfig) -> DTDConfig:
         return camera.dtd or self.dtd
@@ -761,19 +748,32 @@ class GatewayConfig(_Strict):
 
     def secrets(self) -> tuple[str, ...]:
         """Every secret string the gateway holds (camera URL credentials in a shared fleet file, the client token, the
-        fleet's credential, the MQTT password): what its log is scrubbed of."""
-        out: list[str] = []
-        for cam in self.cameras:
-            out += url_secrets(cam.source)
-        if self.server.auth_token:
-            out.append(self.server.auth_token)
-        if self.fleet.node_token is not None:
-            out.append(self.fleet.node_token.get_secret_value())
-        if self.mqtt.password is not None:
-            out.append(self.mqtt.password.get_secret_value())
-        if self.model is not None and self.model.api_key is not None:
-            out.append(self.model.api_key.get_secret_value())
-        return tuple(s for s in out if s)
+        fleet's credential, the MQTT password, a model section's key): what its log is scrubbed of."""
+        return _secrets(self.cameras, self.server, self.mqtt, self.model, self.fleet)
+
+
+def _secrets(
+    cameras: list[CameraConfig],
+    server: ServerConfig,
+    mqtt: MQTTConfig,
+    model: ModelConfig | None,
+    fleet: FleetConfig | None,
+) -> tuple[str, ...]:
+    """The secret strings of a config, the daemon's or the gateway's view of it."""
+    out: list[str] = []
+    for cam in cameras:
+        out += url_secrets(cam.source)
+    if server.auth_token:
+        out.append(server.auth_token)
+    if mqtt.password is not None:
+        out.append(mqtt.password.get_secret_value())
+    if model is not None and model.api_key is not None:
+        out.append(model.api_key.get_secret_value())
+    if model is not None and model.base_url is not None:
+        out += url_secrets(model.base_url)
+    if fleet is not None and fleet.node_token is not None:
+        out.append(fleet.node_token.get_secret_value())
+    return tuple(s for s in out if s)
 
 
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
