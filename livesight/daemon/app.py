@@ -60,6 +60,7 @@ class App:
             stats_source=self._lane_stats,
             max_watches=cfg.server.max_watches,
             generation_share=cfg.worker.generation_share,
+            model_units=cfg.model.parallel,
             proactive_stale_s=cfg.proactive.stale_after_s,
         )
         self.service.on_state_shown = self._on_state_shown

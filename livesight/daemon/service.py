@@ -64,6 +64,7 @@ class Service:
         *,
         response_queue_size: int = 32,
         generation_share: float = 0.3,
+        model_units: int = 1,
         proactive_stale_s: float = 3.0,
         stats_source: Callable[[], dict[str, LaneStats]] | None = None,
         model_info: dict[str, Any] | None = None,
@@ -74,7 +75,9 @@ class Service:
         self.hub = EventHub()
         # every generation job (questions, proactive messages, watch checks, captions), prioritised and bounded
         self.responses = GenerationQueue(
-            response_queue_size, budget=GenerationBudget(generation_share), stale_after_s=proactive_stale_s
+            response_queue_size,
+            budget=GenerationBudget(generation_share, units=model_units),
+            stale_after_s=proactive_stale_s,
         )
         self.counters: dict[str, CameraCounters] = {c: CameraCounters() for c in camera_ids}
         self.states: dict[str, CameraStatus] = {

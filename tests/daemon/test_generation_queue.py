@@ -118,6 +118,19 @@ def test_while_frames_wait_generation_gives_way_past_its_share() -> None:
     assert q.next(frames_waiting=True) is not None  # questions are never held back
 
 
+def test_the_share_is_of_every_unit_of_the_worker() -> None:
+    """With `model.parallel` 2 the worker has 2 s of time per second: generation on one unit all the time is half."""
+    c = Clock()
+    one, two = GenerationBudget(0.6, clock=c), GenerationBudget(0.6, units=2, clock=c)
+    c.t += 5.0
+    for b in (one, two):
+        b.spent(5.0)  # one unit generated through the whole window
+    assert one.used() == pytest.approx(1.0) and not one.allows()
+    assert two.used() == pytest.approx(0.5) and two.allows()
+    with pytest.raises(ValueError, match="units"):
+        GenerationBudget(0.3, units=0)
+
+
 def simulate(share: float, seconds: float = 60.0) -> tuple[float, float]:
     """A burst of scene changes: every frame batch declares one on some camera (a proactive message and a caption
     each, 0.1 s of generation), frames always wait (a batch takes 0.05 s). → (frames' share, generation's share)."""

@@ -110,13 +110,25 @@ class GenerationCounters:
 
 
 class GenerationBudget:
-    """The share of the model worker's time generation took over the last `window_s` seconds (wall clock)."""
+    """The share of the model worker's time generation took over the last `window_s` seconds (wall clock). The worker
+    has `units` threads of model work (`model.parallel`): its time is `units` × the window, so generation running on
+    every unit at once is a share of 1, on one of two units 0.5."""
 
-    def __init__(self, share: float, window_s: float = 5.0, *, clock: Callable[[], float] = time.perf_counter) -> None:
+    def __init__(
+        self,
+        share: float,
+        window_s: float = 5.0,
+        *,
+        units: int = 1,
+        clock: Callable[[], float] = time.perf_counter,
+    ) -> None:
         if not 0 < share <= 1:
             raise ValueError(f"share must be in (0, 1], got {share}")
+        if units < 1:
+            raise ValueError(f"units must be at least 1, got {units}")
         self.share = share
         self.window_s = window_s
+        self.units = units
         self._clock = clock
         self._spans: deque[tuple[float, float]] = deque(maxlen=4096)  # (end, seconds) of generation work
         self._since = clock()
@@ -126,7 +138,7 @@ class GenerationBudget:
         self._spans.append((self._clock(), seconds))
 
     def used(self) -> float:
-        """Share of the last window spent generating (0..1)."""
+        """Share of the worker's time (all its units) over the last window spent generating (0..1)."""
         now = self._clock()
         start = now - self.window_s
         while self._spans and self._spans[0][0] <= start:
@@ -134,7 +146,7 @@ class GenerationBudget:
         total = 0.0
         for end, secs in self._spans:
             total += min(secs, end - start)  # a span that began before the window counts its part inside
-        return total / max(min(self.window_s, now - self._since), 1e-3)
+        return total / (max(min(self.window_s, now - self._since), 1e-3) * self.units)
 
     def allows(self) -> bool:
         return self.used() < self.share
