@@ -3,12 +3,13 @@
 Pipeline numbers (frames, drops, tokens, per camera) are read from `service.stats()` at scrape time by a custom
 collector; the server's own numbers (clients, dropped slow clients, messages, errors, query TTFT) are
 instruments updated by the WebSocket sessions; the OpenAI endpoint's and the pictures' counters are read at scrape
-time (`PartsCollector`).
+time (`PartsCollector`); a remote model server's counters from its /healthz part (`_ModelServerCollector`).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import logging
 import re
 from collections.abc import Iterator
 from dataclasses import asdict
@@ -20,7 +21,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
 
 from livesight.contract.api import ImageSource, ServiceAPI
-from livesight.errors import contained_counts
+from livesight.errors import contain, contained_counts
 from livesight.types import CameraSnapshot
 
 # stats() key → (metric name, kind, help), from the typed snapshot's field metadata (one definition).
@@ -42,6 +43,7 @@ _TOTAL_METRICS: dict[str, tuple[str, str, str]] = {
         "event subscribers closed because they fell behind (policy disconnect_client)",
     ),
 }
+log = logging.getLogger(__name__)
 _NAME_OK = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 TTFT_BUCKETS_S = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
@@ -100,6 +102,46 @@ class _ContainedCollector(Collector):
         yield family
 
 
+class _ModelServerCollector(Collector):
+    """A remote model server's counters (model.backend openai), from the `model` part of /healthz: requests by
+    outcome and by kind, images, bytes and estimated image tokens sent, requests in flight, and whether it is well.
+    Nothing when the model runs in the process."""
+
+    def __init__(self, service: ServiceAPI) -> None:
+        self._service = service
+
+    def collect(self) -> Iterator[Metric]:
+        part = getattr(self._service, "health_parts", {}).get("model")
+        if part is None:
+            return
+        try:
+            h = part()
+        except Exception as e:  # /healthz shows the broken part; /metrics still answers
+            contain("metrics.model_server", e, log, "the model server's counters")
+            return
+        yield GaugeMetricFamily(
+            "livesight_model_server_ok",
+            "1 while the remote model server answers (health: ok)",
+            value=h["state"] == "ok",
+        )
+        yield GaugeMetricFamily("livesight_model_server_in_flight", "requests in flight", value=h["in_flight"])
+        for key, labels, doc in (
+            ("requests", "outcome", "requests to the model server by outcome (ok, cancelled, or the error code)"),
+            ("requests_by_kind", "kind", "requests sent to the model server by kind (question, proactive, watch, …)"),
+        ):
+            family = CounterMetricFamily(f"livesight_model_server_{key}", doc, labels=[labels])
+            for label, n in sorted(h[key].items()):
+                family.add_metric([label], float(n))
+            yield family
+        for key, doc in (
+            ("images_sent", "images sent to the model server"),
+            ("image_bytes_sent", "bytes of images sent to the model server"),
+            ("image_tokens_sent", "estimated image tokens sent to the model server (re-sent images included)"),
+            ("new_image_tokens_sent", "estimated image tokens of images the server had not been sent before"),
+        ):
+            yield CounterMetricFamily(f"livesight_model_server_{key}", doc, value=float(h[key]))
+
+
 class ServerMetrics:
     """The registry and instruments of one WSServer."""
 
@@ -109,6 +151,7 @@ class ServerMetrics:
         self.registry = CollectorRegistry()
         self.registry.register(_ServiceCollector(service))
         self.registry.register(_ContainedCollector())
+        self.registry.register(_ModelServerCollector(service))
         r = self.registry
         self.clients = Gauge("livesight_ws_clients", "connected WebSocket clients", registry=r)
         self.clients_dropped = Counter(

@@ -5,11 +5,13 @@ live and keeps its memory, the question ends with a documented code within model
 from __future__ import annotations
 
 import json
+import re
 import time
 
 from livesight.bench.remote.llama_server import free_port
 from livesight.bench.remote.model_stub import Drop, Hang, Reply, Status, StubServer, is_question, last_text
 from livesight.redact import redact_url
+from tests.helpers import http_get
 from tests.remote.helpers import ask_ws, frames_sampled, frames_with_news, model_health, remote_config, running, until
 
 
@@ -51,6 +53,15 @@ async def test_each_server_failure_ends_a_question_with_its_code_and_the_daemon_
                 await until(lambda: frames_sampled(app) > live, 10, "the camera kept going")  # noqa: B023
             counts = model_health(app)["requests"]
             assert counts["model_unavailable"] == 3 and counts["model_rejected"] == 1 and counts["ok"] >= 5
+            # the same counters on /metrics, for whoever scrapes rather than polls /healthz
+            status, _, body = await http_get(app.port, "/metrics")
+            text = body.decode()
+            assert status == 200 and "livesight_model_server_ok 1.0" in text, text
+            assert 'livesight_model_server_requests_total{outcome="model_unavailable"} 3.0' in text
+            assert 'livesight_model_server_requests_total{outcome="model_rejected"} 1.0' in text
+            assert 'livesight_model_server_requests_by_kind_total{kind="question"}' in text
+            scraped = re.search(r"^livesight_model_server_images_sent_total (\S+)$", text, re.M)
+            assert scraped and 0 < float(scraped[1]) <= model_health(app)["images_sent"], text
             assert app.service.stats().cameras["cam"]["frames_failed"] == 0
 
 
