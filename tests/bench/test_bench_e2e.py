@@ -29,6 +29,9 @@ def test_bench_e2e_quick(tmp_path: Path) -> None:
     assert set(stages) == {"prepare + pre-check", "vision encoder", "DTD decision", "scenes + memory + KV prefill"}
     assert all(v >= 0 for v in stages.values()) and stages["vision encoder"] > 0
     v = data["with_viewers"]["viewers"]
-    assert v["viewers"] == 5 and v["new_frames_200"] >= 1 and v["unchanged_304"] >= 1
+    # every poll answered with a new frame or "unchanged" (how many of each depends on timing: a poll every 250 ms of a
+    # camera sampled at 10 fps mostly finds a new frame; If-None-Match → 304 is tested in tests/daemon/test_images.py)
+    assert v["viewers"] == 5 and v["new_frames_200"] >= 1 and v["refused_503"] == 0
+    assert v["new_frames_200"] + v["unchanged_304"] == v["requests"]
     assert v["jpegs_encoded"] <= v["new_frames_200"]  # viewers of one frame share its encoding
     assert (tmp_path / "e2e_cut_latency.png").is_file() and (tmp_path / "e2e_latency_parts.png").is_file()

@@ -190,11 +190,15 @@ async def test_chat_page_through_the_gateway(fleet: tuple[dict[str, Node], Gatew
             await page.click("#ask")
             await page.locator(".msg.answer .text", has_text="You asked: who is at the gate?").wait_for()
             assert nodes["b"].pipe.backend.asked == [("cam3", "who is at the gate?")]
+            before_stop = len(problems)
             await nodes["b"].stop()
             await page.locator(".camera .badge.state-unavailable").first.wait_for()
         finally:
             await browser.close()
-    assert problems == [], problems
+    assert problems[:before_stop] == [], problems
+    # with node b gone, a live-view poll of cam3 may meet the documented 503 (camera_unavailable) before the page
+    # learns the camera's state: the browser logs that load as failed; nothing else may go wrong
+    assert all("status of 503" in p for p in problems[before_stop:]), problems
 
 
 async def test_a_late_last_will_is_answered(
