@@ -578,7 +578,8 @@ class WorkerConfig(_Strict):
         le=1,
         description="while sampled frames wait for the model, generation (proactive messages, watch checks, scene "
         "captions; questions count too but are never held back) takes at most this share of the model worker's "
-        "time (all its model.parallel units) over the last few seconds; captions that wait are merged (counted). Without a backlog it does not bind",
+        "time (all its model.parallel units) over the last few seconds; captions that wait are merged (counted). "
+        "Without a backlog it does not bind",
     )
 
 
