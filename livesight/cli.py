@@ -45,7 +45,7 @@ def _cmd_gateway(args: argparse.Namespace) -> int:
 
 
 def _cmd_chat(args: argparse.Namespace) -> int:
-    from livesight.client.chat import run_chat
+    from livesight.protocols.client.chat import run_chat
 
     return run_chat(args)
 

@@ -285,11 +285,58 @@ class ModelConfig(RemoteModelSettings):
         return self
 
 
+class TimelineConfig(_Strict):
+    """The searchable scene timeline (docs/timeline.md): every scene (or chunk of a long one) as a row with its caption
+    and keyframes, kept beside the event log (`memory.database`; no database, no timeline)."""
+
+    enabled: bool = Field(True, description="keep a timeline entry (row + keyframes) for every scene")
+    chunk_s: float = Field(
+        300.0, ge=10, le=86_400, description="a scene longer than this is split into entries of at most this long"
+    )
+    retention_days: float = Field(30.0, gt=0, le=3650, description="keyframes older than this are deleted")
+    max_bytes: int = Field(
+        2 * 1024**3, ge=1024**2, description="keyframe bytes kept on disk in all (oldest deleted first)"
+    )
+    max_rows: int = Field(1_000_000, ge=100, description="timeline rows kept (oldest deleted first)")
+    keyframe_px: int = Field(640, ge=64, le=2048, description="longest side of a stored keyframe (JPEG)")
+    keyframe_quality: int = Field(80, ge=30, le=95, description="JPEG quality of stored keyframes")
+    embeddings: str | None = Field(
+        None,
+        description="semantic search: the embedding model's name at the model server's /v1/embeddings "
+        "(null: full-text search only)",
+    )
+
+
+class RecallConfig(_Strict):
+    """Recall of past scenes into answers (docs/timeline.md)."""
+
+    enabled: bool = Field(True, description="questions that refer to the past recall matching timeline entries")
+    max_scenes: int = Field(4, ge=0, le=16, description="timeline entries recalled into one answer at most")
+    keyframes_per_scene: int = Field(1, ge=0, le=3, description="keyframes of each recalled entry shown to the model")
+    timezone: str | None = Field(
+        None, description="IANA zone for time expressions in questions ('this morning'); null: the machine's zone"
+    )
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, v: str | None) -> str | None:
+        if v is not None:
+            import zoneinfo
+
+            try:
+                zoneinfo.ZoneInfo(v)
+            except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+                raise ValueError(f"unknown time zone {v!r} (an IANA name such as 'Europe/Berlin')") from None
+        return v
+
+
 class MemoryConfig(_Strict):
     token_budget: int = Field(8192, ge=256, le=1_000_000, description="visual tokens kept per camera")
     max_captions: int = Field(32, ge=1, le=1000, description="captions of old scenes kept (older ones are merged)")
     database: str | None = Field("livesight.sqlite", description="SQLite event log; null disables it")
     max_rows: int = Field(100_000, ge=100, description="event log retention: rows kept per table")
+    timeline: TimelineConfig = TimelineConfig()
+    recall: RecallConfig = RecallConfig()
 
 
 class SceneConfig(_Strict):

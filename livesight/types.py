@@ -226,6 +226,28 @@ class ResponseDelta:
 
 
 @dataclass(frozen=True, slots=True)
+class Citation:
+    """A past moment an answer drew on (a timeline entry recalled into it): `response.done` carries them."""
+
+    camera: str
+    scene: int
+    id: str  # the timeline entry's id (a ULID with prefix "tl_")
+    pts: float
+    wall_time: float
+    thumbnail: str | None = None  # URL path of its keyframe (e.g. /api/timeline/<id>/keyframes/0.jpg), if kept
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "camera": self.camera,
+            "scene": self.scene,
+            "id": self.id,
+            "pts": self.pts,
+            "wall_time": self.wall_time,
+            "thumbnail": self.thumbnail,
+        }
+
+
+@dataclass(frozen=True, slots=True)
 class ResponseDone:
     response_id: str
     status: ResponseStatus
@@ -235,6 +257,70 @@ class ResponseDone:
     ttft_ms: float | None = None
     error: str | None = None
     code: str | None = None  # a failure's protocol error code, when it has one (e.g. model_unavailable)
+    citations: tuple[Citation, ...] = ()  # timeline entries recalled into the answer (empty: nothing recalled)
 
 
 ResponseEvent = ResponseCreated | ResponseDelta | ResponseDone
+
+
+# ---- the timeline (livesight/timeline/: every scene, or chunk of a long one, as a searchable entry) -----------------
+
+
+@dataclass(frozen=True, slots=True)
+class Keyframe:
+    """One stored picture of a timeline entry. `role`: "first" (the scene's first frame with content), "action" (the
+    frame where DTD kept the most tokens), "last"."""
+
+    role: str
+    pts: float
+    wall_time: float
+
+
+@dataclass(frozen=True, slots=True)
+class TimelineEntry:
+    """A scene, or a chunk of at most `memory.timeline.chunk_s` of a long one. `end_*` are None while it is open."""
+
+    id: str  # ULID with prefix "tl_" (livesight.ids.new_id("tl"))
+    camera: str
+    scene: int
+    chunk: int  # 0 for the scene's first entry, 1, 2, … for the chunks of a long scene
+    pts: float
+    wall_time: float
+    end_pts: float | None
+    end_wall_time: float | None
+    caption: str | None
+    keyframes: tuple[Keyframe, ...] = ()  # in stored order; index i is served at keyframe_url(id, i)
+    watches: tuple[str, ...] = ()  # texts of the watches that fired during it
+    answers: tuple[str, ...] = ()  # answers given during it (questions, proactive messages)
+    caption_state: str = "pending"  # "pending" (to be captioned, or backfilled) | "done" | "failed" (gave up)
+
+
+def keyframe_url(entry_id: str, index: int) -> str:
+    """The URL path a node (and the gateway) serves an entry's keyframe at."""
+    return f"/api/timeline/{entry_id}/keyframes/{index}.jpg"
+
+
+@dataclass(frozen=True, slots=True)
+class TimelineQuery:
+    """A search over the timeline. `text` None lists by time (newest first); with text, best match first (BM25,
+    fused with semantic ranks when embeddings are on). `start`/`end` are epoch seconds (an entry matches when it
+    overlaps [start, end])."""
+
+    text: str | None = None
+    cameras: tuple[str, ...] | None = None  # None: every camera
+    start: float | None = None
+    end: float | None = None
+    limit: int = 20
+    cursor: str | None = None  # opaque, from TimelinePage.next_cursor
+
+
+@dataclass(frozen=True, slots=True)
+class TimelineHit:
+    entry: TimelineEntry
+    rank: float | None = None  # with text: higher is better (e.g. -bm25 or fused score); None when listing by time
+
+
+@dataclass(frozen=True, slots=True)
+class TimelinePage:
+    hits: tuple[TimelineHit, ...]
+    next_cursor: str | None = None

@@ -23,8 +23,8 @@ from typing import Any
 from websockets.asyncio.client import ClientConnection
 
 from livesight.config import ModelConfig, ServerConfig
-from livesight.web.server import WebServer
-from livesight.web.ws_session import ClientLimits
+from livesight.protocols.web.server import WebServer
+from livesight.protocols.web.ws_session import ClientLimits
 from tests.pipeline import Pipeline, pipeline
 
 # ---- ports, polling ---------------------------------------------------------------------------------------------

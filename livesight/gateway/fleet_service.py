@@ -1,8 +1,8 @@
 """The whole fleet as one `ServiceAPI`, for one gateway client: the daemon's session core runs on it unchanged.
 
 Each client of the gateway (a WebSocket session, or the gateway's OpenAI-compatible API) has one `FleetService`; all
-of them share the gateway's one link per node (hub.py). The session core (contract/session.py) does everything a
-daemon's session does: decoding, rate limits, ids, per-client limits, routing of proactive and watch answers to the
+of them share the gateway's one link per node (hub.py). The session core (protocols/contract/session.py) does everything
+a daemon's session does: decoding, rate limits, ids, per-client limits, routing of proactive and watch answers to the
 client; this class only says where a camera lives and carries the client's requests and answers to and from the
 camera's node through the hub:
 
@@ -25,10 +25,17 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from livesight.contract import events as ev
-from livesight.contract.api import BroadcastEvent, BusyError, RelayedEvent, ServiceError, StatsSnapshot, WatchInfo
 from livesight.gateway.hub import QueryRoute, UpstreamHub, WatchRoute
 from livesight.gateway.response_ids import ResponseIdGuard
+from livesight.protocols.contract import events as ev
+from livesight.protocols.contract.api import (
+    BroadcastEvent,
+    BusyError,
+    RelayedEvent,
+    ServiceError,
+    StatsSnapshot,
+    WatchInfo,
+)
 from livesight.types import ResponseCreated, ResponseDone, ResponseEvent, ResponseStatus
 
 log = logging.getLogger(__name__)

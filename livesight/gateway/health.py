@@ -24,8 +24,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from livesight.web.access import request_is_authorized
-from livesight.web.responses import json_response, response
+from livesight.protocols.web.access import request_is_authorized
+from livesight.protocols.web.responses import json_response, response
 
 log = logging.getLogger(__name__)
 

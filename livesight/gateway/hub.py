@@ -32,11 +32,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from livesight.contract import events as ev
-from livesight.contract.api import BusyError, CameraUnavailableError, RelayedEvent, RemoteError
 from livesight.gateway.directory import Directory
 from livesight.gateway.stats import StatsPacer
 from livesight.gateway.upstream import NodeLink
+from livesight.protocols.contract import events as ev
+from livesight.protocols.contract.api import BusyError, CameraUnavailableError, RelayedEvent, RemoteError
 from livesight.types import ResponseEvent
 
 if TYPE_CHECKING:

@@ -17,7 +17,7 @@ import aiomqtt
 from livesight.backoff import backoff_delay
 from livesight.config import MQTTConfig
 from livesight.gateway.directory import MAX_CAMERAS, MAX_NODES, Directory
-from livesight.mqtt.connect import BrokerConnection
+from livesight.protocols.mqtt.connect import BrokerConnection
 
 log = logging.getLogger(__name__)
 

@@ -1,15 +1,15 @@
-"""Camera pictures through the gateway: the daemon's `/api/cameras/…` routes (web/image_routes.py) for every camera of
-the fleet, answered by the camera's node.
+"""Camera pictures through the gateway: the daemon's `/api/cameras/…` routes (protocols/web/image_routes.py) for every
+camera of the fleet, answered by the camera's node.
 
     GET /api/cameras/<id>/latest.jpg[?overlay=1]   the node's bytes, ETag / If-None-Match → 304 as on the node
     GET /api/cameras/<id>/scenes[?limit=N]         the node's JSON (thumbnail URLs are paths: they point at the gateway)
     GET /api/cameras/<id>/scenes/<n>.jpg
 
-The request goes to the node's `/fleet/api/…` (web/fleet_link.py) with the fleet's credential — never the client's
-token, which is not forwarded, nor any header or parameter the node's routes do not read — through one httpx client
-holding at most PER_NODE keep-alive connections per node (so a page polling the live view does not open a connection
-per frame). Bounded: the node's answer must start within CONNECT_S + READ_S and fit in MAX_BODY bytes (else 502); at
-most PER_NODE requests per node at once, the rest wait QUEUE_S at most (else 503 `busy`).
+The request goes to the node's `/fleet/api/…` (protocols/web/fleet_link.py) with the fleet's credential — never the
+client's token, which is not forwarded, nor any header or parameter the node's routes do not read — through one httpx
+client holding at most PER_NODE keep-alive connections per node (so a page polling the live view does not open a
+connection per frame). Bounded: the node's answer must start within CONNECT_S + READ_S and fit in MAX_BODY bytes (else
+502); at most PER_NODE requests per node at once, the rest wait QUEUE_S at most (else 503 `busy`).
 
 A camera whose node is not connected gets 503 with `camera_unavailable` (text/plain, the code first, then why;
 `Retry-After: 5`) at once, as on every other surface of the gateway; an unknown camera 404, as on a node. The access
@@ -28,9 +28,9 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from livesight.gateway.hub import UpstreamHub
-from livesight.web.access import query_params
-from livesight.web.image_routes import PATH_PATTERN
-from livesight.web.responses import response, text_response
+from livesight.protocols.web.access import query_params
+from livesight.protocols.web.image_routes import PATH_PATTERN
+from livesight.protocols.web.responses import response, text_response
 
 log = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ from livesight.gateway.directory import Directory, Trust
 from livesight.gateway.mqtt_watch import DirectoryWatcher
 from livesight.gateway.server import GatewayServer
 from livesight.logsetup import setup_logging
-from livesight.web.transport import run as run_loop
+from livesight.protocols.web.transport import run as run_loop
 
 log = logging.getLogger("livesight")
 

@@ -5,7 +5,8 @@
     ...
     await gw.close()
 
-The web face is the daemon's (livesight/web/: uvicorn + Starlette, the same access rules, page and health routes):
+The web face is the daemon's (livesight/protocols/web/: uvicorn + Starlette, the same access rules, page and health
+routes):
 - the WebSocket protocol: one GatewaySession per client (session.py), all of them over one link per node (hub.py);
 - `/v1/` (the OpenAI-compatible API): the daemon's own OpenAIRoutes over a FleetService, so questions go over the
   same links and the answers have the daemon's shapes; a camera whose node is down gets 503 `camera_unavailable`;
@@ -32,22 +33,22 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from livesight.config import ServerConfig
-from livesight.contract.api import StatsSnapshot
 from livesight.gateway.directory import Directory
 from livesight.gateway.fleet_service import FleetService
 from livesight.gateway.health import HealthCache
 from livesight.gateway.hub import UpstreamHub
 from livesight.gateway.pictures import PictureProxy
 from livesight.gateway.session import GatewaySession
-from livesight.web.access import Gatekeeper, Rule
-from livesight.web.http_routes import load_static, page_routes
-from livesight.web.metrics import PartsCollector, ServerMetrics
-from livesight.web.openai_routes import PREFIX as OPENAI_PREFIX
-from livesight.web.openai_routes import OpenAIRoutes
-from livesight.web.server import build_app
-from livesight.web.transport import Transport
-from livesight.web.ws_endpoint import WSConn, WSEndpoint
-from livesight.web.ws_session import ClientLimits
+from livesight.protocols.contract.api import StatsSnapshot
+from livesight.protocols.web.access import Gatekeeper, Rule
+from livesight.protocols.web.http_routes import load_static, page_routes
+from livesight.protocols.web.metrics import PartsCollector, ServerMetrics
+from livesight.protocols.web.openai_routes import PREFIX as OPENAI_PREFIX
+from livesight.protocols.web.openai_routes import OpenAIRoutes
+from livesight.protocols.web.server import build_app
+from livesight.protocols.web.transport import Transport
+from livesight.protocols.web.ws_endpoint import WSConn, WSEndpoint
+from livesight.protocols.web.ws_session import ClientLimits
 
 log = logging.getLogger(__name__)
 

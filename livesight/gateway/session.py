@@ -1,6 +1,6 @@
-"""One client of the gateway: the daemon's own WebSocket session (web/ws_session.py, around the session core of
-contract/session.py) over a `FleetService` (fleet_service.py) that carries its requests to the cameras' nodes over
-the gateway's shared links (hub.py).
+"""One client of the gateway: the daemon's own WebSocket session (protocols/web/ws_session.py, around the session core
+of protocols/contract/session.py) over a `FleetService` (fleet_service.py) that carries its requests to the cameras'
+nodes over the gateway's shared links (hub.py).
 
 What the gateway adds to the protocol (docs/fleet.md): `session.created` lists every camera of the fleet with its
 `node` (a camera whose node is not connected has state `unavailable`); `query` / `watch.add` for such a camera get an
@@ -9,8 +9,8 @@ code `camera_unavailable` (or `error camera_unavailable` if it had not started);
 get a `camera.state` `unavailable`, when it comes back their real state, and the session's watches on it are added
 again (the client does nothing); `stats` is the fleet's (stats.py).
 
-Tasks: the session's own (reader, writer, events, queries: web/ws_session.py); the links are the gateway's, not the
-session's. Overflow policy `disconnect_client`, as in the daemon: nothing a node sends ever waits for a client.
+Tasks: the session's own (reader, writer, events, queries: protocols/web/ws_session.py); the links are the gateway's,
+not the session's. Overflow policy `disconnect_client`, as in the daemon: nothing a node sends ever waits for a client.
 """
 
 from __future__ import annotations
@@ -18,11 +18,11 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from livesight.contract.session import ClientLimits, SessionHooks
 from livesight.gateway.fleet_service import FleetService
 from livesight.gateway.hub import UpstreamHub
-from livesight.web.ws_endpoint import WSConn
-from livesight.web.ws_session import ClientSession
+from livesight.protocols.contract.session import ClientLimits, SessionHooks
+from livesight.protocols.web.ws_endpoint import WSConn
+from livesight.protocols.web.ws_session import ClientSession
 
 if TYPE_CHECKING:
     from livesight.gateway.server import GatewayMetrics

@@ -21,7 +21,7 @@ from collections import OrderedDict
 from collections.abc import Iterable
 from typing import Any
 
-from livesight.contract.events import finite
+from livesight.protocols.contract.events import finite
 
 CAMERAS_PER_EVENT = 64
 

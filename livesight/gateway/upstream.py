@@ -1,4 +1,4 @@
-"""The gateway's one WebSocket link to one node (the node's `/fleet` endpoint: livesight/web/fleet_link.py).
+"""The gateway's one WebSocket link to one node (the node's `/fleet` endpoint: livesight/protocols/web/fleet_link.py).
 
     link = NodeLink(node, directory, sink, token=fleet_token)
     task = tg.create_task(link.run())     # connects while the directory has the node online at a trusted address
@@ -32,12 +32,12 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
 from livesight.backoff import backoff_delay
 from livesight.config import ReconnectConfig
-from livesight.contract.session import TokenBucket
 from livesight.gateway.directory import Directory
+from livesight.protocols.contract.session import TokenBucket
 
 log = logging.getLogger(__name__)
 
-LINK_PATH = "/fleet"  # the node's gateway endpoint (web/fleet_link.py)
+LINK_PATH = "/fleet"  # the node's gateway endpoint (protocols/web/fleet_link.py)
 SEND_QUEUE = 4096  # messages waiting for the node (every client's share the link)
 OPEN_TIMEOUT_S = 5.0
 MAX_UPSTREAM_MESSAGE = 16 * 2**20  # a node's largest event (stats of 64 cameras, a long answer)

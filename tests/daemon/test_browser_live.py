@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from livesight.config import parse_config
+from tests.protocols.web.test_browser import ARGS, CHROMIUM
 from tests.soak.common import app_running
-from tests.web.test_browser import ARGS, CHROMIUM
 
 CLIP = Path("/usr/share/doc/opencv-doc/examples/data/Megamind.avi")  # hard cuts near 4.1, 6.5 and 8.4 s
 TOKEN = "page-token"

@@ -15,12 +15,12 @@ import pytest
 
 from livesight.config import CameraConfig
 from livesight.errors import contain, contained_counts
+from livesight.protocols.web.metrics import ServerMetrics
 from livesight.streaming import camera as camera_module
 from livesight.streaming.camera import Camera
 from livesight.streaming.demo_stream import demo_frames
 from livesight.streaming.sources import StreamInfo
 from livesight.types import CameraState, Frame
-from livesight.web.metrics import ServerMetrics
 from tests.helpers import eventually
 from tests.pipeline import pipeline
 

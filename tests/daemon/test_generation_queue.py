@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import pytest
 
-from livesight.contract.api import BusyError
 from livesight.daemon.generation.queue import (
     CaptionJob,
     GenerationBudget,
@@ -14,6 +13,7 @@ from livesight.daemon.generation.queue import (
     kind_of,
 )
 from livesight.daemon.generation.responses import ResponseJob
+from livesight.protocols.contract.api import BusyError
 from livesight.types import ResponseEvent, ResponseKind
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from livesight.contract.api import ModelUnavailableError
+from livesight.protocols.contract.api import ModelUnavailableError
 from livesight.types import SceneChange
 from tests.daemon.conftest import ask, daemon_config, running, until
 from tests.daemon.test_faults import PoisonedBackend

@@ -14,14 +14,14 @@ import pytest
 from PIL import Image
 
 from livesight.config import ServerConfig
-from livesight.contract.api import BusyError, UnknownCameraError
 from livesight.daemon.frame_slots import FrameSlots
 from livesight.daemon.images import Images, ThumbnailStore, thumbnail_dir
 from livesight.errors import ConfigError
 from livesight.imaging import DIM, OUTLINE, overlay
 from livesight.memory.event_log import EventLog
+from livesight.protocols.contract.api import BusyError, UnknownCameraError
+from livesight.protocols.web.server import WebServer
 from livesight.types import DTDStep, SceneChange
-from livesight.web.server import WebServer
 from tests.helpers import http_get
 from tests.pipeline import pipeline
 

@@ -6,8 +6,8 @@ import asyncio
 
 import pytest
 
-from livesight.contract.api import BusyError, InvalidRequestError, LimitExceededError, UnknownCameraError
 from livesight.daemon.service import MAX_WATCHES, Service
+from livesight.protocols.contract.api import BusyError, InvalidRequestError, LimitExceededError, UnknownCameraError
 from livesight.types import (
     CameraState,
     CameraStatus,

@@ -22,12 +22,12 @@ from livesight.gateway.directory import Directory, Trust
 from livesight.gateway.mqtt_watch import DirectoryWatcher
 from livesight.gateway.server import GatewayServer
 from livesight.memory.event_log import EventLog
-from livesight.mqtt.bridge import MQTTBridge
-from livesight.mqtt.fleet_announcer import FleetAnnouncer
+from livesight.protocols.mqtt.bridge import MQTTBridge
+from livesight.protocols.mqtt.fleet_announcer import FleetAnnouncer
+from livesight.protocols.web.fleet_link import FleetLink
+from livesight.protocols.web.server import WebServer
+from livesight.protocols.web.ws_session import ClientLimits
 from livesight.types import SceneChange
-from livesight.web.fleet_link import FleetLink
-from livesight.web.server import WebServer
-from livesight.web.ws_session import ClientLimits
 from tests.helpers import eventually, recv_until
 from tests.mosquitto import Mosquitto
 from tests.pipeline import Pipeline, pipeline

@@ -102,7 +102,7 @@ async def _page_shows_every_camera(port: int) -> None:
     """The chat page, served by the gateway, lists the four cameras of both nodes (headless Debian chromium)."""
     from playwright.async_api import async_playwright
 
-    from tests.web.test_browser import ARGS
+    from tests.protocols.web.test_browser import ARGS
 
     async with async_playwright() as p:
         browser = await p.chromium.launch(executable_path=CHROMIUM, args=ARGS)

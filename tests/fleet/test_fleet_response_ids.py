@@ -83,7 +83,7 @@ async def _page_asks_two_nodes_at_once(port: int) -> None:
     with its own non-empty text (with shared ids one bubble stayed empty and the other got both answers)."""
     from playwright.async_api import async_playwright
 
-    from tests.web.test_browser import ARGS
+    from tests.protocols.web.test_browser import ARGS
 
     async with async_playwright() as p:
         browser = await p.chromium.launch(executable_path=CHROMIUM, args=ARGS)

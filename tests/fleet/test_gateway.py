@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from websockets.asyncio.client import connect
 
-from livesight.web.ws_session import ClientLimits
+from livesight.protocols.web.ws_session import ClientLimits
 from tests.fleet.inproc import OWNERS, Gateway, Node, echoed, feed, gateway, hello, linked, of_type, start_node
 from tests.helpers import eventually, http_get, recv_until
 from tests.mosquitto import MOSQUITTO, Mosquitto
@@ -164,7 +164,7 @@ CHROMIUM = "/usr/bin/chromium"
 async def test_chat_page_through_the_gateway(fleet: tuple[dict[str, Node], Gateway]) -> None:
     from playwright.async_api import async_playwright
 
-    from tests.web.test_browser import ARGS
+    from tests.protocols.web.test_browser import ARGS
 
     nodes, gw = fleet
     problems: list[str] = []

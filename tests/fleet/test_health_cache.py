@@ -8,7 +8,7 @@ import time
 from starlette.requests import Request
 
 from livesight.gateway.health import HealthCache
-from livesight.web.access import AUTHORIZED
+from livesight.protocols.web.access import AUTHORIZED
 
 
 def request(authorized: bool) -> Request:

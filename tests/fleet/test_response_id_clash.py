@@ -19,11 +19,11 @@ from websockets.asyncio.client import connect
 from websockets.asyncio.server import ServerConnection, serve
 
 from livesight.config import ServerConfig
-from livesight.contract import events as ev
 from livesight.fleet import topics
 from livesight.gateway.directory import Directory
 from livesight.gateway.response_ids import ResponseIdGuard
 from livesight.gateway.server import GatewayServer
+from livesight.protocols.contract import events as ev
 from livesight.types import ResponseCreated, ResponseDelta, ResponseDone, ResponseKind, ResponseStatus
 from tests.helpers import recv_until
 

@@ -15,7 +15,7 @@ from typing import Any
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from livesight.contract import events as ev
+from livesight.protocols.contract import events as ev
 from tests.soak.common import Result, answered, app_running, config_dict, make_config, rss_mib
 
 CLIENTS = 20

@@ -7,11 +7,11 @@ SPEC: {"mqtt_port", "prefix", "token", "stats_interval_s", "scene_every_s", "sta
 
 Each node listens on a port of its own (loopback, any free one: written to `ports_file` as {NODE: port} before the
 nodes announce themselves and say "fake nodes ready") with two WebSocket endpoints: `/fleet` (the gateway's link:
-the fleet's credential required, link limits announced, as web/fleet_link.py) and `/` (a direct client, for the TTFT
-comparison).
-Per connection it sends what a daemon sends (the same codec: livesight/contract/events.py): `session.created` with
-its cameras, a `stats` event every `stats_interval_s` with each camera's numbers in the daemon's shape, scene changes
-(each camera cuts every `scene_every_s` on average), and answers every `query` at once: `response.created`, four
+the fleet's credential required, link limits announced, as protocols/web/fleet_link.py) and `/` (a direct client, for
+the TTFT comparison).
+Per connection it sends what a daemon sends (the same codec: livesight/protocols/contract/events.py): `session.created`
+with its cameras, a `stats` event every `stats_interval_s` with each camera's numbers in the daemon's shape, scene
+changes (each camera cuts every `scene_every_s` on average), and answers every `query` at once: `response.created`, four
 `response.delta`s, `response.done`. Watches and `session.update` are acknowledged. One MQTT client announces every
 node (`P/nodes/NODE/available` online) and camera (`P/CAM/info`, signed with the fleet's credential), retained.
 
@@ -40,9 +40,10 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from livesight.bench.fleet.procs import write_json
-from livesight.contract import events as ev
-from livesight.contract.api import StatsSnapshot
 from livesight.fleet import topics
+from livesight.protocols.contract import events as ev
+from livesight.protocols.contract.api import StatsSnapshot
+from livesight.protocols.web.fleet_link import LINK_LIMITS
 from livesight.types import (
     CameraCounters,
     CameraSnapshot,
@@ -53,7 +54,6 @@ from livesight.types import (
     ResponseStatus,
     SceneChange,
 )
-from livesight.web.fleet_link import LINK_LIMITS
 
 WORDS = ("the", "door", "is", "closed")
 _ids = itertools.count(1)

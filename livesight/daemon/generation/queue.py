@@ -33,8 +33,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
-from livesight.contract.api import BusyError, ModelUnavailableError
 from livesight.daemon.generation.responses import ResponseJob
+from livesight.protocols.contract.api import BusyError, ModelUnavailableError
 from livesight.types import ResponseKind
 
 T = TypeVar("T")
