@@ -1,48 +1,64 @@
 # livesight — the two commands a newcomer needs: `make demo` and `make test` (and `make test-quick` while you work).
-# Both bootstrap .venv idempotently (torch first, then the project with its extras). PyPI's default torch wheel is the
-# CUDA build on Linux x86-64; on a machine without a GPU take the smaller CPU build from the PyTorch CPU index:
-#   make demo TORCH_INDEX=https://download.pytorch.org/whl/cpu
+#
+# Two installs, each with its own stamp, so neither repeats the other:
+#   .venv/.runtime-stamp  torch, then the package with the extras the demo runs (runtime + `fast`): `make demo`
+#   .venv/.test-stamp     on top of it, the `dev` extra (test tooling, the benchmarks' extras and the llama.cpp
+#                         server of tests/remote, built from source: minutes the first time): `make test`, `lint`, …
+# PyPI's default torch wheel is the CUDA build on Linux x86-64; on a machine without a GPU take the smaller CPU build
+# from the PyTorch CPU index:  make demo TORCH_INDEX=https://download.pytorch.org/whl/cpu
 
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed-stamp
+RUNTIME_STAMP := $(VENV)/.runtime-stamp
+TEST_STAMP    := $(VENV)/.test-stamp
 TORCH  ?= torch==2.13.0
 TORCH_INDEX ?=
+# pytest-xdist workers for `make test` (most slow tests wait on processes, brokers and browsers rather than compute)
+WORKERS ?= 4
+PIP := $(BIN)/python -m pip install -q --disable-pip-version-check
 
-.PHONY: demo test test-quick lint soak bench system-deps clean
+.PHONY: demo test test-quick test-figures lint soak bench system-deps clean
 
-$(STAMP): pyproject.toml
+$(RUNTIME_STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q "$(TORCH)" $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
-	$(BIN)/python -m pip install -q -e '.[dev]'
+	$(PIP) "$(TORCH)" $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
+	$(PIP) -e '.[fast]'
+	@touch $@
+
+$(TEST_STAMP): $(RUNTIME_STAMP)
+	$(PIP) -e '.[dev]'
 	@touch $@
 
 system-deps:
 	@bash scripts/system-deps.sh
 
-demo: $(STAMP)
+demo: $(RUNTIME_STAMP)
 	$(BIN)/livesight demo
 
-lint: $(STAMP)
+# ruff (lint + format), and deptry: every import declared, none unused, nothing dev-only imported by the package
+lint: $(TEST_STAMP)
 	$(BIN)/ruff check livesight tests
 	$(BIN)/ruff format --check livesight tests
+	$(BIN)/deptry livesight
 
-test: system-deps $(STAMP)  # system packages first: the dev extra builds llama-cpp-python
-	$(BIN)/ruff check livesight tests
-	$(BIN)/python -m pytest -q -p no:cacheprovider
+test: system-deps $(TEST_STAMP)  # system packages first: the dev extra builds llama-cpp-python (cmake, g++)
+	$(MAKE) --no-print-directory lint
+	$(BIN)/python -m pytest -q -p no:cacheprovider -n $(WORKERS) --dist loadgroup --durations=15
 
-# the loop while you work: unit, model, contract, web, MQTT, memory, daemon-in-process tests; no subprocess fleets,
-# browsers, benchmarks or soak (those are marked slow). About 4 minutes on 2 cores.
-test-quick: $(STAMP)
-	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not slow"
+# the loop while you work: everything but what is marked slow (subprocess fleets, browsers, benchmarks, soak)
+test-quick: $(TEST_STAMP)
+	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not slow" -n $(WORKERS) --dist loadgroup
 
-bench: system-deps $(STAMP)
+# the figures the README gives about the tests: how many there are (per marker) and how long `make test` takes
+test-figures: system-deps $(TEST_STAMP)
+	@bash scripts/test-figures.sh $(WORKERS)
+
+bench: system-deps $(TEST_STAMP)
 	$(BIN)/livesight bench all --out bench-out --docs docs
 
 # the fault-and-abuse suite (docs/reliability.md), chaos included: about 15 minutes on 2 cores
-soak: system-deps $(STAMP)
+soak: system-deps $(TEST_STAMP)
 	$(BIN)/python -m tests.soak --out soak-out --docs docs
 
 clean:

@@ -9,7 +9,7 @@ import inspect
 import typing
 
 from pydantic import BaseModel
-from pydantic_core import PydanticUndefined
+from pydantic.fields import PydanticUndefined
 
 from livesight.config import Config, GatewayConfig
 

@@ -14,6 +14,8 @@ depth >= 3 (here 4, with full attention at blocks 1 and 3); it needs `sentencepi
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -23,6 +25,7 @@ import subprocess
 import sys
 import tarfile
 import time
+from collections.abc import Iterator
 from importlib import metadata
 from pathlib import Path
 
@@ -143,8 +146,25 @@ def _save_tiny_hf(d: Path) -> None:
     )
 
 
+@contextlib.contextmanager
+def _exclusive(lock: Path) -> Iterator[None]:
+    """One builder at a time across processes (pytest-xdist workers share the cache)."""
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with lock.open("a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
 def build_gguf(cache: Path = CACHE) -> tuple[Path, Path]:
     """(model.gguf, mmproj.gguf) of the tiny random Qwen2.5-VL, built once per recipe and llama.cpp version."""
+    with _exclusive(cache / "build.lock"):
+        return _build_gguf(cache)
+
+
+def _build_gguf(cache: Path) -> tuple[Path, Path]:
     version = llama_cpp_version()
     assert version is not None
     key = hashlib.sha256(f"{RECIPE_VERSION}:{version}".encode()).hexdigest()[:12]
