@@ -16,7 +16,9 @@ TORCH  ?= torch==2.13.0
 TORCH_INDEX ?=
 # pytest-xdist workers for `make test` (most slow tests wait on processes, brokers and browsers rather than compute)
 WORKERS ?= 4
-PIP := $(BIN)/python -m pip install -q --disable-pip-version-check
+# --no-compile: Python compiles what it imports on first use; compiling every installed file (torch's thousands)
+# up front is most of an install's CPU time
+PIP := $(BIN)/python -m pip install -q --disable-pip-version-check --no-compile
 
 .PHONY: demo test test-quick test-figures lint soak bench system-deps clean
 
@@ -44,7 +46,8 @@ lint: $(TEST_STAMP)
 
 test: system-deps $(TEST_STAMP)  # system packages first: the dev extra builds llama-cpp-python (cmake, g++)
 	$(MAKE) --no-print-directory lint
-	$(BIN)/python -m pytest -q -p no:cacheprovider -n $(WORKERS) --dist loadgroup --durations=15
+	$(BIN)/python -m pytest -q -p no:cacheprovider -m serial
+	$(BIN)/python -m pytest -q -p no:cacheprovider -n $(WORKERS) --dist loadgroup --durations=15 -m "not serial"
 
 # the loop while you work: everything but what is marked slow (subprocess fleets, browsers, benchmarks, soak)
 test-quick: $(TEST_STAMP)

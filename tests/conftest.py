@@ -4,7 +4,8 @@
 - `tiny_backend`: the tiny random-weight Qwen2.5-VL, built once per session
 - `running`: the web face over the daemon's real Service and model worker with the echo backend (tests/pipeline.py)
 
-Marked `slow` here, whole folders: the benchmarks (subprocesses), the soak suite and chaos runs. Single slow tests carry
+Marked `slow` here, whole folders: the benchmarks (subprocesses), the soak suite and chaos runs; `serial` the soak
+suite (it compares the pipeline's throughput with and without load, so `make test` runs it alone, after the rest). Single slow tests carry
 the marker themselves. `make test-quick` runs `-m "not slow"`; `make test` runs everything.
 """
 
@@ -24,6 +25,7 @@ from tests.mosquitto import MOSQUITTO, Mosquitto
 
 _prefixes = itertools.count(1)
 SLOW_FOLDERS = ("bench", "soak", "chaos")
+SERIAL_FOLDERS = ("soak",)  # the soak suite compares throughput with and without load: alone, after the others
 TESTS = Path(__file__).resolve().parent
 
 
@@ -32,6 +34,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         parts = item.path.resolve().relative_to(TESTS).parts
         if parts and parts[0] in SLOW_FOLDERS:
             item.add_marker(pytest.mark.slow)
+        if parts and parts[0] in SERIAL_FOLDERS:
+            item.add_marker(pytest.mark.serial)
 
 
 @pytest.fixture(scope="session")
