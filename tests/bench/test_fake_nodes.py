@@ -1,5 +1,5 @@
-"""bench/fleet's simulated nodes serve on the real nodes' stack (uvicorn + Starlette, fleet_link.py's door): what a
-gateway meets at the HTTP and WebSocket level is what a daemon answers."""
+"""bench/fleet's simulated nodes serve on the real nodes' stack (uvicorn + Starlette, the door of
+protocols/web/fleet_link.py): what a gateway meets at the HTTP and WebSocket level is what a daemon answers."""
 
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ async def test_the_link_door_is_the_real_one(node: FakeNode) -> None:
             async with connect(f"ws://127.0.0.1:{node.port}/fleet", additional_headers=headers):
                 pass
         assert e.value.response.status_code == status
-        assert (e.value.response.headers.get("www-authenticate") is not None) == (status == 401)  # fleet_link.py's
+        assert (e.value.response.headers.get("www-authenticate") is not None) == (status == 401)
     assert node.counts.links_accepted == 0
 
 

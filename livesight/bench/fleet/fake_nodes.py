@@ -9,7 +9,7 @@ Each node listens on a port of its own (loopback, any free one: written to `port
 nodes announce themselves and say "fake nodes ready") with two WebSocket endpoints: `/fleet` (the gateway's link:
 the fleet's credential required, link limits announced, as protocols/web/fleet_link.py) and `/` (a direct client, for
 the TTFT comparison). A node serves HTTP on the real nodes' own stack: uvicorn with our protocol subclasses
-(protocols/web/transport.py, the link's limits), Starlette, and the real door of `/fleet` (fleet_link.py's
+(protocols/web/transport.py, the link's limits), Starlette, and the real door of `/fleet` (protocols/web/fleet_link.py's
 FleetLinkGate: the credential, the Origin and Host checks, the 401 a gateway without the credential meets), so what the
 gateway meets at the HTTP and WebSocket level is what a daemon answers; only the session behind the door is simulated.
 Per connection it sends what a daemon sends (the same codec: livesight/protocols/contract/events.py): `session.created`
@@ -88,7 +88,7 @@ class FakeNode:
     scenes: dict[str, int] = field(default_factory=dict)
 
     def app(self) -> ASGIApp:
-        """The node's port, as a daemon's: `/fleet` behind the real door (fleet_link.py), `/` for a direct client."""
+        """The node's port, as a daemon's: `/fleet` behind the real door (FleetLinkGate), `/` for a direct client."""
         direct = Starlette(routes=[WebSocketRoute("/", _Endpoint(self, link=False))])
         return FleetLinkGate(direct, link=FleetLink(self.token), ws=_Endpoint(self, link=True), pictures=None)
 
