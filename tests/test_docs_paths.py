@@ -106,3 +106,44 @@ def test_the_check_can_fail() -> None:
         "livesight.web.server",
         "web/server.py",
     ]
+
+
+def folder_listing() -> dict[str, list[str]]:
+    """docs/architecture.md's "Folders" block: each folder (as a path from the repository's root) → the file names its
+    lines name (a folder's line and the lines indented under it)."""
+    text = (REPO / "docs" / "architecture.md").read_text()
+    block = text.split("## Folders", 1)[1].split("```")[1]
+    stack: list[tuple[int, str]] = []  # (indent, folder) of the headings above the line
+    out: dict[str, list[str]] = {}
+    current = ""
+    for line in block.splitlines():
+        indent = len(line) - len(line.lstrip())
+        if not line.strip():
+            continue
+        if indent < DESCRIPTION_COLUMN:  # a heading: a folder (`memory/`, `  contract/`) or files of the one above
+            while stack and stack[-1][0] >= indent:
+                stack.pop()
+            parent = stack[-1][1] if stack else ""
+            head = line.split()[0]
+            if head.endswith("/"):
+                current = parent + head
+                stack.append((indent, current))
+            else:
+                current = parent
+        out.setdefault(current, []).extend(PY_PATH.findall(line))
+    return out
+
+
+DESCRIPTION_COLUMN = 22  # where the Folders block's descriptions start
+
+
+def test_the_folder_listing_names_each_file_in_its_folder() -> None:
+    listing = folder_listing()
+    assert {"livesight/", "livesight/protocols/contract/", "livesight/timeline/", "tests/"} <= set(listing)
+    bad = [
+        f"{folder}: {name}"
+        for folder, names in listing.items()
+        for name in names
+        if not ((REPO / folder / name).is_file() or ("/" in name and path_exists(name, None)))
+    ]
+    assert bad == []
