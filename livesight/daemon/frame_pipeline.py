@@ -1,7 +1,7 @@
 """One batch of sampled frames through the model, in the model worker's thread: prepare → pixel pre-check → one
 batched vision-encoder call (across cameras) → per frame: DTD → scene detector → pictures → memory.
 
-A batch may hold several frames of one camera: DTD's pre-check plans them in order (dtd.py), so its decisions are
+A batch may hold several frames of one camera: DTD's pre-check plans them in order (model/dtd.py), so its decisions are
 exactly those of one-by-one processing whatever the batch composition, and the batch still needs one encoder call.
 
 Generation never runs here: a scene change closes the scene in memory (cheap) and its caption is scheduled by the

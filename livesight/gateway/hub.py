@@ -2,7 +2,7 @@
 
     hub = UpstreamHub(directory, token=fleet_token, stats_interval_s=2.0)
     task = tg.create_task(hub.run())        # one NodeLink per node (nodes that appear later too), the stats ticker
-    hub.register(client) / hub.unregister(client)          # a client's FleetService (fleet_service.py)
+    hub.register(client) / hub.unregister(client)          # a client: a `HubClient` (fleet_service.py's FleetService)
 
 Ids (docs/fleet.md, "Links"): a client's query gets a link id `q<n>` and its watch a link id `w<n>` (unique on the
 link: one counter for the gateway), which is all the node sees; answers come back under those ids and go to their
@@ -30,7 +30,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from livesight.gateway.directory import Directory
 from livesight.gateway.stats import StatsPacer
@@ -39,12 +39,34 @@ from livesight.protocols.contract import events as ev
 from livesight.protocols.contract.api import BusyError, CameraUnavailableError, RelayedEvent, RemoteError
 from livesight.types import ResponseEvent
 
-if TYPE_CHECKING:
-    from livesight.gateway.fleet_service import FleetService
-
 log = logging.getLogger(__name__)
 
 QUERY_BUFFER = 1024  # events of one answer waiting for its session (the session reads them at once)
+
+
+class HubClient(Protocol):
+    """What the hub needs of a client (fleet_service.py's FleetService is the one there is): the hub sits below the
+    clients and knows them only by this, so the two modules import one way."""
+
+    proactive: bool  # the client's proactive switch: set through `UpstreamHub.set_proactive` only
+
+    def publish(self, item: RelayedEvent) -> None:
+        """Something every client hears (a node's broadcast as it encoded it, the fleet's stats)."""
+
+    def query_event(self, route: QueryRoute, node: str, obj: dict[str, Any]) -> None:
+        """An event of the client's question `route`, as its node sent it."""
+
+    def watch_event(self, route: WatchRoute, node: str, obj: dict[str, Any]) -> None:
+        """An answer to the client's watch `route`, as its node sent it."""
+
+    def watch_refused(self, route: WatchRoute, obj: dict[str, Any]) -> None:
+        """The node refused the client's watch `route` (its `error` event); the hub has dropped the route."""
+
+    def proactive_event(self, node: str, event_type: str, item: ResponseEvent) -> None:
+        """A proactive answer's event from `node` (only while the client's switch is on)."""
+
+    def forget_node(self, node: str) -> None:
+        """`node`'s link went down: whatever the client keeps per node goes."""
 
 
 @dataclass(eq=False)
@@ -53,7 +75,7 @@ class QueryRoute:
 
     link_id: str
     node: str
-    client: FleetService
+    client: HubClient
     events: asyncio.Queue[ResponseEvent | BaseException] = field(
         default_factory=lambda: asyncio.Queue(maxsize=QUERY_BUFFER)
     )
@@ -74,7 +96,7 @@ class WatchRoute:
     """One client's watch on one link."""
 
     link_id: str
-    client: FleetService
+    client: HubClient
     watch_id: str  # the service watch id the client's session core knows
     camera: str
     text: str
@@ -95,7 +117,7 @@ class UpstreamHub:
         self.token = token
         self.stats_interval_s = stats_interval_s
         self.links: dict[str, NodeLink] = {}
-        self.clients: set[FleetService] = set()
+        self.clients: set[HubClient] = set()
         self.stats = StatsPacer()
         self.version = 0  # moves when a camera's state or a link changes (health caches key on it)
         self.unroutable = 0  # node events for a query or watch no client holds any more (late, or cancelled)
@@ -152,13 +174,13 @@ class UpstreamHub:
 
     # ---- clients --------------------------------------------------------------------------------------------
 
-    def register(self, client: FleetService) -> None:
+    def register(self, client: HubClient) -> None:
         self.clients.add(client)
         if client.proactive:
             self._proactive_on += 1
             self._tell_proactive()
 
-    def unregister(self, client: FleetService) -> None:
+    def unregister(self, client: HubClient) -> None:
         if client not in self.clients:
             return
         self.clients.discard(client)
@@ -173,7 +195,7 @@ class UpstreamHub:
                 self._forget(q)
                 self._cancel_on_node(q)
 
-    def set_proactive(self, client: FleetService, on: bool) -> None:
+    def set_proactive(self, client: HubClient, on: bool) -> None:
         if client.proactive == on:
             return
         client.proactive = on
@@ -223,7 +245,7 @@ class UpstreamHub:
 
     # ---- requests from clients ------------------------------------------------------------------------------
 
-    def open_query(self, client: FleetService, camera: str, text: str) -> QueryRoute:
+    def open_query(self, client: HubClient, camera: str, text: str) -> QueryRoute:
         link = self.link_for(camera)
         running = self._running.get(link.node, 0)
         if running >= link.max_queries:
@@ -255,9 +277,7 @@ class UpstreamHub:
         if link is not None and link.connected:
             link.send(ev.dumps({"type": "query.cancel", "id": route.link_id}))
 
-    def add_watch(
-        self, client: FleetService, camera: str, text: str, watch_id: str, old: WatchRoute | None
-    ) -> WatchRoute:
+    def add_watch(self, client: HubClient, camera: str, text: str, watch_id: str, old: WatchRoute | None) -> WatchRoute:
         link = self.link_for(camera)
         if old is not None:  # replaced: the old one goes (quietly) from wherever it lived
             self._drop_watch(old.link_id, old)

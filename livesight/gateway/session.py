@@ -16,20 +16,31 @@ not the session's. Overflow policy `disconnect_client`, as in the daemon: nothin
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from typing import Protocol
+
+from prometheus_client import Counter
 
 from livesight.gateway.fleet_service import FleetService
 from livesight.gateway.hub import UpstreamHub
 from livesight.protocols.contract.session import ClientLimits, SessionHooks
+from livesight.protocols.web.metrics import ServerMetrics
 from livesight.protocols.web.ws_endpoint import WSConn
 from livesight.protocols.web.ws_session import ClientSession
-
-if TYPE_CHECKING:
-    from livesight.gateway.server import GatewayMetrics
 
 log = logging.getLogger(__name__)
 
 FIRST_CONNECT_WAIT_S = 3.0  # a session opened while the gateway starts waits this long at most for the links
+
+
+class SessionMetrics(Protocol):
+    """What a session counts into (server.py's GatewayMetrics is the one there is): the server sits above its
+    sessions and the session knows its metrics only by this, so the two modules import one way."""
+
+    @property
+    def server(self) -> ServerMetrics: ...
+
+    @property
+    def response_id_clashes(self) -> Counter: ...
 
 
 class GatewaySession:
@@ -41,7 +52,7 @@ class GatewaySession:
         session_id: str,
         queue_size: int,
         limits: ClientLimits,
-        metrics: GatewayMetrics,
+        metrics: SessionMetrics,
         max_message_bytes: int,
     ) -> None:
         self.hub = hub

@@ -7,7 +7,10 @@ import pytest
 from tests.bench.run import bench_quick
 from tests.mosquitto import MOSQUITTO
 
-pytestmark = pytest.mark.skipif(not Path(MOSQUITTO).exists(), reason="needs mosquitto (scripts/system-deps.sh)")
+pytestmark = [
+    pytest.mark.mqtt,
+    pytest.mark.skipif(not Path(MOSQUITTO).exists(), reason="needs mosquitto (scripts/system-deps.sh)"),
+]
 
 
 def test_bench_gateway_quick(tmp_path: Path) -> None:

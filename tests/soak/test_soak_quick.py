@@ -9,10 +9,16 @@ from pathlib import Path
 
 import pytest
 
+from tests.mosquitto import MOSQUITTO
+from tests.rtsp import has_gst
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.mark.skipif(not Path("/usr/bin/python3").exists(), reason="needs Debian's python3 with GStreamer")
+@pytest.mark.rtsp
+@pytest.mark.mqtt
+@pytest.mark.skipif(not has_gst(), reason="needs the GStreamer RTSP server (scripts/system-deps.sh)")
+@pytest.mark.skipif(not Path(MOSQUITTO).exists(), reason="needs mosquitto (scripts/system-deps.sh)")
 def test_soak_quick(tmp_path: Path) -> None:
     r = subprocess.run(
         [sys.executable, "-m", "tests.soak", "--quick", "--out", str(tmp_path), "--docs", str(tmp_path)],

@@ -8,7 +8,10 @@ SPEC: {"mqtt_port", "prefix", "token", "stats_interval_s", "scene_every_s", "sta
 Each node listens on a port of its own (loopback, any free one: written to `ports_file` as {NODE: port} before the
 nodes announce themselves and say "fake nodes ready") with two WebSocket endpoints: `/fleet` (the gateway's link:
 the fleet's credential required, link limits announced, as protocols/web/fleet_link.py) and `/` (a direct client, for
-the TTFT comparison).
+the TTFT comparison). A node serves HTTP on the real nodes' own stack: uvicorn with our protocol subclasses
+(protocols/web/transport.py, the link's limits), Starlette, and the real door of `/fleet` (protocols/web/fleet_link.py's
+FleetLinkGate: the credential, the Origin and Host checks, the 401 a gateway without the credential meets), so what the
+gateway meets at the HTTP and WebSocket level is what a daemon answers; only the session behind the door is simulated.
 Per connection it sends what a daemon sends (the same codec: livesight/protocols/contract/events.py): `session.created`
 with its cameras, a `stats` event every `stats_interval_s` with each camera's numbers in the daemon's shape, scene
 changes (each camera cuts every `scene_every_s` on average), and answers every `query` at once: `response.created`, four
@@ -34,16 +37,19 @@ from pathlib import Path
 from typing import Any
 
 import aiomqtt
-from websockets.asyncio.server import ServerConnection, serve
-from websockets.datastructures import Headers
-from websockets.exceptions import ConnectionClosed
-from websockets.http11 import Request, Response
+from starlette.applications import Starlette
+from starlette.routing import WebSocketRoute
+from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.websockets import WebSocket
 
 from livesight.bench.fleet.procs import write_json
+from livesight.config import ServerConfig
 from livesight.fleet import topics
 from livesight.protocols.contract import events as ev
 from livesight.protocols.contract.api import StatsSnapshot
-from livesight.protocols.web.fleet_link import LINK_LIMITS
+from livesight.protocols.web.fleet_link import LINK_LIMITS, FleetLink, FleetLinkGate
+from livesight.protocols.web.transport import Transport
+from livesight.protocols.web.ws_endpoint import WSConn
 from livesight.types import (
     CameraCounters,
     CameraSnapshot,
@@ -56,6 +62,7 @@ from livesight.types import (
 )
 
 WORDS = ("the", "door", "is", "closed")
+MAX_MESSAGE_BYTES = 2**20  # what a node takes from one client message
 _ids = itertools.count(1)
 
 
@@ -77,18 +84,15 @@ class FakeNode:
     stats_interval_s: float
     scene_every_s: float
     counts: NodeCounts = field(default_factory=NodeCounts)
-    conns: set[ServerConnection] = field(default_factory=set)
+    conns: set[WSConn] = field(default_factory=set)
     scenes: dict[str, int] = field(default_factory=dict)
 
-    def process_request(self, conn: ServerConnection, request: Request) -> Response | None:
-        if request.path not in ("/fleet", "/"):
-            return conn.respond(404, "not found\n")
-        if request.path == "/fleet" and self.token and request.headers.get("Authorization") != f"Bearer {self.token}":
-            return Response(401, "Unauthorized", Headers(), b"missing or wrong fleet credential\n")
-        return None
+    def app(self) -> ASGIApp:
+        """The node's port, as a daemon's: `/fleet` behind the real door (FleetLinkGate), `/` for a direct client."""
+        direct = Starlette(routes=[WebSocketRoute("/", _Endpoint(self, link=False))])
+        return FleetLinkGate(direct, link=FleetLink(self.token), ws=_Endpoint(self, link=True), pictures=None)
 
-    async def handle(self, conn: ServerConnection) -> None:
-        link = conn.request is not None and conn.request.path == "/fleet"
+    async def handle(self, conn: WSConn, *, link: bool) -> None:
         c = self.counts
         if link:
             c.links_open += 1
@@ -108,7 +112,7 @@ class FakeNode:
                 limits=limits,
             )
             await conn.send(ev.dumps(hello))
-            async for raw in conn:
+            async for raw in conn.messages():  # until the gateway (or a direct client) goes away: the node goes on
                 msg = json.loads(raw)
                 typ = msg.get("type")
                 if typ == "query":
@@ -119,14 +123,12 @@ class FakeNode:
                 elif typ == "session.update":
                     session = {"id": "s", "camera": self.cameras[0], "proactive": bool(msg.get("proactive", True))}
                     await conn.send(ev.dumps({"type": "session.updated", "session": session}))
-        except ConnectionClosed:
-            pass  # the gateway (or a direct client) went away: the node goes on
         finally:
             self.conns.discard(conn)
             if link:
                 c.links_open -= 1
 
-    async def _answer(self, conn: ServerConnection, msg: dict[str, Any]) -> None:
+    async def _answer(self, conn: WSConn, msg: dict[str, Any]) -> None:
         self.counts.queries += 1
         qid, camera = str(msg.get("id")), str(msg.get("camera") or self.cameras[0])
         rid = f"resp_{self.name}_{next(_ids)}"
@@ -200,8 +202,20 @@ class FakeNode:
                 out.append(ev.dumps(ev.encode_scene_change(change)))
             for conn in list(self.conns):
                 for raw in out:
-                    with contextlib.suppress(ConnectionClosed):
-                        await conn.send(raw)
+                    await conn.send(raw)  # False once the connection is gone: its handler ends on its own
+
+
+class _Endpoint:
+    """ASGI: one WebSocket connection to a node (`link`: the gateway's /fleet, past the door; else a direct client)."""
+
+    def __init__(self, node: FakeNode, *, link: bool) -> None:
+        self.node = node
+        self.link = link
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        ws = WebSocket(scope, receive, send)
+        await ws.accept()
+        await self.node.handle(WSConn(ws, receive), link=self.link)
 
 
 async def announce(spec: dict[str, Any], nodes: list[FakeNode]) -> None:
@@ -237,20 +251,12 @@ async def main(spec: dict[str, Any]) -> None:
     async def write_status() -> None:
         await asyncio.to_thread(write_json, status, {n.name: asdict(n.counts) for n in nodes})
 
-    async with contextlib.AsyncExitStack() as stack:
+    cfg = ServerConfig(host="127.0.0.1", port=0, max_message_bytes=MAX_MESSAGE_BYTES)
+    transports: list[Transport] = []
+    try:
         for node in nodes:
-            server = await stack.enter_async_context(
-                serve(
-                    node.handle,
-                    "127.0.0.1",
-                    node.port,
-                    process_request=node.process_request,
-                    max_size=2**20,
-                    compression=None,
-                    ping_interval=None,
-                )
-            )
-            node.port = int(server.sockets[0].getsockname()[1])
+            transports.append(await Transport.start(node.app(), cfg, LINK_LIMITS, server_header="livesight-fake"))
+            node.port = transports[-1].port
         ports = {n.name: n.port for n in nodes}
         await asyncio.to_thread(write_json, Path(spec["ports_file"]), ports)
         await announce(spec, nodes)
@@ -264,6 +270,10 @@ async def main(spec: dict[str, Any]) -> None:
                         await stop.wait()
             for t in tasks:
                 t.cancel()
+    finally:
+        for t in transports:
+            t.stop_listening()
+        await asyncio.gather(*(t.stop() for t in transports))
     await write_status()
 
 

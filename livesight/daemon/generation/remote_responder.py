@@ -13,7 +13,7 @@ only (`ModelWorker(run_jobs=False)`) and this responder takes the response queue
     then ends at once as failed with the error code); questions are always tried; the client probes GET /models so
     /healthz recovers by itself.
 
-The queue is the model worker's generation queue (generation/queue.py: bounded, proactive messages superseded and
+The queue is the model worker's generation queue (queue.py: bounded, proactive messages superseded and
 shed when stale, counted); its priority order is kept, its worker-time budget does not apply (a request holds no
 thread here). Every job starts through `ModelWorker.start_job` (a proactive message is announced as it starts) and
 ends through `ModelWorker.finish_job` (the same done event, TTFT, watch state and event log as local

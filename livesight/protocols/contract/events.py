@@ -378,7 +378,8 @@ def encode_scene_change(ev: SceneChange) -> dict[str, Any]:
         "pts": finite(ev.pts),
         "wall_time": finite(ev.wall_time),
         "score": finite(ev.score),
-        "thumbnail": f"/api/cameras/{ev.camera}/scenes/{ev.scene}.jpg",  # its first frame (image_routes.py)
+        # its first frame, served by protocols/web/image_routes.py
+        "thumbnail": f"/api/cameras/{ev.camera}/scenes/{ev.scene}.jpg",
     }
 
 

@@ -1,7 +1,7 @@
 """The session core of every protocol face: pure state, no I/O, no tasks, no clock of its own.
 
-Adapters (WebSocket: ws_session.py; MQTT: mqtt_bridge.py) own the sockets and tasks; they feed this core what
-happens and carry out what it returns:
+Adapters (WebSocket: protocols/web/ws_session.py; MQTT: protocols/mqtt/bridge.py) own the sockets and tasks; they
+feed this core what happens and carry out what it returns:
 
     core = SessionCore(service, session_id="s1", limits=ClientLimits(), max_message_bytes=65536)
     actions = core.receive(raw)                 # a client message (rate limit, decode, dispatch)

@@ -1,4 +1,5 @@
-"""MQTT bridge (aiomqtt 2.x): pipeline events out, questions in. Payloads share the WebSocket codec (events.py).
+"""MQTT bridge (aiomqtt 2.x): pipeline events out, questions in. Payloads share the WebSocket codec
+(protocols/contract/events.py).
 
 Topics (`P` = mqtt.prefix, `CAM` = a camera id):
   P/available             "online" (retained) while connected; the broker publishes the last will "offline"
@@ -13,7 +14,7 @@ Topics (`P` = mqtt.prefix, `CAM` = a camera id):
   P/CAM/query      (in)   JSON {"id": "...", "text": "..."} or plain text (then an id is generated)
   P/CAM/answer/ID  (out)  the complete answer: response.done JSON + query_id, camera; or an error JSON
 
-In a fleet (`fleet=FleetAnnouncer(...)`, fleet_bridge.py): P/nodes/NODE/available replaces P/available, only the
+In a fleet (`fleet=FleetAnnouncer(...)`, fleet_announcer.py): P/nodes/NODE/available replaces P/available, only the
 node's own cameras' P/CAM/query are subscribed, and a retained P/CAM/info is kept per camera.
 
     bridge = MQTTBridge(service, cfg.mqtt)

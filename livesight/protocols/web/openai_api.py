@@ -2,7 +2,7 @@
 
 Each camera is a model named `livesight/<camera>` (the bare camera id is accepted too). The last `user` message of
 `messages` is the question; earlier messages and `system` messages are ignored (the model has its own system prompt
-and the camera's memory is the context). HTTP plumbing: openai_http.py. Wire facts: docs/protocol.md.
+and the camera's memory is the context). HTTP plumbing: openai_routes.py. Wire facts: docs/protocol.md.
 
     req = parse_chat_request(body, cameras, max_body=…)        # raises OpenAIError (status, type, param, code)
     completion(id, model, created, text, usage, finish_reason)  # stream: false
