@@ -5,8 +5,9 @@
 - `running`: the web face over the daemon's real Service and model worker with the echo backend (tests/pipeline.py)
 
 Marked `slow` here, whole folders: the benchmarks (subprocesses), the soak suite and chaos runs; `serial` the soak
-suite (it compares the pipeline's throughput with and without load, so `make test` runs it alone, after the rest). Single slow tests carry
-the marker themselves. `make test-quick` runs `-m "not slow"`; `make test` runs everything.
+suite (it compares the pipeline's throughput with and without load, so `make test` runs it alone, before the rest
+runs in pytest-xdist workers). Single slow tests carry the marker themselves. `make test-quick` runs
+`-m "not slow"`; `make test` runs everything.
 """
 
 from __future__ import annotations
