@@ -11,6 +11,7 @@ import itertools
 import time
 
 import numpy as np
+import pytest
 
 from livesight.config import DTDConfig, MemoryConfig
 from livesight.daemon.model_worker import CameraLane, ModelWorker, WorkerSettings
@@ -22,6 +23,9 @@ from livesight.streaming.queues import DropOldestQueue
 from livesight.types import DTDStep, Frame, SceneChange
 
 CAMERAS = ("a", "b", "c", "d")
+
+# what it checks is a share of the machine's throughput over seconds: run alone (make test's serial run)
+pytestmark = pytest.mark.serial
 
 
 class EveryFrameIsACut:

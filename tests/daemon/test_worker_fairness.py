@@ -8,6 +8,8 @@ import contextlib
 import itertools
 import time
 
+import pytest
+
 from livesight.config import parse_config
 from livesight.daemon.model_worker import CameraLane, ModelWorker, WorkerSettings
 from livesight.daemon.service import Service
@@ -18,6 +20,9 @@ from livesight.streaming.demo_stream import demo_frames
 from livesight.streaming.queues import DropOldestQueue
 from livesight.types import Frame, ResponseDone
 from tests.helpers import tiny_backend
+
+# what it checks is a share of the machine's throughput over seconds: run alone (make test's serial run)
+pytestmark = pytest.mark.serial
 
 
 async def test_question_flood_does_not_starve_frames() -> None:
