@@ -98,6 +98,7 @@ class TimelineStore:
         if self._read.execute("SELECT 1 FROM meta WHERE key = 'timeline_thumbnails'").fetchone() is not None:
             self._adopt_thumbnails()
         self.backlog()
+        self._stats.corpus(self._read)  # the row count, once at the start rather than in the first search
         self.retention = Retention(self)
         self.retention.start()
 
