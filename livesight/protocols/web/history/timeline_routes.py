@@ -1,6 +1,6 @@
 """The searchable timeline over HTTP (docs/protocol.md, "Timeline"):
 
-    GET /api/cameras/<id>/scenes?q=&from=&to=&limit=&cursor=   one camera's entries (image_routes.py hands it here)
+    GET /api/cameras/<id>/scenes?q=&from=&to=&limit=&cursor=   one camera's entries
     GET /api/scenes?q=&camera=&from=&to=&limit=&cursor=        every camera's (or those `camera` names)
     GET /api/timeline/<id>/keyframes/<n>.jpg                   an entry's n-th keyframe
 
@@ -8,7 +8,8 @@ Rows: today's scene fields (`scene`, `pts`, `wall_time`, `caption`, `thumbnail`)
 `chunk`, `end_pts`, `end_wall_time`, `keyframes` (URLs), and with `q` its `rank` (higher is better); newest first
 without `q`, best first with it; `next_cursor` (null on the last page). A bad parameter is 400 with its reason
 (timeline_params.py), an unknown camera 404, a keyframe whose entry or file is gone 404; never a 500. The access
-rule (token, Origin) is server.py's for /api/.
+rule (token, Origin) is protocols/web/server.py's for /api/; protocols/web/image_routes.py hands a camera's
+scene list here.
 """
 
 from __future__ import annotations
