@@ -40,12 +40,12 @@ from livesight.gateway.hub import UpstreamHub
 from livesight.gateway.pictures import PictureProxy
 from livesight.gateway.session import GatewaySession
 from livesight.protocols.contract.api import StatsSnapshot
-from livesight.protocols.web.access import Gatekeeper, Rule
+from livesight.protocols.web.access import Gatekeeper
 from livesight.protocols.web.http_routes import load_static, page_routes
 from livesight.protocols.web.metrics import PartsCollector, ServerMetrics
 from livesight.protocols.web.openai_routes import PREFIX as OPENAI_PREFIX
 from livesight.protocols.web.openai_routes import OpenAIRoutes
-from livesight.protocols.web.server import build_app
+from livesight.protocols.web.server import access_rules, build_app
 from livesight.protocols.web.transport import Transport
 from livesight.protocols.web.ws_endpoint import WSConn, WSEndpoint
 from livesight.protocols.web.ws_session import ClientLimits
@@ -188,16 +188,11 @@ class GatewayServer:
         page = page_routes(health=self.health, metrics=self._metrics, static=static)
         page = [r for r in page if getattr(r, "path", "") not in ("/healthz", "/metrics")]  # health.py's instead
         routes = self.health_cache.routes() + self.pictures.routes() + page
-        rules = [
-            Rule("/metrics", token=True),
-            Rule(OPENAI_PREFIX, origin=True, token=True, refuse=self.openai.refuse),
-            Rule("/api/", origin=True, token=True),
-        ]
         app = build_app(
             gate=self.gate,
             routes=routes,
             ws=self.ws,
-            rules=rules,
+            rules=access_rules(openai_refuse=self.openai.refuse),  # the node's own (a /v1/ answer holds a client slot)
             mounts={OPENAI_PREFIX: self.openai},
             server_header=SERVER_HEADER,
         )
