@@ -184,8 +184,9 @@ class RemoteModelSettings(_Strict):
         60.0,
         gt=0,
         le=600,
-        description="openai: a request's whole time, streaming included (a question that takes "
-        "longer ends with error code model_unavailable)",
+        description="openai: a request's whole time from its arrival, the wait for a free slot "
+        "(concurrent_requests) and streaming included (a question that takes longer ends with error code "
+        "model_unavailable)",
     )
     concurrent_requests: int = Field(2, ge=1, le=64, description="openai: requests in flight to the server at once")
     temperature: float = Field(0.0, ge=0, le=2, description="openai: always sent (Ollama's default is 1.0 otherwise)")
