@@ -599,6 +599,36 @@ class FleetConfig(_Strict):
         "Required when server.host is not loopback; never the gateway's client-facing server.auth_token",
     )
 
+    announce_interval_s: float = Field(
+        60.0,
+        ge=1,
+        le=3600,
+        description="a node re-announces every camera (its signed P/CAM/info) this often, besides on every connect "
+        "and state change: the gateway takes no announcement older than announce_max_age_s",
+    )
+    announce_max_age_s: float | None = Field(
+        None,
+        gt=0,
+        le=86400,
+        description="the gateway refuses a node's announcement issued longer ago than this (a recorded copy replayed "
+        "on the broker), or later than now, beyond 30 s of clock skew either way (counted by reason in its "
+        "/healthz and /metrics); null = 2 x announce_interval_s",
+    )
+
+    @model_validator(mode="after")
+    def _max_age_covers_an_interval(self) -> FleetConfig:
+        if self.announce_max_age_s is not None and self.announce_max_age_s < self.announce_interval_s:
+            raise ValueError(
+                f"announce_max_age_s ({self.announce_max_age_s:g}) is shorter than announce_interval_s "
+                f"({self.announce_interval_s:g}): the gateway would refuse a live node's announcements between two"
+            )
+        return self
+
+    @property
+    def max_age_s(self) -> float:
+        """How old an announcement the gateway takes (before the clock skew it also allows)."""
+        return self.announce_max_age_s if self.announce_max_age_s is not None else 2 * self.announce_interval_s
+
     @field_validator("nodes", mode="before")
     @classmethod
     def _valid_node_ids(cls, v: Any) -> Any:

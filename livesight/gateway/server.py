@@ -96,6 +96,15 @@ class _LinkCollector(Collector):
             "camera announcements ignored: not signed with the fleet's credential",
             value=float(self.server.directory.untrusted),
         )
+        refused = CounterMetricFamily(
+            "livesight_gateway_directory_refused",
+            "camera announcements refused, by reason: untrusted (not signed by the fleet), foreign (a node not in "
+            "fleet.nodes), stale, future, undated (no fresh issue time), replayed (a counter already taken)",
+            labels=["reason"],
+        )
+        for reason, n in sorted(dict(self.server.directory.refused).items()):
+            refused.add_metric([reason], float(n))
+        yield refused
         yield CounterMetricFamily(
             "livesight_gateway_unroutable",
             "node events for a question or watch no client holds any more",
@@ -272,6 +281,7 @@ class GatewayServer:
                 "prefix": self.prefix,
                 "ignored": d.ignored,
                 "untrusted": d.untrusted,
+                "refused": dict(sorted(d.refused.items())),
             },
             "links": {
                 "connected": sum(1 for lk in hub.links.values() if lk.connected),
