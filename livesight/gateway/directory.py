@@ -179,14 +179,14 @@ class Directory:
         if math.isnan(info.issued):
             if self.trust.key is not None:  # signed fleets date every announcement: an undated one is an old copy
                 return "undated", "it carries no issue time (a node of an older version, or an old copy)"
-        else:
-            age = self.clock() - info.issued
-            if age > self.trust.max_age_s + skew:
-                return "stale", f"issued {age:.0f} s ago (more than {self.trust.max_age_s:g} s: a replayed copy?)"
-            if age < -skew:
-                return "future", f"issued {-age:.0f} s from now (the node's clock is off?)"
+            return None  # an older node in a fleet without a credential (loopback only): nothing to judge it by
+        age = self.clock() - info.issued
+        if age > self.trust.max_age_s + skew:
+            return "stale", f"issued {age:.0f} s ago (more than {self.trust.max_age_s:g} s: a replayed copy?)"
+        if age < -skew:
+            return "future", f"issued {-age:.0f} s from now (the node's clock is off?)"
         last = self._taken.get(camera)
-        if last is None:
+        if last is None or math.isnan(last.issued):
             return None
         if info.boot == last.boot and info.node == last.node:
             if info.seq <= last.seq:

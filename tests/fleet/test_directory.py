@@ -224,3 +224,6 @@ def test_freshness_holds_without_a_credential_too_but_undated_is_taken_there(key
     assert taken == (key is None)
     assert not d.apply(P, "ls/door/info", info("door", "a", key=key, issued=c.t - 1000))
     assert d.refused["stale"] == 1
+    if key is None:  # an older node's next state: undated, uncounted, taken as before
+        later = topics.CameraInfo("door", "a", "ws://127.0.0.1:1", "m", "failed", "", 2.0)
+        assert d.apply(P, "ls/door/info", json.dumps(topics.encode_camera_info(later)).encode())
