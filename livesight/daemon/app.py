@@ -279,7 +279,12 @@ class App:
         url = cfg.node.url or cfg.fleet.url_of(cfg.node.id)  # what the gateway will use anyway, when configured
         url = url or default_node_url(cfg.server.host, self.port, socket.gethostname())
         return FleetAnnouncer(
-            cfg.mqtt.prefix, node=cfg.node.id, url=url, cameras=[c.id for c in cfg.cameras], key=cfg.fleet.token
+            cfg.mqtt.prefix,
+            node=cfg.node.id,
+            url=url,
+            cameras=[c.id for c in cfg.cameras],
+            key=cfg.fleet.token,
+            interval_s=cfg.fleet.announce_interval_s,
         )
 
     def _start_scene(self, camera: str) -> int:

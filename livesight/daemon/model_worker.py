@@ -54,7 +54,7 @@ from livesight.daemon.frame_pipeline import (
     FrameSource,
     MemoryLike,
 )
-from livesight.daemon.generation.queue import CaptionJob, InWorker, Job, JobKind, OnLoop, Work, kind_of
+from livesight.daemon.generation.queue import CaptionJob, InWorker, Job, OnLoop, Work
 from livesight.daemon.generation.responses import ResponseJob
 from livesight.daemon.lane_guard import LaneGuard
 from livesight.daemon.service import LaneStats, Service
@@ -404,7 +404,7 @@ class ModelWorker:
             if isinstance(work, OnLoop):
                 self._spawn(self._caption(job, work), f"caption:{job.camera}")
             else:
-                self._unit(self._timed(JobKind.CAPTION, self._caption(job, work)), cams, f"caption:{job.camera}")
+                self._unit(self._timed(self.queue.begin(), self._caption(job, work)), cams, f"caption:{job.camera}")
             return False
         run = _Run()
         emit = self._emitter(loop, job, run)
@@ -412,15 +412,16 @@ class ModelWorker:
         if isinstance(work, OnLoop):
             self._spawn(self._respond(job, work, run), f"response:{job.response_id}")
         else:
-            self._unit(self._timed(kind_of(job), self._respond(job, work, run)), cams, f"response:{job.response_id}")
+            booking = self.queue.begin()  # booked now: the next unit that asks sees it in the budget
+            self._unit(self._timed(booking, self._respond(job, work, run)), cams, f"response:{job.response_id}")
         return job.kind is ResponseKind.QUERY
 
-    async def _timed(self, kind: JobKind, run: Any) -> None:
-        t0 = time.perf_counter()
+    async def _timed(self, booking: int, run: Any) -> None:
+        """Run a generation booked at its dispatch (`queue.begin`); settle the booking when it ends, however."""
         try:
             await run
         finally:
-            self.queue.spent(kind, time.perf_counter() - t0)
+            self.queue.settle(booking)
 
     def _spawn(self, run: Any, name: str) -> None:
         task = asyncio.get_running_loop().create_task(run, name=name)  # tracked; cancelled and awaited in run()

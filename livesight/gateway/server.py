@@ -40,12 +40,12 @@ from livesight.gateway.hub import UpstreamHub
 from livesight.gateway.pictures import PictureProxy
 from livesight.gateway.session import GatewaySession
 from livesight.protocols.contract.api import StatsSnapshot
-from livesight.protocols.web.access import Gatekeeper, Rule
+from livesight.protocols.web.access import Gatekeeper
 from livesight.protocols.web.http_routes import load_static, page_routes
 from livesight.protocols.web.metrics import PartsCollector, ServerMetrics
 from livesight.protocols.web.openai_routes import PREFIX as OPENAI_PREFIX
 from livesight.protocols.web.openai_routes import OpenAIRoutes
-from livesight.protocols.web.server import build_app
+from livesight.protocols.web.server import access_rules, build_app
 from livesight.protocols.web.transport import Transport
 from livesight.protocols.web.ws_endpoint import WSConn, WSEndpoint
 from livesight.protocols.web.ws_session import ClientLimits
@@ -96,6 +96,15 @@ class _LinkCollector(Collector):
             "camera announcements ignored: not signed with the fleet's credential",
             value=float(self.server.directory.untrusted),
         )
+        refused = CounterMetricFamily(
+            "livesight_gateway_directory_refused",
+            "camera announcements refused, by reason: untrusted (not signed by the fleet), foreign (a node not in "
+            "fleet.nodes), stale, future, undated (no fresh issue time), replayed (a counter already taken)",
+            labels=["reason"],
+        )
+        for reason, n in sorted(dict(self.server.directory.refused).items()):
+            refused.add_metric([reason], float(n))
+        yield refused
         yield CounterMetricFamily(
             "livesight_gateway_unroutable",
             "node events for a question or watch no client holds any more",
@@ -188,16 +197,11 @@ class GatewayServer:
         page = page_routes(health=self.health, metrics=self._metrics, static=static)
         page = [r for r in page if getattr(r, "path", "") not in ("/healthz", "/metrics")]  # health.py's instead
         routes = self.health_cache.routes() + self.pictures.routes() + page
-        rules = [
-            Rule("/metrics", token=True),
-            Rule(OPENAI_PREFIX, origin=True, token=True, refuse=self.openai.refuse),
-            Rule("/api/", origin=True, token=True),
-        ]
         app = build_app(
             gate=self.gate,
             routes=routes,
             ws=self.ws,
-            rules=rules,
+            rules=access_rules(openai_refuse=self.openai.refuse),  # the node's own (a /v1/ answer holds a client slot)
             mounts={OPENAI_PREFIX: self.openai},
             server_header=SERVER_HEADER,
         )
@@ -277,6 +281,7 @@ class GatewayServer:
                 "prefix": self.prefix,
                 "ignored": d.ignored,
                 "untrusted": d.untrusted,
+                "refused": dict(sorted(d.refused.items())),
             },
             "links": {
                 "connected": sum(1 for lk in hub.links.values() if lk.connected),

@@ -20,7 +20,8 @@ free. Questions are never held back by the budget, but their time counts in it.
 
 A job's execution is the worker's business, not the queue's: the worker turns a job into `InWorker` work (a
 blocking call in the model worker's thread: the local model) or `OnLoop` work (a coroutine on the event loop: a
-remote model server, which does not hold the worker thread), and reports the time it took (`spent`).
+remote model server, which does not hold the worker thread), books generation it runs in its units at the start
+(`begin`) and settles it at the end (`settle`): work in flight counts in the budget from its first moment.
 """
 
 from __future__ import annotations
@@ -112,7 +113,14 @@ class GenerationCounters:
 class GenerationBudget:
     """The share of the model worker's time generation took over the last `window_s` seconds (wall clock). The worker
     has `units` threads of model work (`model.parallel`): its time is `units` × the window, so generation running on
-    every unit at once is a share of 1, on one of two units 0.5."""
+    every unit at once is a share of 1, on one of two units 0.5.
+
+    Work is booked when it starts (`begin`) and settled when it ends (`settle`): while it runs it counts as what it
+    has taken so far or what a generation is expected to take (the running mean of the last ones), whichever is
+    more. So a second unit, free a moment after the first started a long job, sees that job in the share and does
+    not start another on the same unspent share (with `model.parallel` > 1, booking only at the end let two units
+    start two long jobs at once and frames starve beyond the share). Before any generation was measured, a job
+    is expected to take the whole share."""
 
     def __init__(
         self,
@@ -131,14 +139,38 @@ class GenerationBudget:
         self.units = units
         self._clock = clock
         self._spans: deque[tuple[float, float]] = deque(maxlen=4096)  # (end, seconds) of generation work
+        self._running: dict[int, float] = {}  # booking → its start (work in flight: at most `units` + async jobs)
+        self._bookings = 0
+        self.expected_s: float | None = None  # a generation's expected length: running mean of the last ones
         self._since = clock()
+
+    def begin(self) -> int:
+        """Generation starts now: booked in the share until `settle(booking)`."""
+        self._bookings += 1
+        self._running[self._bookings] = self._clock()
+        return self._bookings
+
+    def settle(self, booking: int) -> float:
+        """The booked generation ended: its real length replaces the booking. Returns the seconds it took."""
+        start = self._running.pop(booking, None)
+        if start is None:
+            return 0.0
+        seconds = max(0.0, self._clock() - start)
+        self.spent(seconds)
+        return seconds
 
     def spent(self, seconds: float) -> None:
         """Generation that just ended took `seconds` of the worker."""
         self._spans.append((self._clock(), seconds))
+        self.expected_s = seconds if self.expected_s is None else 0.7 * self.expected_s + 0.3 * seconds
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._running)
 
     def used(self) -> float:
-        """Share of the worker's time (all its units) over the last window spent generating (0..1)."""
+        """Share of the worker's time (all its units) over the last window spent generating or booked by generation
+        in flight (0..1, or above when booked work is expected to take more)."""
         now = self._clock()
         start = now - self.window_s
         while self._spans and self._spans[0][0] <= start:
@@ -146,6 +178,10 @@ class GenerationBudget:
         total = 0.0
         for end, secs in self._spans:
             total += min(secs, end - start)  # a span that began before the window counts its part inside
+        expected = self.expected_s if self.expected_s is not None else self.share * self.window_s * self.units
+        for began in self._running.values():
+            elapsed = now - began
+            total += min(elapsed, self.window_s) + max(0.0, expected - elapsed)  # taken so far + still expected
         return total / (max(min(self.window_s, now - self._since), 1e-3) * self.units)
 
     def allows(self) -> bool:
@@ -328,12 +364,21 @@ class GenerationQueue:
     # ---- accounting ------------------------------------------------------------------------------------------
 
     def spent(self, kind: JobKind | None, seconds: float) -> None:
-        """The worker reports a turn: a job of `kind` (None: a frame batch) took `seconds`."""
+        """The worker reports a turn that ended: a job of `kind` (None: a frame batch) took `seconds`. (Generation
+        the worker runs itself is booked at its start instead: `begin` / `settle`.)"""
         if kind is None:
             self.counters.worker_seconds_frames += seconds
             return
         self.counters.worker_seconds_generating += seconds
         self.budget.spent(seconds)
+
+    def begin(self) -> int:
+        """A generation job starts now: booked in the budget at once (before the next unit asks for work)."""
+        return self.budget.begin()
+
+    def settle(self, booking: int) -> None:
+        """The generation job booked by `begin` ended: its real time replaces the booking."""
+        self.counters.worker_seconds_generating += self.budget.settle(booking)
 
     def finished(self, job: ResponseJob) -> None:
         job.done = True

@@ -117,6 +117,37 @@ async def test_a_clean_stop_leaves_no_camera_live(broker: Mosquitto, prefix: str
     assert got[f"{prefix}/nodes/n1/available"] == {"raw": b"offline"}
 
 
+async def test_a_node_re_announces_every_interval_fresh_and_counted(broker: Mosquitto, prefix: str) -> None:
+    """In a fleet the node re-publishes every camera's signed info every fleet.announce_interval_s, each with a new
+    issue time and the next count of its run (so a gateway can refuse a recorded copy: fleet/topics.py)."""
+    from livesight.fleet.topics import decode_camera_info, verify_camera_info
+    from livesight.protocols.mqtt.fleet_announcer import FleetAnnouncer
+
+    pipe = pipeline()
+    key = "fleet-credential-0123456789"
+    fleet = FleetAnnouncer(prefix, node="n1", url="ws://127.0.0.1:1", cameras=["cam1"], key=key, interval_s=1.0)
+    bridge = MQTTBridge(pipe.service, MQTTConfig(enabled=True, port=broker.port, prefix=prefix), fleet=fleet)
+    pipe.start()
+    task = asyncio.create_task(bridge.run(), name="bridge")
+    try:
+        async with listener(broker.port, f"{prefix}/cam1/info") as c:
+            infos = []
+            async with asyncio.timeout(10):
+                while len(infos) < 3:
+                    _, payload, _ = await next_message(c)
+                    info = decode_camera_info(payload)
+                    assert info is not None and verify_camera_info(info, key)
+                    infos.append(info)
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await pipe.stop()
+    assert len({i.boot for i in infos}) == 1 and infos[0].boot == fleet.boot
+    seqs, issued = [i.seq for i in infos], [i.issued for i in infos]
+    assert seqs == sorted(set(seqs)) and issued == sorted(issued) and issued[-1] > issued[0], infos
+
+
 async def test_questions_are_answered(broker: Mosquitto, prefix: str) -> None:
     async with running_bridge(pipeline(), broker.port, prefix), listener(broker.port, f"{prefix}/+/answer/+") as c:
         await c.publish(f"{prefix}/cam2/query", json.dumps({"id": "q1", "text": "what is here?"}), qos=1)
