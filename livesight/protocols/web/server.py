@@ -82,7 +82,8 @@ def access_rules(*, openai_refuse: Refusal, pictures: bool = True) -> list[Rule]
     """Who may reach what on a face's port, the daemon's and the gateway's alike (first match wins; access.py applies
     them): /metrics needs the token; the OpenAI API (/v1/) the Origin check and the token, and each request holds one
     of server.max_clients' slots while its answer streams (refused in the API's own JSON); pictures (/api/) the Origin
-    check and the token (the timeline's search and keyframes too). The page and /healthz are open (/healthz shows details only to a request with the token)."""
+    check and the token (the timeline's search and keyframes too). The page and /healthz are open (/healthz shows
+    details only to a request with the token)."""
     rules = [
         Rule("/metrics", token=True),
         Rule(OPENAI_PREFIX, origin=True, token=True, counted=True, refuse=openai_refuse),
