@@ -48,7 +48,7 @@ def test_recalled_images_get_the_models_own_image_positions(backend) -> None:
     ctx._append_ids(ctx._ids(f"{QUESTION}<|im_end|>\n<|im_start|>assistant\n"))
     ours = ctx.last_logits()
 
-    video_ids, _, pixels, video_grid, spg = reference_inputs(backend, frames, dt)
+    video_ids, _, _pixels, video_grid, spg = reference_inputs(backend, frames, dt)
     head = video_ids[0].tolist()[: -len(tok(f"<|vision_end|>{QUESTION}<|im_end|>\n<|im_start|>assistant\n").input_ids)]
     ids = (
         head
