@@ -35,6 +35,9 @@ from livesight.protocols.web.fleet_link import FleetLink
 from livesight.protocols.web.server import WebServer
 from livesight.redact import scrub
 from livesight.streaming.camera import Camera
+from livesight.timeline.recall import Recaller
+from livesight.timeline.store import TimelineStore, keyframe_dir
+from livesight.timeline.when import parse_window
 from livesight.types import CameraState, CameraStatus, SceneChange
 
 if TYPE_CHECKING:
@@ -70,6 +73,7 @@ class App:
         self.port: int | None = None
         self.worker: ModelWorker | None = None
         self.event_log: EventLog | None = None
+        self.timeline: TimelineStore | None = None  # the searchable scene timeline (livesight/timeline/)
         self.images: Images | None = None
 
     # ---- public ------------------------------------------------------------------------------------------
@@ -94,6 +98,8 @@ class App:
             self.service.health_parts["event_log"] = self.event_log.health
         else:
             self.service.health_parts["event_log"] = _disabled
+        if self.event_log is not None and cfg.memory.timeline.enabled:
+            self.timeline = await asyncio.to_thread(_open_timeline, cfg, self.event_log)
         thumbs = thumbnail_dir(cfg.memory.database)
         store = ThumbnailStore(thumbs, cfg.memory.max_rows) if thumbs is not None else None
         self.images = Images(self.service.camera_ids(), self.service.frames, store=store, event_log=self.event_log)
@@ -132,6 +138,8 @@ class App:
         finally:
             await server.close()
             await self.images.close()
+            if self.timeline is not None:
+                await asyncio.to_thread(self.timeline.close)
             if self.event_log is not None:
                 await asyncio.to_thread(self.event_log.close)
 
@@ -178,6 +186,7 @@ class App:
             run_jobs=backend.info.vision_encoder,  # remote (openai): the remote responder runs the jobs
         )
         self.service.health_parts["worker"] = self.worker.health
+        await self._recall(lanes)
         responder = self._remote_responder(backend, self.worker, lanes)
         for camera in cameras:
             camera.on_candidate = self.worker.pre_encode  # a likely scene start: encoded while the tap decides
@@ -259,6 +268,18 @@ class App:
             log.exception("the remote responder failed; questions are refused")
             self.service.responses.close(f"the remote responder failed ({type(e).__name__}: {e})"[:300])
             await self._stop.wait()
+
+    async def _recall(self, lanes: list[CameraLane]) -> None:
+        """Questions recall past timeline entries (timeline/recall.py) when there is a timeline and recall is on;
+        the time-expression parser is warmed up here, in a thread (its first parse loads its tables: ~0.2 s)."""
+        cfg = self.cfg.memory.recall
+        if self.timeline is None or not cfg.enabled or cfg.max_scenes == 0:
+            return
+        self.service.recaller = Recaller(self.timeline, cfg)
+        self.service.recall_rooms = {
+            lane.camera: lane.memory.recall_room for lane in lanes if hasattr(lane.memory, "recall_room")
+        }
+        await asyncio.to_thread(parse_window, "yesterday at 3 pm", time.time(), self.service.recaller.zone)
 
     def _fleet_announcer(self) -> FleetAnnouncer | None:
         """In a fleet, the MQTT bridge also publishes this node's availability and its cameras' info."""
@@ -359,6 +380,16 @@ class App:
                 self.service.hub.publish(self.service.stats())
             except Exception as e:  # stats are informative: counted and logged once per kind, never fatal
                 contain("app.stats", e, log, "the stats event")
+
+
+def _open_timeline(cfg: Config, event_log: EventLog) -> TimelineStore | None:
+    """The timeline store beside the event log's database (blocking: in a thread); None without a database file."""
+    directory = keyframe_dir(cfg.memory.database)
+    if directory is None:
+        return None
+    store = TimelineStore(event_log, directory, cfg.memory.timeline)
+    store.open()
+    return store
 
 
 def _disabled() -> dict[str, str]:
