@@ -6,38 +6,23 @@ tiny real model shows the recalled keyframes going through its vision tower."""
 from __future__ import annotations
 
 import asyncio
-import io
 import json
 import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import openai
 import pytest
-from PIL import Image
 from websockets.asyncio.client import connect
 
 from livesight.config import parse_config
 from livesight.daemon.app import App, run_app
-from livesight.ids import new_id
 from livesight.model.echo import EchoContext
 from livesight.protocols.contract.events import finite
-from livesight.timeline.store import TimelineStore
-from livesight.types import Keyframe, TimelineEntry, keyframe_url
+from livesight.types import TimelineEntry, keyframe_url
 from tests.daemon.conftest import ask, running
 from tests.helpers import recv_until, tiny_backend
-
-
-def jpeg(value: int) -> bytes:
-    rgb = np.full((360, 640, 3), value, np.uint8)
-    rgb[100:200, 200:400] = (200, 30, 30)
-    out = io.BytesIO()
-    Image.fromarray(rgb).save(out, "JPEG", quality=80)
-    return out.getvalue()
-
-
-ACTION = jpeg(90)
+from tests.timeline.plant import ACTION, plant
 
 
 def config(db: Path, backend: str = "echo") -> Any:
@@ -53,27 +38,6 @@ def config(db: Path, backend: str = "echo") -> Any:
         },
         origin="test",
     )
-
-
-async def plant(store: TimelineStore, now: float) -> dict[str, TimelineEntry]:
-    """Past entries of `cam`, through the store (SQLite row + JPEG files), as the capture writes them."""
-
-    def entry(start: float, end: float, scene: int, caption: str) -> TimelineEntry:
-        kfs = (Keyframe("first", start, start), Keyframe("action", start + 20, start + 20), Keyframe("last", end, end))
-        return TimelineEntry(new_id("tl"), "cam", scene, 0, 100.0 + scene, start, 200.0 + scene, end, caption, kfs)
-
-    made = {
-        "cat": entry(now - 20 * 3600, now - 20 * 3600 + 60, 901, "a cat walks along the wall"),
-        "van": entry(now - 640, now - 560, 902, "a red van stops at the gate"),
-    }
-
-    def write() -> None:
-        for e in made.values():
-            store.add_entry(e, [jpeg(30), ACTION, jpeg(200)])
-        store.flush()
-
-    await asyncio.to_thread(write)
-    return made
 
 
 def cited(e: TimelineEntry) -> dict[str, Any]:
