@@ -25,12 +25,12 @@ def jpeg(value: int) -> bytes:
 ACTION = jpeg(90)
 
 
-async def plant(store: TimelineStore, now: float) -> dict[str, TimelineEntry]:
-    """Past entries of `cam`, through the store (SQLite row + JPEG files), as the capture writes them."""
+async def plant(store: TimelineStore, now: float, camera: str = "cam") -> dict[str, TimelineEntry]:
+    """Past entries of `camera`, through the store (SQLite row + JPEG files), as the capture writes them."""
 
     def entry(start: float, end: float, scene: int, caption: str) -> TimelineEntry:
         kfs = (Keyframe("first", start, start), Keyframe("action", start + 20, start + 20), Keyframe("last", end, end))
-        return TimelineEntry(new_id("tl"), "cam", scene, 0, 100.0 + scene, start, 200.0 + scene, end, caption, kfs)
+        return TimelineEntry(new_id("tl"), camera, scene, 0, 100.0 + scene, start, 200.0 + scene, end, caption, kfs)
 
     made = {
         "cat": entry(now - 20 * 3600, now - 20 * 3600 + 60, 901, "a cat walks along the wall"),
