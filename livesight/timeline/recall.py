@@ -30,6 +30,7 @@ from typing import Protocol
 
 from livesight.config import RecallConfig
 from livesight.model.backend import Recalled, RecalledImage
+from livesight.timeline.search import fts_query
 from livesight.timeline.when import Window, parse_window, zone_of
 from livesight.types import Citation, Keyframe, TimelineEntry, TimelinePage, TimelineQuery, keyframe_url
 
@@ -142,6 +143,15 @@ def content_words(question: str) -> list[str]:
     return out[:MAX_WORDS]
 
 
+def _searchable(text: str) -> bool:
+    """Whether the search takes any of these words (it drops its own stop words: search.py)."""
+    try:
+        fts_query(text)
+    except ValueError:
+        return False
+    return True
+
+
 class Recaller:
     def __init__(self, store: TimelineReader, cfg: RecallConfig) -> None:
         self.store = store
@@ -183,14 +193,12 @@ class Recaller:
 
         def ask(text: str | None) -> list[TimelineEntry]:
             q = TimelineQuery(text=text, cameras=(camera,), start=start, end=end, limit=4 * n)
-            try:
-                hits = self.store.search(q).hits
-            except ValueError:  # no word the search takes (its own stop words): nothing to match
-                return []
+            hits = self.store.search(q).hits
             out = [h.entry for h in hits if h.entry.end_wall_time is not None and h.entry.end_wall_time <= horizon]
             return out[:n]
 
-        found = ask(" ".join(words)) if words else []
+        text = " ".join(words)
+        found = ask(text) if words and _searchable(text) else []
         if not found and window is not None:
             found = ask(None)  # the window by time: its newest entries
         return sorted(found, key=lambda e: e.wall_time)
