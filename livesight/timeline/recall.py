@@ -30,7 +30,7 @@ from typing import Protocol
 
 from livesight.config import RecallConfig
 from livesight.model.backend import Recalled, RecalledImage
-from livesight.timeline.search import fts_query
+from livesight.timeline.search import STOP_WORDS as SEARCH_STOP_WORDS
 from livesight.timeline.when import Window, parse_window, zone_of
 from livesight.types import Citation, Keyframe, TimelineEntry, TimelinePage, TimelineQuery, keyframe_url
 
@@ -133,23 +133,15 @@ def text_tokens(text: str) -> int:
 
 
 def content_words(question: str) -> list[str]:
-    """The words of a question worth searching for (no question words, time words, numbers alone)."""
+    """The words of a question worth searching for (no question words, time words, numbers alone, nor the search's
+    own stop words: every word returned is one the search takes)."""
     out: list[str] = []
     for w in _WORD.findall(question.lower()):
         w = w.strip("'-")
-        if len(w) < 2 or w in _STOP or w.isdigit() or w in out:
+        if len(w) < 2 or w in _STOP or w in SEARCH_STOP_WORDS or w.isdigit() or w in out:
             continue
         out.append(w)
     return out[:MAX_WORDS]
-
-
-def _searchable(text: str) -> bool:
-    """Whether the search takes any of these words (it drops its own stop words: search.py)."""
-    try:
-        fts_query(text)
-    except ValueError:
-        return False
-    return True
 
 
 class Recaller:
@@ -197,8 +189,7 @@ class Recaller:
             out = [h.entry for h in hits if h.entry.end_wall_time is not None and h.entry.end_wall_time <= horizon]
             return out[:n]
 
-        text = " ".join(words)
-        found = ask(text) if words and _searchable(text) else []
+        found = ask(" ".join(words)) if words else []
         if not found and window is not None:
             found = ask(None)  # the window by time: its newest entries
         return sorted(found, key=lambda e: e.wall_time)
