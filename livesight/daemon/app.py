@@ -23,6 +23,7 @@ from livesight.daemon.images import Images, ThumbnailStore, thumbnail_dir
 from livesight.daemon.model_worker import CameraLane, MemoryLike, ModelWorker, WorkerSettings
 from livesight.daemon.scene_detectors import SceneDetectors
 from livesight.daemon.service import LaneStats, Service
+from livesight.daemon.timeline.face import TimelineFace
 from livesight.errors import contain
 from livesight.fleet.topics import default_node_url
 from livesight.memory.event_log import EventLog
@@ -94,7 +95,9 @@ class App:
     async def run(self) -> None:
         cfg = self.cfg
         if cfg.memory.database:
-            self.event_log = await asyncio.to_thread(EventLog, cfg.memory.database, max_rows=cfg.memory.max_rows)
+            self.event_log = await asyncio.to_thread(
+                EventLog, cfg.memory.database, max_rows=cfg.memory.max_rows, timeline=cfg.memory.timeline.enabled
+            )
             self.service.health_parts["event_log"] = self.event_log.health
         else:
             self.service.health_parts["event_log"] = _disabled
@@ -108,6 +111,7 @@ class App:
             cfg.server,
             images=self.images,
             fleet_link=FleetLink(token=cfg.fleet.token) if cfg.fleet is not None else None,
+            timeline=TimelineFace(self.timeline, self.service.camera_ids(), store) if self.timeline else None,
         )
         try:
             await self.images.start()
