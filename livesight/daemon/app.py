@@ -256,7 +256,11 @@ class App:
         capture, backfill = self.capture, self.backfill
         worker.on_entries = capture.closed
         self.service.responses.backfill = BackfillJobs(backfill, backend)
-        self.service.health_parts["timeline_capture"] = lambda: {"state": "ok", **capture.health(), **backfill.health()}
+        self.service.health_parts["timeline_capture"] = lambda: {
+            "state": "ok",
+            "capture": capture.health(),
+            "backfill": backfill.health(),
+        }
         return tg.create_task(backfill.run(), name="timeline-backfill")
 
     async def _close_timeline(self) -> None:

@@ -164,3 +164,16 @@ def test_a_change_reported_late_moves_the_new_scenes_frames(late: int) -> None:
     out += tr.close()
     assert [(e.entry.scene, e.entry.pts, e.entry.end_pts) for e in out] == [(1, 0.0, 3.0), (2, 3.0, 5.5)]
     assert all(same(f, a) for f in out[0].frames) and all(same(f, b) for f in out[1].frames)
+
+
+def test_keyframes_are_scaled_to_keyframe_px_never_up() -> None:
+    from livesight.imaging import decode_jpeg, encode_jpeg
+
+    big = np.zeros((720, 1280, 3), np.uint8)
+    big[:, :640] = 200
+    pic = decode_jpeg(encode_jpeg(big, 80, max_side=640))
+    assert pic.shape == (360, 640, 3) and abs(int(pic[10, 10, 0]) - 200) < 8 and pic[10, 630, 0] < 8
+    small = picture(1)
+    assert decode_jpeg(encode_jpeg(small, 80, max_side=640)).shape == small.shape
+    with pytest.raises(ValueError, match="not a JPEG"):
+        decode_jpeg(b"not a picture")
