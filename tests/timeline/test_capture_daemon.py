@@ -59,6 +59,13 @@ async def run_clip(app_cfg, backend: Any, db: Path, *, captioned: bool = False) 
             assert app.backfill is not None
             app.backfill.grace_s = 0.0
             await until(lambda: all(r[7] == "done" for r in rows(db)[:-1]), 120, "captions")
+            # the entries are searchable over HTTP and their keyframes served
+            status, _, body = await http_get(app.port, "/api/cameras/cam/scenes?limit=50")
+            listed = json.loads(body)["scenes"]
+            assert status == 200 and {r["id"] for r in listed} >= {r[0] for r in rows(db)[:-1]}
+            url = next(r for r in listed if r["keyframes"])["keyframes"][-1]
+            status, headers, jpeg = await http_get(app.port, url)
+            assert status == 200 and decode_jpeg(jpeg).ndim == 3
     return app
 
 
