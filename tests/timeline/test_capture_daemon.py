@@ -64,7 +64,7 @@ async def run_clip(app_cfg, backend: Any, db: Path, *, captioned: bool = False) 
             listed = json.loads(body)["scenes"]
             assert status == 200 and {r["id"] for r in listed} >= {r[0] for r in rows(db)[:-1]}
             url = next(r for r in listed if r["keyframes"])["keyframes"][-1]
-            status, headers, jpeg = await http_get(app.port, url)
+            status, _, jpeg = await http_get(app.port, url)
             assert status == 200 and decode_jpeg(jpeg).ndim == 3
     return app
 
