@@ -83,8 +83,14 @@ def test_first_action_last_and_identical_ones_stored_once() -> None:
     (e,), _ = run(frames, kept)
     assert [(k.role, k.pts) for k in e.entry.keyframes] == [("first", 0.0), ("action", 1.5), ("last", 4.5)]
     assert e.frames[1] is frames[3] and e.frames[2] is frames[9]
-    # a scene whose first frame kept the most tokens (a cut: everything changed): "first" and "action" are one frame
-    (e,), _ = run([a] * 6)
+    # a scene whose first frame kept the most tokens (a cut: everything changed): "first" and "action" are one frame;
+    # a still view's last frame is the same picture (sensor noise): one keyframe
+    noisy = [np.clip(a + np.random.default_rng(i).normal(0, 2, a.shape), 0, 255).astype(np.uint8) for i in range(6)]
+    (e,), _ = run(noisy)
+    assert [k.role for k in e.entry.keyframes] == ["first"]
+    moved = [*noisy[:5], noisy[5].copy()]
+    moved[-1][390:446, 390:446] = 255 - moved[-1][390:446, 390:446]  # a small object came: 1/64 of the picture
+    (e,), _ = run(moved, [256, 3, 3, 3, 3, 3])
     assert [k.role for k in e.entry.keyframes] == ["first", "last"]
     (e,), _ = run([a])  # one frame: one keyframe
     assert [k.role for k in e.entry.keyframes] == ["first"]
