@@ -32,10 +32,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from livesight.daemon.generation.queue import CaptionJob
-from livesight.daemon.generation.responses import ResponseJob
+from livesight.daemon.generation.responses import TEXT_ONLY_TOKENS, ResponseJob
 from livesight.daemon.service import Service
 from livesight.errors import contain
-from livesight.memory.remote_memory import ClosedScene, RemoteMemory
+from livesight.memory.remote_memory import ClosedScene, RemoteMemory, RemoteRequest
 from livesight.model.backend import GenerationResult
 from livesight.model.remote.client import BACKOFF_MAX_S, REJECTED, RemoteError, RemoteModel
 from livesight.types import ResponseDelta, ResponseKind
@@ -178,11 +178,14 @@ class RemoteResponder:
         try:
             if self._start is not None:
                 self._start(job)
-            req = self.memories[job.camera].question_request(job.prompt)
+            if job.text_only:  # a summary of stored captions: the prompt alone, no image (responses.py)
+                req = RemoteRequest([{"role": "user", "content": job.prompt}], 0, 0, 0)
+            else:
+                req = self.memories[job.camera].question_request(job.prompt)
             r = await self.model.generate(
                 req.messages,
                 kind=kind,
-                max_tokens=self.max_new_tokens,
+                max_tokens=max(self.max_new_tokens, TEXT_ONLY_TOKENS) if job.text_only else self.max_new_tokens,
                 images=req.images,
                 image_bytes=req.image_bytes,
                 image_tokens=req.image_tokens,

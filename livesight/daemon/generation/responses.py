@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from livesight.ids import new_id
 from livesight.types import ResponseCreated, ResponseDone, ResponseEvent, ResponseKind, ResponseStatus
 
+TEXT_ONLY_TOKENS = 256  # a text-only job (a summary) may generate at least this many tokens (model.max_new_tokens)
+
 
 def new_response_id() -> str:
     """Unique across processes, nodes and restarts (ids.py): a gateway's client never sees two answers share one."""
@@ -36,6 +38,9 @@ class ResponseJob:
     submitted: float = field(default_factory=time.perf_counter)
     cancel: threading.Event = field(default_factory=threading.Event)
     done: bool = False
+    # the prompt alone, without the camera's live context: a summary of stored captions (timeline/summary.py). In
+    # process a fresh text-only context; over a model server a text-only chat request; at least TEXT_ONLY_TOKENS
+    text_only: bool = False
 
     def created_event(self) -> ResponseCreated:
         return ResponseCreated(
