@@ -25,9 +25,10 @@ from starlette.routing import BaseRoute, WebSocketRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from livesight.config import ServerConfig
-from livesight.protocols.contract.api import ImageSource, ServiceAPI
+from livesight.protocols.contract.api import ImageSource, ServiceAPI, SummarySource
 from livesight.protocols.web.access import AccessMiddleware, Gatekeeper, Rule
 from livesight.protocols.web.fleet_link import LINK_LIMITS, LINK_QUEUE, FleetLink, FleetLinkGate
+from livesight.protocols.web.history.summary_routes import SummaryRoutes
 from livesight.protocols.web.http_routes import load_static, not_found, page_routes
 from livesight.protocols.web.image_routes import ImageRoutes
 from livesight.protocols.web.metrics import PartsCollector, ServerMetrics
@@ -87,12 +88,14 @@ class WebServer:
         limits: ClientLimits | None = None,
         images: ImageSource | None = None,
         fleet_link: FleetLink | None = None,
+        summaries: SummarySource | None = None,
     ) -> None:
         self.service = service
         self.cfg = cfg
         self.page_dir = page_dir
         self.limits = limits or ClientLimits(max_watches=cfg.watches_per_client)
         self.images = images  # camera pictures under /api/cameras/ (image_routes.py); None: not served
+        self.summaries = summaries  # /api/cameras/<id>/summary (history/summary_routes.py); None: not served
         self.metrics = ServerMetrics(service)
         self.gate = Gatekeeper(cfg)
         self.openai = OpenAIRoutes(service, max_body=cfg.max_message_bytes)
@@ -132,7 +135,7 @@ class WebServer:
             Rule("/metrics", token=True),
             Rule(OPENAI_PREFIX, origin=True, token=True, counted=True, refuse=self.openai.refuse),
         ]
-        if self.images is not None:
+        if self.images is not None or self.summaries is not None:
             rules.append(Rule("/api/", origin=True, token=True))
         return rules
 
@@ -144,13 +147,17 @@ class WebServer:
         routes = page_routes(health=self.service.health, metrics=self._metrics, static=static)
         if self.images is not None:
             routes = ImageRoutes(self.images, same_origin_only=self.gate.same_origin_only).routes() + routes
+        history = SummaryRoutes(self.summaries).routes() if self.summaries is not None else []
+        routes = history + routes
         app = build_app(
             gate=self.gate, routes=routes, ws=self.ws, rules=self.access_rules(), mounts={OPENAI_PREFIX: self.openai}
         )
         if self.fleet_link is not None:
             pictures = None
             if self.images is not None:  # CORP "cross-origin": the gateway serves them on its own origin
-                pictures = Starlette(routes=ImageRoutes(self.images, same_origin_only=False).routes())
+                pictures = Starlette(routes=history + ImageRoutes(self.images, same_origin_only=False).routes())
+            elif history:
+                pictures = Starlette(routes=history)
             app = FleetLinkGate(app, link=self.fleet_link, ws=self.links, pictures=pictures)
         self._transport = await Transport.start(
             app, self.cfg, self.limits, server_header="livesight", head_timeout_s=self.request_line_timeout_s

@@ -1,0 +1,151 @@
+"""Summaries through the daemon's real Service, model worker (echo backend: it echoes the prompt it was given) and web
+face: a "what happened?" question is answered as a summary (text-only generation, citations on done), and
+GET /api/cameras/<id>/summary streams it as Server-Sent Events or answers JSON."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import AsyncIterator
+from datetime import UTC
+from urllib.parse import quote
+
+import pytest
+
+from livesight.config import ServerConfig
+from livesight.protocols.web.server import WebServer
+from livesight.timeline.summary import Summaries
+from livesight.types import Keyframe, ResponseCreated, ResponseDelta, ResponseDone, ResponseStatus, TimelineEntry
+from tests.helpers import http_get
+from tests.pipeline import Pipeline, pipeline
+
+
+def entry(i: int, start: float, caption: str | None, camera: str = "cam1") -> TimelineEntry:
+    return TimelineEntry(
+        id=f"tl_{i:04d}",
+        camera=camera,
+        scene=i,
+        chunk=0,
+        pts=float(i),
+        wall_time=start,
+        end_pts=float(i) + 30,
+        end_wall_time=start + 30,
+        caption=caption,
+        keyframes=(Keyframe("first", float(i), start),),
+        caption_state="done" if caption else "pending",
+    )
+
+
+class Timeline:
+    """The store's `between` over a list (the store is tested on its own)."""
+
+    def __init__(self, entries: list[TimelineEntry]) -> None:
+        self.entries = entries
+
+    def between(self, camera: str | None, start: float, end: float, *, limit: int) -> list[TimelineEntry]:
+        out = [e for e in self.entries if e.camera == camera and e.wall_time <= end and (e.end_wall_time or 0) >= start]
+        return sorted(out, key=lambda e: e.wall_time)[:limit]
+
+
+NOW = time.time()
+ENTRIES = [entry(1, NOW - 1800, "a red van parks by the door"), entry(2, NOW - 600, "a courier carries a box away")]
+
+
+@pytest.fixture
+async def served() -> AsyncIterator[tuple[Pipeline, int]]:
+    pipe = pipeline(["cam1", "cam2"]).start()
+    pipe.service.summaries = Summaries(Timeline(ENTRIES).between, zone=UTC)
+    server = WebServer(pipe.service, ServerConfig(host="127.0.0.1", port=0), summaries=pipe.service)
+    port = await server.start()
+    try:
+        yield pipe, port
+    finally:
+        await server.close()
+        await pipe.stop()
+
+
+async def test_a_what_happened_question_is_answered_as_a_summary(served: tuple[Pipeline, int]) -> None:
+    pipe, _ = served
+    events = [
+        ev async for ev in pipe.service.query(camera="cam1", text="What happened in the last hour?", query_id="q")
+    ]
+    assert isinstance(events[0], ResponseCreated) and events[0].query_id == "q"
+    done = events[-1]
+    assert isinstance(done, ResponseDone) and done.status is ResponseStatus.COMPLETED
+    deltas = "".join(e.text for e in events if isinstance(e, ResponseDelta))
+    assert deltas == done.text and all(e.response_id == done.response_id for e in events[1:])
+    # the echo backend answers with the prompt it was given: the captions as time-stamped lines, no live context
+    assert "a red van parks by the door" in done.text and "a courier carries a box away" in done.text
+    assert "I hold 0 frames" in done.text
+    assert [c.id for c in done.citations] == ["tl_0001", "tl_0002"]
+    assert done.citations[0].thumbnail == "/api/timeline/tl_0001/keyframes/0.jpg"
+    # another question is the live answer, as before
+    other = [ev async for ev in pipe.service.query(camera="cam1", text="is the door open?", query_id="q2")]
+    assert isinstance(other[-1], ResponseDone) and other[-1].citations == () and "door open" in other[-1].text
+
+
+async def test_an_empty_period_is_said_without_the_model(served: tuple[Pipeline, int]) -> None:
+    pipe, _ = served
+    asked = len(pipe.backend.asked)
+    events = [
+        ev async for ev in pipe.service.query(camera="cam2", text="anything happen in the last hour?", query_id=None)
+    ]
+    done = events[-1]
+    assert isinstance(done, ResponseDone) and done.text.startswith("Nothing was recorded on camera cam2 between ")
+    assert len(pipe.backend.asked) == asked
+
+
+def parse_sse(body: bytes) -> list[tuple[str, dict[str, object]]]:
+    out = []
+    for block in body.decode().split("\n\n"):
+        fields = dict(line.split(": ", 1) for line in block.splitlines() if line and not line.startswith(":"))
+        if "event" in fields:
+            out.append((fields["event"], json.loads(fields["data"])))
+    return out
+
+
+async def test_the_summary_endpoint_streams_server_sent_events(served: tuple[Pipeline, int]) -> None:
+    _, port = served
+    start, end = int(NOW - 3600), int(NOW)
+    status, headers, body = await http_get(port, f"/api/cameras/cam1/summary?from={start}&to={end}")
+    assert status == 200 and headers["content-type"].startswith("text/event-stream")
+    events = parse_sse(body)
+    kinds = [k for k, _ in events]
+    assert kinds[-1] == "done" and set(kinds[:-1]) == {"delta"}
+    done = events[-1][1]
+    assert done["status"] == "completed" and done["cached"] is False and done["entries"] == 2
+    assert done["from"] == start and done["to"] == end
+    assert "".join(str(d["text"]) for k, d in events if k == "delta") == done["text"]
+    assert [c["id"] for c in done["citations"]] == ["tl_0001", "tl_0002"]  # type: ignore[index]
+
+
+async def test_the_summary_endpoint_answers_json_and_takes_iso_times(served: tuple[Pipeline, int]) -> None:
+    _, port = served
+    from datetime import datetime
+
+    start = quote(datetime.fromtimestamp(NOW - 3600, UTC).isoformat())
+    status, headers, body = await http_get(port, f"/api/cameras/cam1/summary?from={start}&stream=false")
+    assert status == 200 and headers["content-type"] == "application/json"
+    obj = json.loads(body)
+    assert "a red van parks by the door" in obj["text"] and len(obj["citations"]) == 2
+    # defaults: the last hour
+    status, _, body = await http_get(port, "/api/cameras/cam1/summary?stream=false")
+    assert status == 200 and json.loads(body)["to"] - json.loads(body)["from"] == 3600
+
+
+@pytest.mark.parametrize(
+    ("path", "code", "reason"),
+    [
+        ("/api/cameras/cam1/summary?from=yesterday", 400, "from must be ISO-8601"),
+        ("/api/cameras/cam1/summary?to=2026-12-07T14:00:00", 400, "to needs a zone"),
+        ("/api/cameras/cam1/summary?from=200&to=100", 400, "'to' must be after 'from'"),
+        ("/api/cameras/cam1/summary?stream=maybe", 400, "stream must be true or false"),
+        ("/api/cameras/nope/summary", 404, "unknown camera nope"),
+    ],
+)
+async def test_bad_requests_are_refused_naming_the_parameter(
+    served: tuple[Pipeline, int], path: str, code: int, reason: str
+) -> None:
+    _, port = served
+    status, _, body = await http_get(port, path)
+    assert status == code and reason in body.decode()
