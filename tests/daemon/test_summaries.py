@@ -8,6 +8,7 @@ import json
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC
+from pathlib import Path
 from urllib.parse import quote
 
 import pytest
@@ -18,6 +19,7 @@ from livesight.timeline.summary import Summaries
 from livesight.types import Keyframe, ResponseCreated, ResponseDelta, ResponseDone, ResponseStatus, TimelineEntry
 from tests.helpers import http_get
 from tests.pipeline import Pipeline, pipeline
+from tests.timeline.conftest import close_store, jpeg, open_store
 
 
 def entry(i: int, start: float, caption: str | None, camera: str = "cam1") -> TimelineEntry:
@@ -36,25 +38,18 @@ def entry(i: int, start: float, caption: str | None, camera: str = "cam1") -> Ti
     )
 
 
-class Timeline:
-    """The store's `between` over a list (the store is tested on its own)."""
-
-    def __init__(self, entries: list[TimelineEntry]) -> None:
-        self.entries = entries
-
-    def between(self, camera: str | None, start: float, end: float, *, limit: int) -> list[TimelineEntry]:
-        out = [e for e in self.entries if e.camera == camera and e.wall_time <= end and (e.end_wall_time or 0) >= start]
-        return sorted(out, key=lambda e: e.wall_time)[:limit]
-
-
 NOW = time.time()
 ENTRIES = [entry(1, NOW - 1800, "a red van parks by the door"), entry(2, NOW - 600, "a courier carries a box away")]
 
 
 @pytest.fixture
-async def served() -> AsyncIterator[tuple[Pipeline, int]]:
+async def served(tmp_path: Path) -> AsyncIterator[tuple[Pipeline, int]]:
+    store = open_store(tmp_path / "ev.sqlite")  # a real event log file with its timeline, real JPEGs
+    for e in ENTRIES:
+        store.add_entry(e, [jpeg(120)])
+    store.flush()
     pipe = pipeline(["cam1", "cam2"]).start()
-    pipe.service.summaries = Summaries(Timeline(ENTRIES).between, zone=UTC)
+    pipe.service.summaries = Summaries(store.between, zone=UTC)
     server = WebServer(pipe.service, ServerConfig(host="127.0.0.1", port=0), summaries=pipe.service)
     port = await server.start()
     try:
@@ -62,6 +57,7 @@ async def served() -> AsyncIterator[tuple[Pipeline, int]]:
     finally:
         await server.close()
         await pipe.stop()
+        close_store(store)
 
 
 async def test_a_what_happened_question_is_answered_as_a_summary(served: tuple[Pipeline, int]) -> None:

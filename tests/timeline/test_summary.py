@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from livesight.timeline.store import TimelineStore
 from livesight.timeline.summary import (
     Summaries,
     chunks,
@@ -17,6 +18,7 @@ from livesight.timeline.summary import (
     summary_window,
 )
 from livesight.types import Keyframe, TimelineEntry
+from tests.timeline.conftest import jpeg
 
 HOUR = datetime(2026, 12, 7, 14, 0, tzinfo=UTC).timestamp()  # 14:00 UTC
 NOW = HOUR + 3 * 3600
@@ -38,21 +40,12 @@ def entry(i: int, start: float, caption: str | None, *, camera: str = "door", le
     )
 
 
-class Timeline:
-    """The store's `between` over a list (what the summary reads; the store is tested on its own)."""
-
-    def __init__(self, entries: list[TimelineEntry]) -> None:
-        self.entries = entries
-        self.reads = 0
-
-    def between(self, camera: str | None, start: float, end: float, *, limit: int) -> list[TimelineEntry]:
-        self.reads += 1
-        out = [
-            e
-            for e in self.entries
-            if (camera is None or e.camera == camera) and e.wall_time <= end and (e.end_wall_time or 0) >= start
-        ]
-        return sorted(out, key=lambda e: e.wall_time)[:limit]
+def timeline(store: TimelineStore, entries: list[TimelineEntry]) -> TimelineStore:
+    """The entries written to a real store (real SQLite file, real JPEGs), committed."""
+    for e in entries:
+        store.add_entry(e, [jpeg(100 + e.scene % 100)])
+    store.flush()
+    return store
 
 
 class Model:
@@ -91,8 +84,8 @@ def test_chunks_keep_to_the_budget() -> None:
     assert all(sum(len(t) + 1 for t in g) <= 201 for g in groups)
 
 
-async def test_one_generation_streams_with_time_stamped_lines_and_citations() -> None:
-    tl = Timeline([entry(1, HOUR + 300, "a red van parks"), entry(2, HOUR + 900, "a person carries a box")])
+async def test_one_generation_streams_with_time_stamped_lines_and_citations(store: TimelineStore) -> None:
+    tl = timeline(store, [entry(1, HOUR + 300, "a red van parks"), entry(2, HOUR + 900, "a person carries a box")])
     model, deltas = Model(), []
     s = Summaries(tl.between, zone=UTC, now=lambda: NOW)
     out = await s.summarize("door", HOUR, HOUR + 3600, generate=model, on_text=deltas.append)
@@ -105,10 +98,10 @@ async def test_one_generation_streams_with_time_stamped_lines_and_citations() ->
     assert not out.cached and out.generations == 1
 
 
-async def test_past_the_budget_chunks_are_summarised_then_reduced() -> None:
+async def test_past_the_budget_chunks_are_summarised_then_reduced(store: TimelineStore) -> None:
     es = [entry(i, HOUR + i * 30, f"scene number {i} with a long caption " + "x" * 40) for i in range(60)]
     model, deltas = Model(), []
-    s = Summaries(Timeline(es).between, zone=UTC, prompt_chars=1000, now=lambda: NOW)
+    s = Summaries(timeline(store, es).between, zone=UTC, prompt_chars=1000, now=lambda: NOW)
     out = await s.summarize("door", HOUR, HOUR + 3600, generate=model, on_text=deltas.append)
     maps = [p for p in model.prompts if "one line per scene" in p]
     reduces = [p for p in model.prompts if "Summaries of consecutive parts" in p]
@@ -121,8 +114,8 @@ async def test_past_the_budget_chunks_are_summarised_then_reduced() -> None:
     assert 2 <= len(out.citations) <= 12 and out.citations[0].id == "tl_0000" and out.citations[-1].id == "tl_0059"
 
 
-async def test_a_finished_hour_is_cached_and_a_running_one_is_not() -> None:
-    tl = Timeline([entry(1, HOUR + 300, "a red van parks")])
+async def test_a_finished_hour_is_cached_and_a_running_one_is_not(store: TimelineStore) -> None:
+    tl = timeline(store, [entry(1, HOUR + 300, "a red van parks")])
     model = Model()
     s = Summaries(tl.between, zone=UTC, now=lambda: NOW)
     first = await s.summarize("door", HOUR, HOUR + 3600, generate=model)
@@ -140,8 +133,8 @@ async def test_a_finished_hour_is_cached_and_a_running_one_is_not() -> None:
     assert len(model.prompts) == 5
 
 
-async def test_an_hour_with_an_entry_still_to_caption_is_not_cached() -> None:
-    tl = Timeline([entry(1, HOUR + 300, "a red van parks"), entry(2, HOUR + 600, None)])
+async def test_an_hour_with_an_entry_still_to_caption_is_not_cached(store: TimelineStore) -> None:
+    tl = timeline(store, [entry(1, HOUR + 300, "a red van parks"), entry(2, HOUR + 600, None)])
     model = Model()
     s = Summaries(tl.between, zone=UTC, now=lambda: NOW)
     await s.summarize("door", HOUR, HOUR + 3600, generate=model)
@@ -149,29 +142,29 @@ async def test_an_hour_with_an_entry_still_to_caption_is_not_cached() -> None:
     assert len(model.prompts) == 2
 
 
-async def test_the_hour_is_the_zones_hour() -> None:
+async def test_the_hour_is_the_zones_hour(store: TimelineStore) -> None:
     berlin = ZoneInfo("Europe/Berlin")  # UTC+1 in December: 14:00 UTC is 15:00 there, still on the hour
     half = ZoneInfo("Asia/Kolkata")  # UTC+5:30: 14:00 UTC is 19:30 there, not on the hour
-    tl = Timeline([entry(1, HOUR + 300, "a red van parks")])
+    tl = timeline(store, [entry(1, HOUR + 300, "a red van parks")])
     assert Summaries(tl.between, zone=berlin, now=lambda: NOW).finished_hour(HOUR, HOUR + 3600)
     assert not Summaries(tl.between, zone=half, now=lambda: NOW).finished_hour(HOUR, HOUR + 3600)
 
 
-async def test_an_empty_period_is_said_without_the_model() -> None:
+async def test_an_empty_period_is_said_without_the_model(store: TimelineStore) -> None:
     model, deltas = Model(), []
-    s = Summaries(Timeline([entry(1, HOUR + 300, "a red van parks")]).between, zone=UTC, now=lambda: NOW)
+    s = Summaries(timeline(store, [entry(1, HOUR + 300, "a red van parks")]).between, zone=UTC, now=lambda: NOW)
     out = await s.summarize("door", HOUR + 7200, HOUR + 10800, generate=model, on_text=deltas.append)
     assert model.prompts == [] and out.citations == ()
     assert out.text == "Nothing was recorded on camera door between 2026-12-07 16:00 and 17:00 UTC."
     assert "".join(deltas) == out.text
     # entries without any caption yet: said so, still without the model
-    s2 = Summaries(Timeline([entry(1, HOUR + 300, None)]).between, zone=UTC, now=lambda: NOW)
-    out2 = await s2.summarize("door", HOUR, HOUR + 3600, generate=model)
+    s2 = Summaries(timeline(store, [entry(5, HOUR + 1300, None)]).between, zone=UTC, now=lambda: NOW)
+    out2 = await s2.summarize("door", HOUR + 1200, HOUR + 1500, generate=model)
     assert model.prompts == [] and "no caption yet" in out2.text
 
 
-async def test_a_period_that_ends_before_it_starts_is_refused() -> None:
-    s = Summaries(Timeline([]).between, zone=UTC)
+async def test_a_period_that_ends_before_it_starts_is_refused(store: TimelineStore) -> None:
+    s = Summaries(timeline(store, []).between, zone=UTC)
     with pytest.raises(ValueError, match="end after it starts"):
         await s.summarize("door", HOUR, HOUR, generate=Model())
 
