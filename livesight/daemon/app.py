@@ -102,6 +102,7 @@ class App:
             cfg.server,
             images=self.images,
             fleet_link=FleetLink(token=cfg.fleet.token) if cfg.fleet is not None else None,
+            summaries=self.service,  # /api/cameras/<id>/summary (400 while service.summaries is None: no timeline)
         )
         try:
             await self.images.start()
@@ -244,7 +245,7 @@ class App:
             self.service,
             remote,
             memories,
-            finish=worker.finish_job,
+            finish=worker.ending.finish,  # where every response ends (generation/response_end.py)
             start=worker.start_job,
             max_new_tokens=self.cfg.model.max_new_tokens,
             concurrent=self.cfg.model.concurrent_requests,

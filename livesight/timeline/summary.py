@@ -30,13 +30,14 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
 
+from livesight.timeline.when import parse_window
 from livesight.types import Citation, TimelineEntry, keyframe_url
 
 Between = Callable[..., list[TimelineEntry]]  # TimelineStore.between(camera, start, end, *, limit) (blocking)
 OnText = Callable[[str], None]
 Generate = Callable[[str, OnText | None], Awaitable[str]]  # (prompt, on_text) → the text
 # (text, now, zone) → (start, end) epoch seconds or None: timeline/when.py's parse_window
-ParseWindow = Callable[[str, float, tzinfo], object]
+ParseWindow = Callable[[str, float, tzinfo], object]  # returns a when.Window (start, end) or None
 
 PROMPT_CHARS = 6000  # captions in one prompt at most (the map-reduce chunk size)
 MAX_ENTRIES = 5000  # entries read for one summary at most
@@ -210,12 +211,15 @@ class Summaries:
         self._cache: OrderedDict[tuple[str, float], Summary] = OrderedDict()
         self._cache_size = cache_size
         self._now = now
-        self._parse = parse or (lambda _text, _now, _zone: None)
+        self._parse = parse or parse_window
         self.counters = {"summaries": 0, "cached": 0, "empty": 0, "generations": 0, "reduced": 0}
 
-    def window_of(self, text: str) -> tuple[float, float] | None:
-        """The window a question asks a summary of (summary_window), None when it asks something else."""
-        return summary_window(text, self._now(), self.zone, self._parse)
+    async def window_of(self, text: str) -> tuple[float, float] | None:
+        """The window a question asks a summary of (summary_window), None when it asks something else. The time
+        expression is parsed in a thread (when.py: dateparser), and only for a question that asks a summary."""
+        if not is_summary_question(text):
+            return None
+        return await asyncio.to_thread(summary_window, text, self._now(), self.zone, self._parse)
 
     def finished_hour(self, start: float, end: float) -> bool:
         """[start, end] is one whole hour of the zone's clock, wholly in the past."""
