@@ -70,6 +70,11 @@ def merge(rows: list[dict[str, Any]], *, ranked: bool, limit: int) -> list[dict[
     return sorted(rows, key=key, reverse=True)[:limit]
 
 
+def merged_reply(rows: list[dict[str, Any]], missing: list[str], *, ranked: bool, limit: int) -> dict[str, Any]:
+    """The gateway's /api/scenes answer (docs/protocol.md)."""
+    return {"scenes": merge(rows, ranked=ranked, limit=limit), "partial": bool(missing), "missing": missing}
+
+
 class FleetScenes:
     def __init__(self, http: NodeHTTP, *, same_origin_only: bool) -> None:
         self.http = http
@@ -100,12 +105,7 @@ class FleetScenes:
             return text_response(404, f"unknown camera {params['camera']}\n")
         if missing:
             self.counters.partial += 1
-        body = {
-            "scenes": merge(rows, ranked=bool(params.get("q")), limit=limit),
-            "partial": bool(missing),
-            "missing": missing,
-        }
-        return json_response(200, body)
+        return json_response(200, merged_reply(rows, missing, ranked=bool(params.get("q")), limit=limit))
 
     def _known(self, cameras: str) -> bool:
         return any(self.directory.known(c) for c in cameras.split(","))
