@@ -93,6 +93,7 @@ async def start_node(
         ServerConfig(host="127.0.0.1", port=0, auth_token=token),
         images=images,
         fleet_link=FleetLink(fleet_token),
+        summaries=pipe.service,  # 400 "keeps no timeline" until a test sets service.summaries
     )
     try:
         port = await server.start()

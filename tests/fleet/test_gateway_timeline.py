@@ -1,0 +1,136 @@
+"""The timeline through the gateway (in process: two real nodes over the real Service and model worker with the echo
+backend, each with a real event log and timeline store on disk; real Mosquitto; the real gateway): a camera's summary
+comes from its node, streamed as the node streams it; /api/scenes asks every node and merges, and names a node that
+is down (`partial`, `missing`) instead of failing; keyframes come from the node that holds them."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import AsyncIterator
+from datetime import UTC
+from pathlib import Path
+
+import pytest
+
+from livesight.config import TimelineConfig
+from livesight.timeline.store import TimelineStore, keyframe_dir
+from livesight.timeline.summary import Summaries
+from livesight.types import Keyframe, TimelineEntry
+from tests.fleet.inproc import Gateway, Node, gateway, linked, start_node
+from tests.helpers import http_get
+from tests.mosquitto import MOSQUITTO, Mosquitto
+from tests.timeline.conftest import jpeg
+
+pytestmark = [
+    pytest.mark.mqtt,
+    pytest.mark.skipif(not Path(MOSQUITTO).exists(), reason="needs mosquitto (scripts/system-deps.sh)"),
+]
+
+TOKEN = "gateway-clients"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+NOW = time.time()
+
+
+def entry(id_: str, camera: str, scene: int, start: float, caption: str) -> TimelineEntry:
+    return TimelineEntry(
+        id=id_,
+        camera=camera,
+        scene=scene,
+        chunk=0,
+        pts=float(scene),
+        wall_time=start,
+        end_pts=float(scene) + 20,
+        end_wall_time=start + 20,
+        caption=caption,
+        keyframes=(Keyframe("first", float(scene), start),),
+        caption_state="done",
+    )
+
+
+# node a owns cam1 and cam2, node b cam3 (tests/fleet/inproc.py OWNERS)
+ENTRIES = {
+    "a": [
+        entry("tl_a1", "cam1", 1, NOW - 3000, "a red van parks at the gate"),
+        entry("tl_a2", "cam2", 1, NOW - 1200, "a cat crosses the yard"),
+    ],
+    "b": [
+        entry("tl_b1", "cam3", 1, NOW - 2400, "a red van leaves the street"),
+        entry("tl_b2", "cam3", 2, NOW - 600, "a courier rings the bell"),
+    ],
+}
+
+
+def open_timeline(node: Node) -> TimelineStore:
+    assert node.event_log is not None
+    store = TimelineStore(node.event_log, keyframe_dir(str(node.event_log.path)), TimelineConfig())
+    store.open()
+    for e in ENTRIES[node.name]:
+        store.add_entry(e, [jpeg(60 + 40 * e.scene)])
+    store.flush()
+    node.pipe.service.summaries = Summaries(store.between, zone=UTC)
+    return store
+
+
+@pytest.fixture
+async def fleet_timeline(
+    broker: Mosquitto, prefix: str, tmp_path: Path
+) -> AsyncIterator[tuple[dict[str, Node], Gateway]]:
+    nodes = {n: await start_node(n, broker, prefix, pictures=tmp_path) for n in ("a", "b")}
+    stores = [open_timeline(n) for n in nodes.values()]
+    try:
+        async with gateway(broker, prefix, token=TOKEN) as gw:
+            await linked(gw, "a", "b")
+            yield nodes, gw
+    finally:
+        for s in stores:
+            s.close()
+        for n in nodes.values():
+            if not n.task.done():
+                await n.stop()
+
+
+def parse_sse(body: bytes) -> list[tuple[str, dict[str, object]]]:
+    out = []
+    for block in body.decode().split("\n\n"):
+        fields = dict(line.split(": ", 1) for line in block.splitlines() if line and not line.startswith(":"))
+        if "event" in fields:
+            out.append((fields["event"], json.loads(fields["data"])))
+    return out
+
+
+async def test_a_summary_through_the_gateway_comes_from_the_cameras_node(
+    fleet_timeline: tuple[dict[str, Node], Gateway],
+) -> None:
+    _, gw = fleet_timeline
+    status, headers, body = await http_get(gw.port, "/api/cameras/cam3/summary", AUTH)
+    assert status == 200 and headers["content-type"].startswith("text/event-stream")
+    events = parse_sse(body)
+    assert [k for k, _ in events][-1] == "done" and len(events) > 1
+    done = events[-1][1]
+    assert done["camera"] == "cam3" and "a courier rings the bell" in str(done["text"])
+    assert [c["id"] for c in done["citations"]] == ["tl_b1", "tl_b2"]  # type: ignore[union-attr]
+    status, _, body = await http_get(gw.port, "/api/cameras/cam1/summary?stream=false", AUTH)
+    assert status == 200 and [c["id"] for c in json.loads(body)["citations"]] == ["tl_a1"]
+    assert (await http_get(gw.port, "/api/cameras/cam1/summary?from=nonsense", AUTH))[0] == 400  # the node's check
+    assert (await http_get(gw.port, "/api/cameras/nope/summary", AUTH))[0] == 404
+    assert (await http_get(gw.port, "/api/cameras/cam1/summary"))[0] == 401  # the gateway's token first
+
+
+async def test_a_summary_of_a_camera_whose_node_is_down_is_unavailable(
+    fleet_timeline: tuple[dict[str, Node], Gateway],
+) -> None:
+    nodes, gw = fleet_timeline
+    await nodes["b"].stop()
+    status, headers, body = await http_get(gw.port, "/api/cameras/cam3/summary", AUTH)
+    assert status == 503 and body.startswith(b"camera_unavailable: ") and headers["retry-after"] == "5"
+
+
+async def test_a_search_with_a_node_down_names_it(fleet_timeline: tuple[dict[str, Node], Gateway]) -> None:
+    nodes, gw = fleet_timeline
+    await nodes["b"].stop()
+    status, _, body = await http_get(gw.port, "/api/scenes?q=van", AUTH)
+    assert status == 200
+    reply = json.loads(body)
+    assert reply["partial"] is True and reply["missing"] == ["b"]
+    assert (await http_get(gw.port, "/api/scenes?limit=0", AUTH))[0] == 400
