@@ -23,6 +23,7 @@ from livesight.daemon.images import Images, ThumbnailStore, thumbnail_dir
 from livesight.daemon.model_worker import CameraLane, MemoryLike, ModelWorker, WorkerSettings
 from livesight.daemon.scene_detectors import SceneDetectors
 from livesight.daemon.service import LaneStats, Service
+from livesight.daemon.timeline.face import TimelineFace
 from livesight.errors import contain
 from livesight.fleet.topics import default_node_url
 from livesight.memory.event_log import EventLog
@@ -35,6 +36,9 @@ from livesight.protocols.web.fleet_link import FleetLink
 from livesight.protocols.web.server import WebServer
 from livesight.redact import scrub
 from livesight.streaming.camera import Camera
+from livesight.timeline.store import TimelineStore, keyframe_dir
+from livesight.timeline.summary import Summaries
+from livesight.timeline.when import zone_of
 from livesight.types import CameraState, CameraStatus, SceneChange
 
 if TYPE_CHECKING:
@@ -70,6 +74,7 @@ class App:
         self.port: int | None = None
         self.worker: ModelWorker | None = None
         self.event_log: EventLog | None = None
+        self.timeline: TimelineStore | None = None  # the searchable scene timeline (livesight/timeline/)
         self.images: Images | None = None
 
     # ---- public ------------------------------------------------------------------------------------------
@@ -90,10 +95,17 @@ class App:
     async def run(self) -> None:
         cfg = self.cfg
         if cfg.memory.database:
-            self.event_log = await asyncio.to_thread(EventLog, cfg.memory.database, max_rows=cfg.memory.max_rows)
+            self.event_log = await asyncio.to_thread(
+                EventLog, cfg.memory.database, max_rows=cfg.memory.max_rows, timeline=cfg.memory.timeline.enabled
+            )
             self.service.health_parts["event_log"] = self.event_log.health
         else:
             self.service.health_parts["event_log"] = _disabled
+        if self.event_log is not None and cfg.memory.timeline.enabled:
+            self.timeline = await asyncio.to_thread(_open_timeline, cfg, self.event_log)
+        if self.timeline is not None:  # summaries of past periods ("what happened in the last hour?", /summary)
+            zone = await asyncio.to_thread(zone_of, cfg.memory.recall.timezone)
+            self.service.summaries = Summaries(self.timeline.between, zone=zone)
         thumbs = thumbnail_dir(cfg.memory.database)
         store = ThumbnailStore(thumbs, cfg.memory.max_rows) if thumbs is not None else None
         self.images = Images(self.service.camera_ids(), self.service.frames, store=store, event_log=self.event_log)
@@ -102,6 +114,7 @@ class App:
             cfg.server,
             images=self.images,
             fleet_link=FleetLink(token=cfg.fleet.token) if cfg.fleet is not None else None,
+            timeline=TimelineFace(self.timeline, self.service.camera_ids(), store) if self.timeline else None,
             summaries=self.service,  # /api/cameras/<id>/summary (400 while service.summaries is None: no timeline)
         )
         try:
@@ -133,6 +146,8 @@ class App:
         finally:
             await server.close()
             await self.images.close()
+            if self.timeline is not None:
+                await asyncio.to_thread(self.timeline.close)
             if self.event_log is not None:
                 await asyncio.to_thread(self.event_log.close)
 
@@ -360,6 +375,16 @@ class App:
                 self.service.hub.publish(self.service.stats())
             except Exception as e:  # stats are informative: counted and logged once per kind, never fatal
                 contain("app.stats", e, log, "the stats event")
+
+
+def _open_timeline(cfg: Config, event_log: EventLog) -> TimelineStore | None:
+    """The timeline store beside the event log's database (blocking: in a thread); None without a database file."""
+    directory = keyframe_dir(cfg.memory.database)
+    if directory is None:
+        return None
+    store = TimelineStore(event_log, directory, cfg.memory.timeline)
+    store.open()
+    return store
 
 
 def _disabled() -> dict[str, str]:
