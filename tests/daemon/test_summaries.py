@@ -70,6 +70,7 @@ async def test_a_what_happened_question_is_answered_as_a_summary(served: tuple[P
     assert isinstance(done, ResponseDone) and done.status is ResponseStatus.COMPLETED
     deltas = "".join(e.text for e in events if isinstance(e, ResponseDelta))
     assert deltas == done.text and all(e.response_id == done.response_id for e in events[1:])
+    assert done.completion_tokens > 0 and done.prompt_tokens > 0 and done.ttft_ms is not None
     # the echo backend answers with the prompt it was given: the captions as time-stamped lines, no live context
     assert "a red van parks by the door" in done.text and "a courier carries a box away" in done.text
     assert "I hold 0 frames" in done.text

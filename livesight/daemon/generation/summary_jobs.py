@@ -16,7 +16,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 
 from livesight.daemon.generation.queue import GenerationQueue
 from livesight.daemon.generation.responses import ResponseJob, new_response_id
@@ -34,8 +36,9 @@ class GenerationFailed(Exception):
         self.code = code
 
 
-async def generate_text(queue: GenerationQueue, camera: str, prompt: str, on_text: OnText | None) -> str:
-    """One text-only generation through the queue (BusyError when the questions waiting are at their bound)."""
+async def generate_text(queue: GenerationQueue, camera: str, prompt: str, on_text: OnText | None) -> ResponseDone:
+    """One text-only generation through the queue (BusyError when the questions waiting are at their bound): its
+    done event (completed), or GenerationFailed."""
     # Bounded by construction: a response has at most max_new_tokens deltas plus done.
     events: asyncio.Queue[ResponseEvent] = asyncio.Queue()
     job = ResponseJob(camera=camera, kind=ResponseKind.QUERY, prompt=prompt, sink=events.put_nowait, text_only=True)
@@ -50,7 +53,7 @@ async def generate_text(queue: GenerationQueue, camera: str, prompt: str, on_tex
                     raise GenerationFailed(ev.error or "generation failed", ev.code)
                 if ev.status is ResponseStatus.CANCELLED:
                     raise GenerationFailed("cancelled", "cancelled")
-                return ev.text
+                return ev
     finally:
         if not job.done:
             queue.cancel(job.response_id)
@@ -67,11 +70,17 @@ async def summary_events(
 ) -> AsyncIterator[SummaryEvent]:
     rid = new_response_id()
     out: asyncio.Queue[ResponseDelta | None] = asyncio.Queue()  # bounded: the final generation's deltas, then None
+    usage = _Usage(time.perf_counter())
 
     async def generate(prompt: str, on_text: OnText | None) -> str:
-        return await generate_text(queue, camera, prompt, on_text)
+        done = await generate_text(queue, camera, prompt, on_text)
+        usage.prompt_tokens += done.prompt_tokens
+        usage.completion_tokens += done.completion_tokens
+        return done.text
 
     def delta(text: str) -> None:
+        if usage.first_delta is None:
+            usage.first_delta = time.perf_counter()
         out.put_nowait(ResponseDelta(rid, text))
 
     yield ResponseCreated(response_id=rid, camera=camera, kind=ResponseKind.QUERY, query_id=query_id)
@@ -82,7 +91,7 @@ async def summary_events(
     try:
         while (ev := await out.get()) is not None:
             yield ev
-        yield _end(rid, camera, start, end, task)
+        yield _end(rid, camera, start, end, task, usage)
     finally:
         if not task.done():
             task.cancel()
@@ -90,7 +99,17 @@ async def summary_events(
             await asyncio.gather(task, return_exceptions=True)
 
 
-def _end(rid: str, camera: str, start: float, end: float, task: asyncio.Task[Summary]) -> SummaryEnd:
+@dataclass
+class _Usage:
+    """Every generation of one summary together: tokens, and the time to its first streamed word."""
+
+    started: float
+    first_delta: float | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+def _end(rid: str, camera: str, start: float, end: float, task: asyncio.Task[Summary], usage: _Usage) -> SummaryEnd:
     try:
         s = task.result()
     except GenerationFailed as e:
@@ -104,5 +123,14 @@ def _end(rid: str, camera: str, start: float, end: float, task: asyncio.Task[Sum
         why = f"{type(e).__name__}: {e}"
         done = ResponseDone(rid, ResponseStatus.FAILED, text="", error=why, code="internal_error")
         return SummaryEnd(done, camera, start, end, cached=False, entries=0)
-    done = ResponseDone(rid, ResponseStatus.COMPLETED, text=s.text, citations=s.citations)
+    ttft = None if usage.first_delta is None else round((usage.first_delta - usage.started) * 1000, 2)
+    done = ResponseDone(
+        rid,
+        ResponseStatus.COMPLETED,
+        text=s.text,
+        prompt_tokens=usage.prompt_tokens,
+        completion_tokens=usage.completion_tokens,
+        ttft_ms=ttft,
+        citations=s.citations,
+    )
     return SummaryEnd(done, camera, start, end, cached=s.cached, entries=s.entries)
