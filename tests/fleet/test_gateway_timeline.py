@@ -8,14 +8,10 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import AsyncIterator
-from datetime import UTC
 from pathlib import Path
 
 import pytest
 
-from livesight.config import TimelineConfig
-from livesight.timeline.store import TimelineStore, keyframe_dir
-from livesight.timeline.summary import Summaries
 from livesight.types import Keyframe, TimelineEntry
 from tests.fleet.inproc import Gateway, Node, gateway, linked, start_node
 from tests.helpers import http_get
@@ -61,30 +57,25 @@ ENTRIES = {
 }
 
 
-def open_timeline(node: Node) -> TimelineStore:
-    assert node.event_log is not None
-    store = TimelineStore(node.event_log, keyframe_dir(str(node.event_log.path)), TimelineConfig())
-    store.open()
+def fill(node: Node) -> None:
+    assert node.timeline is not None
     for e in ENTRIES[node.name]:
-        store.add_entry(e, [jpeg(60 + 40 * e.scene)])
-    store.flush()
-    node.pipe.service.summaries = Summaries(store.between, zone=UTC)
-    return store
+        node.timeline.add_entry(e, [jpeg(60 + 40 * e.scene)])
+    node.timeline.flush()
 
 
 @pytest.fixture
 async def fleet_timeline(
     broker: Mosquitto, prefix: str, tmp_path: Path
 ) -> AsyncIterator[tuple[dict[str, Node], Gateway]]:
-    nodes = {n: await start_node(n, broker, prefix, pictures=tmp_path) for n in ("a", "b")}
-    stores = [open_timeline(n) for n in nodes.values()]
+    nodes = {n: await start_node(n, broker, prefix, pictures=tmp_path, timeline=True) for n in ("a", "b")}
+    for n in nodes.values():
+        fill(n)
     try:
         async with gateway(broker, prefix, token=TOKEN) as gw:
             await linked(gw, "a", "b")
             yield nodes, gw
     finally:
-        for s in stores:
-            s.close()
         for n in nodes.values():
             if not n.task.done():
                 await n.stop()
@@ -134,3 +125,48 @@ async def test_a_search_with_a_node_down_names_it(fleet_timeline: tuple[dict[str
     reply = json.loads(body)
     assert reply["partial"] is True and reply["missing"] == ["b"]
     assert (await http_get(gw.port, "/api/scenes?limit=0", AUTH))[0] == 400
+
+
+async def test_a_search_asks_every_node_and_merges(fleet_timeline: tuple[dict[str, Node], Gateway]) -> None:
+    _, gw = fleet_timeline
+    status, _, body = await http_get(gw.port, "/api/scenes?q=red+van", AUTH)
+    assert status == 200
+    reply = json.loads(body)
+    assert reply["partial"] is False and reply["missing"] == []
+    rows = reply["scenes"]
+    assert {(r["id"], r["node"]) for r in rows} == {("tl_a1", "a"), ("tl_b1", "b")}
+    assert rows[0]["rank"] >= rows[1]["rank"]  # best first
+    # without a text: every entry of the fleet, newest first; the limit applies to the merged list
+    status, _, body = await http_get(gw.port, "/api/scenes?limit=3", AUTH)
+    rows = json.loads(body)["scenes"]
+    assert [r["id"] for r in rows] == ["tl_b2", "tl_a2", "tl_b1"]
+    status, _, body = await http_get(gw.port, "/api/scenes?camera=cam3", AUTH)
+    assert [r["id"] for r in json.loads(body)["scenes"]] == ["tl_b2", "tl_b1"]
+    # a time window (epoch seconds and ISO-8601), forwarded to every node
+    status, _, body = await http_get(gw.port, f"/api/scenes?from={int(NOW - 1500)}", AUTH)
+    assert {r["id"] for r in json.loads(body)["scenes"]} == {"tl_a2", "tl_b2"}
+    assert (await http_get(gw.port, "/api/scenes?from=soon", AUTH))[0] == 400  # the nodes' own check, with why
+    assert (await http_get(gw.port, "/api/scenes"))[0] == 401
+
+
+async def test_keyframes_come_from_the_node_that_holds_them(fleet_timeline: tuple[dict[str, Node], Gateway]) -> None:
+    nodes, gw = fleet_timeline
+    status, _, body = await http_get(gw.port, "/api/scenes?camera=cam3", AUTH)
+    row = next(r for r in json.loads(body)["scenes"] if r["id"] == "tl_b2")
+    (url,) = row["keyframes"]
+    assert url == row["thumbnail"] == "/api/timeline/tl_b2/keyframes/0.jpg?node=b"
+    node_port = nodes["b"].server.port
+    assert node_port is not None
+    direct = await http_get(node_port, "/api/timeline/tl_b2/keyframes/0.jpg")
+    status, headers, got = await http_get(gw.port, url, AUTH)
+    assert status == 200 and got == direct[2] and got[:2] == b"\xff\xd8"
+    assert headers["content-type"] == "image/jpeg"
+    # a citation's thumbnail (no node in it): the owner of ?camera=, or every node asked
+    for path in ("/api/timeline/tl_b2/keyframes/0.jpg?camera=cam3", "/api/timeline/tl_b2/keyframes/0.jpg"):
+        status, _, got = await http_get(gw.port, path, AUTH)
+        assert status == 200 and got == direct[2], path
+    assert (await http_get(gw.port, "/api/timeline/tl_zz/keyframes/0.jpg", AUTH))[0] == 404
+    assert (await http_get(gw.port, "/api/timeline/tl_b2/keyframes/0.jpg?node=nope", AUTH))[0] == 404
+    await nodes["b"].stop()
+    status, _, body = await http_get(gw.port, url, AUTH)
+    assert status == 503 and body.startswith(b"camera_unavailable: ")

@@ -58,10 +58,15 @@ def with_node(url: object, node: str) -> object:
 
 
 def rewrite_rows(rows: list[object], node: str) -> None:
-    """Scene rows of a node (JSON objects), in place: their keyframe URLs point at the gateway, naming the node."""
+    """Scene rows of a node (JSON objects), in place: their keyframe URLs (`keyframes`, and `thumbnail` when it is
+    one) point at the gateway, naming the node."""
     for row in rows:
-        if isinstance(row, dict) and isinstance(row.get("keyframes"), list):
+        if not isinstance(row, dict):
+            continue
+        if isinstance(row.get("keyframes"), list):
             row["keyframes"] = [with_node(u, node) for u in row["keyframes"]]
+        if "thumbnail" in row:
+            row["thumbnail"] = with_node(row["thumbnail"], node)
 
 
 class PictureProxy:
