@@ -17,7 +17,7 @@ from livesight.config import ServerConfig
 from livesight.protocols.web.server import WebServer
 from livesight.timeline.summary import Summaries
 from livesight.types import Keyframe, ResponseCreated, ResponseDelta, ResponseDone, ResponseStatus, TimelineEntry
-from tests.helpers import http_get
+from tests.helpers import http_get, http_post
 from tests.pipeline import Pipeline, pipeline
 from tests.timeline.conftest import close_store, jpeg, open_store
 
@@ -146,3 +146,65 @@ async def test_bad_requests_are_refused_naming_the_parameter(
     _, port = served
     status, _, body = await http_get(port, path)
     assert status == code and reason in body.decode()
+
+
+async def test_the_openai_face_answers_a_summary_question_with_citations(served: tuple[Pipeline, int]) -> None:
+    _, port = served
+    body = json.dumps(
+        {"model": "livesight/cam1", "messages": [{"role": "user", "content": "What happened in the last hour?"}]}
+    ).encode()
+    status, _, raw = await http_post(port, "/v1/chat/completions", body)
+    assert status == 200, raw
+    completion = json.loads(raw)
+    assert "a red van parks by the door" in completion["choices"][0]["message"]["content"]
+    assert [c["id"] for c in completion["citations"]] == ["tl_0001", "tl_0002"]
+
+
+@pytest.mark.slow
+async def test_the_daemon_summarises_its_own_timeline(tmp_path: Path) -> None:
+    """The app wires the summaries over its timeline: the demo stream cuts every 5 s, scenes become captioned
+    entries, and a summary question over WebSocket is answered from them, citing them."""
+    import asyncio
+
+    from websockets.asyncio.client import connect
+
+    from livesight.config import parse_config
+    from livesight.daemon.app import App, run_app
+
+    cfg = parse_config(
+        {
+            "cameras": [{"id": "cam", "source": "builtin:demo", "sample_fps": 4}],
+            "model": {"backend": "echo", "max_new_tokens": 16},
+            "dtd": {"mode": "pixel"},
+            "memory": {"token_budget": 1024, "database": str(tmp_path / "events.sqlite")},
+            "proactive": {"enabled": False},
+            "server": {"host": "127.0.0.1", "port": 0},
+        },
+        origin="test",
+    )
+    app = App(cfg)
+    runner = asyncio.create_task(run_app(app), name="app")
+    try:
+        handles = await asyncio.wait_for(app.wait_ready(), 30)
+        assert app.timeline is not None and handles.service.summaries is not None
+        timeline = app.timeline
+
+        def captioned() -> int:
+            return sum(1 for e in timeline.between("cam", 0, time.time() + 60, limit=100) if e.caption)
+
+        async with asyncio.timeout(40):
+            while captioned() < 1:  # noqa: ASYNC110 - the store exposes no event
+                await asyncio.sleep(0.2)
+        async with connect(f"ws://127.0.0.1:{handles.port}") as ws:
+            await ws.recv()  # session.created
+            await ws.send(json.dumps({"type": "query", "id": "q", "text": "what happened in the last hour?"}))
+            async with asyncio.timeout(20):
+                while True:
+                    e = json.loads(await ws.recv())
+                    if e["type"] == "response.done" and e.get("query_id") == "q":
+                        break
+        assert e["status"] == "completed" and e["citations"] and e["citations"][0]["camera"] == "cam"
+        assert "You asked: Camera cam, between" in e["text"]  # the echo of the summary prompt
+    finally:
+        app.stop()
+        await asyncio.wait_for(runner, 30)
