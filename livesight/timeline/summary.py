@@ -6,7 +6,8 @@
 The entries overlapping [start, end] (oldest first) become time-stamped lines ("14:03:10â€“14:05:40 a red van parks";
 a run of entries with the same caption is one line). When the lines fit the prompt budget, one generation summarises
 them (its text streamed through `on_text`); past the budget, map-reduce: each chunk of lines is summarised on its own
-(not streamed), then the chunk summaries are summarised together (streamed), in rounds until they fit. An empty
+(not streamed), then the chunk summaries are summarised together (streamed), in rounds until they fit. A period
+whose lines take more than MAX_MAP_CALLS chunks is thinned first (lines kept evenly over it): bounded work. An empty
 period is answered with a plain sentence, without the model. Citations: the entries the lines came from (the first of
 each run), at most MAX_CITATIONS, spread over the period.
 
@@ -40,9 +41,10 @@ Generate = Callable[[str, OnText | None], Awaitable[str]]  # (prompt, on_text) â
 ParseWindow = Callable[[str, float, tzinfo], object]  # returns a when.Window (start, end) or None
 
 PROMPT_CHARS = 6000  # captions in one prompt at most (the map-reduce chunk size)
-MAX_ENTRIES = 5000  # entries read for one summary at most
+MAX_ENTRIES = 20_000  # entries read for one summary at most (31 days of one camera at chunk_s 300 is ~9,000)
 MAX_CITATIONS = 12
 CACHE_SIZE = 256  # finished hours kept
+MAX_MAP_CALLS = 12  # chunks summarised for one summary at most (past that, lines are thinned evenly first)
 MAX_ROUNDS = 4  # reduce rounds at most (each divides the text by about the chunk size over a summary's length)
 HOUR_S = 3600.0
 DEFAULT_WINDOW_S = HOUR_S  # "the last hour"
@@ -146,6 +148,21 @@ def chunks(texts: Sequence[str], budget: int) -> list[list[str]]:
     return [c for c in out if c]
 
 
+def thin(texts: Sequence[str], budget: int, max_chunks: int) -> list[str]:
+    """Texts evenly spread over `texts` (the first and the last kept) that fit in `max_chunks` chunks of `budget`."""
+    if len(chunks(texts, budget)) <= max_chunks or len(texts) < 3:
+        return list(texts)
+    total = sum(len(t) + 1 for t in texts)
+    keep = max(2, min(len(texts) - 1, int(len(texts) * budget * max_chunks / total)))
+    while keep > 2:
+        step = (len(texts) - 1) / (keep - 1)
+        picked = [texts[round(i * step)] for i in range(keep)]
+        if len(chunks(picked, budget)) <= max_chunks:
+            return picked
+        keep = max(2, int(keep * 0.9))
+    return [texts[0], texts[-1]]
+
+
 def map_prompt(camera: str, label: str, lines: Sequence[str]) -> str:
     return (
         f"Camera {camera}, between {label}. What it saw, one line per scene, oldest first:\n"
@@ -212,7 +229,7 @@ class Summaries:
         self._cache_size = cache_size
         self._now = now
         self._parse = parse or parse_window
-        self.counters = {"summaries": 0, "cached": 0, "empty": 0, "generations": 0, "reduced": 0}
+        self.counters = {"summaries": 0, "cached": 0, "empty": 0, "generations": 0, "reduced": 0, "thinned": 0}
 
     async def window_of(self, text: str) -> tuple[float, float] | None:
         """The window a question asks a summary of (summary_window), None when it asks something else. The time
@@ -271,6 +288,9 @@ class Summaries:
     ) -> tuple[str, int]:
         calls = 0
         prompt = map_prompt
+        if len(chunks(texts, self.prompt_chars)) > MAX_MAP_CALLS:  # a long period: bounded work
+            self.counters["thinned"] += 1
+            texts = thin(texts, self.prompt_chars, MAX_MAP_CALLS)
         for _ in range(MAX_ROUNDS):
             groups = chunks(texts, self.prompt_chars)
             if len(groups) == 1:

@@ -114,6 +114,17 @@ async def test_past_the_budget_chunks_are_summarised_then_reduced(store: Timelin
     assert 2 <= len(out.citations) <= 12 and out.citations[0].id == "tl_0000" and out.citations[-1].id == "tl_0059"
 
 
+async def test_a_long_period_is_thinned_to_a_bounded_number_of_generations(store: TimelineStore) -> None:
+    es = [entry(i, HOUR + i * 10, f"scene {i} " + "y" * 80) for i in range(300)]
+    model = Model()
+    s = Summaries(timeline(store, es).between, zone=UTC, prompt_chars=500, now=lambda: NOW)
+    out = await s.summarize("door", HOUR, HOUR + 3600, generate=model)
+    maps = [p for p in model.prompts if "one line per scene" in p]
+    assert len(maps) <= 12 and s.counters["thinned"] == 1
+    assert "scene 0 " in maps[0] and "scene 299 " in maps[-1]  # the whole period, spread
+    assert out.citations[0].id == "tl_0000" and out.citations[-1].id == "tl_0299"
+
+
 async def test_a_finished_hour_is_cached_and_a_running_one_is_not(store: TimelineStore) -> None:
     tl = timeline(store, [entry(1, HOUR + 300, "a red van parks")])
     model = Model()
