@@ -16,6 +16,7 @@ from livesight.types import Keyframe, TimelineEntry
 from tests.fleet.inproc import Gateway, Node, gateway, linked, start_node
 from tests.helpers import http_get
 from tests.mosquitto import MOSQUITTO, Mosquitto
+from tests.protocols.web.test_browser import ARGS, CHROMIUM
 from tests.timeline.conftest import jpeg
 
 pytestmark = [
@@ -170,3 +171,37 @@ async def test_keyframes_come_from_the_node_that_holds_them(fleet_timeline: tupl
     await nodes["b"].stop()
     status, _, body = await http_get(gw.port, url, AUTH)
     assert status == 503 and body.startswith(b"camera_unavailable: ")
+
+
+@pytest.mark.slow
+@pytest.mark.browser
+@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian chromium (scripts/system-deps.sh)")
+async def test_the_chat_page_through_the_gateway_shows_a_nodes_citations(
+    fleet_timeline: tuple[dict[str, Node], Gateway],
+) -> None:
+    from playwright.async_api import async_playwright
+
+    _, gw = fleet_timeline
+    problems: list[str] = []
+    async with async_playwright() as p:
+        browser = await p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        try:
+            page = await browser.new_page()
+            page.on("console", lambda m: problems.append(m.text) if m.type in ("error", "warning") else None)
+            page.on("pageerror", lambda e: problems.append(str(e)))
+            await page.goto(f"http://127.0.0.1:{gw.port}/?token={TOKEN}")
+            await page.locator("#conn.conn-on").wait_for(timeout=10_000)
+            await page.locator(".camera .cam-id", has_text="cam3").wait_for()
+            await page.select_option("#camera", "cam3")
+            await page.fill("#question", "anything happen in the last hour?")
+            await page.click("#ask")
+            cites = page.locator(".msg.answer .citations .citation img")
+            await cites.nth(1).wait_for()
+            assert await cites.count() == 2
+            assert "/api/timeline/tl_b1/keyframes/0.jpg?camera=cam3" in str(await cites.nth(0).get_attribute("src"))
+            await page.wait_for_function(  # node b's keyframes, through the gateway
+                "() => [...document.querySelectorAll('.citation img')].every((i) => i.complete && i.naturalWidth > 0)"
+            )
+        finally:
+            await browser.close()
+    assert problems == [], problems
