@@ -183,8 +183,8 @@ def _ranked(
     cur: Cursor | None,
 ) -> TimelinePage:
     where, args, (lo, up) = _window(conn, q.start, q.end)
-    conds = ["timeline_fts MATCH ?", "timeline_fts.rowid <= ?"]
-    qargs: list[Any] = [fts_query(terms), hi]
+    conds = ["timeline_fts MATCH ?", "timeline_fts.rowid BETWEEN ? AND ?"]  # one range: FTS5 uses one bound each
+    qargs: list[Any] = [fts_query(terms), 0, hi]
     if where:  # the window as a range of rows (index only: wall_time's index holds the rowid)
         lo_hi = conn.execute(
             "SELECT min(rowid), max(rowid) FROM timeline INDEXED BY timeline_time WHERE wall_time BETWEEN ? AND ?",
@@ -192,8 +192,9 @@ def _ranked(
         ).fetchone()
         if lo_hi[0] is None:
             return TimelinePage(())
-        conds += ["timeline_fts.rowid BETWEEN ? AND ?", where]
-        qargs += [lo_hi[0], lo_hi[1], *args]
+        qargs[1:3] = [lo_hi[0], min(hi, lo_hi[1])]
+        conds.append(where)
+        qargs += args
     if q.cameras is not None:
         conds.append(f"t.camera IN ({','.join('?' * len(q.cameras))})")
         qargs += list(q.cameras)

@@ -249,6 +249,12 @@ class TimelineStore:
             "thumbnails_adopted": self.thumbnails_adopted,
         }
 
+    def count_deletions(self, *, keyframes: int, rows: int) -> None:
+        """Retention's deletions, for counters()."""
+        with self._count_lock:
+            self.keyframes_deleted += keyframes
+            self.rows_deleted += rows
+
     # ---- files ---------------------------------------------------------------------------------------------
 
     def keyframe_path(self, camera: str, entry_id: str, index: int) -> Path:
