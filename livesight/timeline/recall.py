@@ -183,7 +183,10 @@ class Recaller:
 
         def ask(text: str | None) -> list[TimelineEntry]:
             q = TimelineQuery(text=text, cameras=(camera,), start=start, end=end, limit=4 * n)
-            hits = self.store.search(q).hits
+            try:
+                hits = self.store.search(q).hits
+            except ValueError:  # no word the search takes (its own stop words): nothing to match
+                return []
             out = [h.entry for h in hits if h.entry.end_wall_time is not None and h.entry.end_wall_time <= horizon]
             return out[:n]
 
