@@ -57,6 +57,12 @@ _INTENT = re.compile(
 )
 
 
+# a time expression naming a moment ("10 minutes ago", "at 3 pm", "around 14:10"), not a period: "what happened 10
+# minutes ago?" asks about that moment (recall answers it, with its keyframes), not for a summary
+_MOMENT = re.compile(r"\bago\b|\b(?:at|around|about)\s+\d|\d[:.h]\d{2}|\b\d{1,2}\s*(?:am|pm|a\.m\.|p\.m\.)")
+_SPAN_START = re.compile(r"\s*(?:between|since|from)\b")
+
+
 @dataclass(frozen=True, slots=True)
 class Summary:
     camera: str
@@ -83,13 +89,17 @@ def is_summary_question(text: str) -> bool:
 
 
 def summary_window(text: str, now: float, zone: tzinfo, parse: ParseWindow) -> tuple[float, float] | None:
-    """The window a summary question asks about, or None when `text` is not one: the intent, and the time window
-    `parse` finds (when.py; none found: the last hour). The window ends at `now` at the latest."""
+    """The window a summary question asks about, or None when `text` is not one: the intent, and the period `parse`
+    finds (when.py; none found: the last hour). A moment ("what happened 10 minutes ago?", "… at 3 pm?") is not a
+    period: None (the question is answered with recall). The window ends at `now` at the latest."""
     if not is_summary_question(text):
         return None
     found = parse(text, now, zone)
     if found is None:
         return (now - DEFAULT_WINDOW_S, now)
+    phrase = str(getattr(found, "phrase", ""))
+    if _MOMENT.search(phrase) and not _SPAN_START.match(phrase):
+        return None
     start, end = _bounds(found)
     end = min(end, now)
     if end <= start:

@@ -210,3 +210,29 @@ def test_summary_window_takes_the_parsed_window_and_defaults_to_the_last_hour() 
     assert summary_window("what happened?", NOW, UTC, parse) == (NOW - 3600, NOW)
     assert summary_window("what happened this morning?", NOW, UTC, parse) == (NOW - 4 * 3600, NOW)  # ends now
     assert summary_window("when did the van come this morning?", NOW, UTC, parse) is None
+
+
+@pytest.mark.parametrize(
+    ("text", "span"),
+    [
+        ("what happened in the last hour?", (NOW - 3600, NOW)),
+        ("what happened in the last 20 minutes?", (NOW - 1200, NOW)),
+        ("what happened this morning?", (HOUR - 8 * 3600, HOUR - 2 * 3600)),
+        ("summarise what happened between 14:00 and 15:00", (HOUR, HOUR + 3600)),
+        ("anything happen since 16:00?", (HOUR + 2 * 3600, NOW)),
+        ("What happened?", (NOW - 3600, NOW)),
+    ],
+)
+def test_periods_from_when_py(text: str, span: tuple[float, float]) -> None:
+    from livesight.timeline.when import parse_window
+
+    assert summary_window(text, NOW, UTC, parse_window) == pytest.approx(span, abs=1)
+
+
+@pytest.mark.parametrize(
+    "text", ["What happened 10 minutes ago?", "what happened at 3 pm?", "what happened around 16:10?"]
+)
+def test_a_moment_is_left_to_recall(text: str) -> None:
+    from livesight.timeline.when import parse_window
+
+    assert summary_window(text, NOW, UTC, parse_window) is None
