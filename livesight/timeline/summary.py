@@ -24,6 +24,7 @@ hour?", "anything happen while I was out this morning?") and its time window.
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import time
 from collections import OrderedDict
@@ -31,8 +32,11 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
 
+from livesight.errors import contain
 from livesight.timeline.when import parse_window
 from livesight.types import Citation, TimelineEntry, keyframe_url
+
+log = logging.getLogger(__name__)
 
 Between = Callable[..., list[TimelineEntry]]  # TimelineStore.between(camera, start, end, *, limit) (blocking)
 OnText = Callable[[str], None]
@@ -246,7 +250,11 @@ class Summaries:
         expression is parsed in a thread (when.py: dateparser), and only for a question that asks a summary."""
         if not is_summary_question(text):
             return None
-        return await asyncio.to_thread(summary_window, text, self._now(), self.zone, self._parse)
+        try:
+            return await asyncio.to_thread(summary_window, text, self._now(), self.zone, self._parse)
+        except Exception as e:  # a time expression the parser chokes on: the question is answered as any other
+            contain("summary.window", e, log, "the period of a summary question")
+            return None
 
     def finished_hour(self, start: float, end: float) -> bool:
         """[start, end] is one whole hour of the zone's clock, wholly in the past."""

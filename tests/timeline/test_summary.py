@@ -236,3 +236,12 @@ def test_a_moment_is_left_to_recall(text: str) -> None:
     from livesight.timeline.when import parse_window
 
     assert summary_window(text, NOW, UTC, parse_window) is None
+
+
+async def test_a_parser_that_fails_leaves_the_question_to_the_live_answer(store: TimelineStore) -> None:
+    def broken(text: str, now: float, zone: object) -> None:
+        raise RuntimeError("dateparser choked")
+
+    s = Summaries(timeline(store, []).between, zone=UTC, parse=broken, now=lambda: NOW)
+    assert await s.window_of("what happened this morning?") is None
+    assert await s.window_of("is the door open?") is None  # not a summary question: never parsed
