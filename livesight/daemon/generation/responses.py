@@ -17,7 +17,7 @@ from livesight.ids import new_id
 from livesight.timeline.recall import Recall
 from livesight.types import ResponseCreated, ResponseDone, ResponseEvent, ResponseKind, ResponseStatus
 
-TEXT_ONLY_TOKENS = 256  # a text-only job (a summary) may generate at least this many tokens (model.max_new_tokens)
+TEXT_ONLY_TOKENS = 192  # a text-only job (a summary) may generate at least this many tokens (model.max_new_tokens)
 
 
 def new_response_id() -> str:
