@@ -205,3 +205,32 @@ async def test_the_chat_page_through_the_gateway_shows_a_nodes_citations(
         finally:
             await browser.close()
     assert problems == [], problems
+
+
+async def test_summaries_streaming_through_the_gateway_leave_pictures_their_slots(
+    fleet_timeline: tuple[dict[str, Node], Gateway],
+) -> None:
+    import asyncio
+
+    from tests.helpers import http_request, request_head
+
+    nodes, gw = fleet_timeline
+    gate = nodes["b"].pipe.hold()  # node b's generations wait: its summaries stream (keep-alives) without an end
+    conns = []
+    try:
+        for _ in range(4):  # as many summaries as a node gets streams through the gateway
+            reader, writer = await asyncio.open_connection("127.0.0.1", gw.port)
+            writer.write(request_head(gw.port, "GET", "/api/cameras/cam3/summary", AUTH))
+            await writer.drain()
+            assert (await asyncio.wait_for(reader.readline(), 10)).startswith(b"HTTP/1.1 200")
+            conns.append(writer)
+        status, _, body = await http_get(gw.port, "/api/timeline/tl_b2/keyframes/0.jpg?node=b", AUTH)
+        assert status == 200 and body[:2] == b"\xff\xd8"
+        # a fifth waits for a stream slot (node_http.QUEUE_S), then is refused: busy
+        status, _, body = await http_request(gw.port, "GET", "/api/cameras/cam3/summary", headers=AUTH, within=15)
+        assert status == 503 and b"busy" in body
+    finally:
+        gate.set()
+        for w in conns:
+            w.close()
+            await w.wait_closed()

@@ -7,7 +7,8 @@
 Requests carry the fleet's credential — never the client's token, nor any header or parameter the node's routes do
 not read — through one httpx client holding at most PER_NODE keep-alive connections per node. Bounded: an answer must
 start within CONNECT_S + READ_S (a stream: each chunk within READ_S) and fit in MAX_BODY bytes (else NodeBadAnswer,
-502); at most PER_NODE requests per node at once, the rest wait QUEUE_S at most (else NodeBusy, 503 `busy`). A node
+502); at most PER_NODE requests per node at once, the rest wait QUEUE_S at most (else NodeBusy, 503 `busy`); streams
+(summaries, which last as long as their generation) have STREAMS_PER_NODE slots of their own. A node
 that is not linked, or does not answer, raises NodeUnreachable with why (503 `camera_unavailable`, or named in a
 merged answer's `missing`).
 """
@@ -27,6 +28,7 @@ from livesight.gateway.hub import UpstreamHub
 log = logging.getLogger(__name__)
 
 PER_NODE = 4  # connections (and requests at once) per node
+STREAMS_PER_NODE = 4  # streamed answers (summaries) at once per node, apart: a long one never holds a picture's slot
 QUEUE_S = 5.0  # a request waits this long at most for one of them
 CONNECT_S = 3.0
 READ_S = 10.0
@@ -65,11 +67,12 @@ class NodeHTTP:
         self.directory = hub.directory
         self.token = token
         self._slots: dict[str, asyncio.Semaphore] = {}
+        self._stream_slots: dict[str, asyncio.Semaphore] = {}
         n = max(1, len(self.directory.nodes))
         self._client = httpx.AsyncClient(
             timeout=httpx.Timeout(READ_S, connect=CONNECT_S),
             limits=httpx.Limits(
-                max_connections=PER_NODE * n + PER_NODE,
+                max_connections=(PER_NODE + STREAMS_PER_NODE) * n + PER_NODE,
                 max_keepalive_connections=PER_NODE * n,
                 keepalive_expiry=4.0,  # below the node's keep-alive (uvicorn's 5 s): never reuse a closing one
             ),
@@ -96,13 +99,14 @@ class NodeHTTP:
         return {**headers, **(extra or {})}
 
     @contextlib.asynccontextmanager
-    async def _slot(self, node: str) -> AsyncIterator[None]:
-        slot = self._slots.setdefault(node, asyncio.Semaphore(PER_NODE))
+    async def _slot(self, node: str, *, stream: bool = False) -> AsyncIterator[None]:
+        slots, size = (self._stream_slots, STREAMS_PER_NODE) if stream else (self._slots, PER_NODE)
+        slot = slots.setdefault(node, asyncio.Semaphore(size))
         try:
             async with asyncio.timeout(QUEUE_S):
                 await slot.acquire()
         except TimeoutError:
-            raise NodeBusy(f"too many requests for node {node}") from None
+            raise NodeBusy(f"too many {'streams' if stream else 'requests'} for node {node}") from None
         try:
             yield
         finally:
@@ -132,7 +136,7 @@ class NodeHTTP:
         """A streamed answer (Server-Sent Events): (status, headers, its chunks). NodeUnreachable before it starts;
         a chunk that does not come within READ_S ends the chunks early (the stream is closed)."""
         url = self._url(node, path)
-        async with self._slot(node):
+        async with self._slot(node, stream=True):
             try:
                 async with self._client.stream("GET", url, params=params, headers=self._headers(None)) as r:
 
