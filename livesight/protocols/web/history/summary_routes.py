@@ -10,7 +10,8 @@ then one `event: done` `{"response_id", "camera", "from", "to", "status", "text"
 JSON answer (200; a failed generation 503).
 
 Refused before anything is generated: a bad parameter 400 (naming it), an unknown camera 404, a node that keeps no
-timeline 400, too many questions waiting 503 (`Retry-After`). The access rule (token, Origin) is server.py's /api/.
+timeline 400. Too many questions waiting: the summary ends failed with code `busy` (JSON: 503). The access rule
+(token, Origin) is server.py's /api/.
 """
 
 from __future__ import annotations
