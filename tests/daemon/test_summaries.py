@@ -14,10 +14,11 @@ from urllib.parse import quote
 import pytest
 
 from livesight.config import ServerConfig
+from livesight.protocols.contract.api import SummaryEnd
 from livesight.protocols.web.server import WebServer
 from livesight.timeline.summary import Summaries
 from livesight.types import Keyframe, ResponseCreated, ResponseDelta, ResponseDone, ResponseStatus, TimelineEntry
-from tests.helpers import http_get, http_post
+from tests.helpers import eventually, http_get, http_post
 from tests.pipeline import Pipeline, pipeline
 from tests.timeline.conftest import close_store, jpeg, open_store
 
@@ -208,3 +209,28 @@ async def test_the_daemon_summarises_its_own_timeline(tmp_path: Path) -> None:
     finally:
         app.stop()
         await asyncio.wait_for(runner, 30)
+
+
+async def test_a_summary_with_too_many_questions_waiting_ends_busy(tmp_path: Path) -> None:
+    store = open_store(tmp_path / "ev.sqlite")
+    for e in ENTRIES:
+        store.add_entry(e, [jpeg(120)])
+    store.flush()
+    pipe = pipeline(["cam1"], response_queue_size=1).start()
+    pipe.service.summaries = Summaries(store.between, zone=UTC)
+    gate = pipe.hold()
+    try:
+        running = pipe.service.query(camera="cam1", text="first", query_id="a")
+        await anext(running)
+        await eventually(lambda: pipe.service.responses.waiting()["queries"] == 0, 5, "the first one generating")
+        waiting = pipe.service.query(camera="cam1", text="second", query_id="b")
+        await anext(waiting)  # one generating (held), one waiting: the queue of questions is full
+        events = [ev async for ev in pipe.service.summary(camera="cam1", start=NOW - 3600, end=NOW)]
+        end = events[-1]
+        assert isinstance(end, SummaryEnd) and end.done.status is ResponseStatus.FAILED and end.done.code == "busy"
+        await running.aclose()
+        await waiting.aclose()
+    finally:
+        gate.set()
+        await pipe.stop()
+        close_store(store)
