@@ -23,6 +23,7 @@ from livesight.daemon.images import Images, ThumbnailStore, thumbnail_dir
 from livesight.daemon.model_worker import CameraLane, MemoryLike, ModelWorker, WorkerSettings
 from livesight.daemon.scene_detectors import SceneDetectors
 from livesight.daemon.service import LaneStats, Service
+from livesight.daemon.timeline.capture import BackfillJobs, TimelineCapture
 from livesight.daemon.timeline.face import TimelineFace
 from livesight.errors import contain
 from livesight.fleet.topics import default_node_url
@@ -36,6 +37,7 @@ from livesight.protocols.web.fleet_link import FleetLink
 from livesight.protocols.web.server import WebServer
 from livesight.redact import scrub
 from livesight.streaming.camera import Camera
+from livesight.timeline.backfill import Backfill
 from livesight.timeline.recall import Recaller
 from livesight.timeline.store import TimelineStore, keyframe_dir
 from livesight.timeline.summary import Summaries
@@ -77,6 +79,8 @@ class App:
         self.event_log: EventLog | None = None
         self.timeline: TimelineStore | None = None  # the searchable scene timeline (livesight/timeline/)
         self.images: Images | None = None
+        self.capture: TimelineCapture | None = None  # the timeline's entries and keyframes from the frame path
+        self.backfill: Backfill | None = None  # captions for entries without one
 
     # ---- public ------------------------------------------------------------------------------------------
 
@@ -120,6 +124,7 @@ class App:
         )
         try:
             await self.images.start()
+            self._start_capture()
             self.port = await server.start()
             log.info(
                 "listening on ws://%s:%d (chat page at http://%s:%d/)",
@@ -183,6 +188,7 @@ class App:
                     memory=self._memory(cam_cfg.id, backend, start_scene),
                     detector=detector,
                     proactive=cfg.proactive_for(cam_cfg),
+                    entries=self.capture.tracker(cam_cfg.id, start_scene) if self.capture is not None else None,
                 )
             )
         self.worker = ModelWorker(
@@ -207,6 +213,7 @@ class App:
             responder_task = None
             if responder is not None:
                 responder_task = tg.create_task(self._contain_responder(responder), name="remote-responder")
+            backfill_task = self._start_timeline(tg, backend, self.worker)
             mqtt_task = None
             if cfg.mqtt.enabled:
                 from livesight.protocols.mqtt.bridge import MQTTBridge
@@ -229,8 +236,46 @@ class App:
             worker_task.cancel()
             stats_task.cancel()
             watchdog_task.cancel()
+            if backfill_task is not None:
+                backfill_task.cancel()
             if mqtt_task is not None:
                 mqtt_task.cancel()
+        await self._close_timeline()
+
+    # ---- the timeline: entries and keyframes from the frame path, captions backfilled ---------------------------
+
+    def _start_capture(self) -> None:
+        """With the timeline store: the capture (entries and keyframes from the frame path) and the backfill."""
+        if self.timeline is None or self.images is None:
+            return
+        cfg = self.cfg
+        self.capture = TimelineCapture(
+            self.timeline, cfg.memory.timeline, flat_level=cfg.scenes.flat_level, submit=self.images.submit
+        )
+        self.backfill = Backfill(self.timeline)
+
+    def _start_timeline(
+        self, tg: asyncio.TaskGroup, backend: Backend, worker: ModelWorker
+    ) -> asyncio.Task[None] | None:
+        """Closed entries go from the worker to the capture; the backfill's jobs to the generation queue."""
+        if self.capture is None or self.backfill is None:
+            return None
+        capture, backfill = self.capture, self.backfill
+        worker.on_entries = capture.closed
+        self.service.responses.backfill = BackfillJobs(backfill, backend)
+        self.service.health_parts["timeline_capture"] = lambda: {
+            "state": "ok",
+            "capture": capture.health(),
+            "backfill": backfill.health(),
+        }
+        return tg.create_task(backfill.run(), name="timeline-backfill")
+
+    async def _close_timeline(self) -> None:
+        """After the cameras and the worker stopped: every open entry closed and written (nothing lost)."""
+        if self.capture is not None:
+            await self.capture.close()
+        if self.timeline is not None:
+            await asyncio.to_thread(self.timeline.flush)
 
     # ---- the backend's parts: local model (CameraMemory) or remote server (RemoteMemory + RemoteResponder) ------
 
