@@ -40,7 +40,8 @@ from livesight.streaming.camera import Camera
 from livesight.timeline.backfill import Backfill
 from livesight.timeline.recall import Recaller
 from livesight.timeline.store import TimelineStore, keyframe_dir
-from livesight.timeline.when import parse_window
+from livesight.timeline.summary import Summaries
+from livesight.timeline.when import parse_window, zone_of
 from livesight.types import CameraState, CameraStatus, SceneChange
 
 if TYPE_CHECKING:
@@ -107,6 +108,9 @@ class App:
             self.service.health_parts["event_log"] = _disabled
         if self.event_log is not None and cfg.memory.timeline.enabled:
             self.timeline = await asyncio.to_thread(_open_timeline, cfg, self.event_log)
+        if self.timeline is not None:  # summaries of past periods ("what happened in the last hour?", /summary)
+            zone = await asyncio.to_thread(zone_of, cfg.memory.recall.timezone)
+            self.service.summaries = Summaries(self.timeline.between, zone=zone)
         thumbs = thumbnail_dir(cfg.memory.database)
         store = ThumbnailStore(thumbs, cfg.memory.max_rows) if thumbs is not None else None
         self.images = Images(self.service.camera_ids(), self.service.frames, store=store, event_log=self.event_log)
@@ -116,6 +120,7 @@ class App:
             images=self.images,
             fleet_link=FleetLink(token=cfg.fleet.token) if cfg.fleet is not None else None,
             timeline=TimelineFace(self.timeline, self.service.camera_ids(), store) if self.timeline else None,
+            summaries=self.service,  # /api/cameras/<id>/summary (400 while service.summaries is None: no timeline)
         )
         try:
             await self.images.start()

@@ -56,7 +56,7 @@ from livesight.daemon.frame_pipeline import (
 )
 from livesight.daemon.generation.queue import BackfillJob, CaptionJob, InWorker, Job, OnLoop, Work
 from livesight.daemon.generation.response_end import ResponseEnd
-from livesight.daemon.generation.responses import ResponseJob
+from livesight.daemon.generation.responses import TEXT_ONLY_TOKENS, ResponseJob
 from livesight.daemon.lane_guard import LaneGuard
 from livesight.daemon.service import LaneStats, Service
 from livesight.errors import contain
@@ -415,6 +415,8 @@ class ModelWorker:
             else:
                 self._unit(self._timed(self.queue.begin(), self._caption(job, work)), cams, f"caption:{job.camera}")
             return False
+        if job.text_only:  # the prompt alone: the camera's memory is not used (its frames may go on beside it)
+            cams = frozenset()
         run = _Run()
         emit = self._emitter(loop, job, run)
         work = self._work_for(job, emit if job.kind is not ResponseKind.WATCH else None)
@@ -478,6 +480,13 @@ class ModelWorker:
             if emit is not None and s:
                 emit(ResponseDelta(job.response_id, s))
 
+        if job.text_only:  # a fresh context holding only the system prompt (generation/responses.py)
+            return self.backend.new_context().generate(
+                job.prompt,
+                max_new_tokens=max(self.settings.max_new_tokens, TEXT_ONLY_TOKENS),
+                should_stop=job.cancel.is_set,
+                on_text=on_text,
+            )
         recalled = job.recall.segment() if job.recall is not None else None
         extra = {"recalled": recalled} if recalled is not None else {}  # past moments (timeline/recall.py)
         try:

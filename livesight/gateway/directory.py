@@ -12,7 +12,7 @@ Trust (docs/fleet.md, "Trust"): anyone who may publish on the broker can write t
   (`untrusted`); so is one naming a node that is not in `fleet.nodes` (every node of the fleet is listed there: a
   daemon refuses to start as a node that is not), and such a node's availability;
 - a signed copy recorded on the broker and replayed later verifies too, so an announcement must be fresh
-  (topics.py): issued no longer ago than `Trust.max_age_s` (2 × the nodes' announce interval by default) nor later
+  (fleet/topics.py): issued no longer ago than `Trust.max_age_s` (2 × the nodes' announce interval by default) nor later
   than now, beyond CLOCK_SKEW_S either way (`stale`, `future`); with a credential, dated at all (`undated`); and its
   counter must move past the last one taken from the same run of the node (`replayed`: a lower or equal `seq` of the
   same `boot`, a run the node has since left, or an announcement older than one taken from another run). A node that

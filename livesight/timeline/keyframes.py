@@ -55,7 +55,7 @@ class Shot:
     wall_time: float
     rgb: np.ndarray  # [H, W, 3] uint8, as the model saw it (never changed after it was made)
     kept: int  # tokens DTD kept
-    z: np.ndarray | None  # its normalised 16x16 thumbnail (pictures.py); None: flat (black, white, uniform)
+    z: np.ndarray | None  # its normalised 16x16 thumbnail (memory/pictures.py); None: flat (black, white, uniform)
 
     @property
     def content(self) -> bool:

@@ -1,4 +1,5 @@
-"""generation/response_end.py: the one place a response ends, for the model worker and the remote responder alike."""
+"""daemon/generation/response_end.py: the one place a response ends, for the model worker and the remote responder
+alike."""
 
 from __future__ import annotations
 

@@ -17,8 +17,8 @@ only (`ModelWorker(run_jobs=False)`) and this responder takes the response queue
 The queue is the model worker's generation queue (queue.py: bounded, proactive messages superseded and
 shed when stale, counted); its priority order is kept, its worker-time budget does not apply (a request holds no
 thread here). Every job starts through `ModelWorker.start_job` (a proactive message is announced as it starts) and
-ends through `finish` — generation/response_end.py's `ResponseEnd.finish`, where local generation ends too (the same
-done event with its citations, TTFT, watch state and event log). A question's recalled past moments (`job.recall`)
+ends through `finish` — daemon/generation/response_end.py's `ResponseEnd.finish`, where local generation ends too (the
+same done event with its citations, TTFT, watch state and event log). A question's recalled past moments (`job.recall`)
 go into its request after the live content, before the question. Re-seating on another scheduler: a job's whole
 remote execution is `await run_job(job)`, a caption's `await run_caption(memory, closed_scene)` (coroutines that
 never raise but CancelledError); what this loop adds around them is the slot bound, question preemption, watch
@@ -35,10 +35,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from livesight.daemon.generation.queue import BackfillJob, CaptionJob, OnLoop
-from livesight.daemon.generation.responses import ResponseJob
+from livesight.daemon.generation.responses import TEXT_ONLY_TOKENS, ResponseJob
 from livesight.daemon.service import Service
 from livesight.errors import contain
-from livesight.memory.remote_memory import ClosedScene, RemoteMemory
+from livesight.memory.remote_memory import ClosedScene, RemoteMemory, RemoteRequest
 from livesight.model.backend import GenerationResult
 from livesight.model.remote.client import BACKOFF_MAX_S, REJECTED, RemoteError, RemoteModel
 from livesight.types import ResponseDelta, ResponseKind
@@ -183,12 +183,15 @@ class RemoteResponder:
         try:
             if self._start is not None:
                 self._start(job)
-            recalled = job.recall.segment() if job.recall is not None else None  # past moments (timeline/recall.py)
-            req = self.memories[job.camera].question_request(job.prompt, recalled=recalled)
+            if job.text_only:  # a summary of stored captions: the prompt alone, no image (responses.py)
+                req = RemoteRequest([{"role": "user", "content": job.prompt}], 0, 0, 0)
+            else:
+                recalled = job.recall.segment() if job.recall is not None else None  # past moments (timeline/recall.py)
+                req = self.memories[job.camera].question_request(job.prompt, recalled=recalled)
             r = await self.model.generate(
                 req.messages,
                 kind=kind,
-                max_tokens=self.max_new_tokens,
+                max_tokens=max(self.max_new_tokens, TEXT_ONLY_TOKENS) if job.text_only else self.max_new_tokens,
                 images=req.images,
                 image_bytes=req.image_bytes,
                 image_tokens=req.image_tokens,

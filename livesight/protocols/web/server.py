@@ -25,9 +25,10 @@ from starlette.routing import BaseRoute, WebSocketRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from livesight.config import ServerConfig
-from livesight.protocols.contract.api import ImageSource, ServiceAPI, TimelineSource
+from livesight.protocols.contract.api import ImageSource, ServiceAPI, SummarySource, TimelineSource
 from livesight.protocols.web.access import AccessMiddleware, Gatekeeper, Refusal, Rule
 from livesight.protocols.web.fleet_link import LINK_LIMITS, LINK_QUEUE, FleetLink, FleetLinkGate
+from livesight.protocols.web.history.summary_routes import SummaryRoutes
 from livesight.protocols.web.history.timeline_routes import TimelineRoutes
 from livesight.protocols.web.http_routes import load_static, not_found, page_routes
 from livesight.protocols.web.image_routes import ImageRoutes
@@ -104,6 +105,7 @@ class WebServer:
         images: ImageSource | None = None,
         fleet_link: FleetLink | None = None,
         timeline: TimelineSource | None = None,
+        summaries: SummarySource | None = None,
     ) -> None:
         self.service = service
         self.cfg = cfg
@@ -111,6 +113,7 @@ class WebServer:
         self.limits = limits or ClientLimits(max_watches=cfg.watches_per_client)
         self.images = images  # camera pictures under /api/cameras/ (image_routes.py); None: not served
         self.timeline = timeline  # /api/scenes, keyframes, searchable scene lists (history/timeline_routes.py)
+        self.summaries = summaries  # /api/cameras/<id>/summary (history/summary_routes.py); None: not served
         self.metrics = ServerMetrics(service)
         self.gate = Gatekeeper(cfg)
         self.openai = OpenAIRoutes(service, max_body=cfg.max_message_bytes)
@@ -144,11 +147,10 @@ class WebServer:
         return self.ws.clients_dropped_slow
 
     def access_rules(self) -> list[Rule]:
-        """This port's rules (`access_rules`, shared with the gateway); pictures and the timeline when it serves
-        them."""
-        return access_rules(
-            openai_refuse=self.openai.refuse, pictures=self.images is not None or self.timeline is not None
-        )
+        """This port's rules (`access_rules`, shared with the gateway); /api/ when it serves pictures, the timeline
+        or summaries."""
+        served = self.images is not None or self.timeline is not None or self.summaries is not None
+        return access_rules(openai_refuse=self.openai.refuse, pictures=served)
 
     async def start(self) -> int:
         """Listen; return the bound port. Raises ServeError with one clear line when it cannot."""
@@ -181,8 +183,8 @@ class WebServer:
         await transport.stop()
 
     def _api_routes(self, *, same_origin_only: bool) -> list[BaseRoute]:
-        """/api/: the timeline's routes (before the pictures' catch-all), the pictures'."""
-        routes: list[BaseRoute] = []
+        """/api/: the summaries' and the timeline's routes (before the pictures' catch-all), the pictures'."""
+        routes: list[BaseRoute] = SummaryRoutes(self.summaries).routes() if self.summaries is not None else []
         scene_list = None
         if self.timeline is not None:
             timeline = TimelineRoutes(self.timeline, same_origin_only=same_origin_only)
