@@ -71,10 +71,13 @@ def _cards(rgb: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> list[str]:
     if rows.size == 0 or cols.size == 0:
         return []
     cw, ch = SIZE["card"]
-    y, x = int(rows[0]), int(cols[0])
-    crop = rgb[y : y + ch, x : x + cw].mean(axis=2)
-    if crop.shape != (ch, cw):
+    y0, y1, x0, x1 = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+    if y1 - y0 < ch // 2 or x1 - x0 < cw // 2:
         return []
+    from PIL import Image  # the card as the frame's scale made it → the template's size
+
+    grey = rgb[y0:y1, x0:x1].mean(axis=2).astype(np.uint8)
+    crop = np.asarray(Image.fromarray(grey).resize((cw, ch), Image.Resampling.BILINEAR), np.float32)
     z = _norm(crop)
     scores = {w: float((z * t).mean()) for w, t in _templates().items()}
     best = max(scores, key=lambda w: scores[w])

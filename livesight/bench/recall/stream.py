@@ -2,7 +2,7 @@
 
     world = plan_world(7200.0, seed=31)          # cameras, events (camera, start, end, what), fades; the truth
     cam = CameraPainter(world, "gate")
-    cam.full(pts)    → [252, 448, 3] uint8       # what the camera delivers at stream time pts (the sampled frames)
+    cam.full(pts)    → [336, 588, 3] uint8       # what the camera delivers at stream time pts (the sampled frames)
     cam.small(pts)   → [48, 64, 3] uint8         # what the decoder scales for the cut tap (10 fps), drawn directly
 
 A camera is a still, desaturated background (its own texture), sensor noise (a bank of precomputed noise frames:
@@ -11,7 +11,7 @@ cheap), a slow drift of light (±5 % over 40 min). An event is a Thing (palette.
 the last minute, two events 15 s apart on one camera, one event alone in a 40-minute still stretch (found only
 through chunking), and one that appears as the picture fades back in from 30 s of black.
 
-Frames are 448x252 (the tiny model's input size: no resize) and generated, never encoded as video: the stream
+Frames are 588x336 (the tiny model's input size for 16:9: prepare does not resize them) and generated, never encoded as video: the stream
 runs as fast as the pipeline takes it, on its own clock (pts from 0, wall_time = EPOCH + pts).
 """
 
@@ -25,7 +25,7 @@ import numpy as np
 
 from livesight.bench.recall.palette import COLOURS, SHAPES, SIZE, WORDS, Thing, draw
 
-W, H = 448, 252
+W, H = 588, 336  # the tiny model's input size for 16:9 (model/vision_input.py target_size): no resize
 TAP_W, TAP_H = 64, 48  # memory/tap_cuts.py TAP_SIZE
 EPOCH = datetime(2026, 3, 2, 9, 0, tzinfo=UTC).timestamp()  # the stream starts Monday 2 March 2026, 09:00 UTC
 TIMEZONE = "UTC"
