@@ -244,7 +244,7 @@ class App:
             self.service,
             remote,
             memories,
-            finish=worker.finish_job,
+            finish=worker.ending.finish,  # where every response ends (generation/response_end.py)
             start=worker.start_job,
             max_new_tokens=self.cfg.model.max_new_tokens,
             concurrent=self.cfg.model.concurrent_requests,

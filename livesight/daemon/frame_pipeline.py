@@ -36,7 +36,7 @@ import numpy as np
 from livesight.daemon.early_encodes import EarlyEncodes
 from livesight.daemon.frame_slots import FrameSlots
 from livesight.errors import contain
-from livesight.model.backend import Backend, EncodedFrame, GenerationResult, Tokens
+from livesight.model.backend import Backend, EncodedFrame, GenerationResult, Recalled, Tokens
 from livesight.types import DTDStep, Frame, SceneChange
 
 log = logging.getLogger(__name__)
@@ -82,6 +82,7 @@ class MemoryLike(Protocol):
         max_new_tokens: int,
         should_stop: Callable[[], bool],
         on_text: Callable[[str], None] | None,
+        recalled: Recalled | None = None,  # past moments recalled into this question (passed only when some)
     ) -> GenerationResult: ...
 
     def maintenance_step(self) -> bool: ...  # True when it did some work

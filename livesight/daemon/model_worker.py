@@ -22,7 +22,7 @@ publishes them after each piece of work on a camera (frames, maintenance, an ans
 
 With a remote model server (model.backend openai) the worker runs frames only (`run_jobs=False`): the remote
 responder (generation/remote_responder.py) takes the generation queue on the event loop, and ends each job through
-`finish_job`, as this worker does.
+`finish_job`, as this worker does: both end in generation/response_end.py.
 
 Fault containment: every frame runs inside its camera lane's error boundary (lane_guard.py): a frame that raises is
 counted (`frames_failed`), logged once per kind, and skipped; N failures in a row put the camera in state `error`,
@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import threading
 import time
 from collections import deque
@@ -55,6 +54,7 @@ from livesight.daemon.frame_pipeline import (
     MemoryLike,
 )
 from livesight.daemon.generation.queue import CaptionJob, InWorker, Job, JobKind, OnLoop, Work, kind_of
+from livesight.daemon.generation.response_end import ResponseEnd
 from livesight.daemon.generation.responses import ResponseJob
 from livesight.daemon.lane_guard import LaneGuard
 from livesight.daemon.service import LaneStats, Service
@@ -64,10 +64,8 @@ from livesight.streaming.queues import DropOldestQueue
 from livesight.types import (
     Frame,
     ResponseDelta,
-    ResponseDone,
     ResponseEvent,
     ResponseKind,
-    ResponseStatus,
     SceneChange,
 )
 
@@ -84,7 +82,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-_YES = re.compile(r"^\W*yes\b", re.IGNORECASE)
 TIMINGS = 256  # proactive messages whose timings are kept (benchmarks)
 IDLE_S = 0.1  # with a thread free and nothing to start, look again at least this often
 
@@ -189,7 +186,7 @@ class ModelWorker:
         self.pipeline = FramePipeline(backend, self.lanes, service.frames)
         self.stage_ms = self.pipeline.stage_ms  # per-frame time of each stage (benchmarks)
         self._on_scene = on_scene
-        self._on_response = on_response
+        self.ending = ResponseEnd(service, on_response)  # how every response ends (generation/response_end.py)
         self.parallel = max(1, settings.parallel)
         self._executor = ThreadPoolExecutor(max_workers=self.parallel, thread_name_prefix="livesight-model")
         self._units: dict[asyncio.Task[None], frozenset[str]] = {}  # work running in the threads → its cameras
@@ -462,12 +459,15 @@ class ModelWorker:
             if emit is not None and s:
                 emit(ResponseDelta(job.response_id, s))
 
+        recalled = job.recall.segment() if job.recall is not None else None
+        extra = {"recalled": recalled} if recalled is not None else {}  # past moments (timeline/recall.py)
         try:
             return lane.memory.answer(
                 job.prompt,
                 max_new_tokens=self.settings.max_new_tokens,
                 should_stop=job.cancel.is_set,
                 on_text=on_text,
+                **extra,
             )
         finally:
             lane.snapshot()  # the answer went into the context (kv_tokens)
@@ -504,37 +504,9 @@ class ModelWorker:
         code: str | None = None,
         repeat_yes: bool = True,
     ) -> None:
-        """On the loop, after a job's generation ended (here, or in the remote responder): its done event, TTFT,
-        the watch's state, the event log. `code`: the protocol error code of a failure. `repeat_yes` False: a watch
-        is pushed only when its answer turns to yes (checks on new frames, not at a scene change)."""
-        if result is None:
-            done = ResponseDone(job.response_id, ResponseStatus.FAILED, text="", error=error or "cancelled", code=code)
-        else:
-            status = ResponseStatus.CANCELLED if result.stopped else ResponseStatus.COMPLETED
-            done = ResponseDone(
-                job.response_id,
-                status,
-                text=result.text,
-                prompt_tokens=result.prompt_tokens,
-                completion_tokens=result.completion_tokens,
-                ttft_ms=round(result.ttft_ms, 2),
-            )
-            self.service.record_ttft(result.ttft_ms)
-        delivered = True
-        if job.kind is ResponseKind.WATCH:  # pushed only when the answer is yes
-            delivered = result is not None and not result.stopped and bool(_YES.match(result.text))
-            held = job.watch_id is not None and self.service.watch_holds.get(job.watch_id) is True
-            if result is not None and not result.stopped:  # yes or no: the watch's state (Home Assistant)
-                self.service.watch_answered(job.watch_id, delivered)
-            if held and not repeat_yes:
-                delivered = False  # still yes: said already
-            if delivered:
-                job.sink(job.created_event())
-                job.sink(ResponseDelta(job.response_id, result.text))  # type: ignore[union-attr]
-        if delivered:
-            job.sink(done)
-            if self._on_response is not None:
-                self._on_response(job, result, error)
+        """On the loop, after a job's generation ended (here, or in the remote responder): generation/response_end.py
+        (done event with citations, TTFT, the watch's state, the event log)."""
+        self.ending.finish(job, result, error, code=code, repeat_yes=repeat_yes)
 
     def _timing(self, job: ResponseJob, started: float, first_token: float | None) -> None:
         walls = self._declared.pop((job.camera, job.scene or 0), None)

@@ -66,6 +66,34 @@ class ContextMark:
     state: Any = None  # whatever else the backend needs to answer as of the mark
 
 
+@dataclass(frozen=True, slots=True)
+class RecalledImage:
+    """A past keyframe recalled into one answer: shown after `label` (its time as text)."""
+
+    label: str  # e.g. "Keyframe at 14:03:40:"
+    jpeg: bytes  # the stored JPEG
+
+
+@dataclass(frozen=True, slots=True)
+class Recalled:
+    """Past moments recalled into one answer (livesight/timeline/recall.py): `text` (time-stamped caption lines),
+    then each image after its time. A context appends them after its cached live window and before the question, and
+    rolls them back with the question: the live window's cache is reused, never re-prefilled."""
+
+    text: str
+    images: tuple[RecalledImage, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class RecallRoom:
+    """What a camera's memory leaves a recall: entries that ended after `live_start` (wall time) are still in view;
+    `budget_tokens` the prompt tokens a recall may add; `image_tokens` what one recalled image costs."""
+
+    live_start: float | None
+    budget_tokens: int
+    image_tokens: int
+
+
 # (tokens [n, D], t_seconds, grid_hw, keep [n] bool): the arguments of one append_frame call
 FrameAppend = tuple[Tokens, float, tuple[int, int], np.ndarray]
 
@@ -106,9 +134,12 @@ class LLMContext(Protocol):
         should_stop: Callable[[], bool] = lambda: False,
         on_text: Callable[[str], None] | None = None,
         as_of: ContextMark | None = None,
+        recalled: Recalled | None = None,
     ) -> GenerationResult:
         """Answer `question` from the cache (greedy). `on_text` gets decoded text deltas as they come. `as_of` (a
-        mark of this context): answer as the context stood at the mark (what came after it is not seen)."""
+        mark of this context): answer as the context stood at the mark (what came after it is not seen).
+        `recalled`: past moments appended after the cache and before the question, rolled back with it (their
+        tokens count in the result's prompt_tokens)."""
         ...
 
     def mark(self) -> ContextMark:

@@ -16,10 +16,12 @@ only (`ModelWorker(run_jobs=False)`) and this responder takes the response queue
 The queue is the model worker's generation queue (generation/queue.py: bounded, proactive messages superseded and
 shed when stale, counted); its priority order is kept, its worker-time budget does not apply (a request holds no
 thread here). Every job starts through `ModelWorker.start_job` (a proactive message is announced as it starts) and
-ends through `ModelWorker.finish_job` (the same done event, TTFT, watch state and event log as local
-generation). Re-seating on another scheduler: a job's whole remote execution is `await run_job(job)`, a caption's
-`await run_caption(memory, closed_scene)` (coroutines that never raise but CancelledError); what this loop adds
-around them is the slot bound, question preemption, watch checks on new frames and the health probe.
+ends through `finish` — generation/response_end.py's `ResponseEnd.finish`, where local generation ends too (the same
+done event with its citations, TTFT, watch state and event log). A question's recalled past moments (`job.recall`)
+go into its request after the live content, before the question. Re-seating on another scheduler: a job's whole
+remote execution is `await run_job(job)`, a caption's `await run_caption(memory, closed_scene)` (coroutines that
+never raise but CancelledError); what this loop adds around them is the slot bound, question preemption, watch
+checks on new frames and the health probe.
 """
 
 from __future__ import annotations
@@ -48,7 +50,7 @@ POLL_S = 0.05  # the responder's wake-up period when idle (it also wakes at once
 
 KIND_NAMES = {ResponseKind.QUERY: "question", ResponseKind.PROACTIVE: "proactive", ResponseKind.WATCH: "watch"}
 
-Finish = Callable[..., None]  # ModelWorker.finish_job(job, result, error, *, code=None, repeat_yes=True)
+Finish = Callable[..., None]  # ResponseEnd.finish(job, result, error, *, code=None, repeat_yes=True)
 Start = Callable[[ResponseJob], None]  # ModelWorker.start_job(job)
 
 
@@ -178,7 +180,8 @@ class RemoteResponder:
         try:
             if self._start is not None:
                 self._start(job)
-            req = self.memories[job.camera].question_request(job.prompt)
+            recalled = job.recall.segment() if job.recall is not None else None  # past moments (timeline/recall.py)
+            req = self.memories[job.camera].question_request(job.prompt, recalled=recalled)
             r = await self.model.generate(
                 req.messages,
                 kind=kind,

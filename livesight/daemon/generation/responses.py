@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from livesight.ids import new_id
+from livesight.timeline.recall import Recall
 from livesight.types import ResponseCreated, ResponseDone, ResponseEvent, ResponseKind, ResponseStatus
 
 
@@ -36,6 +37,7 @@ class ResponseJob:
     submitted: float = field(default_factory=time.perf_counter)
     cancel: threading.Event = field(default_factory=threading.Event)
     done: bool = False
+    recall: Recall | None = None  # past timeline entries recalled into a question (its citations end on its done)
 
     def created_event(self) -> ResponseCreated:
         return ResponseCreated(
