@@ -53,7 +53,16 @@ from livesight.daemon.frame_pipeline import (
     FrameSource,
     MemoryLike,
 )
-from livesight.daemon.generation.queue import CaptionJob, InWorker, Job, JobKind, OnLoop, Work, kind_of
+from livesight.daemon.generation.queue import (
+    BackfillJob,
+    CaptionJob,
+    InWorker,
+    Job,
+    JobKind,
+    OnLoop,
+    Work,
+    kind_of,
+)
 from livesight.daemon.generation.response_end import ResponseEnd
 from livesight.daemon.generation.responses import ResponseJob
 from livesight.daemon.lane_guard import LaneGuard
@@ -200,6 +209,9 @@ class ModelWorker:
         self._async: set[asyncio.Task[None]] = set()  # OnLoop jobs running
         self.proactive_skipped = 0  # boundaries within proactive.min_interval_s of the camera's last message
         self.captions_failed = 0
+        # closed timeline entries (with their keyframes' frames), handed over on the loop: the daemon encodes them in
+        # the picture thread and writes them to the timeline store
+        self.on_entries: Callable[[tuple[Any, ...]], None] | None = None
         self.proactive_timings: deque[ProactiveTiming] = deque(maxlen=TIMINGS)
         # (camera, scene) → wall times of (cut, detected, sampled, batch started, declared)
         self._declared: dict[tuple[str, int], tuple[float, float, float, float, float]] = {}
@@ -396,6 +408,12 @@ class ModelWorker:
         """Start one job: InWorker work in a worker thread (holding its camera), OnLoop work as a task of its own.
         True when it was a person's question."""
         cams = frozenset([job.camera])
+        if isinstance(job, BackfillJob):  # its own context (or a request): it holds no camera
+            if isinstance(job.work, OnLoop):
+                self._spawn(self._backfill(job), f"backfill:{job.entry_id}")
+            else:
+                self._unit(self._timed(JobKind.BACKFILL, self._backfill(job)), frozenset(), f"backfill:{job.entry_id}")
+            return False
         if isinstance(job, CaptionJob):
             work = self._work_for(job, None)
             if isinstance(work, OnLoop):
@@ -437,6 +455,12 @@ class ModelWorker:
             contain("worker.caption", e, log, f"camera {job.camera}: caption")
         finally:
             self.lanes[job.camera].snapshot()
+
+    async def _backfill(self, job: BackfillJob) -> None:
+        try:
+            await self._execute(job.work)  # (timeline/backfill.py counts and retries its own failures)
+        except Exception as e:  # a bug around it fails this one caption, never the worker
+            contain("worker.backfill", e, log, f"timeline entry {job.entry_id}: caption backfill")
 
     @staticmethod
     def _emitter(loop: asyncio.AbstractEventLoop, job: ResponseJob, run: _Run) -> Callable[[ResponseEvent], None]:
@@ -519,6 +543,8 @@ class ModelWorker:
 
     def _publish(self, outcomes: list[FrameOutcome]) -> None:
         for o in outcomes:
+            if o.closed and self.on_entries is not None:
+                self.on_entries(o.closed)
             step = o.step
             guard = self.guards[o.camera]
             if step is None:

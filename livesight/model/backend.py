@@ -168,3 +168,34 @@ class Backend(Protocol):
     def new_context(self) -> LLMContext:
         """A fresh context holding the system prompt."""
         ...
+
+    def describe(
+        self, images: Sequence[np.ndarray], prompt: str, *, max_new_tokens: int, times: Sequence[float] | None = None
+    ) -> GenerationResult:
+        """Answer `prompt` about a few stills ([H, W, 3] uint8, oldest first; `times`: their stream times in seconds)
+        in a context of their own: a past scene's keyframes, captioned later (timeline/backfill.py). The live
+        contexts are not touched. Blocking (a backend whose generation is remote raises: it has an async way)."""
+        ...
+
+
+def describe_stills(
+    backend: Backend,
+    images: Sequence[np.ndarray],
+    prompt: str,
+    *,
+    max_new_tokens: int,
+    times: Sequence[float] | None = None,
+) -> GenerationResult:
+    """`Backend.describe` for a backend with a vision encoder and contexts: the stills are prepared, encoded in one
+    batch and appended whole to a fresh context (one vision segment, at their times), then `prompt` is answered."""
+    if not images:
+        raise ValueError("describe: no images")
+    if times is not None and len(times) != len(images):
+        raise ValueError(f"describe: {len(times)} times for {len(images)} images")
+    t = [float(x) - float(times[0]) for x in times] if times is not None else [float(i) for i in range(len(images))]
+    t = [max(x, t[i - 1] if i else 0.0) for i, x in enumerate(t)]  # never back in time
+    encoded = backend.encode([backend.prepare(img) for img in images])
+    ctx = backend.new_context()
+    whole = [np.ones(e.grid_hw[0] * e.grid_hw[1], bool) for e in encoded]
+    ctx.append_frames([(e.tokens, ti, e.grid_hw, k) for e, ti, k in zip(encoded, t, whole, strict=True)])
+    return ctx.generate(prompt, max_new_tokens=max_new_tokens)

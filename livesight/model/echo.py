@@ -25,7 +25,15 @@ import numpy as np
 import torch
 
 from livesight.config import ModelConfig
-from livesight.model.backend import ContextMark, EncodedFrame, FrameAppend, GenerationResult, ModelInfo, Recalled
+from livesight.model.backend import (
+    ContextMark,
+    EncodedFrame,
+    FrameAppend,
+    GenerationResult,
+    ModelInfo,
+    Recalled,
+    describe_stills,
+)
 from livesight.model.vision_input import prepare
 
 TOKEN_PX = 28
@@ -169,6 +177,12 @@ class EchoBackend:
 
     def new_context(self) -> EchoContext:
         return EchoContext(self._system_prompt, token_delay_s=self.token_delay_s)
+
+    def describe(
+        self, images: Sequence[np.ndarray], prompt: str, *, max_new_tokens: int, times: Sequence[float] | None = None
+    ) -> GenerationResult:
+        """A fresh context given the stills: its answer names what it holds (or says what `say:` asks)."""
+        return describe_stills(self, images, prompt, max_new_tokens=max_new_tokens, times=times)
 
 
 def load_backend(cfg: ModelConfig) -> EchoBackend:

@@ -19,7 +19,7 @@ from transformers import AutoTokenizer, PreTrainedTokenizerBase, Qwen2_5_VLForCo
 
 from livesight.config import ModelConfig
 from livesight.errors import ModelLoadError
-from livesight.model.backend import EncodedFrame, ModelInfo
+from livesight.model.backend import EncodedFrame, GenerationResult, ModelInfo, describe_stills
 from livesight.model.context import QwenContext
 from livesight.model.still_patches import StillPatchEmbed, patchify_still
 from livesight.model.vision_input import CLIP_MEAN, CLIP_STD, prepare
@@ -119,6 +119,13 @@ class QwenBackend:
             tokens_per_second=self.info.tokens_per_second,
             image_encoder=self.encode_jpeg,
         )
+
+    @torch.inference_mode()
+    def describe(
+        self, images: Sequence[np.ndarray], prompt: str, *, max_new_tokens: int, times: Sequence[float] | None = None
+    ) -> GenerationResult:
+        """The stills through the vision tower into a fresh context, then `prompt` answered (live ones untouched)."""
+        return describe_stills(self, images, prompt, max_new_tokens=max_new_tokens, times=times)
 
 
 def model_threads(cfg: ModelConfig) -> int:

@@ -8,6 +8,8 @@ Four kinds of job, in priority order (`JobKind`):
     WATCH      a standing question at a boundary        one waiting per watch: a newer boundary supersedes it (counted)
     CAPTION    the caption of a closed scene            one waiting per camera: a scene that closes meanwhile is merged
                                                         into it (one generation for both, counted; never lost silently)
+    BACKFILL   the caption of a timeline entry that     not queued: asked of `backfill` (timeline/backfill.py, the
+               has none, from its keyframes              store's backlog) when nothing else waits; one at a time
 
 Every kind is bounded, so the whole queue is: max_queries + cameras x 2 + watches.
 
@@ -31,7 +33,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from livesight.daemon.generation.responses import ResponseJob
 from livesight.protocols.contract.api import BusyError, ModelUnavailableError
@@ -47,6 +49,7 @@ class JobKind(enum.IntEnum):
     PROACTIVE = 1
     WATCH = 2
     CAPTION = 3
+    BACKFILL = 4
 
 
 _KIND = {
@@ -84,11 +87,30 @@ class CaptionJob:
     kind: JobKind = JobKind.CAPTION
 
 
-Job = ResponseJob | CaptionJob
+@dataclass(eq=False)
+class BackfillJob:
+    """Caption one timeline entry that has none, from its stored keyframes (timeline/backfill.py). Its `work` holds
+    no camera's memory (a context of its own, or a request to the model server)."""
+
+    camera: str
+    entry_id: str
+    work: Work[Any]
+    kind: JobKind = JobKind.BACKFILL
+
+
+class BackfillSource(Protocol):
+    """Where backfill jobs come from (the daemon's timeline capture). Both calls on the event loop, non-blocking."""
+
+    def next_job(self) -> BackfillJob | None: ...  # the job to run next, if any (not taken yet)
+
+    def started(self, job: BackfillJob) -> None: ...  # the scheduler takes it
+
+
+Job = ResponseJob | CaptionJob | BackfillJob
 
 
 def kind_of(job: Job) -> JobKind:
-    return job.kind if isinstance(job, CaptionJob) else _KIND[job.kind]
+    return job.kind if isinstance(job, CaptionJob | BackfillJob) else _KIND[job.kind]
 
 
 @dataclass
@@ -104,6 +126,7 @@ class GenerationCounters:
     captions_merged: int = 0  # scenes folded into a caption job already waiting
     captions_started: int = 0
     captions_deferred: int = 0  # caption jobs the budget held back at least once (frames went first)
+    backfill_started: int = 0  # timeline entries captioned later from their keyframes (jobs started)
     held_by_budget: int = 0  # turns where waiting generation gave way to frames because of the budget
     worker_seconds_generating: float = 0.0  # the model worker's time spent generating (questions included)
     worker_seconds_frames: float = 0.0  # …and on frame batches
@@ -175,6 +198,7 @@ class GenerationQueue:
         self.refused = 0
         self.closed: str | None = None  # why no job can be taken any more (the model worker is gone)
         self.on_put: Callable[[], None] | None = None  # called (on the loop) when a job is queued: wakes the worker
+        self.backfill: BackfillSource | None = None  # the lowest priority: asked only when nothing else waits
 
     # ---- sizes ---------------------------------------------------------------------------------------------
 
@@ -256,7 +280,7 @@ class GenerationQueue:
             if query is not None:
                 self._queries.remove(query)
                 return query
-        background = self._first_background(busy)
+        background = self._first_background(busy, backfill=self.closed is None)
         if background is None:
             return None
         if frames_waiting and not self.budget.allows():
@@ -269,7 +293,8 @@ class GenerationQueue:
         return self._take(background)
 
     def pop(self) -> Job | None:
-        """The most urgent job, whatever the budget (tests; the worker uses next())."""
+        """The most urgent job, whatever the budget (tests, the remote responder; the worker uses next()). Never a
+        backfill job: the remote responder asks `backfill` itself, when its slots are free."""
         self._shed_stale()
         if self._queries:
             return self._queries.popleft()
@@ -279,7 +304,7 @@ class GenerationQueue:
             return None
         return self._take(background)
 
-    def _first_background(self, busy: frozenset[str] = frozenset()) -> Job | None:
+    def _first_background(self, busy: frozenset[str] = frozenset(), *, backfill: bool = False) -> Job | None:
         proactive = [j for j in self._proactive.values() if j.camera not in busy]
         if proactive:
             return min(proactive, key=lambda j: j.submitted)
@@ -287,10 +312,16 @@ class GenerationQueue:
             job = next((j for j in jobs if j.camera not in busy), None)
             if job is not None:
                 return job
+        if backfill and self.backfill is not None and not len(self):  # nothing else waits (busy cameras' neither)
+            return self.backfill.next_job()
         return None
 
     def _take(self, job: Job) -> Job:
-        if isinstance(job, CaptionJob):
+        if isinstance(job, BackfillJob):
+            assert self.backfill is not None
+            self.backfill.started(job)
+            self.counters.backfill_started += 1
+        elif isinstance(job, CaptionJob):
             del self._captions[job.camera]
             self.counters.captions_started += 1
         elif job.kind is ResponseKind.PROACTIVE:
