@@ -7,7 +7,8 @@
 
 A camera is a still, desaturated background (its own texture), sensor noise (a bank of precomputed noise frames:
 cheap), a slow drift of light (±5 % over 40 min). An event is a Thing (palette.py) on screen from `start` to `end`
-(5–30 s), moving slowly or standing. Hard cases are planted on purpose and named in `Event.hard`: the first minute,
+(5–30 s): a van, a person or a ball crosses the picture (in at one edge at `start`, out at the other at `end`), a box
+is put down and a card held up in place, then taken away. Hard cases are planted on purpose and named in `Event.hard`: the first minute,
 the last minute, two events 15 s apart on one camera, one event alone in a 40-minute still stretch (found only
 through chunking), and one that appears as the picture fades back in from 30 s of black.
 
@@ -96,19 +97,18 @@ def all_things() -> list[Thing]:
     return [Thing(s, c) for c in COLOURS for s in SHAPES] + [Thing("card", word=w) for w in WORDS]
 
 
+CROSSING = ("van", "person", "ball")  # drive, walk or roll across: in at one edge at `start`, out at the other at `end`
+
+
 def _place(rng: np.random.Generator, thing: Thing, dur: float) -> tuple[float, float, float]:
+    """(x at start, y, vx): a crossing thing enters at an edge and leaves at the other one; a box is put down and a
+    card held up in place, then taken away."""
     w, h = SIZE[thing.shape]
-    vx = 0.0 if thing.shape in ("box", "card") else float(rng.uniform(3.0, 9.0) * rng.choice([-1, 1]))
-    travel = abs(vx) * dur
-    if travel > W - w - 24:
-        vx = math.copysign((W - w - 24) / dur, vx)
-        travel = abs(vx) * dur
-    lo, hi = 8.0, W - w - 8.0 - travel
-    x = float(rng.uniform(lo, max(lo, hi)))
-    if vx < 0:
-        x += travel
     y = float(rng.uniform(H * 0.25, H - h - 8))
-    return x, y, vx
+    if thing.shape in CROSSING:
+        vx = (W + w) / dur
+        return (-float(w), y, vx) if rng.random() < 0.5 else (float(W), y, -vx)
+    return float(rng.uniform(8.0, W - w - 8.0)), y, 0.0
 
 
 def plan_world(duration_s: float, *, seed: int = 31, events_per_hour: float = 9.0) -> World:

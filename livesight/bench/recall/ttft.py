@@ -19,9 +19,9 @@ from livesight.timeline.recall import Recaller
 from livesight.timeline.store import TimelineStore
 
 QUESTIONS = (
-    "What happened at the gate in the last 10 minutes?",
-    "When did a person come by?",
-    "What is happening right now?",
+    "What came by the gate this morning?",  # a window and a word: recalls max_scenes entries at 2 h, none at 1 min
+    "When did a person come by?",  # a word only
+    "What is happening right now?",  # the present: nothing recalled (the live window alone)
 )
 
 
