@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 from pathlib import Path
 
 import pytest
@@ -22,15 +23,13 @@ def test_the_world_plants_its_hard_cases_and_enough_events() -> None:
         assert 5.0 <= e.end - e.start <= 30.0 and 0.0 <= e.start < e.end <= w.duration_s
     for cam in w.cameras:  # one thing at a time on a camera
         spans = sorted((e.start, e.end) for e in w.events if e.camera == cam)
-        assert all(a[1] < b[0] for a, b in zip(spans, spans[1:], strict=False))
+        assert all(a[1] < b[0] for a, b in itertools.pairwise(spans))
 
 
 def test_the_oracle_reads_every_thing_back_from_a_stored_jpeg() -> None:
     things = [Thing("van", "red"), Thing("person", "green"), Thing("ball", "yellow"), Thing("box", "blue")]
     things += [Thing("card", word="CLOSED"), Thing("card", word="DELIVERY"), Thing("box", "pink")]
-    events = tuple(
-        Event(f"e{i}", "gate", 10.0 * i, 10.0 * i + 8, t, 200.0, 120.0, 0.0) for i, t in enumerate(things)
-    )
+    events = tuple(Event(f"e{i}", "gate", 10.0 * i, 10.0 * i + 8, t, 200.0, 120.0, 0.0) for i, t in enumerate(things))
     painter = CameraPainter(World(100.0, events), "gate")
     for e in events:
         jpeg = encode_jpeg(painter.full(e.start + 4), 80, max_side=640)

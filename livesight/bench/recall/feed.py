@@ -141,7 +141,7 @@ class Feed:
         from livesight.types import TapSignal
 
         t_start = time.perf_counter()
-        n = int(round(self.world.duration_s * DECODE_FPS))
+        n = round(self.world.duration_s * DECODE_FPS)
         next_caption = CAPTION_EVERY_S
         epoch = self.world.epoch
         for k in range(n):

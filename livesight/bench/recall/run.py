@@ -87,9 +87,7 @@ def search_at_scale(rows: int) -> dict[str, Any]:
     return search_run(rows, repeats=20 if rows < 1_000_000 else 40)
 
 
-def run(
-    out_dir: Path, *, device: str = "cpu", shape: str = "tiny", quick: bool = False, **_: Any
-) -> dict[str, Any]:
+def run(out_dir: Path, *, device: str = "cpu", shape: str = "tiny", quick: bool = False, **_: Any) -> dict[str, Any]:
     duration = 600.0 if quick else 7200.0
     world = plan_world(duration)
     backend = build_backend(device, shape)
@@ -100,7 +98,9 @@ def run(
         log1, store1 = open_store(work / "first-minute.sqlite", tl)
         feed = Feed(world, backend, store, first_minute_store=store1, memory_camera=world.cameras[0])
         t0 = time.perf_counter()
-        stats = feed.run(lambda pts: print(f"  stream {pts / 60:.0f} min, {time.perf_counter() - t0:.0f} s", flush=True))
+        stats = feed.run(
+            lambda pts: print(f"  stream {pts / 60:.0f} min, {time.perf_counter() - t0:.0f} s", flush=True)
+        )
         now = world.epoch + duration
         questions = build_questions(world, now)
         answers = ask(questions, store, world, now)
@@ -318,4 +318,3 @@ def _plot(out_dir: Path, result: dict[str, Any], world: World) -> None:
     fig.savefig(out_dir / "recall.png", dpi=100)
     plt.close(fig)
     result["plots"] = ["recall.png"]
-

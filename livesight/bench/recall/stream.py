@@ -7,13 +7,14 @@
 
 A camera is a still, desaturated background (its own texture), sensor noise (a bank of precomputed noise frames:
 cheap), a slow drift of light (±5 % over 40 min). An event is a Thing (palette.py) on screen from `start` to `end`
-(5–30 s): a van, a person or a ball crosses the picture (in at one edge at `start`, out at the other at `end`), a box
-is put down and a card held up in place, then taken away. Hard cases are planted on purpose and named in `Event.hard`: the first minute,
-the last minute, two events 15 s apart on one camera, one event alone in a 40-minute still stretch (found only
-through chunking), and one that appears as the picture fades back in from 30 s of black.
+(5–30 s): a van, a person or a ball crosses the picture (in at one edge at `start`, out at the other at `end`), a
+box is put down and a card held up in place, then taken away. Hard cases are planted on purpose and named in
+`Event.hard`: the first minute, the last minute, two events 15 s apart on one camera, one event alone in a 40-minute
+still stretch (found only through chunking), and one that appears as the picture fades back in from 30 s of black.
 
-Frames are 588x336 (the tiny model's input size for 16:9: prepare does not resize them) and generated, never encoded as video: the stream
-runs as fast as the pipeline takes it, on its own clock (pts from 0, wall_time = EPOCH + pts).
+Frames are 588x336 (the tiny model's input size for 16:9: prepare does not resize them) and generated, never
+encoded as video: the stream runs as fast as the pipeline takes it, on its own clock (pts from 0, wall_time =
+EPOCH + pts).
 """
 
 from __future__ import annotations

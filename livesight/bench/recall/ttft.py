@@ -60,7 +60,7 @@ def side_by_side(
                 if i > 0:  # the first turn warms (dateparser's first parse, caches)
                     runs[name].append(r)
 
-        def med(name: str, key: str) -> float:
+        def med(name: str, key: str, runs: dict[str, list[dict[str, float]]] = runs) -> float:
             return round(statistics.median(r[key] for r in runs[name]), 2)
 
         rows.append(
