@@ -23,7 +23,8 @@ from livesight.daemon.images import Images, ThumbnailStore, thumbnail_dir
 from livesight.daemon.model_worker import CameraLane, MemoryLike, ModelWorker, WorkerSettings
 from livesight.daemon.scene_detectors import SceneDetectors
 from livesight.daemon.service import LaneStats, Service
-from livesight.errors import contain
+from livesight.daemon.timeline.capture import BackfillJobs, TimelineCapture
+from livesight.errors import ConfigError, contain
 from livesight.fleet.topics import default_node_url
 from livesight.memory.event_log import EventLog
 from livesight.model.backend import Backend, GenerationResult
@@ -35,6 +36,8 @@ from livesight.protocols.web.fleet_link import FleetLink
 from livesight.protocols.web.server import WebServer
 from livesight.redact import scrub
 from livesight.streaming.camera import Camera
+from livesight.timeline.backfill import Backfill
+from livesight.timeline.store import TimelineStore, keyframe_dir
 from livesight.types import CameraState, CameraStatus, SceneChange
 
 if TYPE_CHECKING:
@@ -71,6 +74,9 @@ class App:
         self.worker: ModelWorker | None = None
         self.event_log: EventLog | None = None
         self.images: Images | None = None
+        self.timeline_store: TimelineStore | None = None
+        self.capture: TimelineCapture | None = None  # the timeline's entries and keyframes from the frame path
+        self.backfill: Backfill | None = None  # captions for entries without one
 
     # ---- public ------------------------------------------------------------------------------------------
 
@@ -105,6 +111,7 @@ class App:
         )
         try:
             await self.images.start()
+            await self._open_timeline()
             self.port = await server.start()
             log.info(
                 "listening on ws://%s:%d (chat page at http://%s:%d/)",
@@ -132,6 +139,8 @@ class App:
         finally:
             await server.close()
             await self.images.close()
+            if self.timeline_store is not None:
+                await asyncio.to_thread(self.timeline_store.close)
             if self.event_log is not None:
                 await asyncio.to_thread(self.event_log.close)
 
@@ -166,6 +175,7 @@ class App:
                     memory=self._memory(cam_cfg.id, backend, start_scene),
                     detector=detector,
                     proactive=cfg.proactive_for(cam_cfg),
+                    entries=self.capture.tracker(cam_cfg.id, start_scene) if self.capture is not None else None,
                 )
             )
         self.worker = ModelWorker(
@@ -189,6 +199,7 @@ class App:
             responder_task = None
             if responder is not None:
                 responder_task = tg.create_task(self._contain_responder(responder), name="remote-responder")
+            backfill_task = self._start_timeline(tg, backend, self.worker)
             mqtt_task = None
             if cfg.mqtt.enabled:
                 from livesight.protocols.mqtt.bridge import MQTTBridge
@@ -211,8 +222,49 @@ class App:
             worker_task.cancel()
             stats_task.cancel()
             watchdog_task.cancel()
+            if backfill_task is not None:
+                backfill_task.cancel()
             if mqtt_task is not None:
                 mqtt_task.cancel()
+        await self._close_timeline()
+
+    # ---- the timeline: entries and keyframes from the frame path, captions backfilled ---------------------------
+
+    async def _open_timeline(self) -> None:
+        """With an event log and memory.timeline.enabled: the store (opened in a thread) and the capture."""
+        cfg = self.cfg
+        kf_dir = keyframe_dir(cfg.memory.database)
+        if self.event_log is None or kf_dir is None or not cfg.memory.timeline.enabled or self.images is None:
+            return
+        store = TimelineStore(self.event_log, kf_dir, cfg.memory.timeline)
+        try:
+            await asyncio.to_thread(store.open)
+        except OSError as e:
+            raise ConfigError(f"memory.database: keyframe directory {kf_dir}: {e.strerror or e}") from None
+        self.timeline_store = store
+        self.capture = TimelineCapture(
+            store, cfg.memory.timeline, flat_level=cfg.scenes.flat_level, submit=self.images.submit
+        )
+        self.backfill = Backfill(store)
+
+    def _start_timeline(
+        self, tg: asyncio.TaskGroup, backend: Backend, worker: ModelWorker
+    ) -> asyncio.Task[None] | None:
+        """Closed entries go from the worker to the capture; the backfill's jobs to the generation queue."""
+        if self.capture is None or self.backfill is None:
+            return None
+        capture, backfill = self.capture, self.backfill
+        worker.on_entries = capture.closed
+        self.service.responses.backfill = BackfillJobs(backfill, backend)
+        self.service.health_parts["timeline_capture"] = lambda: {"state": "ok", **capture.health(), **backfill.health()}
+        return tg.create_task(backfill.run(), name="timeline-backfill")
+
+    async def _close_timeline(self) -> None:
+        """After the cameras and the worker stopped: every open entry closed and written (nothing lost)."""
+        if self.capture is not None:
+            await self.capture.close()
+        if self.timeline_store is not None:
+            await asyncio.to_thread(self.timeline_store.flush)
 
     # ---- the backend's parts: local model (CameraMemory) or remote server (RemoteMemory + RemoteResponder) ------
 

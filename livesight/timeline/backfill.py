@@ -162,6 +162,11 @@ class Backfill:
         finally:
             self._wake = None
 
+    @property
+    def in_flight(self) -> int:
+        with self._lock:
+            return len(self._in_flight)
+
     # ---- one caption ------------------------------------------------------------------------------------------
 
     def caption(self, entry: TimelineEntry, describe: Describe) -> str | None:

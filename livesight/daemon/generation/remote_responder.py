@@ -6,8 +6,9 @@ only (`ModelWorker(run_jobs=False)`) and this responder takes the response queue
 
   - at most `model.concurrent_requests` requests in flight, each a named task of the responder's TaskGroup;
   - priority: waiting response jobs (questions, proactive messages, watch checks, in queue order), then captions of
-    closed scenes; a question that finds every slot taken by background work (captions, proactive, watches)
-    cancels the newest of those (a caption goes back to waiting), so a question is never queued behind them;
+    closed scenes, then (one at a time) timeline entries without a caption, from their keyframes (backfill); a
+    question that finds every slot taken by background work (captions, proactive, watches, backfill) cancels the
+    newest of those (a caption goes back to waiting), so a question is never queued behind them;
   - watches are also checked on newly kept frames (`model.watch_interval_s`), and pushed when the answer turns to yes;
   - while the server fails, background work waits out the client's backoff (a proactive message or watch check due
     then ends at once as failed with the error code); questions are always tried; the client probes GET /models so
@@ -33,7 +34,7 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
-from livesight.daemon.generation.queue import CaptionJob
+from livesight.daemon.generation.queue import BackfillJob, CaptionJob, OnLoop
 from livesight.daemon.generation.responses import ResponseJob
 from livesight.daemon.service import Service
 from livesight.errors import contain
@@ -61,6 +62,7 @@ class _Running:
     order: int
     job: ResponseJob | None = None
     caption: ClosedScene | None = None
+    backfill: bool = False
 
 
 class RemoteResponder:
@@ -102,6 +104,7 @@ class RemoteResponder:
                     self._sweep_cancelled()
                     self._start_jobs(tg)
                     self._start_captions(tg)
+                    self._start_backfill(tg)
                     self._check_watches()
                     self._maybe_probe(tg)
                     await self.service.responses.wait(POLL_S)
@@ -262,6 +265,29 @@ class RemoteResponder:
                 log.warning("camera %s: scene %d caption given up: %s", mem.camera, closed.scene, e)
             return
         mem.caption_done(closed, r.text)
+
+    def _start_backfill(self, tg: asyncio.TaskGroup) -> None:
+        """A timeline entry without a caption (timeline/backfill.py), one at a time, when nothing else waits: no job,
+        no closed scene's caption, a free slot, the server not failing."""
+        source = self.service.responses.backfill
+        if source is None or self._held is not None or len(self.service.responses) or self._free() <= 0:
+            return
+        if self.model.wait_s("caption") > 0 or any(r.backfill for r in self._running):
+            return
+        if any(mem.captions_pending for mem in self.memories.values()):
+            return
+        job = source.next_job()
+        if job is None or not isinstance(job.work, OnLoop):
+            return
+        source.started(job)
+        self._spawn(tg, self._backfill(job), f"remote-backfill:{job.entry_id}", background=True, backfill=True)
+
+    async def _backfill(self, job: BackfillJob) -> None:
+        assert isinstance(job.work, OnLoop)
+        try:
+            await job.work.start()  # (timeline/backfill.py counts and retries its own failures)
+        except Exception as e:  # a bug around it fails this one caption, never the responder
+            contain("remote.backfill", e, log, f"timeline entry {job.entry_id}: caption backfill")
 
     # ---- watches on new frames -----------------------------------------------------------------------------
 
