@@ -7,9 +7,11 @@ Per camera, as a camera's decode thread and the model worker do it (streaming/sa
                              └─► Sampler at the shipped sample_fps (+ HeldSampling) ──► sampled frame
     sampled frame ──► backend.prepare ──► DTD pre-check ──► vision encoder (tiny model, when the pre-check asks)
                   ──► DTD decision ──► scene detector (dtd, with its cut tap) ──► EntryTracker (timeline/keyframes.py)
-    closed entry  ──► keyframe JPEGs (imaging.encode_jpeg at keyframe_px / keyframe_quality) ──► TimelineStore
-                      (a real SQLite file through the event log's writer thread, real JPEG files)
-    uncaptioned entries ──► their stored keyframes read back ──► the oracle describer ──► store.set_caption
+    closed entry  ──► the daemon's TimelineCapture (daemon/timeline/capture.py: keyframe JPEGs at keyframe_px and
+                      keyframe_quality, TimelineStore.add_entry: a real SQLite file through the event log's writer
+                      thread, real JPEG files), its picture thread replaced by a call in place
+    uncaptioned entries ──► timeline/backfill.py (newest first, their stored keyframes read back and decoded, on the
+                      stream's clock) with the oracle describer in the model's place ──► store.set_caption
 
 The first camera also feeds a live CameraMemory (the tiny model's KV cache) for the TTFT comparison; a second one
 is fed only the stream's first minute, and a second store gets only the entries that closed in that minute.
@@ -17,28 +19,55 @@ is fed only the stream's first minute, and a second store gets only the entries 
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from livesight.bench.recall import oracle
 from livesight.bench.recall.stream import CAMERAS, CameraPainter, World
 from livesight.config import CameraConfig, DTDConfig, MemoryConfig, SceneConfig, TimelineConfig
 from livesight.daemon.scene_detectors import dtd_detector
-from livesight.imaging import encode_jpeg
+from livesight.daemon.timeline.capture import TimelineCapture
 from livesight.memory.camera_memory import CameraMemory
 from livesight.memory.event_log import EventLog
 from livesight.model.dtd import DTD
 from livesight.model.qwen import QwenBackend
 from livesight.streaming.sampler import HeldSampling, Sampler
+from livesight.timeline.backfill import Backfill
 from livesight.timeline.keyframes import ClosedEntry, EntryTracker
 from livesight.timeline.store import TimelineStore, keyframe_dir
 
 DECODE_FPS = 10.0  # the synthetic camera's frame rate: every decoded frame goes to the cut tap (cut_tap_fps 10)
 SAMPLE_FPS = float(CameraConfig.model_fields["sample_fps"].default)  # the shipped default (1 fps)
 CAPTION_EVERY_S = 300.0  # stream seconds between the oracle's passes over uncaptioned entries (a backfill)
+
+
+def in_place(fn: Callable[..., Any], *args: Any) -> concurrent.futures.Future[Any]:
+    """TimelineCapture's `submit` (the daemon's picture thread), run at once: a finished future."""
+    fut: concurrent.futures.Future[Any] = concurrent.futures.Future()
+    try:
+        fut.set_result(fn(*args))
+    except Exception as e:  # the capture counts it (entries_lost), as it does for the picture thread's failures
+        fut.set_exception(e)
+    return fut
+
+
+def keyframe_bytes_on_disk(store: TimelineStore) -> dict[str, tuple[int, int]]:
+    """camera → (JPEG files, bytes) under the store's keyframe folder."""
+    out: dict[str, tuple[int, int]] = {}
+    if store.dir is None or not store.dir.is_dir():
+        return out
+    for cam in sorted(p for p in store.dir.iterdir() if p.is_dir()):
+        sizes = [f.stat().st_size for f in cam.glob("*.jpg")]
+        out[cam.name] = (len(sizes), sum(sizes))
+    return out
 
 
 def open_store(path: Path, cfg: TimelineConfig) -> tuple[EventLog, TimelineStore]:
@@ -73,9 +102,10 @@ class FeedStats:
     scene_changes: int = 0
     entries: int = 0
     keyframes: int = 0
-    keyframe_bytes: dict[str, int] = field(default_factory=dict)  # per camera
+    keyframe_bytes: dict[str, int] = field(default_factory=dict)  # per camera, the files on disk
     keyframes_per_camera: dict[str, int] = field(default_factory=dict)
     captioned: int = 0
+    capture: dict[str, Any] = field(default_factory=dict)  # TimelineCapture.health()
     stream_s: float = 0.0
     wall_s: float = 0.0
     caption_ms: float = 0.0
@@ -103,6 +133,13 @@ class Feed:
         self.cfg = timeline or TimelineConfig()
         self.scene_cfg = SceneConfig()
         self.stats = FeedStats()
+        self.now = world.epoch  # the stream's clock (the backfill's too)
+        self.capture = TimelineCapture(store, self.cfg, flat_level=self.scene_cfg.flat_level, submit=in_place)
+        self.capture_first = (
+            TimelineCapture(first_minute_store, self.cfg, flat_level=self.scene_cfg.flat_level, submit=in_place)
+            if first_minute_store is not None
+            else None
+        )
         self.rigs = [self._rig(c) for c in world.cameras]
         self.memory: CameraMemory | None = None
         self.memory_1min: CameraMemory | None = None
@@ -128,7 +165,7 @@ class Feed:
             judge=tap.judge if tap is not None else None,
             dtd=DTD(DTDConfig()),
             detector=detector,
-            tracker=EntryTracker(camera, chunk_s=self.cfg.chunk_s, flat_level=self.scene_cfg.flat_level),
+            tracker=self.capture.tracker(camera, scene=1),
         )
         rig_ref.append(rig)
         return rig
@@ -146,6 +183,7 @@ class Feed:
         epoch = self.world.epoch
         for k in range(n):
             pts = k / DECODE_FPS
+            self.now = epoch + pts
             for rig in self.rigs:
                 t0 = time.perf_counter()
                 signal = TapSignal.NONE
@@ -164,8 +202,13 @@ class Feed:
             rig.held.flush()
             while rig.waiting:
                 self._frame(rig, *rig.waiting.pop(0))
-            self._write(rig, rig.tracker.close())
+        asyncio.run(self.capture.close())  # the cameras stop: every open entry closed and written
+        self.now = epoch + self.world.duration_s + 3600.0  # and the backfill catches up (past its grace)
         self._caption_pass()
+        self.stats.capture = self.capture.health()
+        for cam, (n_files, size) in keyframe_bytes_on_disk(self.store).items():
+            self.stats.keyframes_per_camera[cam], self.stats.keyframe_bytes[cam] = n_files, size
+        self.stats.keyframes = sum(self.stats.keyframes_per_camera.values())
         self.stats.stream_s = self.world.duration_s
         self.stats.wall_s = time.perf_counter() - t_start
         return self.stats
@@ -207,34 +250,37 @@ class Feed:
         self.stats.add_stage("keyframe JPEGs + store", t5 - t4)
 
     def _write(self, rig: Rig, closed: list[ClosedEntry]) -> None:
-        for c in closed:
-            jpegs = [encode_jpeg(f, self.cfg.keyframe_quality, max_side=self.cfg.keyframe_px) for f in c.frames]
-            self.store.add_entry(c.entry, jpegs)
-            if self.first_store is not None and c.entry.end_pts is not None and c.entry.end_pts <= 60.0:
-                self.first_store.add_entry(c.entry, jpegs)
-            self.stats.entries += 1
-            self.stats.keyframes += len(jpegs)
-            size = sum(len(j) for j in jpegs)
-            self.stats.keyframe_bytes[rig.camera] = self.stats.keyframe_bytes.get(rig.camera, 0) + size
-            self.stats.keyframes_per_camera[rig.camera] = self.stats.keyframes_per_camera.get(rig.camera, 0) + len(
-                jpegs
-            )
+        if not closed:
+            return
+        self.capture.closed(tuple(closed))
+        if self.capture_first is not None:
+            first = tuple(c for c in closed if c.entry.end_pts is not None and c.entry.end_pts <= 60.0)
+            if first:
+                self.capture_first.closed(first)
+        self.stats.entries += len(closed)
 
     def _caption_pass(self) -> None:
-        """The oracle captions every entry still without a caption, from its keyframes as stored (read back from
-        disk), as timeline/backfill.py does with a model."""
+        """The backfill (timeline/backfill.py, on the stream's clock) captions every entry still without one, newest
+        first, from its keyframes as stored (read back from disk and decoded), with the oracle as the describer."""
         t0 = time.perf_counter()
         for store in (self.store, self.first_store):
             if store is None:
                 continue
             store.flush()
+            backfill = Backfill(store, clock=lambda: self.now)
             while True:
-                todo = store.uncaptioned(limit=200)
-                if not todo:
+                backfill.refresh()
+                todo = backfill.peek()
+                if todo is None:
                     break
-                for e in todo:
-                    jpegs = [j for i in range(len(e.keyframes)) if (j := store.keyframe_bytes(e.id, i)) is not None]
-                    store.set_caption(e.id, oracle.caption(jpegs, CAMERAS[e.camera]))
-                    self.stats.captioned += store is self.store
+                backfill.take(todo)
+                place = CAMERAS[todo.camera]
+                if backfill.caption(todo, partial(_oracle, place=place)) is not None and store is self.store:
+                    self.stats.captioned += 1
                 store.flush()
         self.stats.caption_ms += (time.perf_counter() - t0) * 1000
+
+
+def _oracle(images: list[np.ndarray], _times: list[float], _prompt: str, *, place: str) -> str:
+    """The backfill's describer, the oracle in the model's place."""
+    return oracle.describe(images, place)

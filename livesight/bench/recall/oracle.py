@@ -3,7 +3,9 @@ JPEGs, so retrieval is measured without real weights. It knows the palette and t
 (palette.py) and reads them back from the decoded pixels; it never sees the truth table.
 
     see(jpeg)                     → ["red van", "card reading CLOSED"] (what that picture shows), or ["black"]
+    see_rgb(rgb)                  → the same from decoded pixels (the backfill hands its describer decoded keyframes)
     caption(jpegs, "the gate")    → "At the gate: a red van, a white card reading CLOSED."
+    describe(images, "the gate")  → the same caption from decoded keyframes
 
 How it reads: a pixel belongs to a palette colour when it is saturated (S > 0.5, V > 0.25) and its hue is within
 11° of the colour's; a colour with ≥ 150 such pixels is a thing, whose shape is read from its bounding box (wide: a
@@ -86,7 +88,11 @@ def _cards(rgb: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> list[str]:
 
 def see(jpeg: bytes) -> list[str]:
     """What one keyframe shows: labels of the palette's things, or ["black"]."""
-    rgb = decode(jpeg)
+    return see_rgb(decode(jpeg))
+
+
+def see_rgb(rgb: np.ndarray) -> list[str]:
+    """What one decoded keyframe ([H, W, 3] uint8) shows."""
     r8, g8, b8 = rgb[..., 0], rgb[..., 1], rgb[..., 2]
     mx8, mn8 = np.maximum(np.maximum(r8, g8), b8), np.minimum(np.minimum(r8, g8), b8)  # (.max(axis=2) is slow)
     if mx8.mean() < 0.06 * 255:
@@ -112,14 +118,25 @@ def see(jpeg: bytes) -> list[str]:
 
 
 def caption(jpegs: Sequence[bytes], place: str) -> str:
-    """A truthful caption of an entry from its keyframes (the union of what they show, in order)."""
+    """A truthful caption of an entry from its keyframe JPEGs (the union of what they show, in order)."""
+    return describe([decode(j) for j in jpegs], place)
+
+
+def describe(images: Sequence[np.ndarray], place: str) -> str:
+    """A truthful caption of an entry from its decoded keyframes."""
     seen: list[str] = []
-    for j in jpegs:
-        seen += [s for s in see(j) if s not in seen]
+    for rgb in images:
+        seen += [s for s in see_rgb(rgb) if s not in seen]
     things = [s for s in seen if s != "black"]
     where = f"At {place}"
     if things:
-        return f"{where}: " + ", ".join(("a white " if t.startswith("card") else "a ") + t for t in things) + "."
+        return f"{where}: " + ", ".join(_article(t) for t in things) + "."
     if seen:
         return f"{where}: the picture is black (lights off or the lens covered)."
     return f"{where}: the empty view, nothing moving."
+
+
+def _article(thing: str) -> str:
+    if thing.startswith("card"):
+        return "a white " + thing
+    return ("an " if thing[0] in "aeiou" else "a ") + thing

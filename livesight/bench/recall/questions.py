@@ -49,7 +49,7 @@ def _untimed(e: Event, place: str, n: int) -> tuple[str, str]:
     else:
         forms = (
             f"When did the {thing.label} come by?",
-            f"Was there a {thing.label} at {place}?",
+            f"Was there {_a(thing.label)} at {place}?",
             f"Show me the {thing.label}.",
         )
     return forms[n % len(forms)], "no time: " + ("card" if thing.shape == "card" else "thing")
@@ -67,8 +67,12 @@ def _timed(e: Event, world: World, now: float, n: int) -> tuple[str, str]:
     if e.thing.shape == "card":
         forms.append((f"What did the sign at {place} say at {clock(world, mid)}?", "at HH:MM (card)"))
     else:
-        forms.append((f"Did a {e.thing.label} come by this morning?", "this morning + thing"))
+        forms.append((f"Did {_a(e.thing.label)} come by this morning?", "this morning + thing"))
     return forms[n % len(forms)]
+
+
+def _a(label: str) -> str:
+    return ("an " if label[0] in "aeiou" else "a ") + label
 
 
 def build_questions(world: World, now: float) -> list[Question]:

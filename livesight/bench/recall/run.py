@@ -48,13 +48,48 @@ def ask(questions: list[Question], store: TimelineStore, world: World, now: floa
 
 def coverage(world: World, store: TimelineStore) -> dict[str, Any]:
     """Per event: do the keyframes of its entries show it (an entry of its camera overlapping it whose caption names
-    the thing)? What capture stored bounds what any retrieval can find."""
+    the thing)? What capture stored bounds what any retrieval can find. For an event no keyframe shows, why: where
+    its entries' keyframes were taken instead."""
     rows = []
     for e in world.events:
         entries = store.between(e.camera, world.epoch + e.start, world.epoch + e.end, limit=20)
         marks = [hit(x, e, world) for x in entries]
-        rows.append({"event": e.id, "seen": "seen" in marks, "entries": len(entries)})
-    return {"events": len(rows), "shown": sum(r["seen"] for r in rows), "rows": rows}
+        row: dict[str, Any] = {"event": e.id, "seen": "seen" in marks, "entries": len(entries)}
+        if not row["seen"]:
+            row["why"] = _why_not_shown(world, e, entries)
+        rows.append(row)
+    why: dict[str, int] = defaultdict(int)
+    for r in rows:
+        if "why" in r:
+            why[r["why"]] += 1
+    return {"events": len(rows), "shown": sum(r["seen"] for r in rows), "rows": rows, "why_not_shown": dict(why)}
+
+
+def _why_not_shown(world: World, e: Any, entries: list[Any]) -> str:
+    if not entries:
+        return "no entry overlaps it"
+    others = [o for o in world.events if o.camera == e.camera and o.id != e.id]
+    reasons = []
+    for x in entries:
+        action = next((k for k in x.keyframes if k.role == "action"), None)
+        if action is None:  # its most-kept frame was its first (stored once, as "first") or its last
+            first = x.keyframes[0].pts if x.keyframes else x.pts
+            reasons.append(
+                "the stream's first frame (kept whole by rule) took the action keyframe"
+                if first <= 0.0
+                else "its most-kept frame is its first or last"
+            )
+            continue
+        t = action.pts
+        if t <= 0.0:
+            reasons.append("the action keyframe is the stream's first frame (kept whole by rule)")
+        elif any(o.start <= t <= o.end + 1.0 for o in others):
+            reasons.append("the action keyframe shows another event in the same entry")
+        elif e.start <= t <= e.end + 1.0:
+            reasons.append("the action keyframe is in its span but does not show it (entering, leaving, dark)")
+        else:
+            reasons.append("the action keyframe is elsewhere in the entry")
+    return reasons[0] if len(set(reasons)) == 1 else " / ".join(sorted(set(reasons)))
 
 
 def rates(rows: list[dict[str, Any]], key: str) -> dict[str, Any]:
@@ -109,7 +144,7 @@ def run(out_dir: Path, *, device: str = "cpu", shape: str = "tiny", quick: bool 
         ttft = side_by_side(
             (feed.memory_1min, store1, world.epoch + 60.0),
             (feed.memory, store, now),
-            repeats=3 if quick else 9,
+            repeats=3 if quick else 15,
             cfg=RecallConfig(timezone=TIMEZONE),
         )
         keyframes = keyframe_budget(stats, world)
@@ -154,7 +189,8 @@ def report(
     shown = {a["event"] for a in answers if a["event"] in {r["event"] for r in cov["rows"] if r["seen"]}}
     retrieval_only = rates([a for a in answers if a["event"] in shown], "x")["x"]
     q_rows = ttft["rows"]
-    worst = max(q_rows, key=lambda r: r["ratio_with_recall"])
+    worst = max((r for r in q_rows if r["recall from"] != "the whole timeline"), key=lambda r: r["ratio_with_recall"])
+    forced = [r for r in q_rows if r["recall from"] == "the whole timeline"]
     search_rows = [{"query": k, **v} for k, v in search.get("queries", {}).items()]
     search_p95 = max((r.get("p95_ms", 0.0) for r in search_rows), default=None)
     summary = [
@@ -167,6 +203,11 @@ def report(
             "figure": "TTFT 2 h / 1 min, with recall (worst question)",
             "value": worst["ratio_with_recall"],
             "goal": f"≤ {GOALS['ttft_ratio']}",
+        },
+        {
+            "figure": "TTFT 2 h / 1 min, recalling from the whole timeline (worst question)",
+            "value": max((r["ratio_with_recall"] for r in forced), default=None),
+            "goal": "",
         },
         {
             "figure": "keyframes, MB per camera-day (worst camera)",
@@ -207,6 +248,9 @@ def report(
             "Hard cases": hard,
             "With and without a time expression": [{"questions": k, **v} for k, v in (timed | untimed).items()],
             "TTFT: 1 min vs 2 h of history, side by side": q_rows,
+            "Events no keyframe shows, by cause": [
+                {"cause": k, "events": v} for k, v in sorted(cov["why_not_shown"].items(), key=lambda kv: -kv[1])
+            ],
             "Keyframe bytes per camera-day": [
                 {"camera": c, "MB/day": mb, "keyframes/day": keyframes["keyframes_per_camera_day"][c]}
                 for c, mb in keyframes["mb_per_camera_day"].items()
