@@ -61,6 +61,7 @@ CREATE INDEX IF NOT EXISTS timeline_camera_time ON timeline (camera, wall_time);
 CREATE INDEX IF NOT EXISTS timeline_time ON timeline (wall_time);
 CREATE INDEX IF NOT EXISTS timeline_open ON timeline (camera) WHERE end_wall_time IS NULL;
 CREATE INDEX IF NOT EXISTS timeline_pending ON timeline (caption_state, wall_time) WHERE caption_state = 'pending';
+CREATE INDEX IF NOT EXISTS timeline_kept ON timeline (wall_time, keyframe_bytes) WHERE keyframe_bytes > 0;
 CREATE INDEX IF NOT EXISTS responses_time ON responses (camera, wall_time);
 CREATE VIRTUAL TABLE IF NOT EXISTS timeline_fts USING fts5(
     caption, answers, watches, content='timeline', content_rowid='rowid', tokenize='unicode61 remove_diacritics 2');

@@ -3,6 +3,8 @@
 stay, text only: still searchable, still summarised); rows beyond `memory.timeline.max_rows` are deleted, oldest
 first, with their keyframes. Every deletion is counted (TimelineStore.counters).
 
+Retention reads on its own connection (WAL: searches never wait for it) and writes through the event log's writer.
+
 Order of a deletion: the rows are changed through the event log's writer first and committed (flush), then the files
 are unlinked: a row never names a keyframe that is gone except after a crash between the two, and a missing file
 answers 404 anyway.
@@ -13,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import sqlite3
 import threading
 import time
 from typing import TYPE_CHECKING
@@ -35,6 +38,8 @@ class Retention:
         self.runs = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._conn: sqlite3.Connection | None = None
+        self._lock = threading.Lock()  # run_once from the thread and from a caller (tests, a shutdown pass)
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._loop, name="livesight-timeline-retention", daemon=True)
@@ -45,6 +50,10 @@ class Retention:
         if self._thread is not None:
             self._thread.join(timeout=30)
             self._thread = None
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
 
     def _loop(self) -> None:
         while not self._stop.wait(self.interval_s):
@@ -55,7 +64,10 @@ class Retention:
 
     def run_once(self, now: float | None = None) -> dict[str, int]:
         """One pass; returns what it deleted: {"keyframes": n, "rows": n}."""
-        now = time.time() if now is None else now
+        with self._lock:
+            return self._pass(time.time() if now is None else now)
+
+    def _pass(self, now: float) -> dict[str, int]:
         cfg = self.store.cfg
         kf = rows = 0
         cutoff = now - cfg.retention_days * 86_400
@@ -68,7 +80,10 @@ class Retention:
             if not batch:
                 break
             kf += self._strip(batch)
-        (total,) = self._read("SELECT coalesce(sum(keyframe_bytes), 0) FROM timeline WHERE keyframe_bytes > 0", ())[0]
+        (total,) = self._read(
+            "SELECT coalesce(sum(keyframe_bytes), 0) FROM timeline INDEXED BY timeline_kept WHERE keyframe_bytes > 0",
+            (),
+        )[0]
         for _ in range(MAX_STEPS):  # by bytes
             if total <= cfg.max_bytes:
                 break
@@ -104,16 +119,16 @@ class Retention:
             rows += len(batch)
             count -= len(batch)
         self.runs += 1
-        with self.store._count_lock:
-            self.store.keyframes_deleted += kf
-            self.store.rows_deleted += rows
+        self.store.count_deletions(keyframes=kf, rows=rows)
         if kf or rows:
             log.info("timeline retention: %d keyframes and %d rows deleted", kf, rows)
         return {"keyframes": kf, "rows": rows}
 
     def _read(self, sql: str, args: tuple[object, ...]) -> list[tuple[object, ...]]:
-        with self.store._lock:
-            return self.store._conn().execute(sql, args).fetchall()
+        if self._conn is None:
+            self._conn = sqlite3.connect(self.store.log.path, timeout=10, check_same_thread=False)
+            self._conn.execute("PRAGMA query_only=ON")
+        return self._conn.execute(sql, args).fetchall()
 
     def _strip(self, batch: list[tuple[object, ...]]) -> int:
         for r in batch:

@@ -1,11 +1,12 @@
 """Search over the timeline (docs/timeline.md): a TimelineQuery → a TimelinePage, on a read connection.
 
-- **With text**: SQLite FTS5 over caption, answers and watches, ranked by BM25 (`bm25()` is lower-is-better; hits
-  carry `rank = -bm25`, higher is better), best first, ties newest first. The user's words never reach MATCH raw:
-  `fts_query` keeps the content words (stop words dropped), quotes each one and ORs them. Bounded work: the
-  newest `MAX_CANDIDATES` matching entries (after the camera and time filters) are ranked, so a word found in most
-  of a million rows costs the same as a rare one. The trade-off: past that many matches, older matches are
-  reachable with a time window (`start`/`end`) rather than by rank alone.
+- **With text**: SQLite FTS5 finds the entries whose caption, answers or watches hold any content word; they are
+  ranked by BM25 (FTS5's formula, ranking.py, with cached corpus statistics; `rank` is higher-is-better), best
+  first, ties newest first. The user's words never reach MATCH raw: `search_terms` keeps the content words (stop
+  words dropped) and `fts_query` quotes each one and ORs them. Bounded work: the newest `MAX_CANDIDATES` matching
+  entries (after the camera and time filters) are ranked, so a word found in a third of a million rows costs about
+  what a rare one does. The trade-off: past that many matches, older matches are reachable with a time window
+  (`start`/`end`) rather than by rank alone.
 - **Without text**: newest first (wall_time, then row).
 - **Filters**: cameras; `start`/`end` keep the entries that overlap the window (an open entry runs until now).
   The window is turned into a row range through the `wall_time` index (entries are at most `timeline_max_span`
@@ -20,16 +21,16 @@ import base64
 import hashlib
 import hmac
 import json
-import re
 import sqlite3
 from dataclasses import dataclass
 from typing import Any
 
+from livesight.timeline.ranking import CorpusStats, score, tokens
 from livesight.timeline.rows import COLUMNS, entry_from_row
 from livesight.types import TimelineEntry, TimelineHit, TimelinePage, TimelineQuery
 
 MAX_TERMS = 16
-MAX_CANDIDATES = 2000  # entries ranked per text query at most (see the module docstring)
+MAX_CANDIDATES = 1000  # entries ranked per text query at most (see the module docstring)
 MAX_LIMIT = 500
 WEIGHTS = (1.0, 0.6, 1.0)  # bm25 column weights: caption, answers, watches
 
@@ -45,14 +46,20 @@ STOP_WORDS = frozenset(  # English function words and the verbs of asking: they 
 )
 
 
-def fts_query(text: str) -> str:
-    """The user's text as a safe FTS5 query: its content words (lower case, stop words and one-letter words
-    dropped, at most MAX_TERMS), each quoted, OR'ed. Raises ValueError when nothing is left to search for."""
-    words = re.findall(r"\w+", text.lower())
-    terms = [w for w in dict.fromkeys(words) if w not in STOP_WORDS and (len(w) > 1 or w.isdigit())]
+def search_terms(text: str) -> list[str]:
+    """The content words of a user's text, as the index has them (lower case, diacritics folded; stop words and
+    single letters dropped; at most MAX_TERMS). Raises ValueError when nothing is left to search for."""
+    terms = [w for w in dict.fromkeys(tokens(text)) if w not in STOP_WORDS and (len(w) > 1 or w.isdigit())]
     if not terms:
-        raise ValueError("q has no word to search for (only stop words, numbers of one digit or punctuation)")
-    return " OR ".join('"' + t.replace('"', '""') + '"' for t in terms[:MAX_TERMS])
+        raise ValueError("q has no word to search for (only stop words, single letters or punctuation)")
+    return terms[:MAX_TERMS]
+
+
+def fts_query(terms: list[str] | str) -> str:
+    """A safe FTS5 query: every term quoted (a quote inside doubled), OR'ed. Never the user's text raw."""
+    if isinstance(terms, str):
+        terms = search_terms(terms)
+    return " OR ".join('"' + t.replace('"', '""') + '"' for t in terms)
 
 
 # ---- cursors --------------------------------------------------------------------------------------------------
@@ -97,31 +104,41 @@ def decode_cursor(text: str, q: TimelineQuery, key: bytes) -> Cursor:
 # ---- queries --------------------------------------------------------------------------------------------------
 
 
-def _window(conn: sqlite3.Connection, start: float | None, end: float | None) -> tuple[str, list[Any]]:
-    """SQL conditions (on `t`) for entries overlapping [start, end], bounded below for the wall_time index."""
+def _lowest_start(conn: sqlite3.Connection, start: float) -> float:
+    """The earliest wall_time an entry overlapping `start` can have: entries are at most `timeline_max_span` long
+    (kept in meta by a trigger); an open one (few: one per camera) reaches to now."""
+    span = conn.execute("SELECT CAST(value AS REAL) FROM meta WHERE key = 'timeline_max_span'").fetchone()
+    lo = start - float(span[0] if span else 0.0) - 1.0
+    (oldest_open,) = conn.execute(
+        "SELECT min(wall_time) FROM timeline INDEXED BY timeline_open WHERE end_wall_time IS NULL"
+    ).fetchone()
+    return lo if oldest_open is None else min(lo, float(oldest_open))
+
+
+def _window(conn: sqlite3.Connection, start: float | None, end: float | None) -> tuple[str, list[Any], list[Any]]:
+    """SQL conditions (on `t`) for entries overlapping [start, end], bounded below for the wall_time index; and
+    the bounds [lo, hi] of wall_time alone (None: unbounded)."""
     conds: list[str] = []
     args: list[Any] = []
+    bounds: list[Any] = [None, end]
     if end is not None:
         conds.append("t.wall_time <= ?")
         args.append(end)
     if start is not None:
-        span = conn.execute("SELECT CAST(value AS REAL) FROM meta WHERE key = 'timeline_max_span'").fetchone()
-        lo = start - float(span[0] if span else 0.0) - 1.0
-        (oldest_open,) = conn.execute("SELECT min(wall_time) FROM timeline WHERE end_wall_time IS NULL").fetchone()
-        if oldest_open is not None:
-            lo = min(lo, float(oldest_open))
+        lo = _lowest_start(conn, start)
+        bounds[0] = lo
         conds.append("t.wall_time >= ? AND (t.end_wall_time >= ? OR t.end_wall_time IS NULL)")
         args += [lo, start]
-    return " AND ".join(conds), args
+    return " AND ".join(conds), args, bounds
 
 
-def search(conn: sqlite3.Connection, q: TimelineQuery, key: bytes) -> TimelinePage:
+def search(conn: sqlite3.Connection, q: TimelineQuery, key: bytes, stats: CorpusStats) -> TimelinePage:
     """Raises ValueError (with the reason) for a bad query."""
     if not 1 <= q.limit <= MAX_LIMIT:
         raise ValueError(f"limit must be 1..{MAX_LIMIT}")
     if q.start is not None and q.end is not None and q.start > q.end:
         raise ValueError("from is after to")
-    match = fts_query(q.text) if q.text is not None else None
+    terms = search_terms(q.text) if q.text is not None else None
     cursor = decode_cursor(q.cursor, q, key) if q.cursor else None
     if q.cameras is not None and not q.cameras:
         return TimelinePage(())
@@ -129,13 +146,13 @@ def search(conn: sqlite3.Connection, q: TimelineQuery, key: bytes) -> TimelinePa
         hi = cursor.hi
     else:
         (hi,) = conn.execute("SELECT coalesce(max(rowid), 0) FROM timeline").fetchone()
-    if match is None:
+    if terms is None:
         return _listing(conn, q, key, hi, cursor)
-    return _ranked(conn, q, key, match, hi, cursor)
+    return _ranked(conn, q, key, terms, stats, hi, cursor)
 
 
 def _listing(conn: sqlite3.Connection, q: TimelineQuery, key: bytes, hi: int, cur: Cursor | None) -> TimelinePage:
-    where, args = _window(conn, q.start, q.end)
+    where, args, _ = _window(conn, q.start, q.end)
     conds = ["t.rowid <= ?", *([where] if where else [])]
     base_args: list[Any] = [hi, *args]
     if cur is not None and cur.wall_time is not None and cur.row is not None:
@@ -157,27 +174,39 @@ def _listing(conn: sqlite3.Connection, q: TimelineQuery, key: bytes, hi: int, cu
 
 
 def _ranked(
-    conn: sqlite3.Connection, q: TimelineQuery, key: bytes, match: str, hi: int, cur: Cursor | None
+    conn: sqlite3.Connection,
+    q: TimelineQuery,
+    key: bytes,
+    terms: list[str],
+    stats: CorpusStats,
+    hi: int,
+    cur: Cursor | None,
 ) -> TimelinePage:
-    where, args = _window(conn, q.start, q.end)
-    conds = ["timeline_fts MATCH ?", "timeline_fts.rowid <= ?"]
-    qargs: list[Any] = [match, hi]
-    if where:
-        lo_hi = conn.execute(f"SELECT min(t.rowid), max(t.rowid) FROM timeline t WHERE {where}", args).fetchone()
+    where, args, (lo, up) = _window(conn, q.start, q.end)
+    conds = ["timeline_fts MATCH ?", "timeline_fts.rowid BETWEEN ? AND ?"]  # one range: FTS5 uses one bound each
+    qargs: list[Any] = [fts_query(terms), 0, hi]
+    if where:  # the window as a range of rows (index only: wall_time's index holds the rowid)
+        lo_hi = conn.execute(
+            "SELECT min(rowid), max(rowid) FROM timeline INDEXED BY timeline_time WHERE wall_time BETWEEN ? AND ?",
+            (-1e300 if lo is None else lo, 1e300 if up is None else up),
+        ).fetchone()
         if lo_hi[0] is None:
             return TimelinePage(())
-        conds += ["timeline_fts.rowid BETWEEN ? AND ?", where]
-        qargs += [lo_hi[0], lo_hi[1], *args]
+        qargs[1:3] = [lo_hi[0], min(hi, lo_hi[1])]
+        conds.append(where)
+        qargs += args
     if q.cameras is not None:
         conds.append(f"t.camera IN ({','.join('?' * len(q.cameras))})")
         qargs += list(q.cameras)
-    w = ", ".join(str(x) for x in WEIGHTS)
     sql = (
-        f"SELECT timeline_fts.rowid, bm25(timeline_fts, {w}) FROM timeline_fts JOIN timeline t"
+        "SELECT timeline_fts.rowid, t.caption, t.answers, t.watches FROM timeline_fts JOIN timeline t"
         f" ON t.rowid = timeline_fts.rowid WHERE {' AND '.join(conds)} ORDER BY timeline_fts.rowid DESC LIMIT ?"
     )
-    cands = conn.execute(sql, (*qargs, MAX_CANDIDATES)).fetchall()
-    cands.sort(key=lambda r: (r[1], -r[0]))
+    rows = conn.execute(sql, (*qargs, MAX_CANDIDATES)).fetchall()
+    n, avgdl = stats.corpus(conn)
+    df = stats.df(conn, terms)
+    cands = [(r[0], score(terms, r[1:], WEIGHTS, df, n, avgdl)) for r in rows]
+    cands.sort(key=lambda r: (-r[1], -r[0]))
     off = cur.offset if cur is not None else 0
     chosen = cands[off : off + q.limit]
     by_row: dict[int, Any] = {}
@@ -185,14 +214,14 @@ def _ranked(
         marks = ",".join("?" * len(chosen))
         for r in conn.execute(f"SELECT {COLUMNS} FROM timeline t WHERE t.rowid IN ({marks})", [c[0] for c in chosen]):
             by_row[r[0]] = r
-    hits = tuple(TimelineHit(entry_from_row(by_row[c[0]]), -c[1]) for c in chosen if c[0] in by_row)
+    hits = tuple(TimelineHit(entry_from_row(by_row[c[0]]), round(c[1], 6)) for c in chosen if c[0] in by_row)
     nxt = encode_cursor(Cursor(hi, offset=off + q.limit), q, key) if len(cands) > off + q.limit else None
     return TimelinePage(hits, nxt)
 
 
 def between(conn: sqlite3.Connection, camera: str | None, start: float, end: float, limit: int) -> list[TimelineEntry]:
     """Entries overlapping [start, end], oldest first."""
-    where, args = _window(conn, start, end)
+    where, args, _ = _window(conn, start, end)
     if camera is not None:
         where += " AND t.camera = ?"
         args.append(camera)

@@ -25,7 +25,9 @@ from typing import Any
 
 from livesight.config import TimelineConfig
 from livesight.memory.event_log import EventLog, answers_sql, watches_sql
+from livesight.timeline import ranking
 from livesight.timeline import search as search_mod
+from livesight.timeline.ranking import CorpusStats
 from livesight.timeline.rows import COLUMNS, entry_from_row
 from livesight.types import TimelineEntry, TimelinePage, TimelineQuery
 
@@ -65,6 +67,7 @@ class TimelineStore:
         self._lock = threading.Lock()  # the read connection serves one thread at a time
         self._count_lock = threading.Lock()
         self._key = b""
+        self._stats = CorpusStats()
         self._backlog = 0
         self.entries_written = 0
         self.keyframes_written = 0
@@ -86,6 +89,7 @@ class TimelineStore:
         if self.dir is not None:
             self.dir.mkdir(parents=True, exist_ok=True)
         self._read = sqlite3.connect(self.log.path, timeout=10, check_same_thread=False)
+        ranking.prepare(self._read)
         self._read.execute("PRAGMA query_only=ON")
         row = self._read.execute("SELECT value FROM meta WHERE key = 'timeline_cursor_key'").fetchone()
         if row is None:
@@ -175,7 +179,7 @@ class TimelineStore:
     def search(self, query: TimelineQuery) -> TimelinePage:
         """Raises ValueError (with the reason) for a bad query: a text with nothing to search, a bad cursor."""
         with self._lock:
-            return search_mod.search(self._conn(), query, self._key)
+            return search_mod.search(self._conn(), query, self._key, self._stats)
 
     def get(self, entry_id: str) -> TimelineEntry | None:
         with self._lock:
@@ -244,6 +248,12 @@ class TimelineStore:
             "caption_backlog": self._backlog,
             "thumbnails_adopted": self.thumbnails_adopted,
         }
+
+    def count_deletions(self, *, keyframes: int, rows: int) -> None:
+        """Retention's deletions, for counters()."""
+        with self._count_lock:
+            self.keyframes_deleted += keyframes
+            self.rows_deleted += rows
 
     # ---- files ---------------------------------------------------------------------------------------------
 
