@@ -66,5 +66,8 @@ def test_bench_recall_quick(tmp_path: Path) -> None:
     fade = next(a for a in data["answers"] if a["hard"] == "fade to black")
     assert fade["seen@5"]
     assert data["keyframes"]["max_mb_per_camera_day"] > 0 and data["keyframes"]["disk_bytes"] > 0
+    # every entry written with its keyframes, none deleted (retention runs on the stream's clock)
+    assert data["store_counters"]["keyframes_deleted"] == 0 and data["stream"]["capture"]["entries_lost"] == 0
+    assert data["stream"]["capture"]["entries_without_keyframes"] == 0
     assert [r["ratio_with_recall"] > 0 for r in data["ttft"]["rows"]] == [True] * len(data["ttft"]["rows"])
     assert (tmp_path / "recall.png").is_file() and (tmp_path / "recall.md").is_file()

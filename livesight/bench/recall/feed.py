@@ -12,6 +12,7 @@ Per camera, as a camera's decode thread and the model worker do it (streaming/sa
                       thread, real JPEG files), its picture thread replaced by a call in place
     uncaptioned entries ──► timeline/backfill.py (newest first, their stored keyframes read back and decoded, on the
                       stream's clock) with the oracle describer in the model's place ──► store.set_caption
+    (and the store's retention, on the stream's clock too)
 
 The first camera also feeds a live CameraMemory (the tiny model's KV cache) for the TTFT comparison; a second one
 is fed only the stream's first minute, and a second store gets only the entries that closed in that minute.
@@ -42,7 +43,9 @@ from livesight.model.qwen import QwenBackend
 from livesight.streaming.sampler import HeldSampling, Sampler
 from livesight.timeline.backfill import Backfill
 from livesight.timeline.keyframes import ClosedEntry, EntryTracker
+from livesight.timeline.retention import Retention
 from livesight.timeline.store import TimelineStore, keyframe_dir
+from livesight.types import TapSignal
 
 DECODE_FPS = 10.0  # the synthetic camera's frame rate: every decoded frame goes to the cut tap (cut_tap_fps 10)
 SAMPLE_FPS = float(CameraConfig.model_fields["sample_fps"].default)  # the shipped default (1 fps)
@@ -71,9 +74,15 @@ def keyframe_bytes_on_disk(store: TimelineStore) -> dict[str, tuple[int, int]]:
 
 
 def open_store(path: Path, cfg: TimelineConfig) -> tuple[EventLog, TimelineStore]:
+    """A real timeline store whose retention runs on the stream's clock (`Feed` calls it at every caption pass)
+    instead of the wall clock's thread: by the wall clock the stream's fixed epoch is months old, and its keyframes
+    would be deleted as past retention_days."""
     log = EventLog(path)
     store = TimelineStore(log, keyframe_dir(str(path)), cfg)
     store.open()
+    if store.retention is not None:
+        store.retention.stop()
+    store.retention = Retention(store)  # not started: run_once(now=stream time)
     return log, store
 
 
@@ -147,7 +156,6 @@ class Feed:
         if memory_camera is not None:
             self.memory = CameraMemory(memory_camera, backend, MemoryConfig(database=None))
             self.memory_1min = CameraMemory(memory_camera, backend, MemoryConfig(database=None))
-        self._closed_first: list[ClosedEntry] = []
 
     def _rig(self, camera: str) -> Rig:
         detector, tap = dtd_detector(self.scene_cfg, camera, sample_fps=SAMPLE_FPS, dtd_mode=DTDConfig().mode)
@@ -175,8 +183,6 @@ class Feed:
     def run(self, progress: Callable[[float], None] | None = None) -> FeedStats:
         """The whole stream, every camera in step (decoded frame by decoded frame), then every entry closed
         (the cameras stop) and captioned."""
-        from livesight.types import TapSignal
-
         t_start = time.perf_counter()
         n = round(self.world.duration_s * DECODE_FPS)
         next_caption = CAPTION_EVERY_S
@@ -267,6 +273,8 @@ class Feed:
             if store is None:
                 continue
             store.flush()
+            if store.retention is not None:
+                store.retention.run_once(now=self.now)
             backfill = Backfill(store, clock=lambda: self.now)
             while True:
                 backfill.refresh()

@@ -287,6 +287,7 @@ def report(
             "wall_s": round(stats.wall_s, 1),
             "stage_s": {k: round(v, 1) for k, v in stats.stage_s.items()},
             "caption_s": round(stats.caption_ms / 1000, 1),
+            "capture": stats.capture,
         },
         "goals": GOALS,
     }
