@@ -5,7 +5,7 @@ Per camera, as a camera's decode thread and the model worker do it (streaming/sa
 
     decoded frames at 10 fps ──► the cut tap's judge (memory/tap_cuts.py: 64x48 frames, event-triggered sampling)
                              └─► Sampler at the shipped sample_fps (+ HeldSampling) ──► sampled frame
-    sampled frame ──► backend.prepare ──► DTD pre-check ──► vision encoder (tiny model, when the pre-check asks)
+    sampled frame ──► backend.prepare ──► DTD (pixel mode, BENCH_DTD) ──► vision encoder (tiny model, when DTD asks)
                   ──► DTD decision ──► scene detector (dtd, with its cut tap) ──► EntryTracker (timeline/keyframes.py)
     closed entry  ──► the daemon's TimelineCapture (daemon/timeline/capture.py: keyframe JPEGs at keyframe_px and
                       keyframe_quality, TimelineStore.add_entry: a real SQLite file through the event log's writer
@@ -47,6 +47,10 @@ from livesight.timeline.retention import Retention
 from livesight.timeline.store import TimelineStore, keyframe_dir
 from livesight.types import TapSignal
 
+# DTD decides from pixels here: the tiny model's random vision tower makes feature-mode decisions noise (a blue box
+# entering a parked view keeps no token), so "the frame with the most kept tokens" would mean nothing; pixel mode is
+# model-independent and keeps what a real model's feature mode keeps where content changes (docs/dtd.md).
+BENCH_DTD = DTDConfig(mode="pixel", threshold=0.04)
 DECODE_FPS = 10.0  # the synthetic camera's frame rate: every decoded frame goes to the cut tap (cut_tap_fps 10)
 SAMPLE_FPS = float(CameraConfig.model_fields["sample_fps"].default)  # the shipped default (1 fps)
 CAPTION_EVERY_S = 300.0  # stream seconds between the oracle's passes over uncaptioned entries (a backfill)
@@ -134,8 +138,10 @@ class Feed:
         first_minute_store: TimelineStore | None = None,
         memory_camera: str | None = None,
         timeline: TimelineConfig | None = None,
+        dtd: DTDConfig = BENCH_DTD,
     ) -> None:
         self.world = world
+        self.dtd_cfg = dtd
         self.backend = backend
         self.store = store
         self.first_store = first_minute_store
@@ -158,7 +164,7 @@ class Feed:
             self.memory_1min = CameraMemory(memory_camera, backend, MemoryConfig(database=None))
 
     def _rig(self, camera: str) -> Rig:
-        detector, tap = dtd_detector(self.scene_cfg, camera, sample_fps=SAMPLE_FPS, dtd_mode=DTDConfig().mode)
+        detector, tap = dtd_detector(self.scene_cfg, camera, sample_fps=SAMPLE_FPS, dtd_mode=self.dtd_cfg.mode)
         sampler = Sampler(SAMPLE_FPS)
         rig_ref: list[Rig] = []
 
@@ -171,7 +177,7 @@ class Feed:
             sampler=sampler,
             held=HeldSampling(sampler, send),
             judge=tap.judge if tap is not None else None,
-            dtd=DTD(DTDConfig()),
+            dtd=DTD(self.dtd_cfg),
             detector=detector,
             tracker=self.capture.tracker(camera, scene=1),
         )

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from livesight.bench.dtd import build_backend
-from livesight.bench.recall.feed import DECODE_FPS, SAMPLE_FPS, Feed, open_store
+from livesight.bench.recall.feed import BENCH_DTD, DECODE_FPS, SAMPLE_FPS, Feed, open_store
 from livesight.bench.recall.questions import Question, build_questions, hit
 from livesight.bench.recall.stream import TIMEZONE, World, plan_world
 from livesight.bench.recall.ttft import side_by_side
@@ -222,7 +222,9 @@ def report(
     ]
     notes = [
         f"Stream: {len(world.cameras)} cameras × {world.duration_s / 3600:.2f} h of synthetic 588x336 video "
-        f"({DECODE_FPS:g} fps to the cut tap, sampled at {SAMPLE_FPS:g} fps), {len(world.events)} planted events; "
+        f"({DECODE_FPS:g} fps to the cut tap, sampled at {SAMPLE_FPS:g} fps; DTD in {BENCH_DTD.mode} mode, "
+        f"τ = {BENCH_DTD.threshold}: the tiny model's random features would make 'most kept tokens' noise), "
+        f"{len(world.events)} planted events; "
         f"{stats.frames} sampled frames ({stats.encoded} through the vision encoder), {stats.scene_changes} scene "
         f"changes, {stats.entries} timeline entries, {stats.keyframes} keyframes; "
         f"{stats.wall_s:.0f} s of wall time for {world.duration_s * len(world.cameras) / 3600:.1f} camera-hours "
