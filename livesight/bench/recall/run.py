@@ -345,8 +345,13 @@ def _plot(out_dir: Path, result: dict[str, Any], world: World) -> None:
     rows = result["ttft"]["rows"]
     x = range(len(rows))
     b.bar([i - 0.2 for i in x], [r["with_recall_1min_ms"] for r in rows], 0.4, label="1 min of history")
-    b.bar([i + 0.2 for i in x], [r["with_recall_2h_ms"] for r in rows], 0.4, label=f"{world.duration_s / 3600:g} h")
-    b.set_xticks(list(x), [r["question"][:28] + "…" for r in rows], rotation=20, ha="right", fontsize=7)
+    span = f"{world.duration_s / 3600:g} h" if world.duration_s >= 3600 else f"{world.duration_s / 60:g} min"
+    b.bar([i + 0.2 for i in x], [r["with_recall_2h_ms"] for r in rows], 0.4, label=f"{span} of history")
+    labels = [
+        r["question"][:26] + "…" + ("\n(recall: whole timeline)" if r["recall from"] == "the whole timeline" else "")
+        for r in rows
+    ]
+    b.set_xticks(list(x), labels, rotation=20, ha="right", fontsize=6)
     b.set_ylabel("question → first token (ms)")
     b.set_title("TTFT with recall, tiny model", fontsize=10)
     b.legend(fontsize=7)
