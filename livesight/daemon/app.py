@@ -24,7 +24,8 @@ from livesight.daemon.model_worker import CameraLane, MemoryLike, ModelWorker, W
 from livesight.daemon.scene_detectors import SceneDetectors
 from livesight.daemon.service import LaneStats, Service
 from livesight.daemon.timeline.capture import BackfillJobs, TimelineCapture
-from livesight.errors import ConfigError, contain
+from livesight.daemon.timeline.face import TimelineFace
+from livesight.errors import contain
 from livesight.fleet.topics import default_node_url
 from livesight.memory.event_log import EventLog
 from livesight.model.backend import Backend, GenerationResult
@@ -73,8 +74,8 @@ class App:
         self.port: int | None = None
         self.worker: ModelWorker | None = None
         self.event_log: EventLog | None = None
+        self.timeline: TimelineStore | None = None  # the searchable scene timeline (livesight/timeline/)
         self.images: Images | None = None
-        self.timeline_store: TimelineStore | None = None
         self.capture: TimelineCapture | None = None  # the timeline's entries and keyframes from the frame path
         self.backfill: Backfill | None = None  # captions for entries without one
 
@@ -96,10 +97,14 @@ class App:
     async def run(self) -> None:
         cfg = self.cfg
         if cfg.memory.database:
-            self.event_log = await asyncio.to_thread(EventLog, cfg.memory.database, max_rows=cfg.memory.max_rows)
+            self.event_log = await asyncio.to_thread(
+                EventLog, cfg.memory.database, max_rows=cfg.memory.max_rows, timeline=cfg.memory.timeline.enabled
+            )
             self.service.health_parts["event_log"] = self.event_log.health
         else:
             self.service.health_parts["event_log"] = _disabled
+        if self.event_log is not None and cfg.memory.timeline.enabled:
+            self.timeline = await asyncio.to_thread(_open_timeline, cfg, self.event_log)
         thumbs = thumbnail_dir(cfg.memory.database)
         store = ThumbnailStore(thumbs, cfg.memory.max_rows) if thumbs is not None else None
         self.images = Images(self.service.camera_ids(), self.service.frames, store=store, event_log=self.event_log)
@@ -108,10 +113,11 @@ class App:
             cfg.server,
             images=self.images,
             fleet_link=FleetLink(token=cfg.fleet.token) if cfg.fleet is not None else None,
+            timeline=TimelineFace(self.timeline, self.service.camera_ids(), store) if self.timeline else None,
         )
         try:
             await self.images.start()
-            await self._open_timeline()
+            self._start_capture()
             self.port = await server.start()
             log.info(
                 "listening on ws://%s:%d (chat page at http://%s:%d/)",
@@ -139,8 +145,8 @@ class App:
         finally:
             await server.close()
             await self.images.close()
-            if self.timeline_store is not None:
-                await asyncio.to_thread(self.timeline_store.close)
+            if self.timeline is not None:
+                await asyncio.to_thread(self.timeline.close)
             if self.event_log is not None:
                 await asyncio.to_thread(self.event_log.close)
 
@@ -230,22 +236,15 @@ class App:
 
     # ---- the timeline: entries and keyframes from the frame path, captions backfilled ---------------------------
 
-    async def _open_timeline(self) -> None:
-        """With an event log and memory.timeline.enabled: the store (opened in a thread) and the capture."""
-        cfg = self.cfg
-        kf_dir = keyframe_dir(cfg.memory.database)
-        if self.event_log is None or kf_dir is None or not cfg.memory.timeline.enabled or self.images is None:
+    def _start_capture(self) -> None:
+        """With the timeline store: the capture (entries and keyframes from the frame path) and the backfill."""
+        if self.timeline is None or self.images is None:
             return
-        store = TimelineStore(self.event_log, kf_dir, cfg.memory.timeline)
-        try:
-            await asyncio.to_thread(store.open)
-        except OSError as e:
-            raise ConfigError(f"memory.database: keyframe directory {kf_dir}: {e.strerror or e}") from None
-        self.timeline_store = store
+        cfg = self.cfg
         self.capture = TimelineCapture(
-            store, cfg.memory.timeline, flat_level=cfg.scenes.flat_level, submit=self.images.submit
+            self.timeline, cfg.memory.timeline, flat_level=cfg.scenes.flat_level, submit=self.images.submit
         )
-        self.backfill = Backfill(store)
+        self.backfill = Backfill(self.timeline)
 
     def _start_timeline(
         self, tg: asyncio.TaskGroup, backend: Backend, worker: ModelWorker
@@ -256,15 +255,19 @@ class App:
         capture, backfill = self.capture, self.backfill
         worker.on_entries = capture.closed
         self.service.responses.backfill = BackfillJobs(backfill, backend)
-        self.service.health_parts["timeline_capture"] = lambda: {"state": "ok", **capture.health(), **backfill.health()}
+        self.service.health_parts["timeline_capture"] = lambda: {
+            "state": "ok",
+            "capture": capture.health(),
+            "backfill": backfill.health(),
+        }
         return tg.create_task(backfill.run(), name="timeline-backfill")
 
     async def _close_timeline(self) -> None:
         """After the cameras and the worker stopped: every open entry closed and written (nothing lost)."""
         if self.capture is not None:
             await self.capture.close()
-        if self.timeline_store is not None:
-            await asyncio.to_thread(self.timeline_store.flush)
+        if self.timeline is not None:
+            await asyncio.to_thread(self.timeline.flush)
 
     # ---- the backend's parts: local model (CameraMemory) or remote server (RemoteMemory + RemoteResponder) ------
 
@@ -411,6 +414,16 @@ class App:
                 self.service.hub.publish(self.service.stats())
             except Exception as e:  # stats are informative: counted and logged once per kind, never fatal
                 contain("app.stats", e, log, "the stats event")
+
+
+def _open_timeline(cfg: Config, event_log: EventLog) -> TimelineStore | None:
+    """The timeline store beside the event log's database (blocking: in a thread); None without a database file."""
+    directory = keyframe_dir(cfg.memory.database)
+    if directory is None:
+        return None
+    store = TimelineStore(event_log, directory, cfg.memory.timeline)
+    store.open()
+    return store
 
 
 def _disabled() -> dict[str, str]:

@@ -3,7 +3,8 @@
 Each turn of its loop does one of:
   1. a generation job the scheduler (generation/queue.py) picks: a person's question; or a proactive message, a
      watch check or a scene's caption — before waiting frames, unless frames wait and generation already took its
-     share of the worker (`worker.generation_share`), when the frames go first;
+     share of the worker (`worker.generation_share`), when the frames go first; last, when nothing else waits, the
+     caption of a timeline entry that has none, from its keyframes (timeline/backfill.py; it holds no camera);
   2. a batch of sampled frames, taken round-robin across cameras (one per camera per round, so a fast camera cannot
      starve a slow one), through frame_pipeline.py: pre-check → one batched vision-encoder call → DTD → scene
      detector → memory;

@@ -122,6 +122,7 @@ _CAPTION_ENTRIES = (
 )
 
 _STOP = object()
+_GROUP = object()  # an item of several statements: one event, committed together, counted as one row
 
 
 def _connect(path: str) -> sqlite3.Connection:
@@ -207,7 +208,7 @@ class EventLog:
 
     # ---- writes (any thread; never block) -----------------------------------------------------------------
 
-    def _put(self, sql: str, args: tuple[Any, ...]) -> None:
+    def _put(self, sql: str | object, args: tuple[Any, ...]) -> None:
         if self._writer.is_alive():
             try:
                 self._queue.put_nowait((sql, args))
@@ -238,18 +239,25 @@ class EventLog:
         self._put(sql, args)
 
     def scene(self, change: SceneChange) -> None:
-        self._put(
-            "INSERT OR REPLACE INTO scenes (camera, scene, pts, wall_time, score) VALUES (?, ?, ?, ?, ?)",
-            (change.camera, change.scene, change.pts, change.wall_time, change.score),
-        )
+        row: list[tuple[str, tuple[Any, ...]]] = [
+            (
+                "INSERT OR REPLACE INTO scenes (camera, scene, pts, wall_time, score) VALUES (?, ?, ?, ?, ?)",
+                (change.camera, change.scene, change.pts, change.wall_time, change.score),
+            )
+        ]
         if self.timeline:  # the camera's open entries end here; the new scene opens one
-            self._put(_CLOSE_ENTRIES, (change.pts, change.wall_time, change.camera, change.scene))
-
-            self._put(_OPEN_ENTRY, (new_id("tl_"), change.camera, change.scene, change.pts, change.wall_time))
+            row.append((_CLOSE_ENTRIES, (change.pts, change.wall_time, change.camera, change.scene)))
+            row.append((_OPEN_ENTRY, (new_id("tl_"), change.camera, change.scene, change.pts, change.wall_time)))
+        self._put(_GROUP, tuple(row))  # one event: all or nothing, one row in the counts
 
     def caption(self, camera: str, scene: int, caption: str) -> None:
-        self._put("UPDATE scenes SET caption = ? WHERE camera = ? AND scene = ?", (caption, camera, scene))
-        self._put(_CAPTION_ENTRIES, (caption, camera, scene))
+        self._put(
+            _GROUP,
+            (
+                ("UPDATE scenes SET caption = ? WHERE camera = ? AND scene = ?", (caption, camera, scene)),
+                (_CAPTION_ENTRIES, (caption, camera, scene)),
+            ),
+        )
 
     def camera_state(self, status: CameraStatus) -> None:
         self._put(
@@ -333,7 +341,8 @@ class EventLog:
                 try:
                     with conn:
                         for sql, args in rows:  # type: ignore[misc]
-                            conn.execute(sql, args)
+                            for s, a in args if sql is _GROUP else ((sql, args),):
+                                conn.execute(s, a)
                     self.written += len(rows)
                     pending += len(rows)
                 except sqlite3.Error as e:  # this batch is lost (counted); the next one is tried

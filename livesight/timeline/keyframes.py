@@ -15,7 +15,9 @@ Keyframes (at most 3 frames held per entry, plus the tail): "first" — the entr
 that starts black or flat, a cut or a fade to black, takes it from the content that follows; the flat test is the
 scene detector's: thumbnail + normalise(…, flat_level)); "action" — the content frame where DTD kept the most tokens
 (the earliest of equals); "last" — its last content frame. The same frame chosen for two roles is stored once (under
-the first role). An entry without any content (all black) keeps its first frame as "first", so every entry has 1–3.
+the first role), and so is the same picture (normalised thumbnails within SAME_CELL in every cell: a still view's
+first and last frames differ by sensor noise only). An entry without any content (all black) keeps its first frame
+as "first", so every entry has 1–3.
 """
 
 from __future__ import annotations
@@ -32,10 +34,17 @@ from livesight.types import Keyframe, SceneChange, TimelineEntry
 
 TAIL = 4  # recent frames held: a scene change is reported a frame or more after the frame it starts at
 EPS = 1e-6
+SAME_CELL = 0.15  # two pictures whose normalised thumbnails differ by less than this in every cell are the same
 
 
 def entry_id() -> str:
     return new_id("tl_")
+
+
+def _same_picture(a: Shot, b: Shot) -> bool:
+    """A still view's first and last frames (sensor noise, a light change): one picture, stored once. A small
+    object that came or went changes a cell by far more than SAME_CELL, so its frame stays."""
+    return a.z is not None and b.z is not None and float(np.abs(a.z - b.z).max()) < SAME_CELL
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,7 +55,11 @@ class Shot:
     wall_time: float
     rgb: np.ndarray  # [H, W, 3] uint8, as the model saw it (never changed after it was made)
     kept: int  # tokens DTD kept
-    content: bool  # not flat (black, white, uniform)
+    z: np.ndarray | None  # its normalised 16x16 thumbnail (pictures.py); None: flat (black, white, uniform)
+
+    @property
+    def content(self) -> bool:
+        return self.z is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,8 +98,8 @@ class _Open:
         chosen = [("first", self.first or self.first_any), ("action", self.action), ("last", self.last)]
         out: list[tuple[str, Shot]] = []
         for role, shot in chosen:
-            if shot is None or any(s is shot for _, s in out):
-                continue  # the same frame twice: stored once, under its first role
+            if shot is None or any(s is shot or _same_picture(s, shot) for _, s in out):
+                continue  # the same frame (or picture) twice: stored once, under its first role
             out.append((role, shot))
         out.sort(key=lambda rs: rs[1].pts)
         return out
@@ -109,8 +122,9 @@ class EntryTracker:
     _start: tuple[float, float] | None = None  # (pts, wall_time) where the next entry starts (a scene change's)
     _tail: deque[Shot] = field(default_factory=deque)
 
-    def is_content(self, rgb: np.ndarray) -> bool:
-        return normalise(thumbnail(rgb), self.flat_level) is not None
+    def picture(self, rgb: np.ndarray) -> np.ndarray | None:
+        """The detector's view of a frame: its normalised thumbnail, None when flat."""
+        return normalise(thumbnail(rgb), self.flat_level)
 
     def update(
         self, pts: float, wall_time: float, rgb: np.ndarray, kept: int, change: SceneChange | None = None
@@ -123,7 +137,7 @@ class EntryTracker:
             out += self._close(change.pts, change.wall_time)
             self.scene = change.scene
             self._start = (change.pts, change.wall_time)
-        self._tail.append(Shot(pts, wall_time, rgb, int(kept), self.is_content(rgb)))
+        self._tail.append(Shot(pts, wall_time, rgb, int(kept), self.picture(rgb)))
         while len(self._tail) > TAIL:
             out += self._commit(self._tail.popleft())
         return out

@@ -27,6 +27,7 @@ DF_TTL_S = 600.0
 STATS_TTL_S = 300.0
 MAX_TERMS_CACHED = 4096
 SAMPLE_ROWS = 2000  # newest rows whose lengths estimate the average document length
+SMALL_ROWS = 50_000  # below: counted on every search, no cached document frequencies
 
 _WORD = re.compile(r"[^\W_]+")
 
@@ -54,30 +55,43 @@ class CorpusStats:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._df: OrderedDict[str, tuple[float, int]] = OrderedDict()
-        self._stats: tuple[float, int, float] | None = None  # (when, N, avgdl)
+        self._stats: tuple[float, int, float, int] | None = None  # (when, N, avgdl, N when avgdl was sampled)
 
     def corpus(self, conn: sqlite3.Connection) -> tuple[int, float]:
+        """(N, average document length). A small timeline (under SMALL_ROWS) is counted on every call (cheap, and
+        its counts change fast relative to its size); the average is sampled again when N doubled or went stale."""
         now = time.monotonic()
         with self._lock:
             st = self._stats
-        if st is None or now - st[0] > STATS_TTL_S:
-            (n,) = conn.execute("SELECT count(*) FROM timeline").fetchone()
+        if st is not None and now - st[0] <= STATS_TTL_S and st[1] >= SMALL_ROWS:
+            return st[1], st[2]
+        (n,) = conn.execute("SELECT count(*) FROM timeline").fetchone()
+        n = int(n)
+        if st is not None and now - st[0] <= STATS_TTL_S and n <= 2 * max(st[3], 1):
+            avgdl, sampled_at = st[2], st[3]
+        else:
             rows = conn.execute(
                 "SELECT caption, answers, watches FROM timeline ORDER BY rowid DESC LIMIT ?", (SAMPLE_ROWS,)
             ).fetchall()
             total = sum(len(tokens(c)) + len(tokens(a)) + len(tokens(w)) for c, a, w in rows)
-            st = (now, int(n), max(1.0, total / len(rows)) if rows else 1.0)
-            with self._lock:
-                self._stats = st
-        return st[1], st[2]
+            avgdl, sampled_at = (max(1.0, total / len(rows)) if rows else 1.0), n
+        with self._lock:
+            self._stats = (
+                now if st is None or n != st[1] or now - st[0] > STATS_TTL_S else st[0],
+                n,
+                avgdl,
+                sampled_at,
+            )
+        return n, avgdl
 
-    def df(self, conn: sqlite3.Connection, terms: Sequence[str]) -> dict[str, int]:
+    def df(self, conn: sqlite3.Connection, terms: Sequence[str], *, fresh: bool = False) -> dict[str, int]:
+        """Documents holding each term; `fresh`: counted now (a small timeline), not from the cache."""
         now = time.monotonic()
         out: dict[str, int] = {}
         missing = []
         with self._lock:
             for t in terms:
-                hit = self._df.get(t)
+                hit = None if fresh else self._df.get(t)
                 if hit is not None and now - hit[0] <= DF_TTL_S:
                     out[t] = hit[1]
                     self._df.move_to_end(t)

@@ -18,12 +18,12 @@ import logging
 import sqlite3
 import threading
 import time
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import Protocol
 
+from livesight.config import TimelineConfig
 from livesight.errors import contain
-
-if TYPE_CHECKING:
-    from livesight.timeline.store import TimelineStore
+from livesight.memory.event_log import EventLog
 
 log = logging.getLogger(__name__)
 
@@ -31,8 +31,20 @@ BATCH = 2000  # rows changed per step (the writer's queue holds 10,000)
 MAX_STEPS = 50  # per run: a huge backlog is worked off over several runs
 
 
+class Kept(Protocol):
+    """What retention works on (the TimelineStore)."""
+
+    log: EventLog
+    cfg: TimelineConfig
+    dir: Path | None
+
+    def keyframe_path(self, camera: str, entry_id: str, index: int) -> Path: ...
+
+    def count_deletions(self, *, keyframes: int, rows: int) -> None: ...
+
+
 class Retention:
-    def __init__(self, store: TimelineStore, *, interval_s: float = 60.0) -> None:
+    def __init__(self, store: Kept, *, interval_s: float = 60.0) -> None:
         self.store = store
         self.interval_s = interval_s
         self.runs = 0

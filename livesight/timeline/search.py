@@ -25,7 +25,7 @@ import sqlite3
 from dataclasses import dataclass
 from typing import Any
 
-from livesight.timeline.ranking import CorpusStats, score, tokens
+from livesight.timeline.ranking import SMALL_ROWS, CorpusStats, score, tokens
 from livesight.timeline.rows import COLUMNS, entry_from_row
 from livesight.types import TimelineEntry, TimelineHit, TimelinePage, TimelineQuery
 
@@ -204,7 +204,8 @@ def _ranked(
     )
     rows = conn.execute(sql, (*qargs, MAX_CANDIDATES)).fetchall()
     n, avgdl = stats.corpus(conn)
-    df = stats.df(conn, terms)
+    df = stats.df(conn, terms, fresh=n < SMALL_ROWS)
+    n = max(n, *df.values())  # never fewer rows than hold a word
     cands = [(r[0], score(terms, r[1:], WEIGHTS, df, n, avgdl)) for r in rows]
     cands.sort(key=lambda r: (-r[1], -r[0]))
     off = cur.offset if cur is not None else 0
@@ -214,7 +215,7 @@ def _ranked(
         marks = ",".join("?" * len(chosen))
         for r in conn.execute(f"SELECT {COLUMNS} FROM timeline t WHERE t.rowid IN ({marks})", [c[0] for c in chosen]):
             by_row[r[0]] = r
-    hits = tuple(TimelineHit(entry_from_row(by_row[c[0]]), round(c[1], 6)) for c in chosen if c[0] in by_row)
+    hits = tuple(TimelineHit(entry_from_row(by_row[c[0]]), float(f"{c[1]:.6g}")) for c in chosen if c[0] in by_row)
     nxt = encode_cursor(Cursor(hi, offset=off + q.limit), q, key) if len(cands) > off + q.limit else None
     return TimelinePage(hits, nxt)
 

@@ -21,13 +21,13 @@ import sqlite3
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from livesight.config import TimelineConfig
 from livesight.memory.event_log import EventLog, answers_sql, watches_sql
 from livesight.timeline import ranking
 from livesight.timeline import search as search_mod
 from livesight.timeline.ranking import CorpusStats
+from livesight.timeline.retention import Retention
 from livesight.timeline.rows import COLUMNS, entry_from_row
 from livesight.types import TimelineEntry, TimelinePage, TimelineQuery
 
@@ -77,15 +77,13 @@ class TimelineStore:
         self.captions_set = 0
         self.caption_failures = 0
         self.thumbnails_adopted = 0  # schema-1 thumbnails that became keyframe 0 of their migrated entry
-        self.retention: Any = None  # retention.Retention, started by open()
+        self.retention: Retention | None = None  # started by open()
 
     # ---- lifecycle -----------------------------------------------------------------------------------------
 
     def open(self) -> None:
         """Create the keyframe directory, open the read connection, adopt a migrated database's thumbnails, start
         retention. Raises OSError / sqlite3.Error when the database or directory cannot be used."""
-        from livesight.timeline.retention import Retention
-
         if self.dir is not None:
             self.dir.mkdir(parents=True, exist_ok=True)
         self._read = sqlite3.connect(self.log.path, timeout=10, check_same_thread=False)
@@ -100,6 +98,7 @@ class TimelineStore:
         if self._read.execute("SELECT 1 FROM meta WHERE key = 'timeline_thumbnails'").fetchone() is not None:
             self._adopt_thumbnails()
         self.backlog()
+        self._stats.corpus(self._read)  # the row count, once at the start rather than in the first search
         self.retention = Retention(self)
         self.retention.start()
 

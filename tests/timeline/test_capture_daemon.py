@@ -19,6 +19,7 @@ from livesight.imaging import decode_jpeg
 from livesight.memory.camera_memory import CAPTION_PROMPT
 from livesight.model.echo import EchoBackend, EchoContext
 from tests.daemon.conftest import daemon_config, running, until
+from tests.helpers import http_get
 
 
 @pytest.fixture(scope="module")
@@ -58,6 +59,13 @@ async def run_clip(app_cfg, backend: Any, db: Path, *, captioned: bool = False) 
             assert app.backfill is not None
             app.backfill.grace_s = 0.0
             await until(lambda: all(r[7] == "done" for r in rows(db)[:-1]), 120, "captions")
+            # the entries are searchable over HTTP and their keyframes served
+            status, _, body = await http_get(app.port, "/api/cameras/cam/scenes?limit=50")
+            listed = json.loads(body)["scenes"]
+            assert status == 200 and {r["id"] for r in listed} >= {r[0] for r in rows(db)[:-1]}
+            url = next(r for r in listed if r["keyframes"])["keyframes"][-1]
+            status, _, jpeg = await http_get(app.port, url)
+            assert status == 200 and decode_jpeg(jpeg).ndim == 3
     return app
 
 
@@ -97,7 +105,7 @@ async def test_every_scene_and_chunk_is_an_entry_with_keyframes_on_disk(clip: Pa
     # captions: each ended scene's live caption fills its entries; the rest are backfilled from their keyframes
     assert app.capture is not None and app.capture.entries_lost == 0
     h = app.service.health()["timeline_capture"]
-    assert h["entries_written"] == len(got)
+    assert h["capture"]["entries_written"] == len(got) and h["capture"]["entries_lost"] == 0
 
 
 async def test_backlog_drains_after_a_restart(clip: Path, tmp_path: Path) -> None:
@@ -126,8 +134,11 @@ async def test_backlog_drains_after_a_restart(clip: Path, tmp_path: Path) -> Non
         app2.backfill.grace_s = 0.0
         b = app2.backfill
         await until(lambda: b.refreshes > 0 and b.backlog == 0 and b.backfilled >= len(pending), 60, "backlog drained")
-        h = app2.service.health()["timeline_capture"]
+        h = app2.service.health()["timeline_capture"]["backfill"]
         assert h["backlog"] == 0 and h["backfilled"] >= len(pending)
+        _, _, metrics = await http_get(app2.port, "/metrics")
+        assert b"livesight_timeline_backfill_backlog 0.0" in metrics
+        assert f"livesight_timeline_backfilled_total {float(h['backfilled'])}".encode() in metrics
     after = {r[0]: r for r in rows(db)}
     for r in pending:
         assert after[r[0]][7] == "done" and after[r[0]][6].startswith("I hold"), after[r[0]]  # echo's own words
@@ -182,7 +193,7 @@ async def test_with_a_model_server_the_backlog_is_captioned_from_keyframes_sent_
             closed = len(rows(db)) - 1  # the last one is open until the stop
             b = app.backfill
             await until(lambda: b.backfilled >= closed and b.backlog == 0, 60, "backlog drained")
-            assert app.service.health()["timeline_capture"]["backfilled"] >= closed
+            assert app.service.health()["timeline_capture"]["backfill"]["backfilled"] >= closed
     got = rows(db)
     assert all(r[6] == "a caption" for r in got[:-1]), got
     sent = [

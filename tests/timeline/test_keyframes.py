@@ -83,8 +83,14 @@ def test_first_action_last_and_identical_ones_stored_once() -> None:
     (e,), _ = run(frames, kept)
     assert [(k.role, k.pts) for k in e.entry.keyframes] == [("first", 0.0), ("action", 1.5), ("last", 4.5)]
     assert e.frames[1] is frames[3] and e.frames[2] is frames[9]
-    # a scene whose first frame kept the most tokens (a cut: everything changed): "first" and "action" are one frame
-    (e,), _ = run([a] * 6)
+    # a scene whose first frame kept the most tokens (a cut: everything changed): "first" and "action" are one frame;
+    # a still view's last frame is the same picture (sensor noise): one keyframe
+    noisy = [np.clip(a + np.random.default_rng(i).normal(0, 2, a.shape), 0, 255).astype(np.uint8) for i in range(6)]
+    (e,), _ = run(noisy)
+    assert [k.role for k in e.entry.keyframes] == ["first"]
+    moved = [*noisy[:5], noisy[5].copy()]
+    moved[-1][390:446, 390:446] = 255 - moved[-1][390:446, 390:446]  # a small object came: 1/64 of the picture
+    (e,), _ = run(moved, [256, 3, 3, 3, 3, 3])
     assert [k.role for k in e.entry.keyframes] == ["first", "last"]
     (e,), _ = run([a])  # one frame: one keyframe
     assert [k.role for k in e.entry.keyframes] == ["first"]
@@ -164,3 +170,16 @@ def test_a_change_reported_late_moves_the_new_scenes_frames(late: int) -> None:
     out += tr.close()
     assert [(e.entry.scene, e.entry.pts, e.entry.end_pts) for e in out] == [(1, 0.0, 3.0), (2, 3.0, 5.5)]
     assert all(same(f, a) for f in out[0].frames) and all(same(f, b) for f in out[1].frames)
+
+
+def test_keyframes_are_scaled_to_keyframe_px_never_up() -> None:
+    from livesight.imaging import decode_jpeg, encode_jpeg
+
+    big = np.zeros((720, 1280, 3), np.uint8)
+    big[:, :640] = 200
+    pic = decode_jpeg(encode_jpeg(big, 80, max_side=640))
+    assert pic.shape == (360, 640, 3) and abs(int(pic[10, 10, 0]) - 200) < 8 and pic[10, 630, 0] < 8
+    small = picture(1)
+    assert decode_jpeg(encode_jpeg(small, 80, max_side=640)).shape == small.shape
+    with pytest.raises(ValueError, match="not a JPEG"):
+        decode_jpeg(b"not a picture")

@@ -123,3 +123,17 @@ def test_empty_camera_list_and_limits(store: TimelineStore) -> None:
     for bad in (0, 501):
         with pytest.raises(ValueError, match="limit"):
             store.search(TimelineQuery(limit=bad))
+
+
+def test_ranks_follow_a_growing_timeline(store: TimelineStore) -> None:
+    first = add(store, "door", 0, "a van")
+    store.flush()
+    assert ids(store.search(TimelineQuery(text="van"))) == [first.id]  # statistics of a one-row timeline seen
+    for i in range(1, 40):
+        add(store, "door", i, "a van passes")
+    rare = add(store, "door", 50, "a zebra")
+    store.flush()
+    page = store.search(TimelineQuery(text="zebra van", limit=3))
+    assert ids(page)[0] == rare.id  # the rare word outweighs the common one: fresh counts, not the first query's
+    assert page.hits[0].rank is not None and page.hits[1].rank is not None
+    assert page.hits[0].rank > 2 * page.hits[1].rank > 0

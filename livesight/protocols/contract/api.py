@@ -6,7 +6,7 @@ Events are the value types of `livesight.types`; the adapters encode them for th
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -197,4 +197,9 @@ class TimelineSource(Protocol):
 
     def counters(self) -> dict[str, int]:
         """For /metrics and /healthz: entries written, keyframes written/deleted, caption backlog, backfilled, …"""
+        ...
+
+    async def scene_thumbnails(self, keys: Sequence[tuple[str, int]]) -> set[tuple[str, int]]:
+        """Which of these (camera, scene) have their scene thumbnail stored (`/api/cameras/<id>/scenes/<n>.jpg`):
+        a scene-list row's `thumbnail` stays the URL it had before the timeline."""
         ...

@@ -3,7 +3,8 @@
     GET /api/cameras/<id>/latest.jpg[?overlay=1]   the latest sampled frame as the model saw it; with overlay=1 the
                                                    tokens DTD dropped are dimmed and the kept ones outlined.
                                                    ETag = the frame's number: If-None-Match → 304 (cheap polling)
-    GET /api/cameras/<id>/scenes[?limit=N]         JSON: the latest scenes, newest first, with thumbnail URLs
+    GET /api/cameras/<id>/scenes[?limit=N]         JSON: the latest scenes, newest first, with thumbnail URLs; with
+                                                   a timeline, its entries, searchable (history/timeline_routes.py)
     GET /api/cameras/<id>/scenes/<n>.jpg           the first frame of scene n
 
 Camera images are the most sensitive thing the daemon serves: the origin and bearer-token checks (server.py's access
@@ -15,6 +16,7 @@ Encoding happens off the event loop (ImageSource); these handlers only await it.
 from __future__ import annotations
 
 import re
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from starlette.requests import Request
@@ -36,9 +38,13 @@ def thumbnail_url(camera: str, scene: int) -> str:
     return f"/api/cameras/{camera}/scenes/{scene}.jpg"
 
 
+SceneList = Callable[[str, dict[str, str]], Awaitable[Response]]  # (camera, query) → the scene list's answer
+
+
 class ImageRoutes:
-    def __init__(self, images: ImageSource, *, same_origin_only: bool) -> None:
+    def __init__(self, images: ImageSource, *, same_origin_only: bool, scene_list: SceneList | None = None) -> None:
         self.images = images
+        self.scene_list = scene_list  # the timeline's scene list (search, cursors); None: the event log's latest
         self._corp = "same-origin" if same_origin_only else "cross-origin"
 
     def routes(self) -> list[BaseRoute]:
@@ -54,6 +60,8 @@ class ImageRoutes:
             overlay = query.get("overlay", "0") in ("1", "true", "yes")
             return await self._latest(request, camera, overlay)
         if what == "scenes":
+            if self.scene_list is not None:
+                return await self.scene_list(camera, query)
             return await self._scenes(camera, query.get("limit", "100"))
         return await self._scene(camera, int(scene))
 

@@ -25,9 +25,10 @@ from starlette.routing import BaseRoute, WebSocketRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from livesight.config import ServerConfig
-from livesight.protocols.contract.api import ImageSource, ServiceAPI
+from livesight.protocols.contract.api import ImageSource, ServiceAPI, TimelineSource
 from livesight.protocols.web.access import AccessMiddleware, Gatekeeper, Rule
 from livesight.protocols.web.fleet_link import LINK_LIMITS, LINK_QUEUE, FleetLink, FleetLinkGate
+from livesight.protocols.web.history.timeline_routes import TimelineRoutes
 from livesight.protocols.web.http_routes import load_static, not_found, page_routes
 from livesight.protocols.web.image_routes import ImageRoutes
 from livesight.protocols.web.metrics import PartsCollector, ServerMetrics
@@ -87,12 +88,14 @@ class WebServer:
         limits: ClientLimits | None = None,
         images: ImageSource | None = None,
         fleet_link: FleetLink | None = None,
+        timeline: TimelineSource | None = None,
     ) -> None:
         self.service = service
         self.cfg = cfg
         self.page_dir = page_dir
         self.limits = limits or ClientLimits(max_watches=cfg.watches_per_client)
         self.images = images  # camera pictures under /api/cameras/ (image_routes.py); None: not served
+        self.timeline = timeline  # /api/scenes, keyframes, searchable scene lists (history/timeline_routes.py)
         self.metrics = ServerMetrics(service)
         self.gate = Gatekeeper(cfg)
         self.openai = OpenAIRoutes(service, max_body=cfg.max_message_bytes)
@@ -132,7 +135,7 @@ class WebServer:
             Rule("/metrics", token=True),
             Rule(OPENAI_PREFIX, origin=True, token=True, counted=True, refuse=self.openai.refuse),
         ]
-        if self.images is not None:
+        if self.images is not None or self.timeline is not None:
             rules.append(Rule("/api/", origin=True, token=True))
         return rules
 
@@ -142,15 +145,13 @@ class WebServer:
             raise RuntimeError("already started")
         static = await asyncio.to_thread(load_static, self.page_dir)
         routes = page_routes(health=self.service.health, metrics=self._metrics, static=static)
-        if self.images is not None:
-            routes = ImageRoutes(self.images, same_origin_only=self.gate.same_origin_only).routes() + routes
+        routes = self._api_routes(same_origin_only=self.gate.same_origin_only) + routes
         app = build_app(
             gate=self.gate, routes=routes, ws=self.ws, rules=self.access_rules(), mounts={OPENAI_PREFIX: self.openai}
         )
         if self.fleet_link is not None:
-            pictures = None
-            if self.images is not None:  # CORP "cross-origin": the gateway serves them on its own origin
-                pictures = Starlette(routes=ImageRoutes(self.images, same_origin_only=False).routes())
+            api = self._api_routes(same_origin_only=False)  # CORP "cross-origin": the gateway serves them itself
+            pictures = Starlette(routes=api) if api else None
             app = FleetLinkGate(app, link=self.fleet_link, ws=self.links, pictures=pictures)
         self._transport = await Transport.start(
             app, self.cfg, self.limits, server_header="livesight", head_timeout_s=self.request_line_timeout_s
@@ -167,6 +168,18 @@ class WebServer:
         await self.ws.close_all()
         await self.links.close_all()
         await transport.stop()
+
+    def _api_routes(self, *, same_origin_only: bool) -> list[BaseRoute]:
+        """/api/: the timeline's routes (before the pictures' catch-all), the pictures'."""
+        routes: list[BaseRoute] = []
+        scene_list = None
+        if self.timeline is not None:
+            timeline = TimelineRoutes(self.timeline, same_origin_only=same_origin_only)
+            routes += timeline.routes()
+            scene_list = timeline.camera_scenes
+        if self.images is not None:
+            routes += ImageRoutes(self.images, same_origin_only=same_origin_only, scene_list=scene_list).routes()
+        return routes
 
     def _metrics(self) -> tuple[bytes, str]:
         return self.metrics.render(), self.metrics.content_type
