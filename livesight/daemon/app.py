@@ -38,7 +38,9 @@ from livesight.protocols.web.server import WebServer
 from livesight.redact import scrub
 from livesight.streaming.camera import Camera
 from livesight.timeline.backfill import Backfill
+from livesight.timeline.recall import Recaller
 from livesight.timeline.store import TimelineStore, keyframe_dir
+from livesight.timeline.when import parse_window
 from livesight.types import CameraState, CameraStatus, SceneChange
 
 if TYPE_CHECKING:
@@ -194,6 +196,7 @@ class App:
             run_jobs=backend.info.vision_encoder,  # remote (openai): the remote responder runs the jobs
         )
         self.service.health_parts["worker"] = self.worker.health
+        await self._recall(lanes)
         responder = self._remote_responder(backend, self.worker, lanes)
         for camera in cameras:
             camera.on_candidate = self.worker.pre_encode  # a likely scene start: encoded while the tap decides
@@ -314,6 +317,18 @@ class App:
             log.exception("the remote responder failed; questions are refused")
             self.service.responses.close(f"the remote responder failed ({type(e).__name__}: {e})"[:300])
             await self._stop.wait()
+
+    async def _recall(self, lanes: list[CameraLane]) -> None:
+        """Questions recall past timeline entries (timeline/recall.py) when there is a timeline and recall is on;
+        the time-expression parser is warmed up here, in a thread (its first parse loads its tables: ~0.2 s)."""
+        cfg = self.cfg.memory.recall
+        if self.timeline is None or not cfg.enabled or cfg.max_scenes == 0:
+            return
+        self.service.recaller = Recaller(self.timeline, cfg)
+        self.service.recall_rooms = {
+            lane.camera: lane.memory.recall_room for lane in lanes if hasattr(lane.memory, "recall_room")
+        }
+        await asyncio.to_thread(parse_window, "yesterday at 3 pm", time.time(), self.service.recaller.zone)
 
     def _fleet_announcer(self) -> FleetAnnouncer | None:
         """In a fleet, the MQTT bridge also publishes this node's availability and its cameras' info."""

@@ -30,6 +30,7 @@ from typing import Protocol
 
 from livesight.config import RecallConfig
 from livesight.model.backend import Recalled, RecalledImage
+from livesight.timeline.search import STOP_WORDS as SEARCH_STOP_WORDS
 from livesight.timeline.when import Window, parse_window, zone_of
 from livesight.types import Citation, Keyframe, TimelineEntry, TimelinePage, TimelineQuery, keyframe_url
 
@@ -132,11 +133,12 @@ def text_tokens(text: str) -> int:
 
 
 def content_words(question: str) -> list[str]:
-    """The words of a question worth searching for (no question words, time words, numbers alone)."""
+    """The words of a question worth searching for (no question words, time words, numbers alone, nor the search's
+    own stop words: every word returned is one the search takes)."""
     out: list[str] = []
     for w in _WORD.findall(question.lower()):
         w = w.strip("'-")
-        if len(w) < 2 or w in _STOP or w.isdigit() or w in out:
+        if len(w) < 2 or w in _STOP or w in SEARCH_STOP_WORDS or w.isdigit() or w in out:
             continue
         out.append(w)
     return out[:MAX_WORDS]

@@ -156,6 +156,11 @@ def _hours(h: str, m: str | None, ampm: str | None) -> list[tuple[int, int]] | N
     return [(hour % 12, minute), (hour % 12 + 12, minute)]
 
 
+def _mark_of(ampm: str | None) -> str | None:
+    """An am/pm mark to share with the other end of a period (not "o'clock")."""
+    return ampm if ampm and ampm.replace(".", "") in ("am", "pm") else None
+
+
 def _latest_past(base: dt.datetime, now: float, readings: list[tuple[int, int]]) -> float | None:
     """The latest moment ≤ now at one of these wall-clock readings (today or the day before)."""
     best = None
@@ -182,7 +187,7 @@ def _between(low: str, now: float, base: dt.datetime) -> Window | None:
     m = _BETWEEN.search(low)
     if m is None:
         return None
-    first = _hours(m.group(1), m.group(2), m.group(3))
+    first = _hours(m.group(1), m.group(2), m.group(3) or _mark_of(m.group(6)))  # "between 2 and 4 pm": both pm
     second = _hours(m.group(4), m.group(5), m.group(6) or m.group(3))
     if not first or not second:
         return None

@@ -6,15 +6,22 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from pathlib import Path
 
 import pytest
 from websockets.asyncio.client import connect
 
+from livesight.config import RecallConfig
+from livesight.protocols.contract.events import encode_citation
 from livesight.protocols.web.ws_session import ClientLimits
+from livesight.timeline.recall import Recaller
+from livesight.types import Citation, keyframe_url
 from tests.fleet.inproc import OWNERS, Gateway, Node, echoed, feed, gateway, hello, linked, of_type, start_node
 from tests.helpers import eventually, http_get, recv_until
 from tests.mosquitto import MOSQUITTO, Mosquitto
+from tests.timeline.conftest import close_store, open_store
+from tests.timeline.plant import plant
 
 pytestmark = [
     pytest.mark.mqtt,
@@ -297,3 +304,24 @@ async def test_a_client_that_never_reads_is_dropped(broker: Mosquitto, prefix: s
     finally:
         for n in nodes.values():
             await n.stop()
+
+
+async def test_citations_reach_the_client_through_the_gateway(
+    fleet: tuple[dict[str, Node], Gateway], tmp_path: Path
+) -> None:
+    """A node's answer that recalled past scenes: their citations reach the gateway's client unchanged."""
+    nodes, gw = fleet
+    store = open_store(tmp_path / "b.sqlite")
+    try:
+        van = (await plant(store, time.time(), camera="cam3"))["van"]
+        nodes["b"].pipe.service.recaller = Recaller(store, RecallConfig(timezone="UTC"))
+        async with connect(gw.url) as ws:
+            await hello(ws)
+            await ws.send(
+                json.dumps({"type": "query", "id": "v1", "text": "when did the red van come?", "camera": "cam3"})
+            )
+            done, _ = await recv_until(ws, of_type("response.done", query_id="v1"))
+        want = Citation("cam3", van.scene, van.id, van.pts, van.wall_time, keyframe_url(van.id, 0))
+        assert done["status"] == "completed" and done["citations"] == [encode_citation(want)]
+    finally:
+        close_store(store)

@@ -29,6 +29,8 @@ def at(zone: str, month: int, day: int, h: int, m: int = 0, s: int = 0) -> float
         ("who came in the last hour", (3, 4, 14, 30), (3, 4, 15, 30)),
         ("who came between 2 and 4", (3, 4, 14, 0), (3, 4, 15, 30)),  # ends now: nothing after now is past
         ("between 9 and 11 am", (3, 4, 9, 0), (3, 4, 11, 0)),
+        ("between 4 and 5 pm", (3, 3, 16, 0), (3, 3, 17, 0)),  # both pm: yesterday's, today's is to come
+        ("between 10 and 2", (3, 4, 10, 0), (3, 4, 14, 0)),
         ("what happened last night", (3, 3, 18, 0), (3, 4, 6, 0)),
         ("what happened since 9", (3, 4, 9, 0), (3, 4, 15, 30)),
         ("what happened today", (3, 4, 0, 0), (3, 4, 15, 30)),

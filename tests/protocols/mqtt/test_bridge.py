@@ -6,6 +6,7 @@ import asyncio
 import json
 import signal
 import sys
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -13,12 +14,15 @@ from pathlib import Path
 import aiomqtt
 import pytest
 
-from livesight.config import MQTTConfig, ReconnectConfig
+from livesight.config import MQTTConfig, RecallConfig, ReconnectConfig
 from livesight.protocols.mqtt.bridge import MQTTBridge
-from livesight.types import CameraState
+from livesight.timeline.recall import Recaller
+from livesight.types import CameraState, keyframe_url
 from tests.helpers import eventually
 from tests.mosquitto import MOSQUITTO, Mosquitto
 from tests.pipeline import Pipeline, pipeline
+from tests.timeline.conftest import close_store, open_store
+from tests.timeline.plant import plant
 
 pytestmark = [
     pytest.mark.mqtt,
@@ -126,6 +130,7 @@ async def test_questions_are_answered(broker: Mosquitto, prefix: str) -> None:
         assert ans["type"] == "response.done" and ans["status"] == "completed" and ans["query_id"] == "q1"
         assert ans["text"].endswith("You asked: what is here?") and ans["camera"] == "cam2" and ans["kind"] == "query"
         assert ans["usage"] == {"prompt_tokens": 3, "completion_tokens": len(ans["text"].split())}
+        assert ans["citations"] == []  # nothing recalled
 
         await c.publish(f"{prefix}/cam1/query", "is the door open?", qos=1)
         topic, payload, _ = await next_message(c)
@@ -145,6 +150,26 @@ async def test_questions_are_answered(broker: Mosquitto, prefix: str) -> None:
         await c.publish(f"{prefix}/cam1/query", json.dumps({"id": "q4", "text": ""}), qos=1)
         topic, payload, _ = await next_message(c)
         assert topic == f"{prefix}/cam1/answer/q4" and json.loads(payload)["code"] == "invalid_field"
+
+
+async def test_an_answer_that_recalled_the_past_carries_its_citations(
+    broker: Mosquitto, prefix: str, tmp_path: Path
+) -> None:
+    store = open_store(tmp_path / "ev.sqlite")
+    pipe = pipeline()
+    try:
+        van = (await plant(store, time.time(), camera="cam2"))["van"]
+        pipe.service.recaller = Recaller(store, RecallConfig(timezone="UTC"))
+        async with running_bridge(pipe, broker.port, prefix), listener(broker.port, f"{prefix}/+/answer/+") as c:
+            await c.publish(f"{prefix}/cam2/query", json.dumps({"id": "q9", "text": "10 minutes ago?"}), qos=1)
+            topic, payload, _ = await next_message(c)
+        ans = json.loads(payload)
+        assert topic == f"{prefix}/cam2/answer/q9" and ans["status"] == "completed"
+        assert [(x["id"], x["camera"], x["thumbnail"]) for x in ans["citations"]] == [
+            (van.id, "cam2", keyframe_url(van.id, 0))
+        ]
+    finally:
+        close_store(store)
 
 
 async def test_events_are_published(broker: Mosquitto, prefix: str) -> None:
