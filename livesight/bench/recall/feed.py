@@ -218,6 +218,7 @@ class Feed:
         self.now = epoch + self.world.duration_s + 3600.0  # and the backfill catches up (past its grace)
         self._caption_pass()
         self.stats.capture = self.capture.health()
+        self.stats.entries = self.stats.capture["entries_written"]  # (those closed at the stop included)
         for cam, (n_files, size) in keyframe_bytes_on_disk(self.store).items():
             self.stats.keyframes_per_camera[cam], self.stats.keyframe_bytes[cam] = n_files, size
         self.stats.keyframes = sum(self.stats.keyframes_per_camera.values())
