@@ -240,7 +240,14 @@ def report(
         f"{retrieval_only['recall@5']}.",
         f"TTFT (tiny model, in-process): same question asked of a camera memory with 1 min of stream and one with "
         f"{world.duration_s / 3600:.0f} h, in turns, median of {ttft['repeats']}; 'with recall' adds recall's own "
-        "time (parse, search, keyframe reads) to the model's TTFT (which includes prefilling the recalled segment).",
+        "time (parse, search, keyframe reads) to the model's TTFT (which includes prefilling the recalled segment). "
+        "A parked camera's live window spans the whole stream (DTD keeps few tokens, no scene ends), so recall, which "
+        "leaves out what the live window holds, recalls nothing there ('before the live window': the daemon's "
+        "answer); the 'whole timeline' rows recall max_scenes entries with their keyframes through the vision tower: "
+        "what a camera whose live window holds minutes pays.",
+        "The oracle reads only keyframe pixels: a thing that no stored keyframe shows cannot be captioned, so 'events "
+        "no keyframe shows, by cause' is what limits recall@k here (capture's keyframe choice), while 'recall@5 over "
+        "events shown' measures when.py + the search + recall.py alone.",
     ]
     return {
         "quick": quick,
