@@ -130,7 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp = add("bench", _cmd_bench, "run benchmarks, writing JSON and PNG to --out")
     sp.add_argument(
         "which",
-        choices=["ingest", "dtd", "memory", "e2e", "capacity", "scenes", "gateway", "web", "remote", "all"],
+        choices=["ingest", "dtd", "memory", "e2e", "capacity", "scenes", "gateway", "web", "remote", "recall", "all"],
     )
     sp.add_argument("--out", default="bench-out")
     sp.add_argument("--device", default="cpu")

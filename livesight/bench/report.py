@@ -2,7 +2,8 @@
 
 Each benchmark returns (and the runner writes) a dict; the parts this report reads are:
   "summary": list of flat dicts (one table row each), "notes": list of strings, "plots": list of PNG file names,
-  "machine": where it ran, "seconds": how long it took, "tables": {title: rows} for further tables.
+  "machine": where it ran, "seconds": how long it took, "tables": {title: rows} for further tables,
+  "pages": further files of its own in DIR (e.g. recall.md), copied to DOCS/bench beside its JSON.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ TITLES = {
     "scenes": "Scene boundaries: hard suite and real clips",
     "remote": "Remote model server: what is sent, TTFT over time, a server outage",
     "gateway": "Fleet gateway: one link per node, thousands of cameras, TTFT through it",
+    "recall": "Recall: needle in a stream (docs/bench/recall.md)",
 }
 # run on their own (`livesight bench NAME --out DIR --docs DOCS`), not by `bench all`: shown when their JSON is there
 ALSO_REPORTED = ("gateway",)
@@ -109,9 +111,10 @@ def add_to_report(result: Path, docs: Path) -> Path:
     assets = Path(docs) / "bench"
     assets.mkdir(parents=True, exist_ok=True)
     shutil.copy2(result, assets / result.name)
-    for plot in json.loads(result.read_text()).get("plots", []):
-        if (result.parent / plot).is_file():
-            shutil.copy2(result.parent / plot, assets / plot)
+    data = json.loads(result.read_text())
+    for name in (*data.get("plots", []), *data.get("pages", [])):
+        if (result.parent / name).is_file():
+            shutil.copy2(result.parent / name, assets / name)
     target = Path(docs) / "benchmarks.md"
     target.write_text(render(assets, plots_rel="bench", gpu_dir=assets / GPU_DIR))
     return target
@@ -131,6 +134,10 @@ def write_report(out_dir: Path, docs: Path | None = None) -> Path:
     for f in sorted(out_dir.iterdir()):
         if f.suffix in (".json", ".png"):
             shutil.copy2(f, assets / f.name)
+        if f.suffix == ".json":  # a benchmark's own pages (e.g. recall.md)
+            for page in json.loads(f.read_text()).get("pages", []):
+                if (out_dir / page).is_file():
+                    shutil.copy2(out_dir / page, assets / page)
     target = Path(docs) / "benchmarks.md"
     target.write_text(render(out_dir, plots_rel="bench", gpu_dir=assets / GPU_DIR))
     return target

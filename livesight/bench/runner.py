@@ -1,4 +1,4 @@
-"""`livesight bench ingest|dtd|memory|e2e|scenes|all --out DIR`: run benchmarks, write JSON (+PNG) per benchmark
+"""`livesight bench ingest|dtd|memory|e2e|scenes|recall|all --out DIR`: run benchmarks, write JSON (+PNG) per benchmark
 into DIR, and regenerate docs/benchmarks.md's figures from the JSON (`report.py`)."""
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ def machine() -> dict[str, Any]:
 
 
 # bench name → (module, function) where it is not `livesight.bench.<name>:run`
-_ENTRY = {"web": ("gateway", "run_web")}
+_ENTRY = {"web": ("gateway", "run_web"), "recall": ("recall.run", "run")}
 
 
 def run_one(name: str, out: Path, args: argparse.Namespace) -> dict[str, Any]:
