@@ -36,6 +36,7 @@ from livesight.protocols.web.fleet_link import FleetLink
 from livesight.protocols.web.server import WebServer
 from livesight.redact import scrub
 from livesight.streaming.camera import Camera
+from livesight.timeline.semantic.index import open_semantic
 from livesight.timeline.store import TimelineStore, keyframe_dir
 from livesight.types import CameraState, CameraStatus, SceneChange
 
@@ -376,7 +377,8 @@ def _open_timeline(cfg: Config, event_log: EventLog) -> TimelineStore | None:
     directory = keyframe_dir(cfg.memory.database)
     if directory is None:
         return None
-    store = TimelineStore(event_log, directory, cfg.memory.timeline)
+    semantic = open_semantic(cfg, cfg.memory.database)  # None unless memory.timeline.embeddings names a model
+    store = TimelineStore(event_log, directory, cfg.memory.timeline, semantic=semantic)
     store.open()
     return store
 

@@ -12,7 +12,8 @@
   The window is turned into a row range through the `wall_time` index (entries are at most `timeline_max_span`
   long, kept in `meta` by a trigger), so FTS only walks the matches inside it.
 - **Semantic** (optional, `memory.timeline.embeddings`): the store passes `neighbours`, the entries whose caption
-  vectors are nearest the query's (semantic/), coarsely filtered by camera and start time in the sidecar; they are
+  vectors are nearest the query's (semantic/), coarsely filtered by camera and start time (`start_bounds`) in the
+  sidecar, found before the read connection is taken (a brute-force scan: the slow part); they are
   checked here against the same filters as BM25's candidates and the two lists are fused by reciprocal rank (`rrf`,
   k = 60): `rank` is then the fused score (higher is better).
 - **Cursors**: opaque, signed with the database's own key (HMAC; a changed or foreign cursor is an error), bound
@@ -26,7 +27,7 @@ import hashlib
 import hmac
 import json
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,9 +40,6 @@ MAX_CANDIDATES = 1000  # entries ranked per text query at most (see the module d
 MAX_LIMIT = 500
 WEIGHTS = (1.0, 0.6, 1.0)  # bm25 column weights: caption, answers, watches
 RRF_K = 60
-
-# (lowest, highest start time or None) → the (rowid, entry id) of the nearest entries by meaning, nearest first
-Neighbours = Callable[[float | None, float | None], list[tuple[int, str]]]
 
 STOP_WORDS = frozenset(  # English function words and the verbs of asking: they find everything
     """a about above after again against all am an and any are around as at be because been before being below
@@ -113,6 +111,23 @@ def decode_cursor(text: str, q: TimelineQuery, key: bytes) -> Cursor:
 # ---- queries --------------------------------------------------------------------------------------------------
 
 
+def start_bounds(
+    conn: sqlite3.Connection, start: float | None, end: float | None, *, newest: int | None = None
+) -> tuple[float | None, float | None]:
+    """The range of start times (wall_time) an entry overlapping [start, end] can have (None: unbounded); `newest`:
+    narrowed to the newest `newest` entries of that range (a bound on the work, as MAX_CANDIDATES is for BM25)."""
+    _, _, (lo, hi) = _window(conn, start, end)
+    if newest is not None:
+        row = conn.execute(
+            "SELECT wall_time FROM timeline INDEXED BY timeline_time WHERE wall_time <= ?"
+            " ORDER BY wall_time DESC LIMIT 1 OFFSET ?",
+            (1e300 if hi is None else hi, newest - 1),
+        ).fetchone()
+        if row is not None:
+            lo = row[0] if lo is None else max(lo, row[0])
+    return lo, hi
+
+
 def _lowest_start(conn: sqlite3.Connection, start: float) -> float:
     """The earliest wall_time an entry overlapping `start` can have: entries are at most `timeline_max_span` long
     (kept in meta by a trigger); an open one (few: one per camera) reaches to now."""
@@ -156,9 +171,10 @@ def search(
     q: TimelineQuery,
     key: bytes,
     stats: CorpusStats,
-    neighbours: Neighbours | None = None,
+    neighbours: list[tuple[int, str]] | None = None,
 ) -> TimelinePage:
-    """Raises ValueError (with the reason) for a bad query. `neighbours`: semantic search is on (module docstring)."""
+    """Raises ValueError (with the reason) for a bad query. `neighbours`: semantic search is on, the (rowid, entry id)
+    of the entries nearest the text by meaning, nearest first (module docstring)."""
     if not 1 <= q.limit <= MAX_LIMIT:
         raise ValueError(f"limit must be 1..{MAX_LIMIT}")
     if q.start is not None and q.end is not None and q.start > q.end:
@@ -206,7 +222,7 @@ def _ranked(
     stats: CorpusStats,
     hi: int,
     cur: Cursor | None,
-    neighbours: Neighbours | None = None,
+    neighbours: list[tuple[int, str]] | None = None,
 ) -> TimelinePage:
     where, args, (lo, up) = _window(conn, q.start, q.end)
     conds = ["timeline_fts MATCH ?", "timeline_fts.rowid BETWEEN ? AND ?"]  # one range: FTS5 uses one bound each
@@ -237,7 +253,7 @@ def _ranked(
     cands = [(r[0], score(terms, r[1:], WEIGHTS, df, n, avgdl)) for r in rows]
     cands.sort(key=lambda r: (-r[1], -r[0]))
     if neighbours is not None:
-        near = _checked(conn, neighbours(lo, up), hi, where, args, cams, q.cameras)
+        near = _checked(conn, neighbours, hi, where, args, cams, q.cameras)
         cands = rrf([[c[0] for c in cands], near])
     off = cur.offset if cur is not None else 0
     chosen = cands[off : off + q.limit]

@@ -203,7 +203,11 @@ class TimelineStore:
             search_mod.search_terms(query.text)  # a text with nothing to search is refused before it is embedded
             vec = self.semantic.query_vector(query.text)
             if vec is not None:
-                near = self.semantic.neighbours(vec, query.cameras)
+                with self._lock:
+                    lo, hi = search_mod.start_bounds(
+                        self._conn(), query.start, query.end, newest=self.semantic.scan_rows
+                    )
+                near = self.semantic.nearest(vec, cameras=query.cameras, lo=lo, hi=hi)  # without the read lock
         with self._lock:
             return search_mod.search(self._conn(), query, self._key, self._stats, near)
 

@@ -252,3 +252,19 @@ def test_off_by_default_and_the_config_names_the_server(tmp_path: Path) -> None:
     )
     sem = open_semantic(remote, db)
     assert sem is not None and sem.client.base_url == "http://127.0.0.1:2/v1"
+
+
+def test_vectors_are_compared_for_the_newest_entries_only_unless_a_window_names_older_ones(
+    tmp_path: Path, server: EmbedServer
+) -> None:
+    store = semantic_store(tmp_path / "ev.sqlite", server.base_url)
+    try:
+        es = [add(store, "door", i, c) for i, c in enumerate(CAPTIONS)]  # the car is the oldest
+        synced(store)
+        assert store.semantic is not None
+        store.semantic.scan_rows = 2  # the bound on the work (50,000 by default)
+        assert es[0].id not in ids(store.search(TimelineQuery(text="automobile")))
+        assert ids(store.search(TimelineQuery(text="automobile", start=T0, end=T0 + 30)))[0] == es[0].id
+        assert es[0].id in ids(store.search(TimelineQuery(text="car")))  # BM25 still finds it
+    finally:
+        close_store(store)

@@ -1,6 +1,7 @@
 """Embeddings from an OpenAI-compatible server's /v1/embeddings (llama.cpp, Ollama, vLLM), through the official
 `openai` client (sync: the callers are the embedder thread and the store's search threads). Vectors come back
-L2-normalised float32 (cosine = dot product). The API key never leaves this module and is scrubbed from errors."""
+L2-normalised (cosine = dot product); a server that answers one vector per token (llama.cpp's with a model that has
+no pooling) is mean-pooled here. The API key never leaves this module and is scrubbed from errors."""
 
 from __future__ import annotations
 
@@ -68,9 +69,7 @@ class EmbeddingClient:
             raise EmbeddingError(f"{len(data)} embeddings for {len(texts)} texts")
         out = []
         for d in data:
-            v = d.embedding
-            if not isinstance(v, list) or not v or not all(isinstance(x, int | float) for x in v):
-                raise EmbeddingError("an embedding that is not a list of numbers (a pooled embedding model needed)")
+            v = _pooled(d.embedding)
             norm = math.sqrt(sum(x * x for x in v))
             if not math.isfinite(norm) or norm == 0.0:
                 raise EmbeddingError("an embedding of length zero or not finite")
@@ -84,3 +83,16 @@ class EmbeddingClient:
             if self._client is not None:
                 self._client.close()
                 self._client = None
+
+
+def _pooled(v: object) -> list[float]:
+    """A text's vector: as given, or the mean of its tokens' vectors (llama.cpp's server without pooling answers one
+    vector per token). Raises EmbeddingError for anything else."""
+    if isinstance(v, list) and v and all(isinstance(x, list) for x in v):
+        n = len(v[0])
+        if not n or any(len(x) != n or not all(isinstance(y, int | float) for y in x) for x in v):
+            raise EmbeddingError("token vectors of different lengths or not numbers")
+        return [sum(col) / len(v) for col in zip(*v, strict=True)]
+    if not isinstance(v, list) or not v or not all(isinstance(x, int | float) for x in v):
+        raise EmbeddingError("an embedding that is not a list of numbers")
+    return v

@@ -16,7 +16,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,7 @@ QUERY_TIMEOUT_S = 2.0
 QUERY_RETRY_S = 10.0
 QUERY_CACHE = 256
 NEIGHBOURS = 100  # vector neighbours fused with BM25's candidates
+SCAN_ROWS = 50_000  # vectors compared per search at most: those of the newest entries (inside the query's window)
 
 
 def open_semantic(cfg: Config, database: str | None) -> SemanticIndex | None:
@@ -58,6 +59,7 @@ class SemanticIndex:
     ) -> None:
         self.path = path
         self.query_retry_s = query_retry_s
+        self.scan_rows = SCAN_ROWS
         self.client = client
         self.vectors = VectorStore(path)
         self.embedder = Embedder(database, self.vectors, client, poll_s=poll_s)
@@ -110,18 +112,13 @@ class SemanticIndex:
                 self._cache.popitem(last=False)
         return vec
 
-    def neighbours(
-        self, vector: Sequence[float], cameras: Sequence[str] | None
-    ) -> Callable[[float | None, float | None], list[tuple[int, str]]]:
-        """search.py's `Neighbours` for this query: (lowest, highest start time) → the nearest (rowid, entry id)."""
-        cams = tuple(cameras) if cameras is not None else None
-
-        def near(lo: float | None, hi: float | None) -> list[tuple[int, str]]:
-            with self._lock:
-                self.fused += 1
-            return self.vectors.nearest(vector, NEIGHBOURS, cameras=cams, lo=lo, hi=hi)
-
-        return near
+    def nearest(
+        self, vector: Sequence[float], *, cameras: Sequence[str] | None, lo: float | None, hi: float | None
+    ) -> list[tuple[int, str]]:
+        """The NEIGHBOURS nearest entries (rowid, entry id) of `cameras` starting within [lo, hi], nearest first."""
+        with self._lock:
+            self.fused += 1
+        return self.vectors.nearest(vector, NEIGHBOURS, cameras=cameras, lo=lo, hi=hi)
 
     def counters(self) -> dict[str, Any]:
         return {
