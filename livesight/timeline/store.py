@@ -111,10 +111,14 @@ class TimelineStore:
             self._adopt_thumbnails()
         self.backlog()
         self._stats.corpus(self._read)  # the row count, once at the start rather than in the first search
+        if self.semantic is not None:
+            try:
+                self.semantic.open()  # RuntimeError naming the extra to install when sqlite-vec is missing
+            except BaseException:
+                self.close()
+                raise
         self.retention = Retention(self)
         self.retention.start()
-        if self.semantic is not None:
-            self.semantic.open()
 
     def close(self) -> None:
         if self.semantic is not None:

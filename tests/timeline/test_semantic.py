@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import socket
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,8 +18,9 @@ from livesight.ids import new_id
 from livesight.memory.event_log import EventLog
 from livesight.timeline.search import rrf
 from livesight.timeline.semantic.client import EmbeddingClient
+from livesight.timeline.semantic.embedder import QUEUE_SIZE, Embedder
 from livesight.timeline.semantic.index import SemanticIndex, open_semantic
-from livesight.timeline.semantic.vectors import vectors_path
+from livesight.timeline.semantic.vectors import VectorStore, vectors_path
 from livesight.timeline.store import TimelineStore, keyframe_dir
 from livesight.types import SceneChange, TimelineEntry, TimelineQuery
 from tests.timeline.conftest import close_store, open_store
@@ -268,3 +270,28 @@ def test_vectors_are_compared_for_the_newest_entries_only_unless_a_window_names_
         assert es[0].id in ids(store.search(TimelineQuery(text="car")))  # BM25 still finds it
     finally:
         close_store(store)
+
+
+def test_hints_past_the_bounded_queue_are_dropped_and_counted(tmp_path: Path) -> None:
+    db = tmp_path / "ev.sqlite"
+    vs = VectorStore(tmp_path / "ev.vectors.sqlite")
+    emb = Embedder(str(db), vs, EmbeddingClient("http://127.0.0.1:1/v1", MODEL))  # not started: nothing drains it
+    for i in range(QUEUE_SIZE + 5):
+        emb.hint(f"tl_{i}")
+    assert emb.hints_dropped == 5 and emb.pending == QUEUE_SIZE
+
+
+def test_without_sqlite_vec_the_store_refuses_to_open_and_names_the_extra(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "sqlite_vec", None)  # import sqlite_vec → ImportError
+    db = tmp_path / "ev.sqlite"
+    sem = SemanticIndex(vectors_path(str(db)), str(db), EmbeddingClient("http://127.0.0.1:1/v1", MODEL))
+    log = EventLog(db)
+    store = TimelineStore(log, keyframe_dir(str(db)), TimelineConfig(), semantic=sem)
+    try:
+        with pytest.raises(RuntimeError, match=r"pip install 'livesight\[semantic\]'"):
+            store.open()
+        assert store.retention is None and store._read is None  # nothing left running
+    finally:
+        log.close()

@@ -7,5 +7,5 @@
 - embedder.py  one thread embeds captioned entries (hints from the store, then polling newest first) into the sidecar
 - index.py     SemanticIndex: the store's handle (open, hint, query vector cached, neighbours, counters, close)
 
-Search fuses the vector neighbours with BM25's list by reciprocal rank (search.py `rrf`).
+Search fuses the vector neighbours with BM25's list by reciprocal rank (livesight/timeline/search.py `rrf`).
 """

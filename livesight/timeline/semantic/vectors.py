@@ -32,7 +32,7 @@ class VectorRow(NamedTuple):
 
 
 def vectors_path(database: str | None) -> Path | None:
-    """`livesight.sqlite` → `livesight.vectors.sqlite` next to it; no database file, no sidecar."""
+    """`events.sqlite` → `events.vectors.sqlite` next to it; no database file, no sidecar."""
     if not database or database == ":memory:":
         return None
     p = Path(database)
