@@ -15,7 +15,16 @@ from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from livesight.errors import ConfigError
 from livesight.redact import redact_url, url_secrets
@@ -175,8 +184,9 @@ class RemoteModelSettings(_Strict):
         60.0,
         gt=0,
         le=600,
-        description="openai: a request's whole time, streaming included (a question that takes "
-        "longer ends with error code model_unavailable)",
+        description="openai: a request's whole time from its arrival, the wait for a free slot "
+        "(concurrent_requests) and streaming included (a question that takes longer ends with error code "
+        "model_unavailable)",
     )
     concurrent_requests: int = Field(2, ge=1, le=64, description="openai: requests in flight to the server at once")
     temperature: float = Field(0.0, ge=0, le=2, description="openai: always sent (Ollama's default is 1.0 otherwise)")
@@ -434,8 +444,12 @@ class ProactiveConfig(_Strict):
 class ServerConfig(_Strict):
     host: str = "127.0.0.1"
     port: int = Field(8765, ge=0, le=65535)
-    auth_token: str | None = Field(None, description="bearer token; required when host is not loopback")
-    allowed_origins: list[str] | None = Field(None, description="browser origins allowed; null = same host only")
+    auth_token: SecretStr | None = Field(
+        None, description="bearer token (use ${ENV_VAR}; never logged or shown); required when host is not loopback"
+    )
+    allowed_origins: list[str] | None = Field(
+        None, description='browser origins allowed; null = same host only; "*" (any) only with auth_token'
+    )
     max_message_bytes: int = Field(65536, ge=1024, le=16 * 2**20)
     client_queue: int = Field(256, ge=8, le=100_000, description="events buffered per client before it is dropped")
     stats_interval_s: float = Field(2.0, gt=0, le=3600)
@@ -459,9 +473,15 @@ class ServerConfig(_Strict):
 
     @field_validator("allowed_origins")
     @classmethod
-    def _origins_are_origins(cls, v: list[str] | None) -> list[str] | None:
+    def _origins_are_origins(cls, v: list[str] | None, info: ValidationInfo) -> list[str] | None:
         for origin in v or ():
             if origin == "*":
+                token = info.data.get("auth_token")  # validated before this field (field order)
+                if token is None or not token.get_secret_value():
+                    raise ValueError(
+                        "'*' needs server.auth_token (without a token any web page a browser visits could open the "
+                        "WebSocket, ask questions and read the cameras: cross-site WebSocket hijacking)"
+                    )
                 continue
             if not re.fullmatch(r"https?://[^\s/?#]+/?", origin):
                 raise ValueError(
@@ -470,9 +490,14 @@ class ServerConfig(_Strict):
                 )
         return v
 
+    @property
+    def token(self) -> str | None:
+        """The bearer token's value (None: none set); the field itself is a SecretStr, shown as '**********'."""
+        return self.auth_token.get_secret_value() if self.auth_token is not None else None
+
     @model_validator(mode="after")
     def _token_unless_loopback(self) -> ServerConfig:
-        if not is_loopback(self.host) and not self.auth_token:
+        if not is_loopback(self.host) and not self.token:
             raise ValueError(f"auth_token is required when host is not loopback (host={self.host!r})")
         if self.watches_per_client > self.max_watches:
             raise ValueError(
@@ -580,6 +605,36 @@ class FleetConfig(_Strict):
         "signs its MQTT announcements with it; the gateway presents it and trusts only announcements it signed. "
         "Required when server.host is not loopback; never the gateway's client-facing server.auth_token",
     )
+
+    announce_interval_s: float = Field(
+        60.0,
+        ge=1,
+        le=3600,
+        description="a node re-announces every camera (its signed P/CAM/info) this often, besides on every connect "
+        "and state change: the gateway takes no announcement older than announce_max_age_s",
+    )
+    announce_max_age_s: float | None = Field(
+        None,
+        gt=0,
+        le=86400,
+        description="the gateway refuses a node's announcement issued longer ago than this (a recorded copy replayed "
+        "on the broker), or later than now, beyond 30 s of clock skew either way (counted by reason in its "
+        "/healthz and /metrics); null = 2 x announce_interval_s",
+    )
+
+    @model_validator(mode="after")
+    def _max_age_covers_an_interval(self) -> FleetConfig:
+        if self.announce_max_age_s is not None and self.announce_max_age_s < self.announce_interval_s:
+            raise ValueError(
+                f"announce_max_age_s ({self.announce_max_age_s:g}) is shorter than announce_interval_s "
+                f"({self.announce_interval_s:g}): the gateway would refuse a live node's announcements between two"
+            )
+        return self
+
+    @property
+    def max_age_s(self) -> float:
+        """How old an announcement the gateway takes (before the clock skew it also allows)."""
+        return self.announce_max_age_s if self.announce_max_age_s is not None else 2 * self.announce_interval_s
 
     @field_validator("nodes", mode="before")
     @classmethod
@@ -770,7 +825,7 @@ def _check_fleet_trust(fleet: FleetConfig, server: ServerConfig) -> None:
             f"fleet.node_token is required when server.host is not loopback (host={server.host!r}): the nodes' "
             "gateway link (/fleet) and their MQTT announcements need the fleet's credential"
         )
-    if fleet.node_token is not None and fleet.node_token.get_secret_value() == server.auth_token:
+    if fleet.node_token is not None and fleet.node_token.get_secret_value() == server.token:
         raise ValueError(
             "fleet.node_token must differ from server.auth_token (the fleet's credential opens every node's gateway "
             "link; a client's token must not)"
@@ -826,8 +881,8 @@ def _secrets(
     out: list[str] = []
     for cam in cameras:
         out += url_secrets(cam.source)
-    if server.auth_token:
-        out.append(server.auth_token)
+    if server.token:
+        out.append(server.token)
     if mqtt.password is not None:
         out.append(mqtt.password.get_secret_value())
     if model is not None and model.api_key is not None:

@@ -5,6 +5,8 @@ it off the event loop (it costs milliseconds per frame).
 
     overlay(prepared, keep, (gh, gw))   # dropped 28x28 token regions dimmed, kept ones outlined
     encode_jpeg(rgb, quality=80)        # → JPEG bytes
+    encode_jpeg(rgb, max_side=640)      # → JPEG bytes, scaled down so its longest side is at most 640 px
+    decode_jpeg(data)                   # → [H, W, 3] uint8 RGB
 """
 
 from __future__ import annotations
@@ -39,8 +41,23 @@ def overlay(prepared: np.ndarray, keep: np.ndarray, grid_hw: tuple[int, int], to
     return img
 
 
-def encode_jpeg(rgb: np.ndarray, quality: int = JPEG_QUALITY) -> bytes:
-    """[H, W, 3] uint8 RGB → baseline JPEG bytes."""
+def encode_jpeg(rgb: np.ndarray, quality: int = JPEG_QUALITY, *, max_side: int | None = None) -> bytes:
+    """[H, W, 3] uint8 RGB → baseline JPEG bytes. `max_side`: a larger picture is scaled down (aspect kept) so its
+    longest side is at most this many pixels; a smaller one is never scaled up."""
+    img = Image.fromarray(np.ascontiguousarray(rgb), "RGB")
+    if max_side is not None and max(img.size) > max_side:
+        w, h = img.size
+        k = max_side / max(w, h)
+        img = img.resize((max(1, round(w * k)), max(1, round(h * k))), Image.Resampling.BILINEAR, reducing_gap=2.0)
     buf = io.BytesIO()
-    Image.fromarray(np.ascontiguousarray(rgb), "RGB").save(buf, format="JPEG", quality=quality)
+    img.save(buf, format="JPEG", quality=quality)
     return buf.getvalue()
+
+
+def decode_jpeg(data: bytes) -> np.ndarray:
+    """JPEG bytes → [H, W, 3] uint8 RGB. Raises ValueError for bytes that are not a picture."""
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            return np.asarray(img.convert("RGB"))
+    except (OSError, SyntaxError) as e:  # PIL's UnidentifiedImageError is an OSError
+        raise ValueError(f"not a JPEG picture: {e}") from None

@@ -28,7 +28,7 @@ from livesight.daemon.model_worker import CameraLane, ModelWorker, WorkerSetting
 from livesight.daemon.service import Service
 from livesight.memory.camera_memory import CameraMemory
 from livesight.memory.scene_detector import SceneDetector
-from livesight.model.backend import ContextMark, GenerationResult
+from livesight.model.backend import ContextMark, GenerationResult, Recalled
 from livesight.model.dtd import DTD
 from livesight.model.echo import EchoBackend, EchoContext
 from livesight.protocols.contract.api import BroadcastEvent
@@ -49,6 +49,7 @@ class GatedContext(EchoContext):
         should_stop: Callable[[], bool] = lambda: False,
         on_text: Callable[[str], None] | None = None,
         as_of: ContextMark | None = None,
+        recalled: Recalled | None = None,
     ) -> GenerationResult:
         owner = self._owner
         owner.asked.append((owner.camera_of(self), question))
@@ -60,7 +61,12 @@ class GatedContext(EchoContext):
                 return result
         self._delay = owner.token_delay_s
         result = super().generate(
-            question, max_new_tokens=max_new_tokens, should_stop=should_stop, on_text=on_text, as_of=as_of
+            question,
+            max_new_tokens=max_new_tokens,
+            should_stop=should_stop,
+            on_text=on_text,
+            as_of=as_of,
+            recalled=recalled,
         )
         owner.results.append(result)
         return result

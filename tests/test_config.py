@@ -59,6 +59,7 @@ def test_good_config_and_defaults(tmp_path: Path) -> None:
         (GOOD + "dtd: {threshold: 2}\n", "dtd.threshold"),
         (GOOD + "server: {host: 0.0.0.0}\n", "auth_token is required"),
         (GOOD + "server: {port: 70000}\n", "server.port"),
+        (GOOD + "server: {allowed_origins: ['*']}\n", "server.allowed_origins: '*' needs server.auth_token"),
         (GOOD.replace("preset: tiny-random", "preset: tiny-random\n  path: /x"), "exactly one of"),
         (GOOD + "memory: {token_budget: 3}\n", "memory.token_budget"),
         (GOOD.replace("id: door", "id: 'bad id!'"), "cameras.0.id"),

@@ -81,7 +81,7 @@ def test_fleet_config_matches_the_statefulset(tmp_path: Path) -> None:
     assert needed <= {e["name"] for e in gw["env"]}
     assert needed <= {e["name"] for e in node["env"]}
     gw_cfg = load_gateway_config(tmp_path / "fleet.yaml", env={**env, "POD_NAME": "", "CAMERA_USER": ""})
-    assert gw_cfg.fleet.token == env["LIVESIGHT_NODE_TOKEN"] != gw_cfg.server.auth_token  # its own credential
+    assert gw_cfg.fleet.token == env["LIVESIGHT_NODE_TOKEN"] != gw_cfg.server.token  # its own credential
     assert cfg.mqtt.enabled and cfg.mqtt.host == m[("Service", "mosquitto")]["metadata"]["name"]
 
 

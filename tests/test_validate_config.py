@@ -43,6 +43,9 @@ REFUSED: list[tuple[dict[str, Any], str]] = [
     ({"model": {"backend": "echo", "seed": 3}}, "model: seed: only the tiny-random preset uses it"),
     ({"server.allowed_origins": ["home.example"]}, "server.allowed_origins: 'home.example' is not an origin"),
     ({"server.allowed_origins": ["https://a.example/path"]}, "server.allowed_origins: 'https://a.example/path'"),
+    ({"server.allowed_origins": ["https://home.example", "*"]},
+     "server.allowed_origins: '*' needs server.auth_token (without a token any web page a browser visits could open "
+     "the WebSocket, ask questions and read the cameras: cross-site WebSocket hijacking)"),
     ({"server.watches_per_client": 100}, "server: watches_per_client (100) is larger than max_watches (64)"),
     ({"mqtt.password": "pw-123"}, "mqtt: password is set without username"),
     ({"mqtt.tls": {"cert_file": "/c.pem"}}, "mqtt.tls: cert_file and key_file go together"),
@@ -62,7 +65,8 @@ ACCEPTED: list[dict[str, Any]] = [
     {"cameras.0.source": "udp://:1234"},
     {"cameras.0.source": "lavfi:testsrc2=size=320x240"},
     {"model": {"preset": "tiny-random", "seed": 7}},
-    {"server.allowed_origins": ["https://home.example:8123", "http://localhost:3000/", "*"]},
+    {"server.allowed_origins": ["https://home.example:8123", "http://localhost:3000/"]},
+    {"server.allowed_origins": ["*"], "server.auth_token": "a-token-0123456789"},  # "*": with a token only
     {"memory.database": "TMP/new/dirs/events.sqlite"},
     {"mqtt.username": "node", "mqtt.password": "pw-123"},
 ]

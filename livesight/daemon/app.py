@@ -23,6 +23,7 @@ from livesight.daemon.images import Images, ThumbnailStore, thumbnail_dir
 from livesight.daemon.model_worker import CameraLane, MemoryLike, ModelWorker, WorkerSettings
 from livesight.daemon.scene_detectors import SceneDetectors
 from livesight.daemon.service import LaneStats, Service
+from livesight.daemon.timeline.capture import BackfillJobs, TimelineCapture
 from livesight.daemon.timeline.face import TimelineFace
 from livesight.errors import contain
 from livesight.fleet.topics import default_node_url
@@ -36,8 +37,12 @@ from livesight.protocols.web.fleet_link import FleetLink
 from livesight.protocols.web.server import WebServer
 from livesight.redact import scrub
 from livesight.streaming.camera import Camera
+from livesight.timeline.backfill import Backfill
+from livesight.timeline.recall import Recaller
 from livesight.timeline.semantic.index import open_semantic
 from livesight.timeline.store import TimelineStore, keyframe_dir
+from livesight.timeline.summary import Summaries
+from livesight.timeline.when import parse_window, zone_of
 from livesight.types import CameraState, CameraStatus, SceneChange
 
 if TYPE_CHECKING:
@@ -75,6 +80,8 @@ class App:
         self.event_log: EventLog | None = None
         self.timeline: TimelineStore | None = None  # the searchable scene timeline (livesight/timeline/)
         self.images: Images | None = None
+        self.capture: TimelineCapture | None = None  # the timeline's entries and keyframes from the frame path
+        self.backfill: Backfill | None = None  # captions for entries without one
 
     # ---- public ------------------------------------------------------------------------------------------
 
@@ -102,6 +109,9 @@ class App:
             self.service.health_parts["event_log"] = _disabled
         if self.event_log is not None and cfg.memory.timeline.enabled:
             self.timeline = await asyncio.to_thread(_open_timeline, cfg, self.event_log)
+        if self.timeline is not None:  # summaries of past periods ("what happened in the last hour?", /summary)
+            zone = await asyncio.to_thread(zone_of, cfg.memory.recall.timezone)
+            self.service.summaries = Summaries(self.timeline.between, zone=zone)
         thumbs = thumbnail_dir(cfg.memory.database)
         store = ThumbnailStore(thumbs, cfg.memory.max_rows) if thumbs is not None else None
         self.images = Images(self.service.camera_ids(), self.service.frames, store=store, event_log=self.event_log)
@@ -111,9 +121,11 @@ class App:
             images=self.images,
             fleet_link=FleetLink(token=cfg.fleet.token) if cfg.fleet is not None else None,
             timeline=TimelineFace(self.timeline, self.service.camera_ids(), store) if self.timeline else None,
+            summaries=self.service,  # /api/cameras/<id>/summary (400 while service.summaries is None: no timeline)
         )
         try:
             await self.images.start()
+            self._start_capture()
             self.port = await server.start()
             log.info(
                 "listening on ws://%s:%d (chat page at http://%s:%d/)",
@@ -177,6 +189,7 @@ class App:
                     memory=self._memory(cam_cfg.id, backend, start_scene),
                     detector=detector,
                     proactive=cfg.proactive_for(cam_cfg),
+                    entries=self.capture.tracker(cam_cfg.id, start_scene) if self.capture is not None else None,
                 )
             )
         self.worker = ModelWorker(
@@ -189,6 +202,7 @@ class App:
             run_jobs=backend.info.vision_encoder,  # remote (openai): the remote responder runs the jobs
         )
         self.service.health_parts["worker"] = self.worker.health
+        await self._recall(lanes)
         responder = self._remote_responder(backend, self.worker, lanes)
         for camera in cameras:
             camera.on_candidate = self.worker.pre_encode  # a likely scene start: encoded while the tap decides
@@ -200,6 +214,7 @@ class App:
             responder_task = None
             if responder is not None:
                 responder_task = tg.create_task(self._contain_responder(responder), name="remote-responder")
+            backfill_task = self._start_timeline(tg, backend, self.worker)
             mqtt_task = None
             if cfg.mqtt.enabled:
                 from livesight.protocols.mqtt.bridge import MQTTBridge
@@ -222,8 +237,46 @@ class App:
             worker_task.cancel()
             stats_task.cancel()
             watchdog_task.cancel()
+            if backfill_task is not None:
+                backfill_task.cancel()
             if mqtt_task is not None:
                 mqtt_task.cancel()
+        await self._close_timeline()
+
+    # ---- the timeline: entries and keyframes from the frame path, captions backfilled ---------------------------
+
+    def _start_capture(self) -> None:
+        """With the timeline store: the capture (entries and keyframes from the frame path) and the backfill."""
+        if self.timeline is None or self.images is None:
+            return
+        cfg = self.cfg
+        self.capture = TimelineCapture(
+            self.timeline, cfg.memory.timeline, flat_level=cfg.scenes.flat_level, submit=self.images.submit
+        )
+        self.backfill = Backfill(self.timeline)
+
+    def _start_timeline(
+        self, tg: asyncio.TaskGroup, backend: Backend, worker: ModelWorker
+    ) -> asyncio.Task[None] | None:
+        """Closed entries go from the worker to the capture; the backfill's jobs to the generation queue."""
+        if self.capture is None or self.backfill is None:
+            return None
+        capture, backfill = self.capture, self.backfill
+        worker.on_entries = capture.closed
+        self.service.responses.backfill = BackfillJobs(backfill, backend)
+        self.service.health_parts["timeline_capture"] = lambda: {
+            "state": "ok",
+            "capture": capture.health(),
+            "backfill": backfill.health(),
+        }
+        return tg.create_task(backfill.run(), name="timeline-backfill")
+
+    async def _close_timeline(self) -> None:
+        """After the cameras and the worker stopped: every open entry closed and written (nothing lost)."""
+        if self.capture is not None:
+            await self.capture.close()
+        if self.timeline is not None:
+            await asyncio.to_thread(self.timeline.flush)
 
     # ---- the backend's parts: local model (CameraMemory) or remote server (RemoteMemory + RemoteResponder) ------
 
@@ -255,7 +308,7 @@ class App:
             self.service,
             remote,
             memories,
-            finish=worker.finish_job,
+            finish=worker.ending.finish,  # where every response ends (generation/response_end.py)
             start=worker.start_job,
             max_new_tokens=self.cfg.model.max_new_tokens,
             concurrent=self.cfg.model.concurrent_requests,
@@ -271,6 +324,18 @@ class App:
             self.service.responses.close(f"the remote responder failed ({type(e).__name__}: {e})"[:300])
             await self._stop.wait()
 
+    async def _recall(self, lanes: list[CameraLane]) -> None:
+        """Questions recall past timeline entries (timeline/recall.py) when there is a timeline and recall is on;
+        the time-expression parser is warmed up here, in a thread (its first parse loads its tables: ~0.2 s)."""
+        cfg = self.cfg.memory.recall
+        if self.timeline is None or not cfg.enabled or cfg.max_scenes == 0:
+            return
+        self.service.recaller = Recaller(self.timeline, cfg)
+        self.service.recall_rooms = {
+            lane.camera: lane.memory.recall_room for lane in lanes if hasattr(lane.memory, "recall_room")
+        }
+        await asyncio.to_thread(parse_window, "yesterday at 3 pm", time.time(), self.service.recaller.zone)
+
     def _fleet_announcer(self) -> FleetAnnouncer | None:
         """In a fleet, the MQTT bridge also publishes this node's availability and its cameras' info."""
         cfg = self.cfg
@@ -280,7 +345,12 @@ class App:
         url = cfg.node.url or cfg.fleet.url_of(cfg.node.id)  # what the gateway will use anyway, when configured
         url = url or default_node_url(cfg.server.host, self.port, socket.gethostname())
         return FleetAnnouncer(
-            cfg.mqtt.prefix, node=cfg.node.id, url=url, cameras=[c.id for c in cfg.cameras], key=cfg.fleet.token
+            cfg.mqtt.prefix,
+            node=cfg.node.id,
+            url=url,
+            cameras=[c.id for c in cfg.cameras],
+            key=cfg.fleet.token,
+            interval_s=cfg.fleet.announce_interval_s,
         )
 
     def _start_scene(self, camera: str) -> int:

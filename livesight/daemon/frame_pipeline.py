@@ -1,5 +1,6 @@
 """One batch of sampled frames through the model, in the model worker's thread: prepare → pixel pre-check → one
-batched vision-encoder call (across cameras) → per frame: DTD → scene detector → pictures → memory.
+batched vision-encoder call (across cameras) → per frame: DTD → scene detector → pictures → timeline entries
+(timeline/keyframes.py: the closed ones travel in the outcome, to be encoded in the picture thread) → memory.
 
 A batch may hold several frames of one camera: DTD's pre-check plans them in order (model/dtd.py), so its decisions are
 exactly those of one-by-one processing whatever the batch composition, and the batch still needs one encoder call.
@@ -36,7 +37,7 @@ import numpy as np
 from livesight.daemon.early_encodes import EarlyEncodes
 from livesight.daemon.frame_slots import FrameSlots
 from livesight.errors import contain
-from livesight.model.backend import Backend, EncodedFrame, GenerationResult, Tokens
+from livesight.model.backend import Backend, EncodedFrame, GenerationResult, Recalled, Tokens
 from livesight.types import DTDStep, Frame, SceneChange
 
 log = logging.getLogger(__name__)
@@ -82,6 +83,7 @@ class MemoryLike(Protocol):
         max_new_tokens: int,
         should_stop: Callable[[], bool],
         on_text: Callable[[str], None] | None,
+        recalled: Recalled | None = None,  # past moments recalled into this question (passed only when some)
     ) -> GenerationResult: ...
 
     def maintenance_step(self) -> bool: ...  # True when it did some work
@@ -93,6 +95,14 @@ class DetectorLike(Protocol):
     def update(self, step: DTDStep, frame: np.ndarray | None = None, missed: int = 0) -> SceneChange | None: ...
 
 
+class EntriesLike(Protocol):
+    """The camera's timeline entry tracker (timeline/keyframes.py): closed entries come back with their frames."""
+
+    def update(
+        self, pts: float, wall_time: float, rgb: np.ndarray, kept: int, change: SceneChange | None = None
+    ) -> list[Any]: ...
+
+
 @dataclass
 class CameraLane:
     camera: str
@@ -101,6 +111,7 @@ class CameraLane:
     memory: MemoryLike
     detector: DetectorLike
     proactive: bool
+    entries: EntriesLike | None = None  # the timeline's entries and keyframes (None: no timeline)
     last_proactive: float = -1e18
     last_index: int | None = None  # Frame.index of the last frame taken (a jump: frames dropped or failed, a gap)
     step_ms: list[float] = field(default_factory=list)  # recent per-frame pipeline times (bounded)
@@ -128,6 +139,7 @@ class FrameOutcome:
     frame_wall: float = 0.0  # when the frame was sampled (handed to the model's queue, time.time())
     start_wall: float = 0.0  # when its batch started
     done_wall: float = 0.0  # when its processing ended
+    closed: tuple[Any, ...] = ()  # timeline entries the frame closed (ClosedEntry: the entry and its keyframes)
 
 
 class _Failed(Exception):
@@ -204,6 +216,7 @@ class FramePipeline:
         ts = time.perf_counter()
         lane = self.lanes[f.camera]
         caption = False
+        closed: tuple[Any, ...] = ()
         try:
             if isinstance(p, _Failed):
                 raise p
@@ -220,6 +233,7 @@ class FramePipeline:
             tm = time.perf_counter()
             change = _guarded("scene detector", lane.detector.update, step, p, missed)  # p: for its thumbnail
             _guarded("pictures", self.pictures.put, step, p, change)  # latest frame, scene starts
+            closed = self._entries(lane, step, p, change)
             if change is not None:  # closes the scene (its caption is scheduled, as of the scene's end)
                 caption = _guarded("memory", lane.memory.on_scene_change, change)
             tokens = e.tokens if e is not None and not step.encoder_skipped else None
@@ -235,7 +249,9 @@ class FramePipeline:
                     lane.dtd.reset()  # DTD or later may be half done: the next frame is kept whole
             except Exception as e:  # the frame already failed (counted); its DTD clean-up failing is one more
                 contain("worker.dtd_reset", e, log, f"camera {f.camera}: resetting DTD after a failed frame")
-            return FrameOutcome(f.camera, None, None, 0.0, fail.error, fail.stage, frame_wall=f.wall_time)
+            return FrameOutcome(
+                f.camera, None, None, 0.0, fail.error, fail.stage, frame_wall=f.wall_time, closed=closed
+            )
         stage = self.stage_ms
         enc = enc_ms if e is not None else 0.0
         stage["prepare + pre-check"].append(prep_ms)
@@ -252,7 +268,20 @@ class FramePipeline:
             frame_wall=f.wall_time,
             start_wall=self._start_wall,
             done_wall=time.time(),
+            closed=closed,
         )
+
+    @staticmethod
+    def _entries(lane: CameraLane, step: DTDStep, p: np.ndarray, change: SceneChange | None) -> tuple[Any, ...]:
+        """The frame into the camera's timeline tracker: the entries it closed. A failure here loses at most the
+        entry's pictures, never the frame (counted)."""
+        if lane.entries is None:
+            return ()
+        try:
+            return tuple(lane.entries.update(step.pts, step.wall_time, p, step.kept, change))
+        except Exception as e:
+            contain("timeline.capture", e, log, f"camera {lane.camera}: timeline entry tracking")
+            return ()
 
     def _encode_one(self, prepared: np.ndarray) -> EncodedFrame:
         return self.backend.encode([prepared])[0]

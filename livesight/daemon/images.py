@@ -1,9 +1,10 @@
 """Camera pictures (`ImageSource` of protocols/contract/api.py): the latest frame with the DTD overlay, scene
 thumbnails.
 
-- Encoding happens only when someone asks (a viewer, a thumbnail to store), in ONE picture thread, never on the
-  event loop or in the model worker. Each (camera, overlay) keeps its last JPEG: viewers of the same sampled frame
-  share one encoding, and a frame is encoded at most once per variant. At most `max_pending` encodings wait at once;
+- Encoding happens only when someone asks (a viewer, a thumbnail to store, a closed timeline entry's keyframes:
+  `submit`), in ONE picture thread, never on the event loop or in the model worker. Each (camera, overlay) keeps
+  its last JPEG: viewers of the same sampled frame share one encoding, and a frame is encoded at most once per
+  variant. At most `max_pending` encodings wait at once;
   beyond, BusyError (HTTP 503): a crowd of viewers can never queue work behind the pipeline.
 - Thumbnails: the first frame of each scene (as the model saw it), written as `DIR/<camera>/<scene>.jpg` beside the
   event log, at most `max_files` kept (the event log's retention, `memory.max_rows`; oldest deleted first).
@@ -229,6 +230,10 @@ class Images:
         for r in rows:
             r["thumbnail"] = self.store is not None and self.store.exists(camera, r["scene"])
         return rows
+
+    def submit(self, fn: Any, *args: Any) -> asyncio.Future[Any]:
+        """Run `fn(*args)` in the picture thread (the timeline's keyframes are encoded and written there too)."""
+        return self._run(fn, *args)
 
     # ---- helpers -------------------------------------------------------------------------------------------
 

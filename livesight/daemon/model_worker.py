@@ -3,7 +3,8 @@
 Each turn of its loop does one of:
   1. a generation job the scheduler (generation/queue.py) picks: a person's question; or a proactive message, a
      watch check or a scene's caption — before waiting frames, unless frames wait and generation already took its
-     share of the worker (`worker.generation_share`), when the frames go first;
+     share of the worker (`worker.generation_share`), when the frames go first; last, when nothing else waits, the
+     caption of a timeline entry that has none, from its keyframes (timeline/backfill.py; it holds no camera);
   2. a batch of sampled frames, taken round-robin across cameras (one per camera per round, so a fast camera cannot
      starve a slow one), through frame_pipeline.py: pre-check → one batched vision-encoder call → DTD → scene
      detector → memory;
@@ -22,7 +23,7 @@ publishes them after each piece of work on a camera (frames, maintenance, an ans
 
 With a remote model server (model.backend openai) the worker runs frames only (`run_jobs=False`): the remote
 responder (generation/remote_responder.py) takes the generation queue on the event loop, and ends each job through
-`finish_job`, as this worker does.
+`finish_job`, as this worker does: both end in generation/response_end.py.
 
 Fault containment: every frame runs inside its camera lane's error boundary (lane_guard.py): a frame that raises is
 counted (`frames_failed`), logged once per kind, and skipped; N failures in a row put the camera in state `error`,
@@ -33,7 +34,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import threading
 import time
 from collections import deque
@@ -54,8 +54,9 @@ from livesight.daemon.frame_pipeline import (
     FrameSource,
     MemoryLike,
 )
-from livesight.daemon.generation.queue import CaptionJob, InWorker, Job, JobKind, OnLoop, Work, kind_of
-from livesight.daemon.generation.responses import ResponseJob
+from livesight.daemon.generation.queue import BackfillJob, CaptionJob, InWorker, Job, OnLoop, Work
+from livesight.daemon.generation.response_end import ResponseEnd
+from livesight.daemon.generation.responses import TEXT_ONLY_TOKENS, ResponseJob
 from livesight.daemon.lane_guard import LaneGuard
 from livesight.daemon.service import LaneStats, Service
 from livesight.errors import contain
@@ -64,10 +65,8 @@ from livesight.streaming.queues import DropOldestQueue
 from livesight.types import (
     Frame,
     ResponseDelta,
-    ResponseDone,
     ResponseEvent,
     ResponseKind,
-    ResponseStatus,
     SceneChange,
 )
 
@@ -84,7 +83,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-_YES = re.compile(r"^\W*yes\b", re.IGNORECASE)
 TIMINGS = 256  # proactive messages whose timings are kept (benchmarks)
 IDLE_S = 0.1  # with a thread free and nothing to start, look again at least this often
 
@@ -189,7 +187,7 @@ class ModelWorker:
         self.pipeline = FramePipeline(backend, self.lanes, service.frames)
         self.stage_ms = self.pipeline.stage_ms  # per-frame time of each stage (benchmarks)
         self._on_scene = on_scene
-        self._on_response = on_response
+        self.ending = ResponseEnd(service, on_response)  # how every response ends (generation/response_end.py)
         self.parallel = max(1, settings.parallel)
         self._executor = ThreadPoolExecutor(max_workers=self.parallel, thread_name_prefix="livesight-model")
         self._units: dict[asyncio.Task[None], frozenset[str]] = {}  # work running in the threads → its cameras
@@ -203,6 +201,9 @@ class ModelWorker:
         self._async: set[asyncio.Task[None]] = set()  # OnLoop jobs running
         self.proactive_skipped = 0  # boundaries within proactive.min_interval_s of the camera's last message
         self.captions_failed = 0
+        # closed timeline entries (with their keyframes' frames), handed over on the loop: the daemon encodes them in
+        # the picture thread and writes them to the timeline store
+        self.on_entries: Callable[[tuple[Any, ...]], None] | None = None
         self.proactive_timings: deque[ProactiveTiming] = deque(maxlen=TIMINGS)
         # (camera, scene) → wall times of (cut, detected, sampled, batch started, declared)
         self._declared: dict[tuple[str, int], tuple[float, float, float, float, float]] = {}
@@ -399,28 +400,39 @@ class ModelWorker:
         """Start one job: InWorker work in a worker thread (holding its camera), OnLoop work as a task of its own.
         True when it was a person's question."""
         cams = frozenset([job.camera])
+        if isinstance(job, BackfillJob):  # its own context (or a request): it holds no camera
+            if isinstance(job.work, OnLoop):
+                self._spawn(self._backfill(job), f"backfill:{job.entry_id}")
+            else:
+                self._unit(
+                    self._timed(self.queue.begin(), self._backfill(job)), frozenset(), f"backfill:{job.entry_id}"
+                )
+            return False
         if isinstance(job, CaptionJob):
             work = self._work_for(job, None)
             if isinstance(work, OnLoop):
                 self._spawn(self._caption(job, work), f"caption:{job.camera}")
             else:
-                self._unit(self._timed(JobKind.CAPTION, self._caption(job, work)), cams, f"caption:{job.camera}")
+                self._unit(self._timed(self.queue.begin(), self._caption(job, work)), cams, f"caption:{job.camera}")
             return False
+        if job.text_only:  # the prompt alone: the camera's memory is not used (its frames may go on beside it)
+            cams = frozenset()
         run = _Run()
         emit = self._emitter(loop, job, run)
         work = self._work_for(job, emit if job.kind is not ResponseKind.WATCH else None)
         if isinstance(work, OnLoop):
             self._spawn(self._respond(job, work, run), f"response:{job.response_id}")
         else:
-            self._unit(self._timed(kind_of(job), self._respond(job, work, run)), cams, f"response:{job.response_id}")
+            booking = self.queue.begin()  # booked now: the next unit that asks sees it in the budget
+            self._unit(self._timed(booking, self._respond(job, work, run)), cams, f"response:{job.response_id}")
         return job.kind is ResponseKind.QUERY
 
-    async def _timed(self, kind: JobKind, run: Any) -> None:
-        t0 = time.perf_counter()
+    async def _timed(self, booking: int, run: Any) -> None:
+        """Run a generation booked at its dispatch (`queue.begin`); settle the booking when it ends, however."""
         try:
             await run
         finally:
-            self.queue.spent(kind, time.perf_counter() - t0)
+            self.queue.settle(booking)
 
     def _spawn(self, run: Any, name: str) -> None:
         task = asyncio.get_running_loop().create_task(run, name=name)  # tracked; cancelled and awaited in run()
@@ -440,6 +452,12 @@ class ModelWorker:
             contain("worker.caption", e, log, f"camera {job.camera}: caption")
         finally:
             self.lanes[job.camera].snapshot()
+
+    async def _backfill(self, job: BackfillJob) -> None:
+        try:
+            await self._execute(job.work)  # (timeline/backfill.py counts and retries its own failures)
+        except Exception as e:  # a bug around it fails this one caption, never the worker
+            contain("worker.backfill", e, log, f"timeline entry {job.entry_id}: caption backfill")
 
     @staticmethod
     def _emitter(loop: asyncio.AbstractEventLoop, job: ResponseJob, run: _Run) -> Callable[[ResponseEvent], None]:
@@ -462,12 +480,22 @@ class ModelWorker:
             if emit is not None and s:
                 emit(ResponseDelta(job.response_id, s))
 
+        if job.text_only:  # a fresh context holding only the system prompt (generation/responses.py)
+            return self.backend.new_context().generate(
+                job.prompt,
+                max_new_tokens=max(self.settings.max_new_tokens, TEXT_ONLY_TOKENS),
+                should_stop=job.cancel.is_set,
+                on_text=on_text,
+            )
+        recalled = job.recall.segment() if job.recall is not None else None
+        extra = {"recalled": recalled} if recalled is not None else {}  # past moments (timeline/recall.py)
         try:
             return lane.memory.answer(
                 job.prompt,
                 max_new_tokens=self.settings.max_new_tokens,
                 should_stop=job.cancel.is_set,
                 on_text=on_text,
+                **extra,
             )
         finally:
             lane.snapshot()  # the answer went into the context (kv_tokens)
@@ -504,37 +532,9 @@ class ModelWorker:
         code: str | None = None,
         repeat_yes: bool = True,
     ) -> None:
-        """On the loop, after a job's generation ended (here, or in the remote responder): its done event, TTFT,
-        the watch's state, the event log. `code`: the protocol error code of a failure. `repeat_yes` False: a watch
-        is pushed only when its answer turns to yes (checks on new frames, not at a scene change)."""
-        if result is None:
-            done = ResponseDone(job.response_id, ResponseStatus.FAILED, text="", error=error or "cancelled", code=code)
-        else:
-            status = ResponseStatus.CANCELLED if result.stopped else ResponseStatus.COMPLETED
-            done = ResponseDone(
-                job.response_id,
-                status,
-                text=result.text,
-                prompt_tokens=result.prompt_tokens,
-                completion_tokens=result.completion_tokens,
-                ttft_ms=round(result.ttft_ms, 2),
-            )
-            self.service.record_ttft(result.ttft_ms)
-        delivered = True
-        if job.kind is ResponseKind.WATCH:  # pushed only when the answer is yes
-            delivered = result is not None and not result.stopped and bool(_YES.match(result.text))
-            held = job.watch_id is not None and self.service.watch_holds.get(job.watch_id) is True
-            if result is not None and not result.stopped:  # yes or no: the watch's state (Home Assistant)
-                self.service.watch_answered(job.watch_id, delivered)
-            if held and not repeat_yes:
-                delivered = False  # still yes: said already
-            if delivered:
-                job.sink(job.created_event())
-                job.sink(ResponseDelta(job.response_id, result.text))  # type: ignore[union-attr]
-        if delivered:
-            job.sink(done)
-            if self._on_response is not None:
-                self._on_response(job, result, error)
+        """On the loop, after a job's generation ended (here, or in the remote responder): generation/response_end.py
+        (done event with citations, TTFT, the watch's state, the event log)."""
+        self.ending.finish(job, result, error, code=code, repeat_yes=repeat_yes)
 
     def _timing(self, job: ResponseJob, started: float, first_token: float | None) -> None:
         walls = self._declared.pop((job.camera, job.scene or 0), None)
@@ -547,6 +547,8 @@ class ModelWorker:
 
     def _publish(self, outcomes: list[FrameOutcome]) -> None:
         for o in outcomes:
+            if o.closed and self.on_entries is not None:
+                self.on_entries(o.closed)
             step = o.step
             guard = self.guards[o.camera]
             if step is None:

@@ -16,15 +16,21 @@ from typing import Any
 from livesight.daemon.frame_slots import FrameSlots
 from livesight.daemon.generation.queue import GenerationBudget, GenerationQueue
 from livesight.daemon.generation.responses import ResponseJob
+from livesight.daemon.generation.summary_jobs import summary_events
 from livesight.daemon.hub import EventHub, HubSubscription
 from livesight.errors import contain, contained_counts
+from livesight.model.backend import RecallRoom
 from livesight.protocols.contract.api import (
     InvalidRequestError,
     LimitExceededError,
     StatsSnapshot,
+    SummaryEnd,
+    SummaryEvent,
     UnknownCameraError,
     WatchInfo,
 )
+from livesight.timeline.recall import Recall, Recaller
+from livesight.timeline.summary import Summaries
 from livesight.types import (
     CameraCounters,
     CameraSnapshot,
@@ -97,6 +103,11 @@ class Service:
         self.ttft_ms: list[float] = []  # recent TTFTs (bounded), for stats
         self.frames = FrameSlots()  # what the model saw last, per camera (written by the model worker)
         self.watch_holds: dict[str, bool] = {}  # watch id → its last answer (yes = True)
+        self.summaries: Summaries | None = None  # with a timeline (set by the app): summaries of past periods
+        # recall of past timeline entries into questions (set by the app when there is a timeline): the recaller,
+        # and per camera what its memory leaves a recall (where the live window starts, the prompt room)
+        self.recaller: Recaller | None = None
+        self.recall_rooms: dict[str, Callable[[], RecallRoom]] = {}
 
     # ---- ServiceAPI ----------------------------------------------------------------------------------------
 
@@ -185,9 +196,18 @@ class Service:
             raise InvalidRequestError("empty question")
         if len(text) > MAX_QUESTION_CHARS:
             raise InvalidRequestError(f"question longer than {MAX_QUESTION_CHARS} characters")
+        summaries = self.summaries
+        window = await summaries.window_of(text) if summaries is not None else None
+        if summaries is not None and window is not None:  # "what happened in the last hour?": a summary of it
+            async for sev in summary_events(summaries, self.responses, cam, *window, query_id=query_id):
+                yield sev.done if isinstance(sev, SummaryEnd) else sev
+            return
         # Bounded by construction: a response has at most max_new_tokens deltas plus created/done.
         events: asyncio.Queue[ResponseEvent] = asyncio.Queue()
-        job = ResponseJob(camera=cam, kind=ResponseKind.QUERY, prompt=text, sink=events.put_nowait, query_id=query_id)
+        recall = await self._recall(cam, text)
+        job = ResponseJob(
+            camera=cam, kind=ResponseKind.QUERY, prompt=text, sink=events.put_nowait, query_id=query_id, recall=recall
+        )
         self.responses.put(job)  # BusyError when full
         events.put_nowait(job.created_event())
         try:
@@ -200,8 +220,38 @@ class Service:
             if not job.done:
                 self.responses.cancel(job.response_id)
 
+    async def _recall(self, camera: str, text: str) -> Recall | None:
+        """The past entries to recall into a question (timeline/recall.py), fitted to the prompt room its camera's
+        memory leaves; in a thread (dateparser, SQLite, JPEG files). A failure recalls nothing, never fails the
+        question."""
+        recaller = self.recaller
+        if recaller is None:
+            return None
+        room_of = self.recall_rooms.get(camera)
+
+        def work() -> Recall:
+            room = room_of() if room_of is not None else RecallRoom(None, 1 << 30, 0)
+            found = recaller.recall(text, camera=camera, now=time.time(), live_start=room.live_start)
+            return found.fit(room.budget_tokens, lambda _img: room.image_tokens)
+
+        try:
+            return await asyncio.to_thread(work)
+        except Exception as e:  # the timeline is an extra: the question is answered from the live window alone
+            contain("service.recall", e, log, f"recall for a question on {camera}")
+            return None
+
     def cancel(self, response_id: str) -> bool:
         return self.responses.cancel(response_id)
+
+    async def summary(self, *, camera: str, start: float, end: float) -> AsyncIterator[SummaryEvent]:
+        """SummarySource (GET /api/cameras/<id>/summary): a summary of [start, end] from the timeline's captions."""
+        cam = self._camera(camera)
+        if self.summaries is None:
+            raise InvalidRequestError("this node keeps no timeline (memory.database, memory.timeline.enabled)")
+        if not end > start:
+            raise InvalidRequestError(f"'to' must be after 'from' (from {start}, to {end})")
+        async for ev in summary_events(self.summaries, self.responses, cam, start, end):
+            yield ev
 
     def add_watch(self, *, camera: str | None, text: str, watch_id: str) -> None:
         cam = self._camera(camera)

@@ -10,6 +10,13 @@ declared `offline` by its last will after 1.5 x its MQTT keepalive.
 Anyone who may publish on the broker can write these topics, so a `camera.info` carries `sig`, an HMAC-SHA256 of its
 other fields keyed with the fleet's credential (`fleet.node_token`), when the node has one: a gateway holding the same
 credential uses only what it can verify (`verify_camera_info`), and takes node addresses from its config first.
+
+A signed copy recorded on the broker would still verify later (a replay of a node that has gone or moved), so every
+announcement also signs its freshness: `issued` (the node's clock when it published), `boot` (a random name of the
+node's run) and `seq` (the run's announcement counter, increasing). A node re-announces every camera every
+`fleet.announce_interval_s`; a gateway refuses one issued longer ago than `fleet.announce_max_age_s` (default twice the
+interval) or later than now, beyond CLOCK_SKEW_S either way, and one whose counter does not move past the last it took
+from the same run (gateway/directory.py).
 """
 
 from __future__ import annotations
@@ -28,6 +35,9 @@ ONLINE = b"online"
 OFFLINE = b"offline"
 MAX_INFO_BYTES = 4096  # a camera.info payload larger than this is ignored
 SIG_PREFIX = "hmac-sha256:"
+CLOCK_SKEW_S = 30.0  # the clocks of a node and the gateway may differ this much either way
+MAX_SEQ = 2**53  # an announcement counter beyond this is malformed (JSON numbers stay exact below it)
+BOOT_PATTERN = re.compile(r"^[A-Za-z0-9]{1,32}$")
 
 
 def node_available_topic(prefix: str, node: str) -> str:
@@ -52,7 +62,22 @@ class CameraInfo:
     reason: str
     wall_time: float
     random_weights: bool = False  # the node's model has random weights (the tiny test model)
+    issued: float = math.nan  # when the node published it (its clock, Unix seconds; NaN: undated, an older node)
+    boot: str = ""  # a random name of the node's run (a restart takes a new one)
+    seq: int = 0  # the run's announcement counter (increases with every announcement of the node)
     sig: str | None = None  # as received: SIG_PREFIX + hex HMAC of the other fields (None: unsigned)
+
+    def same_news(self, other: CameraInfo) -> bool:
+        """The same announcement content, whatever its freshness (a periodic re-announcement of what was known)."""
+        return (self.camera, self.node, self.url, self.model, self.state, self.reason, self.random_weights) == (
+            other.camera,
+            other.node,
+            other.url,
+            other.model,
+            other.state,
+            other.reason,
+            other.random_weights,
+        )
 
 
 def encode_camera_info(info: CameraInfo, *, key: str | None = None) -> dict[str, Any]:
@@ -86,6 +111,9 @@ def _unsigned(info: CameraInfo) -> dict[str, Any]:
         "state": info.state,
         "reason": info.reason,
         "wall_time": round(info.wall_time, 6) if math.isfinite(info.wall_time) else None,
+        "issued": round(info.issued, 6) if math.isfinite(info.issued) else None,
+        "boot": info.boot,
+        "seq": info.seq,
     }
 
 
@@ -106,14 +134,25 @@ def decode_camera_info(payload: bytes) -> CameraInfo | None:
         return None
     if not fields["url"].startswith(("ws://", "wss://")):
         return None
-    wall = obj.get("wall_time")
+    boot, seq = obj.get("boot", ""), obj.get("seq", 0)
+    if not isinstance(boot, str) or (boot and not BOOT_PATTERN.match(boot)):
+        return None
+    if not isinstance(seq, int) or isinstance(seq, bool) or not 0 <= seq < MAX_SEQ:
+        return None
     sig = obj.get("sig")
     return CameraInfo(
-        wall_time=float(wall) if isinstance(wall, int | float) and not isinstance(wall, bool) else math.nan,
+        wall_time=_time(obj.get("wall_time")),
         random_weights=obj.get("random_weights") is True,
+        issued=_time(obj.get("issued")),
+        boot=boot,
+        seq=seq,
         sig=sig if isinstance(sig, str) and len(sig) <= 128 else None,
         **fields,
     )
+
+
+def _time(v: Any) -> float:
+    return float(v) if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) else math.nan
 
 
 def parse_topic(prefix: str, topic: str) -> tuple[str, str] | None:

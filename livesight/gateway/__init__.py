@@ -8,7 +8,8 @@ hub.py           every client over the links: link ids mapped per client, broadc
 fleet_service.py one client's view: the fleet as a ServiceAPI, so the daemon's session core and OpenAI routes run on it
 response_ids.py  a client never sees two live answers share an id
 session.py       one WebSocket client: the daemon's ClientSession over its FleetService
-pictures.py      /api/cameras/… relayed from the camera's node (httpx, bounded)
+api/             the HTTP API: /api/cameras/… relayed from the camera's node (pictures, scenes, summaries), the fleet's
+                 /api/scenes (every node asked, merged; a node down named) and keyframes (api/node_http.py: httpx)
 stats.py         the fleet-wide `stats` event, paced (pure)
 health.py        /healthz and /metrics, built once per change
 server.py        the port: WebSocket, page, health, metrics, pictures, /v1

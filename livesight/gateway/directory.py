@@ -10,7 +10,14 @@ Trust (docs/fleet.md, "Trust"): anyone who may publish on the broker can write t
   (`fleet.node_token`), or, in a fleet without a credential (loopback only), when it names a loopback address;
 - with a credential, an announcement that does not verify is ignored whole (owner, state, address) and counted
   (`untrusted`); so is one naming a node that is not in `fleet.nodes` (every node of the fleet is listed there: a
-  daemon refuses to start as a node that is not), and such a node's availability.
+  daemon refuses to start as a node that is not), and such a node's availability;
+- a signed copy recorded on the broker and replayed later verifies too, so an announcement must be fresh
+  (fleet/topics.py): issued no longer ago than `Trust.max_age_s` (2 × the nodes' announce interval by default) nor later
+  than now, beyond CLOCK_SKEW_S either way (`stale`, `future`); with a credential, dated at all (`undated`); and its
+  counter must move past the last one taken from the same run of the node (`replayed`: a lower or equal `seq` of the
+  same `boot`, a run the node has since left, or an announcement older than one taken from another run). A node that
+  restarts starts a new run (a new `boot`, its counter from 1) with a newer issue time: taken. Refusals are counted
+  by reason (`refused`, in the gateway's /healthz and /metrics) and logged once per camera and reason.
 
 Every lookup is O(1) (dicts and per-node indexes kept on each change): /healthz and /metrics cost O(cameras), never
 O(cameras²). Waiting for changes: `await directory.wait_changed(version)` returns once the version moved past it.
@@ -20,7 +27,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
+from collections import Counter, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
@@ -32,6 +42,8 @@ log = logging.getLogger(__name__)
 
 MAX_NODES = 1024
 MAX_CAMERAS = 16384
+DEFAULT_MAX_AGE_S = 120.0  # 2 × the nodes' default announce interval (fleet.announce_interval_s: 60 s)
+OLD_RUNS_KEPT = 8  # per node: the runs (boots) it has left, whose announcements are replays
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +70,7 @@ class Trust:
     urls: dict[str, str] = field(default_factory=dict)
     template: str | None = None
     key: str | None = None
+    max_age_s: float = DEFAULT_MAX_AGE_S  # an announcement issued longer ago (beyond the clock skew) is stale
 
     def configured(self, node: str) -> str | None:
         url = self.urls.get(node)
@@ -81,9 +94,17 @@ def _loopback_url(url: str) -> bool:
 
 
 class Directory:
-    def __init__(self, expected: dict[str, str], *, nodes: list[str] | None = None, trust: Trust | None = None) -> None:
+    def __init__(
+        self,
+        expected: dict[str, str],
+        *,
+        nodes: list[str] | None = None,
+        trust: Trust | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self._expected = dict(expected)  # camera → owner by the fleet config
         self.trust = trust or Trust()
+        self.clock = clock  # wall clock, compared with the nodes' issue times
         self.nodes: dict[str, NodeState] = {n: NodeState(False, time.time()) for n in (nodes or [])}
         self._fleet = set(nodes) if nodes is not None else None  # the only nodes there are (None: any)
         self.infos: dict[str, CameraInfo] = {}
@@ -92,6 +113,9 @@ class Directory:
         self.version = 0
         self.ignored = 0  # malformed or over-limit directory messages
         self.untrusted = 0  # announcements that did not verify with the fleet's credential (ignored)
+        self.refused: Counter[str] = Counter()  # reason (untrusted|foreign|stale|future|undated|replayed) → count
+        self._taken: dict[str, CameraInfo] = {}  # camera → the last announcement taken (kept when it is cleared)
+        self._left: dict[str, deque[str]] = {}  # node → runs (boots) it has left: their announcements are replays
         self._changed = asyncio.Event()
         # indexes, kept on every change
         self._by_node: dict[str, set[str]] = {}  # node → cameras it owns (config or announcement)
@@ -99,7 +123,7 @@ class Directory:
             self._by_node.setdefault(node, set()).add(cam)
         self._announced: dict[str, str] = {}  # node → URL of its newest trusted announcement
         self._cameras: list[str] | None = list(self._expected)  # cached cameras() (None: rebuild)
-        self._warned: set[str] = set()
+        self._warned: set[tuple[str, str]] = set()  # (camera, reason) refusals logged
 
     # ---- updates (mqtt_watch.py) ---------------------------------------------------------------------------
 
@@ -127,22 +151,68 @@ class Directory:
         foreign = self._fleet is not None and info.node not in self._fleet
         if foreign or (self.trust.key is not None and not topics.verify_camera_info(info, self.trust.key)):
             self.untrusted += 1
-            if key not in self._warned and len(self._warned) < 1000:
-                self._warned.add(key)
-                why = f"names node {info.node!r}, not one of fleet.nodes" if foreign else "not signed by the fleet"
-                log.warning("directory: ignoring an announcement of camera %s: %s", key, why)
+            why = f"names node {info.node!r}, not one of fleet.nodes" if foreign else "not signed by the fleet"
+            self._refuse(key, "foreign" if foreign else "untrusted", why)
+            return False
+        old = self.infos.get(key)
+        if old == info:
+            return False  # the same message again (a retained copy after a reconnect)
+        stale = self._not_fresh(key, info)
+        if stale is not None:
+            self._refuse(key, *stale)
             return False
         if key not in self.infos and len(self.infos) >= MAX_CAMERAS:
             self.ignored += 1
             return False
-        old = self.infos.get(key)
-        if old == info:
-            return False
+        self._took(key, info)
         self.infos[key] = info
+        if old is not None and old.same_news(info):
+            return False  # a periodic re-announcement: fresher, nothing else changed
         self._reindex(key, old, info)
         if info.node not in self.nodes and len(self.nodes) < MAX_NODES:
             self.nodes[info.node] = NodeState(False, time.time())  # its availability message may follow
         return self._changed_if(True)
+
+    def _not_fresh(self, camera: str, info: CameraInfo) -> tuple[str, str] | None:
+        """(reason, why) when the announcement is not fresh (module docstring), else None."""
+        skew = topics.CLOCK_SKEW_S
+        if math.isnan(info.issued):
+            if self.trust.key is not None:  # signed fleets date every announcement: an undated one is an old copy
+                return "undated", "it carries no issue time (a node of an older version, or an old copy)"
+            return None  # an older node in a fleet without a credential (loopback only): nothing to judge it by
+        age = self.clock() - info.issued
+        if age > self.trust.max_age_s + skew:
+            return "stale", f"issued {age:.0f} s ago (more than {self.trust.max_age_s:g} s: a replayed copy?)"
+        if age < -skew:
+            return "future", f"issued {-age:.0f} s from now (the node's clock is off?)"
+        last = self._taken.get(camera)
+        if last is None or math.isnan(last.issued):
+            return None
+        if info.boot == last.boot and info.node == last.node:
+            if info.seq <= last.seq:
+                return "replayed", f"its counter {info.seq} is not past {last.seq} (already taken from this run)"
+            return None
+        if info.boot in self._left.get(info.node, ()):
+            return "replayed", f"its run {info.boot} has ended (node {info.node} restarted since)"
+        if info.issued < last.issued - skew:
+            return "replayed", "older than the announcement taken from another run"
+        return None
+
+    def _took(self, camera: str, info: CameraInfo) -> None:
+        """Remember the announcement taken (for replays); a new run of its node ends the node's previous one."""
+        last = self._taken.get(camera)
+        if last is not None and last.node == info.node and last.boot != info.boot and last.boot:
+            left = self._left.setdefault(info.node, deque(maxlen=OLD_RUNS_KEPT))
+            if last.boot not in left:
+                left.append(last.boot)
+        if camera in self._taken or len(self._taken) < MAX_CAMERAS:
+            self._taken[camera] = info
+
+    def _refuse(self, camera: str, reason: str, why: str) -> None:
+        self.refused[reason] += 1
+        if (camera, reason) not in self._warned and len(self._warned) < 1000:
+            self._warned.add((camera, reason))
+            log.warning("directory: ignoring an announcement of camera %s (%s): %s", camera, reason, why)
 
     def _reindex(self, camera: str, old: CameraInfo | None, new: CameraInfo | None) -> None:
         before = old.node if old is not None else self._expected.get(camera)

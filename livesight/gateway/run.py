@@ -43,7 +43,7 @@ def load_config_for(args: argparse.Namespace) -> GatewayConfig:
 def build_directory(cfg: GatewayConfig) -> Directory:
     fleet = cfg.fleet
     urls = {n.id: n.url for n in fleet.nodes if not isinstance(n, str) and n.url is not None}
-    trust = Trust(urls=urls, template=fleet.node_url, key=fleet.token)
+    trust = Trust(urls=urls, template=fleet.node_url, key=fleet.token, max_age_s=fleet.max_age_s)
     return Directory(assignment(cfg), nodes=fleet.node_ids, trust=trust)
 
 

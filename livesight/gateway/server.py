@@ -10,7 +10,8 @@ routes):
 - the WebSocket protocol: one GatewaySession per client (session.py), all of them over one link per node (hub.py);
 - `/v1/` (the OpenAI-compatible API): the daemon's own OpenAIRoutes over a FleetService, so questions go over the
   same links and the answers have the daemon's shapes; a camera whose node is down gets 503 `camera_unavailable`;
-- `/api/cameras/…` (pictures): relayed from the camera's node (pictures.py);
+- `/api/cameras/…` (pictures, scenes, summaries): relayed from the camera's node (api/pictures.py); `/api/scenes`
+  asks every node and merges, naming the nodes missing; keyframes come from the node that holds them (api/scenes.py);
 - `/`: the daemon's page; `/healthz`, `/metrics`: built from the directory and the links in O(cameras), only when
   something changed and at most every HEALTH_EVERY_S / METRICS_EVERY_S (health.py).
 
@@ -31,21 +32,24 @@ from typing import Any
 from prometheus_client import Counter, Gauge
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
+from starlette.routing import Route
 
 from livesight.config import ServerConfig
+from livesight.gateway.api.node_http import NodeHTTP
+from livesight.gateway.api.pictures import PictureProxy
+from livesight.gateway.api.scenes import FleetScenes
 from livesight.gateway.directory import Directory
 from livesight.gateway.fleet_service import FleetService
 from livesight.gateway.health import HealthCache
 from livesight.gateway.hub import UpstreamHub
-from livesight.gateway.pictures import PictureProxy
 from livesight.gateway.session import GatewaySession
 from livesight.protocols.contract.api import StatsSnapshot
-from livesight.protocols.web.access import Gatekeeper, Rule
+from livesight.protocols.web.access import Gatekeeper
 from livesight.protocols.web.http_routes import load_static, page_routes
 from livesight.protocols.web.metrics import PartsCollector, ServerMetrics
 from livesight.protocols.web.openai_routes import PREFIX as OPENAI_PREFIX
 from livesight.protocols.web.openai_routes import OpenAIRoutes
-from livesight.protocols.web.server import build_app
+from livesight.protocols.web.server import access_rules, build_app
 from livesight.protocols.web.transport import Transport
 from livesight.protocols.web.ws_endpoint import WSConn, WSEndpoint
 from livesight.protocols.web.ws_session import ClientLimits
@@ -96,6 +100,15 @@ class _LinkCollector(Collector):
             "camera announcements ignored: not signed with the fleet's credential",
             value=float(self.server.directory.untrusted),
         )
+        refused = CounterMetricFamily(
+            "livesight_gateway_directory_refused",
+            "camera announcements refused, by reason: untrusted (not signed by the fleet), foreign (a node not in "
+            "fleet.nodes), stale, future, undated (no fresh issue time), replayed (a counter already taken)",
+            labels=["reason"],
+        )
+        for reason, n in sorted(dict(self.server.directory.refused).items()):
+            refused.add_metric([reason], float(n))
+        yield refused
         yield CounterMetricFamily(
             "livesight_gateway_unroutable",
             "node events for a question or watch no client holds any more",
@@ -155,9 +168,11 @@ class GatewayServer:
         )
         self.http_service.proactive = False
         self.openai = OpenAIRoutes(self.http_service, max_body=cfg.max_message_bytes)  # type: ignore[arg-type]
-        self.pictures = PictureProxy(self.hub, token=node_token, same_origin_only=self.gate.same_origin_only)
+        self.node_http = NodeHTTP(self.hub, token=node_token)  # /api/…: the nodes' /fleet/api/ (gateway/api/)
+        self.pictures = PictureProxy(self.node_http, same_origin_only=self.gate.same_origin_only)
+        self.scenes = FleetScenes(self.node_http, same_origin_only=self.gate.same_origin_only)
         self.metrics.server.registry.register(
-            PartsCollector(self.openai.counters, _PictureCounters(self.pictures), gate=self.gate)
+            PartsCollector(self.openai.counters, _PictureCounters(self.pictures, self.scenes), gate=self.gate)
         )
         self.ws = WSEndpoint(
             make_session=self._session,
@@ -187,17 +202,17 @@ class GatewayServer:
         static = await asyncio.to_thread(load_static, None)
         page = page_routes(health=self.health, metrics=self._metrics, static=static)
         page = [r for r in page if getattr(r, "path", "") not in ("/healthz", "/metrics")]  # health.py's instead
-        routes = self.health_cache.routes() + self.pictures.routes() + page
-        rules = [
-            Rule("/metrics", token=True),
-            Rule(OPENAI_PREFIX, origin=True, token=True, refuse=self.openai.refuse),
-            Rule("/api/", origin=True, token=True),
+        api = [
+            Route("/api/scenes", self.scenes.search),
+            Route("/api/timeline/{rest:path}", self.scenes.keyframe),
+            Route("/api/{rest:path}", self.pictures.endpoint),
         ]
+        routes = self.health_cache.routes() + api + page
         app = build_app(
             gate=self.gate,
             routes=routes,
             ws=self.ws,
-            rules=rules,
+            rules=access_rules(openai_refuse=self.openai.refuse),  # the node's own (a /v1/ answer holds a client slot)
             mounts={OPENAI_PREFIX: self.openai},
             server_header=SERVER_HEADER,
         )
@@ -219,7 +234,7 @@ class GatewayServer:
         await self.ws.close_all()
         await transport.stop()
         await self._stop_hub()
-        await self.pictures.close()
+        await self.node_http.close()
 
     async def _stop_hub(self) -> None:
         self.hub.unregister(self.http_service)
@@ -277,6 +292,7 @@ class GatewayServer:
                 "prefix": self.prefix,
                 "ignored": d.ignored,
                 "untrusted": d.untrusted,
+                "refused": dict(sorted(d.refused.items())),
             },
             "links": {
                 "connected": sum(1 for lk in hub.links.values() if lk.connected),
@@ -304,8 +320,10 @@ class GatewayServer:
 class _PictureCounters:
     """The picture proxy's counters as an ImageSource's `counters()` (for the metrics' PartsCollector)."""
 
-    def __init__(self, proxy: PictureProxy) -> None:
+    def __init__(self, proxy: PictureProxy, scenes: FleetScenes) -> None:
         self.proxy = proxy
+        self.scenes = scenes
 
     def counters(self) -> dict[str, int]:
-        return dataclasses.asdict(self.proxy.counters)
+        scenes = {f"scenes_{k}": v for k, v in dataclasses.asdict(self.scenes.counters).items()}
+        return {**dataclasses.asdict(self.proxy.counters), **scenes}

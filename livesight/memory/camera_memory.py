@@ -30,7 +30,7 @@ import torch
 
 from livesight.config import MemoryConfig
 from livesight.memory.event_log import EventLog
-from livesight.model.backend import Backend, ContextMark, GenerationResult, LLMContext
+from livesight.model.backend import Backend, ContextMark, GenerationResult, LLMContext, Recalled, RecallRoom
 from livesight.types import DTDStep, SceneChange
 
 log = logging.getLogger(__name__)
@@ -240,8 +240,22 @@ class CameraMemory:
         max_new_tokens: int,
         should_stop: Callable[[], bool] = lambda: False,
         on_text: Callable[[str], None] | None = None,
+        recalled: Recalled | None = None,
     ) -> GenerationResult:
-        return self.ctx.generate(question, max_new_tokens=max_new_tokens, should_stop=should_stop, on_text=on_text)
+        """Answer from the live context; `recalled` past moments go after it and before the question (rolled back
+        with it: the live context's cache is reused as is)."""
+        extra = {"recalled": recalled} if recalled is not None else {}
+        return self.ctx.generate(
+            question, max_new_tokens=max_new_tokens, should_stop=should_stop, on_text=on_text, **extra
+        )
+
+    def recall_room(self) -> RecallRoom:
+        """Where the live window starts and the tokens a recall may add to a question (the token budget's room left
+        by the live window). Read from the event loop: a consistent-enough moment (a copy of the segment list)."""
+        segments = list(self.segments)
+        live = next((s.start_wall for s in segments if s.stage != "caption"), segments[-1].start_wall)
+        gh, gw = self.backend.info.grid_hw
+        return RecallRoom(live, max(0, self.budget - self.visual_tokens), gh * gw + 2)
 
     def maintenance_step(self) -> bool:
         """Advance a pending context rebuild by one chunk. True when there was work."""

@@ -18,6 +18,7 @@ guards the state; a request holds references to immutable images, so it is built
 
 from __future__ import annotations
 
+import io
 import logging
 import threading
 import time
@@ -27,11 +28,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from PIL import Image
 
 from livesight.config import MemoryConfig, ModelConfig
 from livesight.memory.event_log import EventLog
-from livesight.memory.remote_images import FeedGate, RemoteImage, render_images
-from livesight.model.backend import GenerationResult
+from livesight.memory.remote_images import FeedGate, RemoteImage, data_url, image_tokens, render_images
+from livesight.model.backend import GenerationResult, Recalled, RecallRoom
 from livesight.types import DTDStep, SceneChange
 
 log = logging.getLogger(__name__)
@@ -44,7 +46,16 @@ GUIDE = (
 CAPTION_PROMPT = "Describe what happened in this scene in one short sentence."
 CAPTION_CHARS = 240
 TIMELINE_CHARS = 1200  # captions text in one request (the newest lines that fit, ~10): bounds request size over time
+RECALL_IMAGE_TOKENS = 400  # what a recalled keyframe (≤ 640 px, memory.timeline.keyframe_px) costs a server, about
+RECALL_TEXT_TOKENS = 600  # the recalled lines' share of a question's request
 PENDING_CAPTIONS = 8  # closed scenes waiting for their caption (more: the oldest is given up, counted)
+
+
+def jpeg_tokens(jpeg: bytes, token_px: int) -> int:
+    """Estimated image tokens of a JPEG (its size from the header)."""
+    with Image.open(io.BytesIO(jpeg)) as im:
+        w, h = im.size
+    return image_tokens(w, h, token_px)
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,14 +233,43 @@ class RemoteMemory:
 
     # ---- requests (event loop) ---------------------------------------------------------------------------
 
-    def question_request(self, question: str) -> RemoteRequest:
+    def question_request(self, question: str, recalled: Recalled | None = None) -> RemoteRequest:
+        """The question's request; `recalled` past moments (timeline/recall.py) go after the live content and before
+        the question — their lines, then each keyframe after a text part with its time — and take the places of the
+        oldest live images (the request stays within model.images_per_request)."""
+        extra = list(recalled.images[: self.cfg.images_per_request - 1]) if recalled is not None else []
         with self._lock:
-            images = self._window(list(self._recent), self.cfg.images_per_request)
+            images = self._window(list(self._recent), self.cfg.images_per_request - len(extra))
             timeline = self._timeline()
         intro = f"Camera {self.camera}."
         if timeline:
             intro += " Earlier scenes, oldest first:\n" + timeline
-        return self._request(intro, images, f"Question: {question}")
+        after: list[dict[str, Any]] = []
+        if recalled is not None:
+            after.append({"type": "text", "text": recalled.text})
+            for img in extra:
+                after.append({"type": "text", "text": img.label})
+                after.append({"type": "image_url", "image_url": {"url": data_url(img.jpeg)}})
+        req = self._request(intro, images, f"Question: {question}", after=after)
+        if not extra:
+            return req
+        tokens = sum(jpeg_tokens(i.jpeg, self.token_px) for i in extra)
+        return RemoteRequest(
+            req.messages,
+            images=req.images + len(extra),
+            image_bytes=req.image_bytes + sum(len(i.jpeg) for i in extra),
+            image_tokens=req.image_tokens + tokens,
+            new_image_tokens=req.new_image_tokens + tokens,
+        )
+
+    def recall_room(self) -> RecallRoom:
+        """Where the live window starts (the oldest image held) and what a recall may add: up to half a request's
+        images (model.images_per_request) with their lines."""
+        with self._lock:
+            held = [*self._recent, *([self._anchor] if self._anchor is not None else [])]
+            live = min((i.wall_time for i in held), default=self._scene.start_wall)
+        images = max(1, self.cfg.images_per_request // 2)
+        return RecallRoom(live, images * RECALL_IMAGE_TOKENS + RECALL_TEXT_TOKENS, RECALL_IMAGE_TOKENS)
 
     def caption_request(self, closed: ClosedScene) -> RemoteRequest:
         images = self._window(closed.images, self.cfg.images_per_request, spread=True)
@@ -239,11 +279,14 @@ class RemoteMemory:
         )
         return self._request(intro, images, CAPTION_PROMPT)
 
-    def _request(self, intro: str, images: list[RemoteImage], last: str) -> RemoteRequest:
+    def _request(
+        self, intro: str, images: list[RemoteImage], last: str, *, after: list[dict[str, Any]] | None = None
+    ) -> RemoteRequest:
         content: list[dict[str, Any]] = [{"type": "text", "text": intro}]
         for img in images:
             content.append({"type": "text", "text": img.label()})
             content.append({"type": "image_url", "image_url": {"url": img.data_url}})
+        content.extend(after or [])
         content.append({"type": "text", "text": last})
         messages = [{"role": "system", "content": self.system_prompt}, {"role": "user", "content": content}]
         with self._lock:

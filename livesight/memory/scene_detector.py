@@ -24,8 +24,12 @@ Every frame is evidence, encoder-skipped ones included (a still shot is a long r
 - flat pictures (black, white, uniform: thumbnail spread < `flat_level` grey levels) carry no content. A picture
   that goes flat (lens covered, lights off) is a boundary at once, at the first flat frame, when it is confirmed:
   by the cut tap (its next frame is flat too) or by the next sampled frame; a flat blip shorter than that is
-  ignored. Content within `min_scene_s` after such a boundary (a fade or gap through black) belongs to the scene
-  it started; content after a longer flat run starts another scene. A flat run in a scene younger than
+  ignored. Content within `min_scene_s` after such a boundary belongs to the scene it started when it fades in (a
+  fade through black); a hard cut out of black (the content arrives at full contrast: the next frame's spread is
+  not higher by more than FADE_IN) after at least BLACK_SCENE_S of black is a boundary of its own, at the first
+  content frame (the tap's cut, when it saw one) — the black scene and the one after it are two entries, the black
+  one is not where the content's scene starts. A shorter black gap between two shots stays one boundary. Content
+  after a longer flat run starts another scene. A flat run in a scene younger than
   `min_scene_s` is a scene of its own once it lasts `min_scene_s`. A stream that starts flat stays no boundary;
   when it was flat for at least 1 s, the first content starts a new scene.
 - gaps (`missed` > 0: sampled frames the detector did not see — dropped because the model worker fell behind, or
@@ -70,6 +74,8 @@ FLAT_START_S = 1.0  # a stream starting flat for this long has a boundary at its
 EPS = 1e-6  # seconds: 5.52 - 3.52 is 1.9999999999999996, and a 2 s scene sampled every 0.5 s is 2 s long
 RING = 128  # bound on the thumbnails kept for the gradual test (gradual_s x fps; 5 fps x 10 s = 50)
 TAP_EVENTS = 64  # confirmed tap events not yet reached by a sampled frame
+BLACK_SCENE_S = 0.5  # a black run at least this long, left by a hard cut, is a scene of its own (shorter: a gap)
+FADE_IN = 1.25  # content whose next frame's spread is higher by more than this factor is fading in, not cut in
 
 
 @dataclass
@@ -83,6 +89,7 @@ class _Pending:
     ref_hist: np.ndarray | None = None  # the old scene's
     gradual: bool = False  # confirmed once the transition has settled (the frames stop changing)
     last: np.ndarray | None = None  # gradual: the previous frame's picture
+    cut_in: float | None = None  # a cut out of a young black scene: the candidate's thumbnail spread (grey levels)
 
 
 class SceneDetector:
@@ -110,6 +117,7 @@ class SceneDetector:
         self._prev_hist: np.ndarray | None = None  # …and its colour histogram
         self._h1: deque[float] = deque(maxlen=cfg.window)  # frame-to-frame histogram changes
         self._hist = np.zeros(3 * HIST_BINS, np.float32)  # the current frame's
+        self._spread = 0.0  # the current frame's thumbnail spread (grey levels)
         self._pending: _Pending | None = None
         self._flat_since: float | None = None  # start of the current flat run
         self._flat_scene = False  # the current scene is a flat one (declared, or the stream started flat)
@@ -152,7 +160,9 @@ class SceneDetector:
         self._tap_between(step.pts)
         gap = missed > 0 and self._last_pts is not None
         self.gaps += gap
-        z = normalise(thumbnail(frame), self.cfg.flat_level)
+        thumb = thumbnail(frame)
+        self._spread = float(thumb.std())
+        z = normalise(thumb, self.cfg.flat_level)
         if z is not None:
             self._hist = histogram(frame)
         if self._scene_start is None:
@@ -188,7 +198,17 @@ class SceneDetector:
             p.last = z
             return None
         self._pending = None
-        if p.ref is None:
+        if p.cut_in is not None:  # out of a young black scene: a cut when the content is not still fading in
+            if z is None:  # black again: the black scene goes on
+                self._flat_scene = self._flat_at_once = True
+                self._flat_since = step.pts
+                return None
+            if self._spread > FADE_IN * p.cut_in:
+                assert self._scene_start is not None  # fading in: the content belongs to the black scene
+                self._restart(self._scene_start, z, self._hist)
+                return None
+            confirmed = z is not None
+        elif p.ref is None:
             confirmed = z is not None
         else:
             confirmed = (
@@ -292,12 +312,17 @@ class SceneDetector:
         return self._declare(start, wall, 0.0, tap.confirmed_wall if tap is not None else None)
 
     def _after_flat(self, z: np.ndarray, step: DTDStep) -> None:
-        flat_scene, at_once, before = self._flat_scene, self._flat_at_once, self._prev
+        flat_scene, at_once, before, since = self._flat_scene, self._flat_at_once, self._prev, self._flat_since
         self._flat_since = None
         self._flat_scene = self._flat_at_once = False
-        if flat_scene and at_once and self._young(step.pts):  # a short dark spell (a fade or gap through black,
-            assert self._scene_start is not None  # lights off and on): the content belongs to the scene it started
-            self._restart(self._scene_start, z, self._hist)
+        if flat_scene and at_once and self._young(step.pts):  # a short dark spell
+            assert self._scene_start is not None and since is not None
+            tap = self._tap_cut  # the decoder saw the content arrive (0.1 s resolution): it starts there
+            pts, wall = (tap.pts, tap.wall_time) if tap is not None and tap.pts > since else (step.pts, step.wall_time)
+            if pts - since >= BLACK_SCENE_S - EPS:  # it lasted: a cut out of it is a boundary (confirmed below)
+                self._pending = _Pending(pts, wall, 0.0, None, z, self._hist, cut_in=self._spread)
+                return
+            self._restart(self._scene_start, z, self._hist)  # a gap through black: the scene it started
             return
         if flat_scene:  # content after a flat scene: always a new scene
             self._pending = _Pending(step.pts, step.wall_time, 0.0, None, z, self._hist)

@@ -66,6 +66,34 @@ class ContextMark:
     state: Any = None  # whatever else the backend needs to answer as of the mark
 
 
+@dataclass(frozen=True, slots=True)
+class RecalledImage:
+    """A past keyframe recalled into one answer: shown after `label` (its time as text)."""
+
+    label: str  # e.g. "Keyframe at 14:03:40:"
+    jpeg: bytes  # the stored JPEG
+
+
+@dataclass(frozen=True, slots=True)
+class Recalled:
+    """Past moments recalled into one answer (livesight/timeline/recall.py): `text` (time-stamped caption lines),
+    then each image after its time. A context appends them after its cached live window and before the question, and
+    rolls them back with the question: the live window's cache is reused, never re-prefilled."""
+
+    text: str
+    images: tuple[RecalledImage, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class RecallRoom:
+    """What a camera's memory leaves a recall: entries that ended after `live_start` (wall time) are still in view;
+    `budget_tokens` the prompt tokens a recall may add; `image_tokens` what one recalled image costs."""
+
+    live_start: float | None
+    budget_tokens: int
+    image_tokens: int
+
+
 # (tokens [n, D], t_seconds, grid_hw, keep [n] bool): the arguments of one append_frame call
 FrameAppend = tuple[Tokens, float, tuple[int, int], np.ndarray]
 
@@ -106,9 +134,12 @@ class LLMContext(Protocol):
         should_stop: Callable[[], bool] = lambda: False,
         on_text: Callable[[str], None] | None = None,
         as_of: ContextMark | None = None,
+        recalled: Recalled | None = None,
     ) -> GenerationResult:
         """Answer `question` from the cache (greedy). `on_text` gets decoded text deltas as they come. `as_of` (a
-        mark of this context): answer as the context stood at the mark (what came after it is not seen)."""
+        mark of this context): answer as the context stood at the mark (what came after it is not seen).
+        `recalled`: past moments appended after the cache and before the question, rolled back with it (their
+        tokens count in the result's prompt_tokens)."""
         ...
 
     def mark(self) -> ContextMark:
@@ -137,3 +168,34 @@ class Backend(Protocol):
     def new_context(self) -> LLMContext:
         """A fresh context holding the system prompt."""
         ...
+
+    def describe(
+        self, images: Sequence[np.ndarray], prompt: str, *, max_new_tokens: int, times: Sequence[float] | None = None
+    ) -> GenerationResult:
+        """Answer `prompt` about a few stills ([H, W, 3] uint8, oldest first; `times`: their stream times in seconds)
+        in a context of their own: a past scene's keyframes, captioned later (timeline/backfill.py). The live
+        contexts are not touched. Blocking (a backend whose generation is remote raises: it has an async way)."""
+        ...
+
+
+def describe_stills(
+    backend: Backend,
+    images: Sequence[np.ndarray],
+    prompt: str,
+    *,
+    max_new_tokens: int,
+    times: Sequence[float] | None = None,
+) -> GenerationResult:
+    """`Backend.describe` for a backend with a vision encoder and contexts: the stills are prepared, encoded in one
+    batch and appended whole to a fresh context (one vision segment, at their times), then `prompt` is answered."""
+    if not images:
+        raise ValueError("describe: no images")
+    if times is not None and len(times) != len(images):
+        raise ValueError(f"describe: {len(times)} times for {len(images)} images")
+    t = [float(x) - float(times[0]) for x in times] if times is not None else [float(i) for i in range(len(images))]
+    t = [max(x, t[i - 1] if i else 0.0) for i, x in enumerate(t)]  # never back in time
+    encoded = backend.encode([backend.prepare(img) for img in images])
+    ctx = backend.new_context()
+    whole = [np.ones(e.grid_hw[0] * e.grid_hw[1], bool) for e in encoded]
+    ctx.append_frames([(e.tokens, ti, e.grid_hw, k) for e, ti, k in zip(encoded, t, whole, strict=True)])
+    return ctx.generate(prompt, max_new_tokens=max_new_tokens)

@@ -8,6 +8,10 @@ Layout of the cached sequence (Qwen chat format):
 
 A question is prefilled on top — `<|vision_end|>{question}<|im_end|>\n<|im_start|>assistant\n` — and answered
 greedily; then the cache is cropped back, so a question costs its own tokens only and leaves the context unchanged.
+Past moments recalled into a question (`generate(recalled=…)`, timeline/recall.py) go between the two, after the
+cached live window — their caption lines as text, then each keyframe after its time as text, as an image of its own
+(`<|vision_start|>` image tokens `<|vision_end|>`, through the vision tower) — and are cropped back with the question:
+the live window's cache is reused, never re-prefilled.
 
 M-RoPE positions (original Qwen2.5-VL convention): a vision segment opened at position s gives a token of the frame
 at time t, grid cell (r, c) the ids (s + ⌊(t - t0)·tokens_per_second⌋, s + r, s + c), t0 being the segment's first
@@ -23,12 +27,16 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from typing import TypeAlias
 
 import numpy as np
 import torch
 from transformers import DynamicCache, PreTrainedTokenizerBase, Qwen2_5_VLForConditionalGeneration
 
-from livesight.model.backend import ContextMark, GenerationResult
+from livesight.model.backend import ContextMark, GenerationResult, Recalled
+
+# a JPEG → its LLM-input tokens [n, D] and grid (gh, gw), through the backend's vision tower
+ImageEncoder: TypeAlias = Callable[[bytes], tuple[torch.Tensor, tuple[int, int]]]
 
 PREFILL_CHUNK = 2048  # tokens per forward pass when prefilling many tokens (bounds activation memory)
 
@@ -42,8 +50,10 @@ class QwenContext:
         *,
         tokens_per_second: float,
         max_gap_s: float = 2.0,
+        image_encoder: ImageEncoder | None = None,
     ) -> None:
         self._model = model
+        self._encode_image = image_encoder
         self._tok = tokenizer
         self._lm = model.model.language_model
         self._embed = model.model.get_input_embeddings()
@@ -59,6 +69,7 @@ class QwenContext:
         self._last_hidden: torch.Tensor | None = None
         self._eos = {tokenizer.convert_tokens_to_ids(t) for t in ("<|im_end|>", "<|endoftext|>")}
         self.frames = 0
+        self.prefilled_tokens = 0  # every token ever prefilled into this cache (tests: nothing is re-prefilled)
         self._hole: tuple[int, int] | None = None  # cache slots a generation as of a mark must not attend to
         self._append_ids(self._ids(f"<|im_start|>system\n{system_prompt}<|im_end|>\n<|im_start|>user\n"))
 
@@ -161,10 +172,12 @@ class QwenContext:
         should_stop: Callable[[], bool] = lambda: False,
         on_text: Callable[[str], None] | None = None,
         as_of: ContextMark | None = None,
+        recalled: Recalled | None = None,
     ) -> GenerationResult:
         """Answer greedily from the cache. `as_of` (a mark of this context): answer as the context stood then —
         what was appended since is masked out and the answer's positions continue from the mark's, so the tokens
-        are those generate() would have given at the mark (a scene's caption, generated later)."""
+        are those generate() would have given at the mark (a scene's caption, generated later). `recalled`: past
+        moments prefilled after the cache and before the question, cropped back with it."""
         t0 = time.perf_counter()
         n0, max0, last0 = self.n_tokens, self._max_pos, self._last_hidden
         seg_open = self._seg_start is not None
@@ -173,13 +186,16 @@ class QwenContext:
         if as_of is not None and as_of.n_tokens < n0:
             self._hole = (as_of.n_tokens, n0)
             self._max_pos, seg_open = as_of.max_position, as_of.vision_open
-        prompt = ("<|vision_end|>" if seg_open else "") + question
-        ids = self._ids(f"{prompt}<|im_end|>\n<|im_start|>assistant\n")
+        prefix = "<|vision_end|>" if seg_open else ""
+        ids = self._ids(f"{'' if recalled else prefix}{question}<|im_end|>\n<|im_start|>assistant\n")
         generated: list[int] = []
         emitted = ""
         ttft = 0.0
         stopped = False
+        recalled_tokens = 0
         try:
+            if recalled is not None:
+                recalled_tokens = self._append_recalled(prefix, recalled)
             self._append_ids(ids)
             for step in range(max_new_tokens):
                 if should_stop():
@@ -209,11 +225,30 @@ class QwenContext:
             on_text(final[len(emitted) :])
         return GenerationResult(
             text=final,
-            prompt_tokens=len(ids),
+            prompt_tokens=len(ids) + recalled_tokens,
             completion_tokens=len(generated),
             ttft_ms=ttft or (time.perf_counter() - t0) * 1000,
             stopped=stopped,
         )
+
+    def _append_recalled(self, prefix: str, recalled: Recalled) -> int:
+        """Prefill recalled moments on top of the cache (the caller crops them): the lines, then each image after its
+        time, as an image of its own at Qwen2.5-VL's image positions (t = s, h = s + row, w = s + col). Returns the
+        tokens added."""
+        n0 = self.n_tokens
+        self._append_ids(self._ids(f"{prefix}\n{recalled.text}\n"))
+        for img in recalled.images:
+            if self._encode_image is None:
+                raise RuntimeError("this context has no image encoder: it cannot be shown recalled keyframes")
+            tokens, (gh, gw) = self._encode_image(img.jpeg)
+            self._append_ids(self._ids(f"{img.label}<|vision_start|>"))
+            s = self._max_pos + 1
+            rows = torch.arange(gh).view(gh, 1).expand(gh, gw).reshape(-1)
+            cols = torch.arange(gw).view(1, gw).expand(gh, gw).reshape(-1)
+            pos = torch.stack([torch.full_like(rows, s), rows + s, cols + s])
+            self._prefill(tokens.to(self._device, self._dtype), pos)
+            self._append_ids(self._ids("<|vision_end|>\n"))
+        return self.n_tokens - n0
 
     # ---- internals ---------------------------------------------------------------------------------------
 
@@ -230,6 +265,7 @@ class QwenContext:
     @torch.inference_mode()
     def _prefill(self, embeds: torch.Tensor, positions: torch.Tensor) -> None:
         """embeds [k, D], positions [3, k] → KV cache; keeps the last hidden state for the next logits."""
+        self.prefilled_tokens += int(embeds.shape[0])
         for a in range(0, embeds.shape[0], PREFILL_CHUNK):
             e = embeds[a : a + PREFILL_CHUNK].unsqueeze(0)
             p = positions[:, a : a + PREFILL_CHUNK].unsqueeze(1).to(self._device)  # [3, 1, k]

@@ -5,9 +5,11 @@ test path in milliseconds.
   14×14 quarters scaled to [-1, 1] (numpy; handed over as a torch tensor, the type of the contract);
 - context: counts what it is given (text tokens = words, visual tokens = kept cells) and the bytes a KV cache of
   that size would hold here (K and V, float32, D per token);
-- answers: a template naming what it holds — or, for a question starting with `say:`, the rest of the question
-  verbatim (tests script exact answers that way, e.g. `say: yes, a person` makes a watch fire). One word per token,
-  streamed, capped at max_new_tokens; `token_delay_s` slows it down (tests of cancel and busy).
+- answers: a template naming what it holds (and, first, what was recalled into the question: "Recalled N images
+  (their labels) and: <the recalled lines>", so tests see recall reach the model; the last recalled segments are kept
+  in `EchoContext.recalled_seen`) — or, for a question starting with `say:`, the rest of the question verbatim
+  (tests script exact answers that way, e.g. `say: yes, a person` makes a watch fire). One word per token, streamed,
+  capped at max_new_tokens; `token_delay_s` slows it down (tests of cancel and busy).
 
     model:
       backend: echo          # takes no preset or path
@@ -16,13 +18,22 @@ test path in milliseconds.
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
 
 from livesight.config import ModelConfig
-from livesight.model.backend import ContextMark, EncodedFrame, FrameAppend, GenerationResult, ModelInfo
+from livesight.model.backend import (
+    ContextMark,
+    EncodedFrame,
+    FrameAppend,
+    GenerationResult,
+    ModelInfo,
+    Recalled,
+    describe_stills,
+)
 from livesight.model.vision_input import prepare
 
 TOKEN_PX = 28
@@ -47,6 +58,7 @@ class EchoContext:
         self._text_tokens = len(system_prompt.split())
         self._max_pos = self._text_tokens - 1
         self._delay = token_delay_s
+        self.recalled_seen: deque[Recalled] = deque(maxlen=16)  # what recent questions were given (tests)
 
     @property
     def n_tokens(self) -> int:
@@ -88,13 +100,17 @@ class EchoContext:
     def mark(self) -> ContextMark:
         return ContextMark(self, self.n_tokens, self._max_pos, False, (self.frames, self.visual_tokens, self.last_pts))
 
-    def answer_text(self, question: str, as_of: ContextMark | None = None) -> str:
+    def answer_text(self, question: str, as_of: ContextMark | None = None, recalled: Recalled | None = None) -> str:
         q = question.strip()
         if q.lower().startswith(SAY):
             return q[len(SAY) :].strip()
         frames, visual, last = (self.frames, self.visual_tokens, self.last_pts) if as_of is None else as_of.state
         when = f", the latest at {last:.1f} s" if last is not None else ""
-        return f"I hold {frames} frames ({visual} visual tokens{when}). You asked: {q}"
+        told = ""
+        if recalled is not None:
+            labels = " ".join(i.label for i in recalled.images)
+            told = f"Recalled {len(recalled.images)} images ({labels}) and: {recalled.text} "
+        return f"{told}I hold {frames} frames ({visual} visual tokens{when}). You asked: {q}"
 
     def generate(
         self,
@@ -104,11 +120,14 @@ class EchoContext:
         should_stop: Callable[[], bool] = lambda: False,
         on_text: Callable[[str], None] | None = None,
         as_of: ContextMark | None = None,
+        recalled: Recalled | None = None,
     ) -> GenerationResult:
         if as_of is not None and as_of.owner is not self:
             raise ValueError("generate(as_of=…) got a mark of another context")
         t0 = time.perf_counter()
-        words = self.answer_text(question, as_of).split()[:max_new_tokens]
+        if recalled is not None:
+            self.recalled_seen.append(recalled)
+        words = self.answer_text(question, as_of, recalled).split()[:max_new_tokens]
         out: list[str] = []
         ttft = 0.0
         stopped = False
@@ -158,6 +177,12 @@ class EchoBackend:
 
     def new_context(self) -> EchoContext:
         return EchoContext(self._system_prompt, token_delay_s=self.token_delay_s)
+
+    def describe(
+        self, images: Sequence[np.ndarray], prompt: str, *, max_new_tokens: int, times: Sequence[float] | None = None
+    ) -> GenerationResult:
+        """A fresh context given the stills: its answer names what it holds (or says what `say:` asks)."""
+        return describe_stills(self, images, prompt, max_new_tokens=max_new_tokens, times=times)
 
 
 def load_backend(cfg: ModelConfig) -> EchoBackend:

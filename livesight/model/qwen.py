@@ -6,6 +6,7 @@ with `from_pretrained(..., local_files_only=True)`: from a directory or the loca
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 from collections.abc import Sequence
@@ -13,11 +14,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 from transformers import AutoTokenizer, PreTrainedTokenizerBase, Qwen2_5_VLForConditionalGeneration
 
 from livesight.config import ModelConfig
 from livesight.errors import ModelLoadError
-from livesight.model.backend import EncodedFrame, ModelInfo
+from livesight.model.backend import EncodedFrame, GenerationResult, ModelInfo, describe_stills
 from livesight.model.context import QwenContext
 from livesight.model.still_patches import StillPatchEmbed, patchify_still
 from livesight.model.vision_input import CLIP_MEAN, CLIP_STD, prepare
@@ -102,10 +104,28 @@ class QwenBackend:
             for t, g in zip(out.pooler_output, grid_thw, strict=True)
         ]
 
+    def encode_jpeg(self, jpeg: bytes) -> tuple[torch.Tensor, tuple[int, int]]:
+        """A stored JPEG (a recalled keyframe) → its tokens [n, D] and grid, as a streamed frame of it would be."""
+        with Image.open(io.BytesIO(jpeg)) as im:
+            rgb = np.asarray(im.convert("RGB"))
+        enc = self.encode([self.prepare(rgb)])[0]
+        return enc.tokens, enc.grid_hw
+
     def new_context(self) -> QwenContext:
         return QwenContext(
-            self.model, self.tokenizer, self._system_prompt, tokens_per_second=self.info.tokens_per_second
+            self.model,
+            self.tokenizer,
+            self._system_prompt,
+            tokens_per_second=self.info.tokens_per_second,
+            image_encoder=self.encode_jpeg,
         )
+
+    @torch.inference_mode()
+    def describe(
+        self, images: Sequence[np.ndarray], prompt: str, *, max_new_tokens: int, times: Sequence[float] | None = None
+    ) -> GenerationResult:
+        """The stills through the vision tower into a fresh context, then `prompt` answered (live ones untouched)."""
+        return describe_stills(self, images, prompt, max_new_tokens=max_new_tokens, times=times)
 
 
 def model_threads(cfg: ModelConfig) -> int:

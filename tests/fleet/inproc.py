@@ -10,14 +10,16 @@ import contextlib
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import UTC
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from websockets.asyncio.client import ClientConnection
 
-from livesight.config import MQTTConfig, ReconnectConfig, ServerConfig
+from livesight.config import MQTTConfig, ReconnectConfig, ServerConfig, TimelineConfig
 from livesight.daemon.images import Images, ThumbnailStore
+from livesight.daemon.timeline.face import TimelineFace
 from livesight.gateway.directory import Directory, Trust
 from livesight.gateway.mqtt_watch import DirectoryWatcher
 from livesight.gateway.server import GatewayServer
@@ -27,6 +29,8 @@ from livesight.protocols.mqtt.fleet_announcer import FleetAnnouncer
 from livesight.protocols.web.fleet_link import FleetLink
 from livesight.protocols.web.server import WebServer
 from livesight.protocols.web.ws_session import ClientLimits
+from livesight.timeline.store import TimelineStore, keyframe_dir
+from livesight.timeline.summary import Summaries
 from livesight.types import SceneChange
 from tests.helpers import eventually, recv_until
 from tests.mosquitto import Mosquitto
@@ -45,6 +49,7 @@ class Node:
     bridge: MQTTBridge
     images: Images
     event_log: EventLog | None = None
+    timeline: TimelineStore | None = None
 
     async def stop(self) -> None:
         """A clean stop: the bridge says offline, the server closes its clients, the model worker stops."""
@@ -56,6 +61,8 @@ class Node:
         finally:
             await self.pipe.stop()
             await self.images.close()
+            if self.timeline is not None:
+                self.timeline.close()
             if self.event_log is not None:
                 self.event_log.close()
 
@@ -78,21 +85,30 @@ async def start_node(
     token: str | None = None,
     fleet_token: str | None = None,
     pictures: Path | None = None,
+    timeline: bool = False,
 ) -> Node:
     """A node: the daemon's web face (with the gateway's link, /fleet, and its pictures) and MQTT bridge (announcing
     its cameras, signed with the fleet's credential when given) over the real Service and model worker, echo backend.
-    With `pictures` (a directory) it keeps an event log and scene thumbnails there."""
+    With `pictures` (a directory) it keeps an event log and scene thumbnails there; with `timeline` too, a timeline
+    store beside them, served (/api/scenes, keyframes) and summarised (service.summaries)."""
     cams = [c for c, n in OWNERS.items() if n == name]
     pipe = pipeline(cams).start()
     log = EventLog(pictures / f"{name}.sqlite") if pictures is not None else None
     store = ThumbnailStore(pictures / f"{name}.thumbnails", 100) if pictures is not None else None
     images = Images(cams, pipe.service.frames, store=store, event_log=log)
     await images.start()
+    tl = None
+    if timeline and log is not None and pictures is not None:
+        tl = TimelineStore(log, keyframe_dir(str(pictures / f"{name}.sqlite")), TimelineConfig())
+        tl.open()
+        pipe.service.summaries = Summaries(tl.between, zone=UTC)
     server = WebServer(
         pipe.service,
         ServerConfig(host="127.0.0.1", port=0, auth_token=token),
         images=images,
         fleet_link=FleetLink(fleet_token),
+        summaries=pipe.service,  # 400 "keeps no timeline" without service.summaries
+        timeline=TimelineFace(tl, cams, store) if tl is not None else None,
     )
     try:
         port = await server.start()
@@ -106,7 +122,7 @@ async def start_node(
     task = asyncio.create_task(bridge.run(), name=f"bridge-{name}")
     async with asyncio.timeout(10):
         await bridge.connected.wait()
-    return Node(name, pipe, server, task, bridge, images, log)
+    return Node(name, pipe, server, task, bridge, images, log, tl)
 
 
 @dataclass

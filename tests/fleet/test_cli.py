@@ -106,6 +106,12 @@ def test_the_gateway_config_needs_no_model_and_keeps_the_fleets_credential_apart
     assert ok.fleet.token == "fleet-credential-0123" and "fleet-credential" not in repr(ok)  # a secret: never shown
     with pytest.raises(ConfigError, match=r"fleet.node_token"):  # the same rule for the nodes (the file is shared)
         parse_config({**base, "model": {"backend": "echo"}, "fleet": fleet, "server": beyond})
+    with pytest.raises(ConfigError, match=r"server.allowed_origins: '\*' needs server.auth_token .*hijacking"):
+        parse_gateway_config({**base, "fleet": fleet, "server": {"allowed_origins": ["*"]}})  # as for a daemon
+    assert cfg.fleet.max_age_s == 120.0  # announcements: 2 x the 60 s interval by default
+    short = {**fleet, "announce_interval_s": 60, "announce_max_age_s": 10}
+    with pytest.raises(ConfigError, match=r"fleet: announce_max_age_s \(10\) is shorter than announce_interval_s"):
+        parse_gateway_config({**base, "fleet": short})
     with pytest.raises(ConfigError, match=r"fleet.nodes.*not a valid node id"):
         parse_gateway_config({**base, "fleet": {"nodes": ["a", "no spaces"]}})
     with pytest.raises(ConfigError, match=r"fleet.node_url"):

@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
+import math
+import time
+
+import pytest
 
 from livesight.fleet import topics
 from livesight.gateway.directory import Directory, Trust
 
 P = "ls"
 KEY = "fleet-secret-0123456789"
+
+
+_SEQ = itertools.count(1)
 
 
 def info(
@@ -19,8 +27,24 @@ def info(
     state: str = "live",
     wall: float = 1.0,
     key: str | None = None,
+    *,
+    issued: float | None = None,
+    boot: str = "run1",
+    seq: int | None = None,
 ) -> bytes:
-    ci = topics.CameraInfo(camera, node, url, "tiny-random", state, "", wall)
+    """An announcement as a node publishes it: issued now (unless given), the next count of its run."""
+    ci = topics.CameraInfo(
+        camera,
+        node,
+        url,
+        "tiny-random",
+        state,
+        "",
+        wall,
+        issued=time.time() if issued is None else issued,
+        boot=boot,
+        seq=next(_SEQ) if seq is None else seq,
+    )
     return json.dumps(topics.encode_camera_info(ci, key=key)).encode()
 
 
@@ -99,7 +123,9 @@ def test_signature_covers_every_field() -> None:
     signed = topics.decode_camera_info(json.dumps(topics.encode_camera_info(ci, key=KEY)).encode())
     assert signed is not None and topics.verify_camera_info(signed, KEY)
     assert not topics.verify_camera_info(signed, "another-key-123456")
-    for field, value in (("url", "ws://10.6.6.6:1"), ("node", "b"), ("state", "failed"), ("wall_time", 6.0)):
+    ci = topics.CameraInfo("door", "a", "ws://10.0.0.1:1", "m", "live", "", 5.0, issued=7.0, boot="r1", seq=3)
+    fields = (("url", "ws://10.6.6.6:1"), ("node", "b"), ("state", "failed"), ("wall_time", 6.0))
+    for field, value in (*fields, ("issued", 1e10), ("boot", "r2"), ("seq", 4)):
         obj = json.loads(json.dumps(topics.encode_camera_info(ci, key=KEY)))
         obj[field] = value  # the signature of the original, a field changed
         forged = topics.decode_camera_info(json.dumps(obj).encode())
@@ -125,3 +151,79 @@ async def test_wait_changed_wakes_on_a_change() -> None:
     assert not waiter.done()
     d.set_node("a", True)
     assert await asyncio.wait_for(waiter, 1) == v + 1
+
+
+class Clock:
+    def __init__(self, t: float = 1_000_000.0) -> None:
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def fleet(clock: Clock, key: str | None = KEY) -> Directory:
+    return Directory({"door": "a"}, nodes=["a", "b"], trust=Trust(key=key, max_age_s=120.0), clock=clock)
+
+
+def test_a_signed_announcement_must_be_fresh() -> None:
+    """Issued within max_age_s (+ the clock skew) of the gateway's clock, and not from the future beyond the skew."""
+    c = Clock()
+    d = fleet(c)
+    skew = topics.CLOCK_SKEW_S
+    assert d.apply(P, "ls/door/info", info("door", "a", "ws://10.0.0.1:1", key=KEY, issued=c.t - 120 - skew + 1))
+    assert not d.apply(P, "ls/door/info", info("door", "b", "ws://10.0.0.2:1", key=KEY, issued=c.t - 120 - skew - 1))
+    assert not d.apply(P, "ls/door/info", info("door", "b", "ws://10.0.0.2:1", key=KEY, issued=c.t + skew + 1))
+    assert d.apply(P, "ls/door/info", info("door", "b", "ws://10.0.0.2:1", key=KEY, issued=c.t + skew - 1))
+    assert d.refused == {"stale": 1, "future": 1}
+    undated = topics.CameraInfo("door", "a", "ws://10.0.0.1:1", "m", "live", "", 1.0, boot="run1", seq=10**6)
+    assert math.isnan(undated.issued)
+    assert not d.apply(P, "ls/door/info", json.dumps(topics.encode_camera_info(undated, key=KEY)).encode())
+    assert d.refused["undated"] == 1 and d.owner("door") == "b"
+
+
+def test_a_replayed_counter_is_refused_and_a_restart_is_taken() -> None:
+    c = Clock()
+    d = fleet(c)
+    first = info("door", "a", "ws://10.0.0.1:1", key=KEY, issued=c.t, boot="run1", seq=5)
+    assert d.apply(P, "ls/door/info", first)
+    stopped = info("door", "a", "ws://10.0.0.1:1", "unavailable", key=KEY, issued=c.t + 1, boot="run1", seq=6)
+    assert d.apply(P, "ls/door/info", stopped)
+    assert not d.apply(P, "ls/door/info", first)  # recorded, replayed within the window: its counter was taken
+    again = info("door", "a", "ws://10.0.0.1:1", "live", key=KEY, issued=c.t + 2, boot="run1", seq=6)
+    assert not d.apply(P, "ls/door/info", again)  # the same count with other content: a forgery of a replay
+    assert d.refused == {"replayed": 2} and d.infos["door"].state == "unavailable"
+    assert not d.apply(P, "ls/door/info", stopped)  # the very message taken, again (a retained copy): no change
+    assert d.refused == {"replayed": 2}
+    # the node restarts (a new run, its counter from 1), maybe elsewhere: taken
+    c.t += 30
+    moved = info("door", "a", "ws://10.0.0.9:1", key=KEY, issued=c.t, boot="run2", seq=1)
+    assert d.apply(P, "ls/door/info", moved) and d.url("a") == "ws://10.0.0.9:1"
+    assert not d.apply(P, "ls/door/info", first)  # the run it left: a replay, though not yet stale
+    assert d.refused == {"replayed": 3}
+    c.t += 200  # later: the old copy is stale as well
+    assert not d.apply(P, "ls/door/info", info("door", "a", "ws://10.0.0.1:1", key=KEY, issued=c.t - 230, seq=99))
+    assert d.refused["stale"] == 1 and d.url("a") == "ws://10.0.0.9:1"
+
+
+def test_a_periodic_re_announcement_refreshes_without_a_change() -> None:
+    c = Clock()
+    d = fleet(c)
+    assert d.apply(P, "ls/door/info", info("door", "a", key=KEY, issued=c.t, seq=1))
+    v = d.version
+    c.t += 60
+    assert not d.apply(P, "ls/door/info", info("door", "a", key=KEY, issued=c.t, seq=2))  # nothing new to tell
+    assert d.version == v and d.infos["door"].seq == 2 and not d.refused
+
+
+@pytest.mark.parametrize("key", [None, KEY])
+def test_freshness_holds_without_a_credential_too_but_undated_is_taken_there(key: str | None) -> None:
+    c = Clock()
+    d = fleet(c, key)
+    old = topics.CameraInfo("door", "a", "ws://127.0.0.1:1", "m", "live", "", 1.0)  # an older node: no issue time
+    taken = d.apply(P, "ls/door/info", json.dumps(topics.encode_camera_info(old, key=key)).encode())
+    assert taken == (key is None)
+    assert not d.apply(P, "ls/door/info", info("door", "a", key=key, issued=c.t - 1000))
+    assert d.refused["stale"] == 1
+    if key is None:  # an older node's next state: undated, uncounted, taken as before
+        later = topics.CameraInfo("door", "a", "ws://127.0.0.1:1", "m", "failed", "", 2.0)
+        assert d.apply(P, "ls/door/info", json.dumps(topics.encode_camera_info(later)).encode())

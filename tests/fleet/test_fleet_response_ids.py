@@ -10,6 +10,8 @@ non-empty answers.
 from __future__ import annotations
 
 import asyncio
+import os
+import re
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -19,6 +21,7 @@ from websockets.asyncio.client import connect
 
 from tests.fleet.procs import DEMO_FLEET_CONFIG, OWNERS, Proc, gateway, node, write_config
 from tests.fleet.test_fleet_e2e import CHROMIUM, HAVE_CHROMIUM, Client, health_until
+from tests.helpers import http_get
 from tests.mosquitto import MOSQUITTO, Mosquitto
 
 pytestmark = [
@@ -71,11 +74,21 @@ async def test_answers_through_the_gateway_never_share_an_id(broker: Mosquitto, 
         queries, proactive = check_ids(client.events)
         assert queries == ROUNDS * len(OWNERS)
         assert proactive > 0, "proactive answers (a cut every 5 s) flowed beside the questions"
+        # each node mints ids in its own space: not one id clashed at the gateway (none was renamed to pass)
+        status, _, body = await http_get(gw_port, "/metrics")
+        assert status == 200
+        clashes = re.search(rb"^livesight_gateway_response_id_clashes_total (\S+)$", body, re.M)
+        assert clashes is not None and float(clashes[1]) == 0, clashes
         if HAVE_CHROMIUM:
             await _page_asks_two_nodes_at_once(gw_port)
     finally:
         codes = [p.stop() for p in procs]
     assert codes[2] == 0, "".join(procs[2].lines[-30:])
+    if not HAVE_CHROMIUM:  # the chat page part did not run: a failure in CI, where Chromium must be installed
+        why = f"the chat page part needs Chromium ({CHROMIUM}: scripts/system-deps.sh)"
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail(f"CI: {why}")
+        pytest.skip(f"the ids were checked; {why}")
 
 
 async def _page_asks_two_nodes_at_once(port: int) -> None:

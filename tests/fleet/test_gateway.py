@@ -6,15 +6,22 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from pathlib import Path
 
 import pytest
 from websockets.asyncio.client import connect
 
+from livesight.config import RecallConfig
+from livesight.protocols.contract.events import encode_citation
 from livesight.protocols.web.ws_session import ClientLimits
+from livesight.timeline.recall import Recaller
+from livesight.types import Citation, keyframe_url
 from tests.fleet.inproc import OWNERS, Gateway, Node, echoed, feed, gateway, hello, linked, of_type, start_node
 from tests.helpers import eventually, http_get, recv_until
 from tests.mosquitto import MOSQUITTO, Mosquitto
+from tests.timeline.conftest import close_store, open_store
+from tests.timeline.plant import plant
 
 pytestmark = [
     pytest.mark.mqtt,
@@ -297,3 +304,79 @@ async def test_a_client_that_never_reads_is_dropped(broker: Mosquitto, prefix: s
     finally:
         for n in nodes.values():
             await n.stop()
+
+
+async def test_v1_answers_through_the_gateway_count_in_max_clients(broker: Mosquitto, prefix: str) -> None:
+    """As on a node (docs/security.md): max_clients streamed /v1/ answers held open through the gateway, and the next
+    /v1/ request (or WebSocket) is refused 503 with Retry-After and the error code too_many_clients."""
+    import threading
+
+    from websockets.exceptions import InvalidStatus
+
+    from tests.helpers import parse_response, request_head
+
+    nodes = {n: await start_node(n, broker, prefix) for n in ("a", "b")}
+    gate = nodes["a"].pipe.backend.gate = threading.Event()  # node a's answers wait: they stay open
+    held: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+    try:
+        async with gateway(broker, prefix, max_clients=2) as gw:
+            await linked(gw, "a", "b")
+
+            async def ask(camera: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+                body = json.dumps(
+                    {"model": camera, "stream": True, "messages": [{"role": "user", "content": "hold on"}]}
+                ).encode()
+                headers = {"Content-Type": "application/json", "Content-Length": str(len(body))}
+                reader, writer = await asyncio.open_connection("127.0.0.1", gw.port)
+                held.append((reader, writer))
+                writer.write(request_head(gw.port, "POST", "/v1/chat/completions", headers) + body)
+                await writer.drain()
+                return reader, writer
+
+            for cam in ("cam1", "cam2"):  # node a's two cameras: both answers start (and wait at the gate)
+                await ask(cam)
+            await eventually(lambda: len(nodes["a"].pipe.backend.asked) == 2, 10, "both questions at node a")
+            reader, _ = await ask("cam3")
+            status, hdrs, data = parse_response(await asyncio.wait_for(reader.read(), 10))
+            assert status == 503 and int(hdrs["retry-after"]) > 0, (status, hdrs, data)
+            assert json.loads(data)["error"]["code"] == "too_many_clients"
+            with pytest.raises(InvalidStatus) as refused:  # the WebSocket clients share the same slots
+                async with connect(gw.url):
+                    pass
+            assert refused.value.response.status_code == 503
+            assert gw.server.gate.refused["clients"] == 2
+            gate.set()  # the held answers complete, and give their slots back
+            for reader, _ in held[:2]:
+                status, _, data = parse_response(await asyncio.wait_for(reader.read(), 10))
+                assert status == 200 and b"data: [DONE]" in data
+            await eventually(lambda: gw.server.gate.clients == 0, 5, "the slots given back")
+            async with connect(gw.url) as ws:
+                await hello(ws)
+    finally:
+        gate.set()
+        for _, writer in held:
+            writer.close()
+            await writer.wait_closed()
+        for n in nodes.values():
+            await n.stop()
+
+
+async def test_citations_reach_the_client_through_the_gateway(
+    fleet: tuple[dict[str, Node], Gateway], tmp_path: Path
+) -> None:
+    """A node's answer that recalled past scenes: their citations reach the gateway's client unchanged."""
+    nodes, gw = fleet
+    store = open_store(tmp_path / "b.sqlite")
+    try:
+        van = (await plant(store, time.time(), camera="cam3"))["van"]
+        nodes["b"].pipe.service.recaller = Recaller(store, RecallConfig(timezone="UTC"))
+        async with connect(gw.url) as ws:
+            await hello(ws)
+            await ws.send(
+                json.dumps({"type": "query", "id": "v1", "text": "when did the red van come?", "camera": "cam3"})
+            )
+            done, _ = await recv_until(ws, of_type("response.done", query_id="v1"))
+        want = Citation("cam3", van.scene, van.id, van.pts, van.wall_time, keyframe_url(van.id, 0))
+        assert done["status"] == "completed" and done["citations"] == [encode_citation(want)]
+    finally:
+        close_store(store)

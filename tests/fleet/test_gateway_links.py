@@ -6,7 +6,8 @@ the real gateway, real websockets clients).
   clients that use the same query and watch ids get their own answers and hits (ids are mapped per link);
 - each client's proactive switch holds; the link's own switch is on while any client wants proactive answers;
 - a link that goes down fails only what was in flight on it, with `camera_unavailable`; the other node's answers go on;
-- a listener announced on the broker for a real camera gets no connection and no credential.
+- a listener announced on the broker for a real camera gets no connection and no credential;
+- a node's signed announcement recorded from the broker and replayed after the node stopped is refused.
 """
 
 from __future__ import annotations
@@ -218,3 +219,65 @@ async def test_a_configured_address_wins_over_any_announcement(broker: Mosquitto
     finally:
         for n in nodes.values():
             await n.stop()
+
+
+async def _recorded(broker: Mosquitto, topic: str) -> bytes:
+    """What anyone who may subscribe can record: the retained message on `topic`."""
+    async with aiomqtt.Client("127.0.0.1", broker.port) as c:
+        await c.subscribe(topic, qos=1)
+        async with asyncio.timeout(5):
+            async for message in c.messages:
+                assert isinstance(message.payload, bytes)
+                return message.payload
+    raise AssertionError(f"nothing retained on {topic}")
+
+
+async def _publish(broker: Mosquitto, topic: str, payload: bytes) -> None:
+    async with aiomqtt.Client("127.0.0.1", broker.port) as c:
+        await c.publish(topic, payload, qos=1, retain=True)
+
+
+async def test_a_recorded_announcement_replayed_after_the_node_stopped_is_refused(
+    broker: Mosquitto, prefix: str
+) -> None:
+    """Node a's signed announcement of cam1, recorded from the broker while it ran, replayed after it stopped: at once
+    (its counter was passed by the node's own `unavailable`) it is refused as replayed, later as stale; the directory
+    keeps what the node last said, and counts the refusals by reason (/healthz, /metrics). The node restarting (a new
+    run, its counter from 1) is believed again."""
+    node = await start_node("a", broker, prefix, fleet_token=FLEET_TOKEN)
+    topic = topics.camera_info_topic(prefix, "cam1")
+    try:
+        recorded = await _recorded(broker, topic)
+        copy = topics.decode_camera_info(recorded)
+        assert copy is not None and copy.state == "live" and copy.sig is not None  # signed, dated: a valid copy
+        async with gateway(broker, prefix, fleet_token=FLEET_TOKEN) as gw:
+            d = gw.directory
+            await linked(gw, "a")
+            await node.stop()  # a clean stop: cam1 `unavailable`, node a offline
+            await eventually(lambda: d.infos["cam1"].state == "unavailable", 10, "the node's last word")
+            await _publish(broker, topic, recorded)
+            refused = lambda: getattr(d, "refused", {})  # noqa: E731
+            await eventually(lambda: refused() or d.infos["cam1"].state != "unavailable", 5, "the replay read")
+            assert d.infos["cam1"].state == "unavailable" and refused() == {"replayed": 1}
+            await _publish(broker, topic, b"")  # cleared (as by anyone): the directory forgets the camera's info…
+            await eventually(lambda: "cam1" not in d.infos, 5, "cam1's info cleared")
+            await _publish(broker, topic, recorded)  # …but not which counts it has taken
+            await eventually(lambda: refused()["replayed"] == 2, 5, "the second replay read")
+            d.clock = lambda: time.time() + 120 + topics.CLOCK_SKEW_S + 5  # past the default max age (2 x 60 s)
+            stale = topics.CameraInfo("cam1", "a", copy.url, copy.model, "live", "", copy.wall_time, issued=copy.issued)
+            await _publish(broker, topic, json.dumps(topics.encode_camera_info(stale, key=FLEET_TOKEN)).encode())
+            await eventually(lambda: refused()["stale"] == 1, 5, "a stale copy read")
+            assert "cam1" not in d.infos and d.owner("cam1") == "a"  # the config's owner, unavailable
+            _, _, body = await http_get(gw.port, "/healthz")
+            assert json.loads(body)["mqtt"]["refused"] == {"replayed": 2, "stale": 1}
+            line = b'livesight_gateway_directory_refused_total{reason="stale"} 1.0'
+            async with asyncio.timeout(5):
+                while line not in (await http_get(gw.port, "/metrics"))[2]:  # noqa: ASYNC110 - rendered once a second
+                    await asyncio.sleep(0.2)
+            d.clock = time.time
+            node = await start_node("a", broker, prefix, fleet_token=FLEET_TOKEN)  # a restart: a new run
+            await linked(gw, "a")
+            await eventually(lambda: "cam1" in d.infos and d.infos["cam1"].state == "live", 10, "the new run")
+            assert d.infos["cam1"].boot != copy.boot and refused() == {"replayed": 2, "stale": 1}
+    finally:
+        await node.stop()

@@ -99,10 +99,10 @@ def test_stream_starting_on_black_and_going_dark() -> None:
     assert _run([black] * 4 + [a] * 8) == [2.0]  # 2 s of black, then the first picture: a new scene
     assert _run([black] + [a] * 8) == []  # one black frame first (a decoder's start) is not a scene
     assert _run([a] * 8 + [black] * 6 + [b] * 6) == [4.0, 7.0]  # dark for 3 s: a scene of its own, then b
-    # the picture going dark is a boundary at once; what comes within min_scene_s (a gap or fade through black)
-    # belongs to the scene it started: one boundary, whether another picture or the same one comes back
-    assert _run([a] * 8 + [black] * 2 + [b] * 6) == [4.0]
-    assert _run([a] * 8 + [black] * 2 + [a] * 6) == [4.0]
+    # the picture going dark is a boundary at once; a hard cut out of it after BLACK_SCENE_S is a boundary of its
+    # own, even within min_scene_s (issue 31: it was swallowed), whether another picture or the same one comes back
+    assert _run([a] * 8 + [black] * 2 + [b] * 6) == [4.0, 5.0]
+    assert _run([a] * 8 + [black] * 2 + [a] * 6) == [4.0, 5.0]
     assert _run([a] * 8 + [black] + [a] * 6) == []  # one flat sampled frame is not confirmed: a blip
 
 
@@ -176,3 +176,37 @@ def test_min_scene_s_is_not_lost_to_float_rounding() -> None:
         c = det.update(_step(t), pic)
         out += [c.pts] if c is not None else []
     assert out == [3.52, 5.52], times
+
+
+def test_a_hard_cut_out_of_black_is_a_boundary_of_its_own_within_min_scene_s() -> None:
+    """Issue 31: black at t, content at t + 0.5 s, min_scene_s 2 → two boundaries (the cut out of black used to be
+    swallowed into the black scene). A fade in from black, or a black gap shorter than BLACK_SCENE_S between two
+    shots, stays one boundary."""
+    a, b = _picture(13), _picture(14)
+    black = np.zeros_like(a)
+    cfg = SceneConfig(min_scene_s=2.0)
+    assert _run([a] * 16 + [black] * 2 + [b] * 8, cfg, fps=4.0) == [4.0, 4.5]
+    assert _run([a] * 16 + [black] * 2 + [a] * 8, cfg, fps=4.0) == [4.0, 4.5]  # lights off and on: two as well
+    fade = [(b.astype(np.float32) * g).astype(np.uint8) for g in (0.2, 0.5, 0.8)]
+    assert _run([a] * 16 + [black] * 3 + fade + [b] * 8, cfg, fps=4.0) == [4.0]  # a fade in: the black scene's
+    assert _run([a] * 32 + [black] * 2 + [b] * 16, cfg, fps=8.0) == [4.0]  # a 0.25 s gap between shots: one
+
+
+def test_a_hard_cut_out_of_black_seen_by_the_cut_tap_starts_where_the_tap_saw_it() -> None:
+    from livesight.daemon.scene_detectors import dtd_detector
+    from livesight.memory.tap_cuts import TAP_SIZE
+    from livesight.streaming.tap import small_rgb
+
+    a, b = _picture(15), _picture(16)
+    black = np.zeros_like(a)
+    det, tap = dtd_detector(SceneConfig(), "cam", sample_fps=2.0)
+    assert tap is not None
+    found = []
+    for i in range(100):  # 10 s at 10 fps on the tap: black from 4.0 s, b from 4.7 s; sampled at 2 fps
+        t = i / 10
+        pic = a if i < 40 else black if i < 47 else b
+        tap.offer(t, small_rgb(pic, *TAP_SIZE))
+        if i % 5 == 0:
+            c = det.update(_step(t), pic)
+            found += [c.pts] if c is not None else []
+    assert found == [4.0, 4.7]

@@ -1,6 +1,7 @@
 """A light edge install: with `model.backend: openai` the daemon imports neither torch nor transformers. The real
 `livesight serve` runs in a subprocess where both are made unimportable (a meta-path blocker that also records every
-attempt), and answers a question from a real HTTP server."""
+attempt; it proves it was installed, and a probe under the same environment shows a forbidden import raising), and
+answers a question from a real HTTP server."""
 
 from __future__ import annotations
 
@@ -25,6 +26,8 @@ class _Block:
             raise ImportError(f"{name} is blocked in this test (light install)")
         return None
 sys.meta_path.insert(0, _Block())
+with open(os.environ["LIVESIGHT_BLOCKER_INSTALLED"], "a") as f:
+    f.write(f"{os.getpid()}\\n")
 """
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -44,11 +47,21 @@ async def test_serve_with_the_openai_backend_never_imports_torch_or_transformers
             "scenes: {detector: dtd}\n"
         )
         port = free_port()
+        installed = tmp_path / "installed.log"
         env = {
             **os.environ,
             "PYTHONPATH": os.pathsep.join([str(tmp_path / "site"), str(ROOT)]),
             "LIVESIGHT_BLOCKED_LOG": str(blocked),
+            "LIVESIGHT_BLOCKER_INSTALLED": str(installed),
         }
+        # the blocker works: under the same environment a forbidden import raises (and is recorded)
+        probe = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", "import torch", env=env, stderr=asyncio.subprocess.PIPE
+        )
+        _, err = await probe.communicate()
+        assert probe.returncode != 0 and b"torch is blocked in this test" in err, err.decode(errors="replace")
+        assert blocked.read_text() == "torch\n" and installed.read_text() == f"{probe.pid}\n"
+        blocked.write_text("")
         proc = await asyncio.create_subprocess_exec(
             *(sys.executable, "-m", "livesight", "serve", "--config", str(cfg), "--port", str(port)),
             env=env,
@@ -83,5 +96,6 @@ async def test_serve_with_the_openai_backend_never_imports_torch_or_transformers
             reader.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await reader
+    assert f"{proc.pid}\n" in installed.read_text().splitlines(keepends=True), "serve ran without the blocker"
     assert blocked.read_text() == "", f"imports attempted: {blocked.read_text()}"
     assert proc.returncode == 0, "\n".join(lines[-30:])

@@ -4,12 +4,15 @@ live and keeps its memory, the question ends with a documented code within model
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import re
 import time
 
 from livesight.bench.remote.llama_server import free_port
 from livesight.bench.remote.model_stub import Drop, Hang, Reply, Status, StubServer, is_question, last_text
+from livesight.model.remote.client import BACKOFF_START_S
 from livesight.redact import redact_url
 from tests.helpers import http_get
 from tests.remote.helpers import ask_ws, frames_sampled, frames_with_news, model_health, remote_config, running, until
@@ -66,21 +69,30 @@ async def test_each_server_failure_ends_a_question_with_its_code_and_the_daemon_
 
 
 async def test_429_is_honoured_its_retry_after_nothing_is_sent_before_it() -> None:
-    async with (
-        StubServer([Status(429, "slow down", {"Retry-After": "2"}), Reply("ok now")], scripted=is_question) as srv,
-        running(remote_config(srv.base_url)) as app,
-    ):
+    """A 429 with `Retry-After: 4` (far longer than the backoff after one failure, at most 0.6 s): a question asked
+    after the backoff but inside the Retry-After is refused here, never sent; once it has passed, the next is sent and
+    answered. A client that ignored the header would send that question (and the stub would answer it)."""
+    retry_after = 4.0
+    backoff_max = BACKOFF_START_S * 1.2  # the first failure's backoff, jitter included
+    script = [Status(429, "slow down", {"Retry-After": f"{retry_after:g}"}), Reply("ok now")]
+    async with StubServer(script, scripted=is_question) as srv, running(remote_config(srv.base_url)) as app:
         await until(lambda: frames_with_news(app) >= 1, what="a frame with news")
         done, _ = await ask_ws(app.port)
+        limited_at = time.monotonic()
         assert done["status"] == "failed" and done["code"] == "model_rate_limited" and "slow down" in done["error"]
+        assert model_health(app)["retry_in_s"] > backoff_max + 1, "the wait is the header's, not a backoff"
         sent = len(srv.requests)
+        await asyncio.sleep(backoff_max + 0.5 - (time.monotonic() - limited_at))  # past any backoff
+        assert time.monotonic() - limited_at < retry_after - 1, "still inside the Retry-After (a slow machine?)"
         done, _ = await ask_ws(app.port)
-        if done["status"] == "failed":  # inside the Retry-After window: refused here, never sent
-            assert done["code"] == "model_rate_limited" and len(srv.requests) == sent
-        assert model_health(app)["requests"].get("not_sent", 0) + (done["status"] == "completed") >= 1
+        assert done["status"] == "failed" and done["code"] == "model_rate_limited", done
+        assert len(srv.requests) == sent, "sent inside the server's Retry-After"
+        assert model_health(app)["requests"]["not_sent"] >= 1
         await until(lambda: model_health(app)["retry_in_s"] == 0, 10, "Retry-After over")
+        assert time.monotonic() - limited_at >= retry_after - 0.5
         done, _ = await ask_ws(app.port)
         assert done["status"] == "completed" and done["text"] == "ok now"
+        assert len(srv.requests) == sent + 1
 
 
 async def test_a_refused_connection_then_a_server_that_comes_up() -> None:
@@ -126,3 +138,39 @@ def test_credentials_in_the_server_url_are_not_shown() -> None:
     assert redact_url("https://user:pw@api.example.com:8443/v1") == "https://***@api.example.com:8443/v1"
     assert redact_url("https://api.example.com/v1?api-key=abc&x=1") == "https://api.example.com/v1?api-key=***&x=1"
     assert redact_url("http://127.0.0.1:11434/v1") == "http://127.0.0.1:11434/v1"
+
+
+async def test_request_timeout_counts_from_arrival_a_question_queued_for_a_slot_included() -> None:
+    """model.request_timeout_s bounds a question from its arrival: one slot (concurrent_requests 1) held by an answer
+    that never comes; a question queued behind it fails with model_unavailable within its own timeout, not the
+    holder's timeout plus its own (the wait for a slot is part of it)."""
+    from livesight.config import ModelConfig
+    from livesight.model.remote.client import RemoteError, RemoteModel
+
+    timeout = 4.0
+    async with StubServer([Hang(60.0)]) as srv:
+        model = RemoteModel(
+            ModelConfig(
+                backend="openai", base_url=srv.base_url, name="stub", request_timeout_s=timeout, concurrent_requests=1
+            )
+        )
+        messages = [{"role": "user", "content": "what now?"}]
+        try:
+            holder = asyncio.create_task(model.generate(messages, kind="question", max_tokens=8), name="holder")
+            await until(lambda: len(srv.requests) == 1, 5, "the first question at the server")
+            await asyncio.sleep(1.0)  # the slot stays busy; the next question arrives now and waits for it
+            t0 = time.monotonic()
+            try:
+                await model.generate(messages, kind="question", max_tokens=8)
+            except RemoteError as e:
+                err = e
+            else:
+                raise AssertionError("the queued question was answered by a server that never answers")
+            waited = time.monotonic() - t0
+            assert err.code == "model_unavailable", err
+            # ends at its own deadline (~timeout); without the fix it waits for the slot (~timeout - 1 s) first
+            assert waited < timeout + 1.5, f"the queued question took {waited:.1f}s (request_timeout_s {timeout:g})"
+            with contextlib.suppress(RemoteError):
+                await holder
+        finally:
+            await model.close()

@@ -6,7 +6,7 @@ stays idle).
 SPEC: {"url", "clients", "cameras", "ask_every_s", "status_file"}. Each client connects, reads everything the gateway
 sends (counted by type from the first bytes: nothing is parsed but the client's own answers) and asks a random camera
 a question every `ask_every_s` on average. At SIGTERM (and every second) the counts go to `status_file` as JSON:
-clients connected, dropped by the gateway, messages by type, answers completed and refused.
+clients connected, dropped by the gateway, messages by type, questions asked, answers completed and refused.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ class Crowd:
         self.connected = 0
         self.dropped = 0  # connections the gateway closed
         self.messages: Counter[str] = Counter()
+        self.asked = 0  # questions sent
         self.answers = 0
         self.refused = 0
 
@@ -67,12 +68,14 @@ class Crowd:
             n += 1
             msg = {"type": "query", "id": f"c{i}-{n}", "text": "What do you see?", "camera": rng.choice(cams)}
             await ws.send(json.dumps(msg))
+            self.asked += 1
 
     def status(self) -> dict[str, Any]:
         return {
             "connected": self.connected,
             "dropped": self.dropped,
             "messages": dict(self.messages),
+            "asked": self.asked,
             "answers": self.answers,
             "refused": self.refused,
         }

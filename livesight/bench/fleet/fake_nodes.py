@@ -224,7 +224,7 @@ async def announce(spec: dict[str, Any], nodes: list[FakeNode]) -> None:
         for node in nodes:
             url = f"ws://127.0.0.1:{node.port}"
             for cam in node.cameras:
-                info = topics.CameraInfo(cam, node.name, url, "fake", "live", "", time.time())
+                info = topics.CameraInfo(cam, node.name, url, "fake", "live", "", time.time(), issued=time.time())
                 payload = ev.dumps(topics.encode_camera_info(info, key=key)).encode()
                 await c.publish(topics.camera_info_topic(prefix, cam), payload, qos=1, retain=True)
             await c.publish(topics.node_available_topic(prefix, node.name), topics.ONLINE, qos=1, retain=True)

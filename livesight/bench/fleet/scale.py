@@ -260,7 +260,9 @@ async def _point(
         "ttft_overhead_ms": round(med["gw_ttft"] - med["direct_ttft"], 2),
         "ttft_overhead_paired_ms": round(statistics.median(pairs), 2),
         "crowd_messages_per_s": {k: round(v / window_s, 1) for k, v in msgs.items() if v},
+        "crowd_asked": crowd_end.get("asked", 0),
         "crowd_answers": crowd_end.get("answers", 0),
+        "crowd_refused": crowd_end.get("refused", 0),
         "crowd_dropped": crowd_end.get("dropped", 0),
         "window_s": round(window, 1),
         "machine_load_1min": [round(load_before, 2), round(load_after, 2)],  # every process, before / after

@@ -7,7 +7,8 @@ a slow drift, a person-sized object entering a parked scene.
 
 Policy the truth encodes (docs/memory.md): a flat picture (black, white, uniform) is a scene of its own only when
 it lasts; a stream that starts on black and then shows content has a boundary where the content appears; a fade
-through black/white between two shots is ONE boundary; a fade out to black that stays black is one boundary.
+through black/white between two shots is ONE boundary; a fade out to black that stays black is one boundary; a hard
+cut out of a black that lasted at least 0.5 s is a boundary of its own (none of the suite's clips has one).
 
     clips = write_suite(Path("/tmp/suite"))           # → list[SuiteClip] (path + truth), sidecar JSON beside each
     truth = load_truth(clips[0].path)                 # from the sidecar `<clip>.truth.json`

@@ -8,6 +8,8 @@ Four kinds of job, in priority order (`JobKind`):
     WATCH      a standing question at a boundary        one waiting per watch: a newer boundary supersedes it (counted)
     CAPTION    the caption of a closed scene            one waiting per camera: a scene that closes meanwhile is merged
                                                         into it (one generation for both, counted; never lost silently)
+    BACKFILL   the caption of a timeline entry that     not queued: asked of `backfill` (timeline/backfill.py, the
+               has none, from its keyframes              store's backlog) when nothing else waits; one at a time
 
 Every kind is bounded, so the whole queue is: max_queries + cameras x 2 + watches.
 
@@ -20,7 +22,8 @@ free. Questions are never held back by the budget, but their time counts in it.
 
 A job's execution is the worker's business, not the queue's: the worker turns a job into `InWorker` work (a
 blocking call in the model worker's thread: the local model) or `OnLoop` work (a coroutine on the event loop: a
-remote model server, which does not hold the worker thread), and reports the time it took (`spent`).
+remote model server, which does not hold the worker thread), books generation it runs in its units at the start
+(`begin`) and settles it at the end (`settle`): work in flight counts in the budget from its first moment.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from livesight.daemon.generation.responses import ResponseJob
 from livesight.protocols.contract.api import BusyError, ModelUnavailableError
@@ -47,6 +50,7 @@ class JobKind(enum.IntEnum):
     PROACTIVE = 1
     WATCH = 2
     CAPTION = 3
+    BACKFILL = 4
 
 
 _KIND = {
@@ -84,11 +88,30 @@ class CaptionJob:
     kind: JobKind = JobKind.CAPTION
 
 
-Job = ResponseJob | CaptionJob
+@dataclass(eq=False)
+class BackfillJob:
+    """Caption one timeline entry that has none, from its stored keyframes (timeline/backfill.py). Its `work` holds
+    no camera's memory (a context of its own, or a request to the model server)."""
+
+    camera: str
+    entry_id: str
+    work: Work[Any]
+    kind: JobKind = JobKind.BACKFILL
+
+
+class BackfillSource(Protocol):
+    """Where backfill jobs come from (the daemon's timeline capture). Both calls on the event loop, non-blocking."""
+
+    def next_job(self) -> BackfillJob | None: ...  # the job to run next, if any (not taken yet)
+
+    def started(self, job: BackfillJob) -> None: ...  # the scheduler takes it
+
+
+Job = ResponseJob | CaptionJob | BackfillJob
 
 
 def kind_of(job: Job) -> JobKind:
-    return job.kind if isinstance(job, CaptionJob) else _KIND[job.kind]
+    return job.kind if isinstance(job, CaptionJob | BackfillJob) else _KIND[job.kind]
 
 
 @dataclass
@@ -104,6 +127,7 @@ class GenerationCounters:
     captions_merged: int = 0  # scenes folded into a caption job already waiting
     captions_started: int = 0
     captions_deferred: int = 0  # caption jobs the budget held back at least once (frames went first)
+    backfill_started: int = 0  # timeline entries captioned later from their keyframes (jobs started)
     held_by_budget: int = 0  # turns where waiting generation gave way to frames because of the budget
     worker_seconds_generating: float = 0.0  # the model worker's time spent generating (questions included)
     worker_seconds_frames: float = 0.0  # …and on frame batches
@@ -112,7 +136,14 @@ class GenerationCounters:
 class GenerationBudget:
     """The share of the model worker's time generation took over the last `window_s` seconds (wall clock). The worker
     has `units` threads of model work (`model.parallel`): its time is `units` × the window, so generation running on
-    every unit at once is a share of 1, on one of two units 0.5."""
+    every unit at once is a share of 1, on one of two units 0.5.
+
+    Work is booked when it starts (`begin`) and settled when it ends (`settle`): while it runs it counts as what it
+    has taken so far or what a generation is expected to take (the running mean of the last ones), whichever is
+    more. So a second unit, free a moment after the first started a long job, sees that job in the share and does
+    not start another on the same unspent share (with `model.parallel` > 1, booking only at the end let two units
+    start two long jobs at once and frames starve beyond the share). Before any generation was measured, a job
+    is expected to take the whole share."""
 
     def __init__(
         self,
@@ -131,14 +162,38 @@ class GenerationBudget:
         self.units = units
         self._clock = clock
         self._spans: deque[tuple[float, float]] = deque(maxlen=4096)  # (end, seconds) of generation work
+        self._running: dict[int, float] = {}  # booking → its start (work in flight: at most `units` + async jobs)
+        self._bookings = 0
+        self.expected_s: float | None = None  # a generation's expected length: running mean of the last ones
         self._since = clock()
+
+    def begin(self) -> int:
+        """Generation starts now: booked in the share until `settle(booking)`."""
+        self._bookings += 1
+        self._running[self._bookings] = self._clock()
+        return self._bookings
+
+    def settle(self, booking: int) -> float:
+        """The booked generation ended: its real length replaces the booking. Returns the seconds it took."""
+        start = self._running.pop(booking, None)
+        if start is None:
+            return 0.0
+        seconds = max(0.0, self._clock() - start)
+        self.spent(seconds)
+        return seconds
 
     def spent(self, seconds: float) -> None:
         """Generation that just ended took `seconds` of the worker."""
         self._spans.append((self._clock(), seconds))
+        self.expected_s = seconds if self.expected_s is None else 0.7 * self.expected_s + 0.3 * seconds
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._running)
 
     def used(self) -> float:
-        """Share of the worker's time (all its units) over the last window spent generating (0..1)."""
+        """Share of the worker's time (all its units) over the last window spent generating or booked by generation
+        in flight (0..1, or above when booked work is expected to take more)."""
         now = self._clock()
         start = now - self.window_s
         while self._spans and self._spans[0][0] <= start:
@@ -146,6 +201,10 @@ class GenerationBudget:
         total = 0.0
         for end, secs in self._spans:
             total += min(secs, end - start)  # a span that began before the window counts its part inside
+        expected = self.expected_s if self.expected_s is not None else self.share * self.window_s * self.units
+        for began in self._running.values():
+            elapsed = now - began
+            total += min(elapsed, self.window_s) + max(0.0, expected - elapsed)  # taken so far + still expected
         return total / (max(min(self.window_s, now - self._since), 1e-3) * self.units)
 
     def allows(self) -> bool:
@@ -175,6 +234,7 @@ class GenerationQueue:
         self.refused = 0
         self.closed: str | None = None  # why no job can be taken any more (the model worker is gone)
         self.on_put: Callable[[], None] | None = None  # called (on the loop) when a job is queued: wakes the worker
+        self.backfill: BackfillSource | None = None  # the lowest priority: asked only when nothing else waits
 
     # ---- sizes ---------------------------------------------------------------------------------------------
 
@@ -256,7 +316,7 @@ class GenerationQueue:
             if query is not None:
                 self._queries.remove(query)
                 return query
-        background = self._first_background(busy)
+        background = self._first_background(busy, backfill=self.closed is None)
         if background is None:
             return None
         if frames_waiting and not self.budget.allows():
@@ -269,7 +329,8 @@ class GenerationQueue:
         return self._take(background)
 
     def pop(self) -> Job | None:
-        """The most urgent job, whatever the budget (tests; the worker uses next())."""
+        """The most urgent job, whatever the budget (tests, the remote responder; the worker uses next()). Never a
+        backfill job: the remote responder asks `backfill` itself, when its slots are free."""
         self._shed_stale()
         if self._queries:
             return self._queries.popleft()
@@ -279,7 +340,7 @@ class GenerationQueue:
             return None
         return self._take(background)
 
-    def _first_background(self, busy: frozenset[str] = frozenset()) -> Job | None:
+    def _first_background(self, busy: frozenset[str] = frozenset(), *, backfill: bool = False) -> Job | None:
         proactive = [j for j in self._proactive.values() if j.camera not in busy]
         if proactive:
             return min(proactive, key=lambda j: j.submitted)
@@ -287,10 +348,16 @@ class GenerationQueue:
             job = next((j for j in jobs if j.camera not in busy), None)
             if job is not None:
                 return job
+        if backfill and self.backfill is not None and not len(self):  # nothing else waits (busy cameras' neither)
+            return self.backfill.next_job()
         return None
 
     def _take(self, job: Job) -> Job:
-        if isinstance(job, CaptionJob):
+        if isinstance(job, BackfillJob):
+            assert self.backfill is not None
+            self.backfill.started(job)
+            self.counters.backfill_started += 1
+        elif isinstance(job, CaptionJob):
             del self._captions[job.camera]
             self.counters.captions_started += 1
         elif job.kind is ResponseKind.PROACTIVE:
@@ -328,12 +395,21 @@ class GenerationQueue:
     # ---- accounting ------------------------------------------------------------------------------------------
 
     def spent(self, kind: JobKind | None, seconds: float) -> None:
-        """The worker reports a turn: a job of `kind` (None: a frame batch) took `seconds`."""
+        """The worker reports a turn that ended: a job of `kind` (None: a frame batch) took `seconds`. (Generation
+        the worker runs itself is booked at its start instead: `begin` / `settle`.)"""
         if kind is None:
             self.counters.worker_seconds_frames += seconds
             return
         self.counters.worker_seconds_generating += seconds
         self.budget.spent(seconds)
+
+    def begin(self) -> int:
+        """A generation job starts now: booked in the budget at once (before the next unit asks for work)."""
+        return self.budget.begin()
+
+    def settle(self, booking: int) -> None:
+        """The generation job booked by `begin` ended: its real time replaces the booking."""
+        self.counters.worker_seconds_generating += self.budget.settle(booking)
 
     def finished(self, job: ResponseJob) -> None:
         job.done = True

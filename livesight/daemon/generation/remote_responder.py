@@ -6,8 +6,9 @@ only (`ModelWorker(run_jobs=False)`) and this responder takes the response queue
 
   - at most `model.concurrent_requests` requests in flight, each a named task of the responder's TaskGroup;
   - priority: waiting response jobs (questions, proactive messages, watch checks, in queue order), then captions of
-    closed scenes; a question that finds every slot taken by background work (captions, proactive, watches)
-    cancels the newest of those (a caption goes back to waiting), so a question is never queued behind them;
+    closed scenes, then (one at a time) timeline entries without a caption, from their keyframes (backfill); a
+    question that finds every slot taken by background work (captions, proactive, watches, backfill) cancels the
+    newest of those (a caption goes back to waiting), so a question is never queued behind them;
   - watches are also checked on newly kept frames (`model.watch_interval_s`), and pushed when the answer turns to yes;
   - while the server fails, background work waits out the client's backoff (a proactive message or watch check due
     then ends at once as failed with the error code); questions are always tried; the client probes GET /models so
@@ -16,10 +17,12 @@ only (`ModelWorker(run_jobs=False)`) and this responder takes the response queue
 The queue is the model worker's generation queue (queue.py: bounded, proactive messages superseded and
 shed when stale, counted); its priority order is kept, its worker-time budget does not apply (a request holds no
 thread here). Every job starts through `ModelWorker.start_job` (a proactive message is announced as it starts) and
-ends through `ModelWorker.finish_job` (the same done event, TTFT, watch state and event log as local
-generation). Re-seating on another scheduler: a job's whole remote execution is `await run_job(job)`, a caption's
-`await run_caption(memory, closed_scene)` (coroutines that never raise but CancelledError); what this loop adds
-around them is the slot bound, question preemption, watch checks on new frames and the health probe.
+ends through `finish` — daemon/generation/response_end.py's `ResponseEnd.finish`, where local generation ends too (the
+same done event with its citations, TTFT, watch state and event log). A question's recalled past moments (`job.recall`)
+go into its request after the live content, before the question. Re-seating on another scheduler: a job's whole
+remote execution is `await run_job(job)`, a caption's `await run_caption(memory, closed_scene)` (coroutines that
+never raise but CancelledError); what this loop adds around them is the slot bound, question preemption, watch
+checks on new frames and the health probe.
 """
 
 from __future__ import annotations
@@ -31,11 +34,11 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
-from livesight.daemon.generation.queue import CaptionJob
-from livesight.daemon.generation.responses import ResponseJob
+from livesight.daemon.generation.queue import BackfillJob, CaptionJob, OnLoop
+from livesight.daemon.generation.responses import TEXT_ONLY_TOKENS, ResponseJob
 from livesight.daemon.service import Service
 from livesight.errors import contain
-from livesight.memory.remote_memory import ClosedScene, RemoteMemory
+from livesight.memory.remote_memory import ClosedScene, RemoteMemory, RemoteRequest
 from livesight.model.backend import GenerationResult
 from livesight.model.remote.client import BACKOFF_MAX_S, REJECTED, RemoteError, RemoteModel
 from livesight.types import ResponseDelta, ResponseKind
@@ -48,7 +51,7 @@ POLL_S = 0.05  # the responder's wake-up period when idle (it also wakes at once
 
 KIND_NAMES = {ResponseKind.QUERY: "question", ResponseKind.PROACTIVE: "proactive", ResponseKind.WATCH: "watch"}
 
-Finish = Callable[..., None]  # ModelWorker.finish_job(job, result, error, *, code=None, repeat_yes=True)
+Finish = Callable[..., None]  # ResponseEnd.finish(job, result, error, *, code=None, repeat_yes=True)
 Start = Callable[[ResponseJob], None]  # ModelWorker.start_job(job)
 
 
@@ -59,6 +62,7 @@ class _Running:
     order: int
     job: ResponseJob | None = None
     caption: ClosedScene | None = None
+    backfill: bool = False
 
 
 class RemoteResponder:
@@ -100,6 +104,7 @@ class RemoteResponder:
                     self._sweep_cancelled()
                     self._start_jobs(tg)
                     self._start_captions(tg)
+                    self._start_backfill(tg)
                     self._check_watches()
                     self._maybe_probe(tg)
                     await self.service.responses.wait(POLL_S)
@@ -178,11 +183,15 @@ class RemoteResponder:
         try:
             if self._start is not None:
                 self._start(job)
-            req = self.memories[job.camera].question_request(job.prompt)
+            if job.text_only:  # a summary of stored captions: the prompt alone, no image (responses.py)
+                req = RemoteRequest([{"role": "user", "content": job.prompt}], 0, 0, 0)
+            else:
+                recalled = job.recall.segment() if job.recall is not None else None  # past moments (timeline/recall.py)
+                req = self.memories[job.camera].question_request(job.prompt, recalled=recalled)
             r = await self.model.generate(
                 req.messages,
                 kind=kind,
-                max_tokens=self.max_new_tokens,
+                max_tokens=max(self.max_new_tokens, TEXT_ONLY_TOKENS) if job.text_only else self.max_new_tokens,
                 images=req.images,
                 image_bytes=req.image_bytes,
                 image_tokens=req.image_tokens,
@@ -259,6 +268,29 @@ class RemoteResponder:
                 log.warning("camera %s: scene %d caption given up: %s", mem.camera, closed.scene, e)
             return
         mem.caption_done(closed, r.text)
+
+    def _start_backfill(self, tg: asyncio.TaskGroup) -> None:
+        """A timeline entry without a caption (timeline/backfill.py), one at a time, when nothing else waits: no job,
+        no closed scene's caption, a free slot, the server not failing."""
+        source = self.service.responses.backfill
+        if source is None or self._held is not None or len(self.service.responses) or self._free() <= 0:
+            return
+        if self.model.wait_s("caption") > 0 or any(r.backfill for r in self._running):
+            return
+        if any(mem.captions_pending for mem in self.memories.values()):
+            return
+        job = source.next_job()
+        if job is None or not isinstance(job.work, OnLoop):
+            return
+        source.started(job)
+        self._spawn(tg, self._backfill(job), f"remote-backfill:{job.entry_id}", background=True, backfill=True)
+
+    async def _backfill(self, job: BackfillJob) -> None:
+        assert isinstance(job.work, OnLoop)
+        try:
+            await job.work.start()  # (timeline/backfill.py counts and retries its own failures)
+        except Exception as e:  # a bug around it fails this one caption, never the responder
+            contain("remote.backfill", e, log, f"timeline entry {job.entry_id}: caption backfill")
 
     # ---- watches on new frames -----------------------------------------------------------------------------
 

@@ -14,7 +14,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from livesight.ids import new_id
+from livesight.timeline.recall import Recall
 from livesight.types import ResponseCreated, ResponseDone, ResponseEvent, ResponseKind, ResponseStatus
+
+TEXT_ONLY_TOKENS = 192  # a text-only job (a summary) may generate at least this many tokens (model.max_new_tokens)
 
 
 def new_response_id() -> str:
@@ -36,6 +39,10 @@ class ResponseJob:
     submitted: float = field(default_factory=time.perf_counter)
     cancel: threading.Event = field(default_factory=threading.Event)
     done: bool = False
+    # the prompt alone, without the camera's live context: a summary of stored captions (timeline/summary.py). In
+    # process a fresh text-only context; over a model server a text-only chat request; at least TEXT_ONLY_TOKENS
+    text_only: bool = False
+    recall: Recall | None = None  # past timeline entries recalled into a question (its citations end on its done)
 
     def created_event(self) -> ResponseCreated:
         return ResponseCreated(

@@ -6,7 +6,8 @@ completions, one error vocabulary, backoff, counters and a health part.
     model.health()                                                      # the /healthz `model` part
 
 Failures become `RemoteError` with a protocol code (docs/protocol.md):
-  model_unavailable   refused connection, timeout (request_timeout_s covers the whole streamed answer), 5xx,
+  model_unavailable   refused connection, timeout (request_timeout_s covers the whole streamed answer and the wait
+                      for a free slot before it, from the question's arrival), 5xx,
                       a stream that broke off
   model_rate_limited  429: nothing is sent again before its Retry-After (else a backoff) has passed
   model_rejected      4xx other than 429 (e.g. 422 from a strict server, 401/403 bad key, 404 unknown model)
@@ -79,8 +80,9 @@ def parse_retry_after(value: str | None) -> float | None:
     try:
         seconds = float(value)
     except ValueError:
-        parsed = email.utils.parsedate_to_datetime(value) if value.strip() else None
-        if parsed is None:
+        try:  # an HTTP date; anything else (a server's garbage) is no Retry-After at all, never an error
+            parsed = email.utils.parsedate_to_datetime(value)
+        except (ValueError, TypeError, IndexError, OverflowError):
             return None
         seconds = parsed.timestamp() - time.time()
     if seconds != seconds:  # NaN
@@ -204,7 +206,9 @@ class RemoteModel:
                 UNAVAILABLE, f"not sent: the server is failing ({self.last_error}); next try in {wait:.1f}s"
             )
         t0 = time.perf_counter()
-        async with self._slots:
+        deadline = asyncio.get_running_loop().time() + self.cfg.request_timeout_s  # from the question's arrival
+        await self._take_slot(deadline)
+        try:
             self.in_flight += 1
             self.by_kind[kind] += 1
             self.images_sent += images
@@ -212,15 +216,34 @@ class RemoteModel:
             self.image_tokens_sent += image_tokens
             self.new_image_tokens_sent += new_image_tokens
             try:
-                result = await self._stream(api, messages, max_tokens, on_text, should_stop, t0)
+                result = await self._stream(api, messages, max_tokens, on_text, should_stop, t0, deadline)
             except RemoteError as e:
                 self._failed(e)
                 raise
             finally:
                 self.in_flight -= 1
+        finally:
+            self._slots.release()
         self.outcomes["cancelled" if result.stopped else "ok"] += 1
         self._succeeded()
         return result
+
+    async def _take_slot(self, deadline: float) -> None:
+        """One of model.concurrent_requests' slots, or RemoteError model_unavailable when none is free before the
+        request's deadline (the wait for a slot is part of request_timeout_s; counted as `no_slot`, not a failure of
+        the server: it is answering, only slowly)."""
+        assert self._slots is not None
+        try:
+            async with asyncio.timeout_at(deadline):
+                await self._slots.acquire()
+        except TimeoutError:
+            self.outcomes["no_slot"] += 1
+            timeout = self.cfg.request_timeout_s
+            raise RemoteError(
+                UNAVAILABLE,
+                f"no request slot came free within {timeout:g}s (model.request_timeout_s; "
+                f"model.concurrent_requests {self.cfg.concurrent_requests} busy with slower answers)",
+            ) from None
 
     async def _stream(
         self,
@@ -230,6 +253,7 @@ class RemoteModel:
         on_text: Callable[[str], None] | None,
         should_stop: Callable[[], bool],
         t0: float,
+        deadline: float,
     ) -> RemoteResult:
         import openai
 
@@ -240,7 +264,7 @@ class RemoteModel:
         stopped = False
         chunks = 0
         try:
-            async with asyncio.timeout(timeout):
+            async with asyncio.timeout_at(deadline):
                 stream = await api.chat.completions.create(
                     model=self.name,
                     messages=messages,  # type: ignore[arg-type]

@@ -10,7 +10,16 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from livesight.types import CameraStatus, ResponseEvent, SceneChange, TimelinePage, TimelineQuery
+from livesight.types import (
+    CameraStatus,
+    ResponseCreated,
+    ResponseDelta,
+    ResponseDone,
+    ResponseEvent,
+    SceneChange,
+    TimelinePage,
+    TimelineQuery,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,4 +211,32 @@ class TimelineSource(Protocol):
     async def scene_thumbnails(self, keys: Sequence[tuple[str, int]]) -> set[tuple[str, int]]:
         """Which of these (camera, scene) have their scene thumbnail stored (`/api/cameras/<id>/scenes/<n>.jpg`):
         a scene-list row's `thumbnail` stays the URL it had before the timeline."""
+        ...
+
+
+# ---- summaries of a period (GET /api/cameras/<id>/summary, "what happened in the last hour?") -------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SummaryEnd:
+    """The end of a summary: its `response.done` (text, citations) and what it was made from. `cached`: a finished
+    hour answered from the cache (nothing generated)."""
+
+    done: ResponseDone
+    camera: str
+    start: float
+    end: float
+    cached: bool
+    entries: int  # timeline entries in the period
+
+
+SummaryEvent = ResponseCreated | ResponseDelta | SummaryEnd
+
+
+class SummarySource(Protocol):
+    def summary(self, *, camera: str, start: float, end: float) -> AsyncIterator[SummaryEvent]:
+        """A summary of [start, end] (epoch seconds) on `camera` from its timeline's captions: created, deltas, then
+        exactly one SummaryEnd (a failed generation: its done has status failed). Raises (on the first iteration)
+        UnknownCameraError, InvalidRequestError (a bad period; no timeline on this node) or BusyError. Closing the
+        iterator early cancels the generation."""
         ...

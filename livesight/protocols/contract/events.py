@@ -19,6 +19,7 @@ from typing import Any
 from livesight.protocols.contract.api import RelayedEvent, StatsSnapshot
 from livesight.types import (
     CameraStatus,
+    Citation,
     ResponseCreated,
     ResponseDelta,
     ResponseDone,
@@ -311,6 +312,8 @@ def encode_response(
             "usage": {"prompt_tokens": int(ev.prompt_tokens), "completion_tokens": int(ev.completion_tokens)},
             "ttft_ms": finite(ev.ttft_ms),
             "error": ev.error,
+            # the past timeline entries recalled into the answer (docs/protocol.md); [] when none was
+            "citations": [encode_citation(c) for c in ev.citations],
         }
         if ev.code is not None:  # a failure with a protocol error code (the model server's, docs/protocol.md)
             out["code"] = ev.code
@@ -323,6 +326,39 @@ def encode_response(
     if watch_id is not None:
         out["watch_id"] = watch_id
     return out
+
+
+MAX_CITATIONS = 64  # read from a node's answer at most (recall sends memory.recall.max_scenes ≤ 16)
+
+
+def encode_citation(c: Citation) -> dict[str, Any]:
+    return {
+        "camera": c.camera,
+        "scene": int(c.scene),
+        "id": c.id,
+        "pts": finite(c.pts),
+        "wall_time": finite(c.wall_time),
+        "thumbnail": c.thumbnail,
+    }
+
+
+def decode_citations(raw: Any) -> tuple[Citation, ...]:
+    """A node's `citations` (the gateway relays them): well-formed ones, at most MAX_CITATIONS; others skipped."""
+    if not isinstance(raw, list):
+        return ()
+    out: list[Citation] = []
+    for c in raw[:MAX_CITATIONS]:
+        if not isinstance(c, dict):
+            continue
+        scene, pts, wall, thumb = c.get("scene"), c.get("pts"), c.get("wall_time"), c.get("thumbnail")
+        if not (isinstance(c.get("camera"), str) and isinstance(c.get("id"), str) and isinstance(scene, int)):
+            continue
+        if not (isinstance(pts, int | float) and isinstance(wall, int | float)):
+            continue
+        out.append(
+            Citation(c["camera"], scene, c["id"], float(pts), float(wall), thumb if isinstance(thumb, str) else None)
+        )
+    return tuple(out)
 
 
 def decode_response(obj: dict[str, Any]) -> ResponseEvent | None:
@@ -356,6 +392,7 @@ def decode_response(obj: dict[str, Any]) -> ResponseEvent | None:
                 ttft_ms=float(ttft) if isinstance(ttft, int | float) else None,
                 error=obj.get("error") if isinstance(obj.get("error"), str) else None,
                 code=obj.get("code") if isinstance(obj.get("code"), str) else None,
+                citations=decode_citations(obj.get("citations")),
             )
     except (KeyError, ValueError, TypeError, OverflowError):  # e.g. a token count of 1e999 (inf) from a node
         return None

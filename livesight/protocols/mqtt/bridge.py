@@ -186,6 +186,8 @@ class MQTTBridge:
                     tg.create_task(self._receive(client, tg), name="mqtt:receive")
                     if self.ha is not None:
                         tg.create_task(self.ha.run(client), name="mqtt:ha")
+                    if self.fleet is not None:
+                        tg.create_task(self.fleet.keep_fresh(client), name="mqtt:fleet-fresh")
             except asyncio.CancelledError:
                 self.connected.clear()
                 await self._say_offline(client)

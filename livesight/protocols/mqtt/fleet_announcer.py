@@ -5,13 +5,18 @@
 
 With it the bridge (1) uses `P/nodes/NODE/available` as its availability topic and last will instead of the shared
 `P/available`, (2) subscribes only to its own cameras' `P/CAM/query`, and (3) keeps a retained `P/CAM/info` per
-camera (owner, URL, model, state) up to date: on every connect and on every camera state change. With `key` (the
-fleet's credential, `fleet.node_token`) each info is signed, so a gateway can tell it from one anyone could publish.
+camera (owner, URL, model, state) up to date: on every connect, on every camera state change, and every `interval_s`
+(`fleet.announce_interval_s`: a gateway takes no announcement older than twice that). With `key` (the fleet's
+credential, `fleet.node_token`) each info is signed, so a gateway can tell it from one anyone could publish; every info
+carries the time it was issued, this run's name (`boot`, random) and counter (`seq`), signed with the rest, so a
+recorded copy replayed later is refused (livesight/fleet/topics.py).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import secrets
 import time
 from typing import Any, Protocol
 
@@ -27,16 +32,29 @@ class _Publisher(Protocol):
 
 
 class FleetAnnouncer:
-    def __init__(self, prefix: str, *, node: str, url: str, cameras: list[str], key: str | None = None) -> None:
+    def __init__(
+        self,
+        prefix: str,
+        *,
+        node: str,
+        url: str,
+        cameras: list[str],
+        key: str | None = None,
+        interval_s: float = 60.0,
+    ) -> None:
         self.prefix = prefix.rstrip("/")
         self._key = key
         self.node = node
         self.url = url
         self.cameras = list(cameras)
+        self.interval_s = interval_s
         self.model = ""
         self.random_weights = False
         self.published = 0
         self.reasserted = 0  # late last wills answered with "online"
+        self.boot = secrets.token_hex(8)  # this run's name: a restart is told from a replay of the last run
+        self._seq = 0  # announcements of this run (every camera's, one counter)
+        self._last: dict[str, tuple[str, str, float]] = {}  # camera → (state, reason, wall_time) last announced
 
     @property
     def availability_topic(self) -> str:
@@ -56,6 +74,14 @@ class FleetAnnouncer:
             st = states.get(cam) or {}
             await self._publish(client, cam, str(st.get("state") or "connecting"), str(st.get("reason") or ""), now)
 
+    async def keep_fresh(self, client: _Publisher) -> None:
+        """Every interval_s, every camera's last info again with a new issue time (runs while connected)."""
+        while True:
+            await asyncio.sleep(self.interval_s)
+            for cam in self.cameras:
+                state, reason, wall_time = self._last.get(cam, ("connecting", "", time.time()))
+                await self._publish(client, cam, state, reason, wall_time)
+
     async def on_own_availability(self, client: _Publisher, payload: object) -> None:
         if payload == topics.OFFLINE:
             self.reasserted += 1
@@ -72,8 +98,20 @@ class FleetAnnouncer:
             await self._publish(client, camera, state, reason, time.time())
 
     async def _publish(self, client: _Publisher, camera: str, state: str, reason: str, wall_time: float) -> None:
+        self._seq += 1
+        self._last[camera] = (state, reason, wall_time)
         info = topics.CameraInfo(
-            camera, self.node, self.url, self.model, state, reason[:500], wall_time, self.random_weights
+            camera,
+            self.node,
+            self.url,
+            self.model,
+            state,
+            reason[:500],
+            wall_time,
+            self.random_weights,
+            issued=time.time(),
+            boot=self.boot,
+            seq=self._seq,
         )
         payload = ev.dumps(topics.encode_camera_info(info, key=self._key)).encode()
         await client.publish(topics.camera_info_topic(self.prefix, camera), payload, qos=1, retain=True)

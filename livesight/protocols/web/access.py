@@ -85,7 +85,7 @@ class Gatekeeper:
     client slots (server.max_clients) and the refusals counted by reason."""
 
     def __init__(self, cfg: ServerConfig) -> None:
-        self._token = cfg.auth_token.encode() if cfg.auth_token else None
+        self._token = cfg.token.encode() if cfg.token else None
         self._origins = None if cfg.allowed_origins is None else {o.rstrip("/") for o in cfg.allowed_origins}
         self.max_clients = cfg.max_clients
         self.clients = 0  # slots taken: WebSocket connections and counted requests in flight

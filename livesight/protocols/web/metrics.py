@@ -3,7 +3,8 @@
 Pipeline numbers (frames, drops, tokens, per camera) are read from `service.stats()` at scrape time by a custom
 collector; the server's own numbers (clients, dropped slow clients, messages, errors, query TTFT) are
 instruments updated by the WebSocket sessions; the OpenAI endpoint's and the pictures' counters are read at scrape
-time (`PartsCollector`); a remote model server's counters from its /healthz part (`_ModelServerCollector`).
+time (`PartsCollector`); a remote model server's counters from its /healthz part (`_ModelServerCollector`), the
+timeline capture's and caption backfill's from theirs (`_TimelineCollector`).
 """
 
 from __future__ import annotations
@@ -142,6 +143,39 @@ class _ModelServerCollector(Collector):
             yield CounterMetricFamily(f"livesight_model_server_{key}", doc, value=float(h[key]))
 
 
+_TIMELINE_GAUGES = frozenset({"backlog", "in_flight", "waiting_retry", "writes_waiting"})
+
+
+class _TimelineCollector(Collector):
+    """The timeline capture and caption backfill (the `timeline_capture` part of /healthz): entries closed, written,
+    written without keyframes, lost; the caption backlog, captions backfilled, failed, in flight, waiting a retry.
+    Nothing without a timeline."""
+
+    def __init__(self, service: ServiceAPI) -> None:
+        self._service = service
+
+    def collect(self) -> Iterator[Metric]:
+        part = getattr(self._service, "health_parts", {}).get("timeline_capture")
+        if part is None:
+            return
+        try:
+            h = part()
+        except Exception as e:  # /healthz shows the broken part; /metrics still answers
+            contain("metrics.timeline", e, log, "the timeline's counters")
+            return
+        for section in ("capture", "backfill"):
+            prefix = f"livesight_timeline_{section}_"
+            for key, value in h.get(section, {}).items():
+                if not _is_number(value):
+                    continue
+                name = "livesight_timeline_backfilled" if key == "backfilled" else prefix + key
+                doc = f"timeline {section}: {key.replace('_', ' ')}"
+                if key in _TIMELINE_GAUGES:
+                    yield GaugeMetricFamily(name, doc, value=float(value))
+                else:
+                    yield CounterMetricFamily(name, doc, value=float(value))
+
+
 class ServerMetrics:
     """The registry and instruments of one WSServer."""
 
@@ -152,6 +186,7 @@ class ServerMetrics:
         self.registry.register(_ServiceCollector(service))
         self.registry.register(_ContainedCollector())
         self.registry.register(_ModelServerCollector(service))
+        self.registry.register(_TimelineCollector(service))
         r = self.registry
         self.clients = Gauge("livesight_ws_clients", "connected WebSocket clients", registry=r)
         self.clients_dropped = Counter(

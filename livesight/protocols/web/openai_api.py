@@ -5,8 +5,11 @@ Each camera is a model named `livesight/<camera>` (the bare camera id is accepte
 and the camera's memory is the context). HTTP plumbing: openai_routes.py. Wire facts: docs/protocol.md.
 
     req = parse_chat_request(body, cameras, max_body=…)        # raises OpenAIError (status, type, param, code)
-    completion(id, model, created, text, usage, finish_reason)  # stream: false
-    chunk(...), usage_chunk(...), sse(obj), SSE_DONE            # stream: true
+    completion(id, model, created, text, usage, finish_reason, citations)  # stream: false
+    chunk(...), usage_chunk(...), sse(obj), SSE_DONE                       # stream: true (last chunk: citations)
+
+Beside OpenAI's fields, a completion and the final streamed chunk (the one with `finish_reason`) carry `citations`:
+the past timeline entries recalled into the answer, as on `response.done` ([] when none was).
 
 `ask()` is the one place that calls the ServiceAPI, and maps its refusals to OpenAI errors.
 """
@@ -30,7 +33,8 @@ from livesight.protocols.contract.api import (
     ServiceAPI,
     UnknownCameraError,
 )
-from livesight.types import ResponseEvent
+from livesight.protocols.contract.events import encode_citation
+from livesight.types import Citation, ResponseEvent
 
 MODEL_PREFIX = "livesight/"
 OWNER = "livesight"
@@ -270,9 +274,22 @@ def usage(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
     }
 
 
+def citations_of(citations: tuple[Citation, ...]) -> list[dict[str, Any]]:
+    """`citations` as on `response.done` (docs/protocol.md): the past timeline entries recalled into the answer."""
+    return [encode_citation(c) for c in citations]
+
+
 def completion(
-    cid: str, model: str, created: int, text: str, use: dict[str, int], finish_reason: str
+    cid: str,
+    model: str,
+    created: int,
+    text: str,
+    use: dict[str, int],
+    finish_reason: str,
+    citations: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
+    """A whole answer; `citations` (a livesight field beside OpenAI's: clients ignore it) lists the past timeline
+    entries recalled into it, [] when none was."""
     return {
         "id": cid,
         "object": "chat.completion",
@@ -288,19 +305,29 @@ def completion(
         ],
         "usage": use,
         "system_fingerprint": None,
+        "citations": citations or [],
     }
 
 
 def chunk(
-    cid: str, model: str, created: int, delta: dict[str, Any], finish_reason: str | None = None
+    cid: str,
+    model: str,
+    created: int,
+    delta: dict[str, Any],
+    finish_reason: str | None = None,
+    citations: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    return {
+    """A streamed chunk; the final one (with `finish_reason`) also carries `citations` ([] when none)."""
+    out = {
         "id": cid,
         "object": "chat.completion.chunk",
         "created": created,
         "model": model,
         "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}],
     }
+    if citations is not None:
+        out["citations"] = citations
+    return out
 
 
 def usage_chunk(cid: str, model: str, created: int, use: dict[str, int]) -> dict[str, Any]:

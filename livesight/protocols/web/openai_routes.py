@@ -226,12 +226,14 @@ class OpenAIRoutes:
         completion_tokens = len(parts) if stopped_at_limit else done.completion_tokens
         use = oa.usage(done.prompt_tokens, completion_tokens)
         finish = "length" if stopped_at_limit else "stop"
+        cites = oa.citations_of(done.citations)
         if not chat.stream:
-            body = json.dumps(oa.completion(cid, chat.model, created, text, use, finish), ensure_ascii=False).encode()
+            reply = oa.completion(cid, chat.model, created, text, use, finish, cites)
+            body = json.dumps(reply, ensure_ascii=False).encode()
             await out.head([(b"content-type", b"application/json"), *_plain_headers(len(body))])
             await out.body(body, more=False)
             return
-        end = oa.sse(oa.chunk(cid, chat.model, created, {}, finish))
+        end = oa.sse(oa.chunk(cid, chat.model, created, {}, finish, cites))
         if chat.include_usage:
             end += oa.sse(oa.usage_chunk(cid, chat.model, created, use))
         await out.body(end + oa.SSE_DONE, more=False)

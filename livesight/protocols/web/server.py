@@ -9,9 +9,9 @@ the OpenAI-compatible API, on uvicorn + Starlette.
 Where each part lives: the routes of the page, /healthz and /metrics in http_routes.py; pictures in image_routes.py;
 `/v1/` in openai_routes.py (mapping: openai_api.py); the WebSocket endpoint in ws_endpoint.py and one ClientSession
 per client in ws_session.py (around the session core, protocols/contract/session.py); who may reach what in access.py
-(the rules are `access_rules` below); uvicorn in transport.py; metrics in metrics.py. Wire format:
-protocols/contract/events.py and docs/protocol.md. The fleet gateway serves the same app shape (`build_app`) with its
-own sessions.
+(the rules: `access_rules` below); uvicorn in transport.py; metrics in metrics.py. Wire format:
+protocols/contract/events.py and docs/protocol.md. The fleet gateway serves the same app shape (`build_app`) under the
+same rules (`access_rules`) with its own sessions.
 """
 
 from __future__ import annotations
@@ -25,9 +25,10 @@ from starlette.routing import BaseRoute, WebSocketRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from livesight.config import ServerConfig
-from livesight.protocols.contract.api import ImageSource, ServiceAPI, TimelineSource
-from livesight.protocols.web.access import AccessMiddleware, Gatekeeper, Rule
+from livesight.protocols.contract.api import ImageSource, ServiceAPI, SummarySource, TimelineSource
+from livesight.protocols.web.access import AccessMiddleware, Gatekeeper, Refusal, Rule
 from livesight.protocols.web.fleet_link import LINK_LIMITS, LINK_QUEUE, FleetLink, FleetLinkGate
+from livesight.protocols.web.history.summary_routes import SummaryRoutes
 from livesight.protocols.web.history.timeline_routes import TimelineRoutes
 from livesight.protocols.web.http_routes import load_static, not_found, page_routes
 from livesight.protocols.web.image_routes import ImageRoutes
@@ -78,6 +79,21 @@ def build_app(
     )
 
 
+def access_rules(*, openai_refuse: Refusal, pictures: bool = True) -> list[Rule]:
+    """Who may reach what on a face's port, the daemon's and the gateway's alike (first match wins; access.py applies
+    them): /metrics needs the token; the OpenAI API (/v1/) the Origin check and the token, and each request holds one
+    of server.max_clients' slots while its answer streams (refused in the API's own JSON); pictures (/api/) the Origin
+    check and the token (the timeline's search and keyframes too). The page and /healthz are open (/healthz shows
+    details only to a request with the token)."""
+    rules = [
+        Rule("/metrics", token=True),
+        Rule(OPENAI_PREFIX, origin=True, token=True, counted=True, refuse=openai_refuse),
+    ]
+    if pictures:
+        rules.append(Rule("/api/", origin=True, token=True))
+    return rules
+
+
 class WebServer:
     def __init__(
         self,
@@ -89,6 +105,7 @@ class WebServer:
         images: ImageSource | None = None,
         fleet_link: FleetLink | None = None,
         timeline: TimelineSource | None = None,
+        summaries: SummarySource | None = None,
     ) -> None:
         self.service = service
         self.cfg = cfg
@@ -96,6 +113,7 @@ class WebServer:
         self.limits = limits or ClientLimits(max_watches=cfg.watches_per_client)
         self.images = images  # camera pictures under /api/cameras/ (image_routes.py); None: not served
         self.timeline = timeline  # /api/scenes, keyframes, searchable scene lists (history/timeline_routes.py)
+        self.summaries = summaries  # /api/cameras/<id>/summary (history/summary_routes.py); None: not served
         self.metrics = ServerMetrics(service)
         self.gate = Gatekeeper(cfg)
         self.openai = OpenAIRoutes(service, max_body=cfg.max_message_bytes)
@@ -129,15 +147,10 @@ class WebServer:
         return self.ws.clients_dropped_slow
 
     def access_rules(self) -> list[Rule]:
-        """Who may reach what (first match wins); the page and /healthz are open (/healthz shows details only to a
-        request with the token)."""
-        rules = [
-            Rule("/metrics", token=True),
-            Rule(OPENAI_PREFIX, origin=True, token=True, counted=True, refuse=self.openai.refuse),
-        ]
-        if self.images is not None or self.timeline is not None:
-            rules.append(Rule("/api/", origin=True, token=True))
-        return rules
+        """This port's rules (`access_rules`, shared with the gateway); /api/ when it serves pictures, the timeline
+        or summaries."""
+        served = self.images is not None or self.timeline is not None or self.summaries is not None
+        return access_rules(openai_refuse=self.openai.refuse, pictures=served)
 
     async def start(self) -> int:
         """Listen; return the bound port. Raises ServeError with one clear line when it cannot."""
@@ -170,8 +183,8 @@ class WebServer:
         await transport.stop()
 
     def _api_routes(self, *, same_origin_only: bool) -> list[BaseRoute]:
-        """/api/: the timeline's routes (before the pictures' catch-all), the pictures'."""
-        routes: list[BaseRoute] = []
+        """/api/: the summaries' and the timeline's routes (before the pictures' catch-all), the pictures'."""
+        routes: list[BaseRoute] = SummaryRoutes(self.summaries).routes() if self.summaries is not None else []
         scene_list = None
         if self.timeline is not None:
             timeline = TimelineRoutes(self.timeline, same_origin_only=same_origin_only)

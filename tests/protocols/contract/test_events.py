@@ -11,6 +11,7 @@ from livesight.protocols.contract.api import StatsSnapshot
 from livesight.types import (
     CameraState,
     CameraStatus,
+    Citation,
     ResponseCreated,
     ResponseDelta,
     ResponseDone,
@@ -109,6 +110,7 @@ def test_encode_response_events_literal() -> None:
         "usage": {"prompt_tokens": 812, "completion_tokens": 4},
         "ttft_ms": 41.25,
         "error": None,
+        "citations": [],  # nothing recalled: an empty list, never absent
     }
     failed = ResponseDone("resp_2", ResponseStatus.FAILED, "", error="model crashed", ttft_ms=float("nan"))
     out = json.loads(ev.dumps(ev.encode_response(failed)))
@@ -171,6 +173,35 @@ def test_encode_session_and_error_literal() -> None:
     assert ev.dumps({"type": "x", "text": "café ☕"}) == '{"type":"x","text":"café ☕"}'
 
 
+CITED = Citation(
+    "gate", 12, "tl_01J9Z3K8W2Q4V6X8Y0A2B4C6D8", 733.5, 1764946990.25, "/api/timeline/tl_01J/keyframes/0.jpg"
+)
+
+
+def test_response_done_carries_citations() -> None:
+    """The timeline entries recalled into an answer, as documented (docs/protocol.md: response.done)."""
+    done = ResponseDone("resp_9", ResponseStatus.COMPLETED, "a red van, at 14:03", 40, 6, citations=(CITED,))
+    out = json.loads(ev.dumps(ev.encode_response(done, query_id="q1")))
+    assert out["citations"] == [
+        {
+            "camera": "gate",
+            "scene": 12,
+            "id": "tl_01J9Z3K8W2Q4V6X8Y0A2B4C6D8",
+            "pts": 733.5,
+            "wall_time": 1764946990.25,
+            "thumbnail": "/api/timeline/tl_01J/keyframes/0.jpg",
+        }
+    ]
+    no_thumb = ResponseDone("r", ResponseStatus.COMPLETED, "", citations=(Citation("gate", 1, "tl_1", 0.0, 1.0),))
+    assert ev.encode_response(no_thumb)["citations"][0]["thumbnail"] is None
+    # a node's malformed citations are skipped (the gateway relays the good ones), never an error
+    raw = ev.encode_response(done)
+    raw["citations"] = [{"camera": "gate"}, "x", raw["citations"][0], {**raw["citations"][0], "scene": "12"}]
+    decoded = ev.decode_response(raw)
+    assert isinstance(decoded, ResponseDone) and decoded.citations == (CITED,)
+    assert ev.decode_citations({"not": "a list"}) == ()
+
+
 def test_response_events_decode_back_to_what_was_encoded() -> None:
     """The gateway reads its nodes' answers with decode_response: encode → JSON → decode gives the same event."""
     from livesight.types import ResponseCreated, ResponseDelta, ResponseDone, ResponseKind, ResponseStatus
@@ -179,7 +210,8 @@ def test_response_events_decode_back_to_what_was_encoded() -> None:
     delta = ResponseDelta("r1", "a red ")
     done = ResponseDone("r1", ResponseStatus.COMPLETED, "a red car", 5, 3, ttft_ms=41.25, error=None)
     failed = ResponseDone("r2", ResponseStatus.FAILED, "", error="node b went away")
-    for item in (created, delta, done, failed):
+    cited = ResponseDone("r3", ResponseStatus.COMPLETED, "at 14:03", citations=(CITED,))
+    for item in (created, delta, done, failed, cited):
         assert ev.decode_response(json.loads(ev.dumps(ev.encode_response(item)))) == item
     assert ev.decode_response({"type": "response.done", "response_id": "r", "status": "nope"}) is None
     hostile = '{"type": "response.done", "response_id": "r", "status": "completed", "usage": {"prompt_tokens": 1e999}}'

@@ -6,6 +6,7 @@ import asyncio
 import json
 import signal
 import sys
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -13,12 +14,15 @@ from pathlib import Path
 import aiomqtt
 import pytest
 
-from livesight.config import MQTTConfig, ReconnectConfig
+from livesight.config import MQTTConfig, RecallConfig, ReconnectConfig
 from livesight.protocols.mqtt.bridge import MQTTBridge
-from livesight.types import CameraState
+from livesight.timeline.recall import Recaller
+from livesight.types import CameraState, keyframe_url
 from tests.helpers import eventually
 from tests.mosquitto import MOSQUITTO, Mosquitto
 from tests.pipeline import Pipeline, pipeline
+from tests.timeline.conftest import close_store, open_store
+from tests.timeline.plant import plant
 
 pytestmark = [
     pytest.mark.mqtt,
@@ -117,6 +121,37 @@ async def test_a_clean_stop_leaves_no_camera_live(broker: Mosquitto, prefix: str
     assert got[f"{prefix}/nodes/n1/available"] == {"raw": b"offline"}
 
 
+async def test_a_node_re_announces_every_interval_fresh_and_counted(broker: Mosquitto, prefix: str) -> None:
+    """In a fleet the node re-publishes every camera's signed info every fleet.announce_interval_s, each with a new
+    issue time and the next count of its run (so a gateway can refuse a recorded copy: fleet/topics.py)."""
+    from livesight.fleet.topics import decode_camera_info, verify_camera_info
+    from livesight.protocols.mqtt.fleet_announcer import FleetAnnouncer
+
+    pipe = pipeline()
+    key = "fleet-credential-0123456789"
+    fleet = FleetAnnouncer(prefix, node="n1", url="ws://127.0.0.1:1", cameras=["cam1"], key=key, interval_s=1.0)
+    bridge = MQTTBridge(pipe.service, MQTTConfig(enabled=True, port=broker.port, prefix=prefix), fleet=fleet)
+    pipe.start()
+    task = asyncio.create_task(bridge.run(), name="bridge")
+    try:
+        async with listener(broker.port, f"{prefix}/cam1/info") as c:
+            infos = []
+            async with asyncio.timeout(10):
+                while len(infos) < 3:
+                    _, payload, _ = await next_message(c)
+                    info = decode_camera_info(payload)
+                    assert info is not None and verify_camera_info(info, key)
+                    infos.append(info)
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await pipe.stop()
+    assert len({i.boot for i in infos}) == 1 and infos[0].boot == fleet.boot
+    seqs, issued = [i.seq for i in infos], [i.issued for i in infos]
+    assert seqs == sorted(set(seqs)) and issued == sorted(issued) and issued[-1] > issued[0], infos
+
+
 async def test_questions_are_answered(broker: Mosquitto, prefix: str) -> None:
     async with running_bridge(pipeline(), broker.port, prefix), listener(broker.port, f"{prefix}/+/answer/+") as c:
         await c.publish(f"{prefix}/cam2/query", json.dumps({"id": "q1", "text": "what is here?"}), qos=1)
@@ -126,6 +161,7 @@ async def test_questions_are_answered(broker: Mosquitto, prefix: str) -> None:
         assert ans["type"] == "response.done" and ans["status"] == "completed" and ans["query_id"] == "q1"
         assert ans["text"].endswith("You asked: what is here?") and ans["camera"] == "cam2" and ans["kind"] == "query"
         assert ans["usage"] == {"prompt_tokens": 3, "completion_tokens": len(ans["text"].split())}
+        assert ans["citations"] == []  # nothing recalled
 
         await c.publish(f"{prefix}/cam1/query", "is the door open?", qos=1)
         topic, payload, _ = await next_message(c)
@@ -145,6 +181,26 @@ async def test_questions_are_answered(broker: Mosquitto, prefix: str) -> None:
         await c.publish(f"{prefix}/cam1/query", json.dumps({"id": "q4", "text": ""}), qos=1)
         topic, payload, _ = await next_message(c)
         assert topic == f"{prefix}/cam1/answer/q4" and json.loads(payload)["code"] == "invalid_field"
+
+
+async def test_an_answer_that_recalled_the_past_carries_its_citations(
+    broker: Mosquitto, prefix: str, tmp_path: Path
+) -> None:
+    store = open_store(tmp_path / "ev.sqlite")
+    pipe = pipeline()
+    try:
+        van = (await plant(store, time.time(), camera="cam2"))["van"]
+        pipe.service.recaller = Recaller(store, RecallConfig(timezone="UTC"))
+        async with running_bridge(pipe, broker.port, prefix), listener(broker.port, f"{prefix}/+/answer/+") as c:
+            await c.publish(f"{prefix}/cam2/query", json.dumps({"id": "q9", "text": "10 minutes ago?"}), qos=1)
+            topic, payload, _ = await next_message(c)
+        ans = json.loads(payload)
+        assert topic == f"{prefix}/cam2/answer/q9" and ans["status"] == "completed"
+        assert [(x["id"], x["camera"], x["thumbnail"]) for x in ans["citations"]] == [
+            (van.id, "cam2", keyframe_url(van.id, 0))
+        ]
+    finally:
+        close_store(store)
 
 
 async def test_events_are_published(broker: Mosquitto, prefix: str) -> None:

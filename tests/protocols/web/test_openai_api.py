@@ -15,6 +15,7 @@ from websockets.asyncio.client import connect
 from livesight.config import ServerConfig
 from livesight.protocols.web import openai_api as oa
 from livesight.protocols.web.server import WebServer
+from livesight.types import Citation
 from tests.helpers import Running, eventually, http_get, http_post, recv_until, start_server, stop_server
 from tests.pipeline import pipeline
 
@@ -113,8 +114,22 @@ def test_response_shapes() -> None:
         "content": "hello",
         "refusal": None,
     }
+    assert c["citations"] == []  # nothing recalled into the answer
     ch = oa.chunk("chatcmpl-1", "livesight/door", 5, {"content": "he"})
     assert ch["object"] == "chat.completion.chunk" and ch["choices"][0]["finish_reason"] is None
+    assert "citations" not in ch  # only the final chunk carries them
+    cite = Citation("door", 3, "tl_1", 12.5, 1764946990.0, "/api/timeline/tl_1/keyframes/0.jpg")
+    last = oa.chunk("chatcmpl-1", "livesight/door", 5, {}, "stop", oa.citations_of((cite,)))
+    assert last["citations"] == [
+        {
+            "camera": "door",
+            "scene": 3,
+            "id": "tl_1",
+            "pts": 12.5,
+            "wall_time": 1764946990.0,
+            "thumbnail": cite.thumbnail,
+        },
+    ]
     assert oa.sse({"a": "é"}) == 'data: {"a":"é"}\n\n'.encode()
     assert oa.models_list(CAMS, 1)["data"][1] == {
         "id": "livesight/yard",
@@ -194,6 +209,7 @@ async def test_raw_sse_ends_with_done(served: Running) -> None:
     assert all(e.startswith("data: ") for e in events)
     last = json.loads(events[-2].removeprefix("data: "))
     assert last["choices"][0]["finish_reason"] == "stop" and "usage" not in last
+    assert last["citations"] == []  # the final chunk: what was recalled into the answer (nothing here)
 
 
 async def test_max_tokens_stops_the_answer(served: Running) -> None:

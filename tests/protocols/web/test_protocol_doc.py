@@ -91,3 +91,27 @@ async def test_session_created_example_matches_a_live_one(running: Running) -> N
     assert set(doc["limits"]) == set(live["limits"])
     assert set(doc["cameras"][0]) == set(live["cameras"][0])
     assert doc["protocol"] == live["protocol"] == ev.PROTOCOL_VERSION
+
+
+def named_examples() -> dict[str, Any]:
+    """The HTTP answers shown in docs/protocol.md, fenced as ```json NAME."""
+    blocks = re.findall(r"```json ([\w.]+)\n(.*?)```", DOC.read_text(), flags=re.S)
+    return {name: json.loads(b) for name, b in blocks}
+
+
+def test_summary_and_gateway_scene_examples_have_the_encoders_fields() -> None:
+    from livesight.gateway.api.scenes import merged_reply
+    from livesight.protocols.contract.api import SummaryEnd
+    from livesight.protocols.web.history.summary_routes import done_body
+    from livesight.types import Citation
+
+    found = named_examples()
+    cite = Citation("gate", 12, "tl_1", 1.0, 2.0, "/api/timeline/tl_1/keyframes/0.jpg")
+    done = ResponseDone("r", ResponseStatus.COMPLETED, "t", citations=(cite,))
+    body = done_body(SummaryEnd(done, "gate", 0.0, 3600.0, cached=False, entries=1))
+    assert set(found["summary"]) == set(body)
+    assert set(found["summary"]["citations"][0]) == set(cite.as_dict())
+    reply = found["gateway.scenes"]
+    assert set(reply) == set(merged_reply([], ["b"], ranked=True, limit=1))
+    row = reply["scenes"][0]
+    assert row["node"] == "a" and all(k.endswith("?node=a") for k in row["keyframes"])

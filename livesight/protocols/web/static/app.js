@@ -273,10 +273,93 @@
       info = "failed: " + (ev.error || "unknown error");
       r.item.classList.add("failed");
     }
+    if (Array.isArray(ev.citations) && ev.citations.length) r.item.appendChild(renderCitations(ev.citations));
     r.item.appendChild(el("div", "info", info));
     if (r.queryId) state.running.delete(r.queryId);
     updateCancel();
   }
+
+  // ---- citations: the past moments an answer drew on (response.done `citations`) -------------------------------
+
+  function when(t) {
+    const d = new Date(t * 1000);
+    const time = d.toLocaleTimeString([], { hour12: false });
+    if (d.toDateString() === new Date().toDateString()) return time;
+    return d.toLocaleDateString([], { month: "short", day: "numeric" }) + " " + time;
+  }
+
+  // `camera` lets a gateway find the node holding the keyframe; a node ignores it.
+  function citationSrc(c) {
+    return withToken(c.thumbnail, { camera: c.camera });
+  }
+
+  function renderCitations(citations) {
+    const box = el("div", "citations");
+    box.setAttribute("aria-label", "moments this answer drew on");
+    for (const c of citations.slice(0, 16)) {
+      const label = `${c.camera} · ${when(c.wall_time)}`;
+      const fig = el("figure", "citation");
+      if (c.thumbnail) {
+        const a = el("a");
+        a.href = citationSrc(c);
+        a.title = `${label} (scene ${c.scene})`;
+        const img = el("img");
+        img.src = citationSrc(c);
+        img.alt = `${c.camera} at ${when(c.wall_time)}`;
+        img.loading = "lazy";
+        a.appendChild(img);
+        a.addEventListener("click", (e) => {
+          e.preventDefault();
+          openScene(c);
+        });
+        fig.appendChild(a);
+      }
+      fig.appendChild(el("figcaption", null, label));
+      box.appendChild(fig);
+    }
+    return box;
+  }
+
+  // The scene of a citation, large, over the page (Escape, a click outside or × closes it).
+  function openScene(c) {
+    closeScene();
+    const shade = el("div", "scene-overlay");
+    shade.id = "scene-overlay";
+    shade.setAttribute("role", "dialog");
+    shade.setAttribute("aria-label", `scene ${c.scene} of ${c.camera}`);
+    const panel = el("figure", "scene-panel");
+    const img = el("img");
+    img.src = citationSrc(c);
+    img.alt = `${c.camera}, scene ${c.scene}, at ${when(c.wall_time)}`;
+    panel.appendChild(img);
+    const cap = el("figcaption");
+    const where = `${c.camera} · scene ${c.scene} · ${when(c.wall_time)} · ${Number(c.pts).toFixed(1)} s`;
+    cap.appendChild(el("span", null, where));
+    const full = el("a", null, "open image");
+    full.href = citationSrc(c);
+    full.target = "_blank";
+    full.rel = "noopener";
+    cap.appendChild(full);
+    const close = el("button", "small", "×");
+    close.type = "button";
+    close.title = "close";
+    close.addEventListener("click", closeScene);
+    cap.appendChild(close);
+    panel.appendChild(cap);
+    shade.appendChild(panel);
+    shade.addEventListener("click", (e) => {
+      if (e.target === shade) closeScene();
+    });
+    document.body.appendChild(shade);
+  }
+
+  function closeScene() {
+    const o = document.getElementById("scene-overlay");
+    if (o) o.remove();
+  }
+  document.addEventListener("keydown", (e) => {
+    if (e.key === "Escape") closeScene();
+  });
 
   // The model loads after the server starts: ask /healthz until it names the model, then say so once when its
   // weights are random (the built-in tiny-random demo model answers with meaningless text).
