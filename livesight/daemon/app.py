@@ -262,12 +262,14 @@ class App:
         if self.capture is None or self.backfill is None:
             return None
         capture, backfill = self.capture, self.backfill
+        semantic = self.timeline.semantic if self.timeline is not None else None
         worker.on_entries = capture.closed
         self.service.responses.backfill = BackfillJobs(backfill, backend)
         self.service.health_parts["timeline_capture"] = lambda: {
             "state": "ok",
             "capture": capture.health(),
             "backfill": backfill.health(),
+            **({"semantic": semantic.counters()} if semantic is not None else {}),
         }
         return tg.create_task(backfill.run(), name="timeline-backfill")
 

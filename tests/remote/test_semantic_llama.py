@@ -75,3 +75,8 @@ async def test_the_daemon_embeds_captions_through_llama_cpp_and_searches_are_fus
             assert any(s["rank"] > 1 / 61 for s in with_word)  # in both lists
         c = store.counters()
         assert c["semantic_searches_fused"] >= 1 and c["semantic_query_failures"] == 0 and c["embed_failures"] == 0
+        _, _, body = await http_get(app.port, "/healthz")
+        assert json.loads(body)["timeline_capture"]["semantic"]["embedded"] >= 2
+        _, _, metrics = await http_get(app.port, "/metrics")
+        assert b"livesight_timeline_semantic_embedded_total " in metrics
+        assert b"# TYPE livesight_timeline_semantic_embed_pending gauge" in metrics
