@@ -312,8 +312,15 @@ class TimelineConfig(_Strict):
     keyframe_quality: int = Field(80, ge=30, le=95, description="JPEG quality of stored keyframes")
     embeddings: str | None = Field(
         None,
-        description="semantic search: the embedding model's name at the model server's /v1/embeddings "
-        "(null: full-text search only)",
+        description="semantic search (off by default): the embedding model's name at the server's /v1/embeddings; "
+        "captions are embedded into a sidecar file (<db stem>.vectors.sqlite) and searches fuse the vector ranks "
+        "with BM25's (pip install 'livesight[semantic]'); null: full-text search only",
+    )
+    embeddings_url: str | None = Field(
+        None,
+        pattern=r"^https?://[^\s/]+(/\S*)?$",
+        description="the OpenAI API root of the server that embeds (e.g. http://127.0.0.1:8080/v1); null: "
+        "model.base_url (backend openai, with its api_key)",
     )
 
 
@@ -787,6 +794,12 @@ class Config(_Strict):
                 f"memory.token_budget ({self.memory.token_budget}) is smaller than one frame at model.image_size "
                 f"{self.model.image_size} ({per_frame} tokens): not even one frame fits"
             )
+        tl = self.memory.timeline
+        if tl.embeddings is not None and tl.embeddings_url is None and self.model.backend != "openai":
+            problems.append(
+                "memory.timeline.embeddings is set but neither memory.timeline.embeddings_url nor model.base_url "
+                "(backend 'openai') says which server embeds"
+            )
         if problems:
             raise ValueError("\n  ".join(problems))
         return self
@@ -794,7 +807,9 @@ class Config(_Strict):
     def secrets(self) -> tuple[str, ...]:
         """Every secret string of this config (camera URL credentials, the bearer token, the MQTT password, the model
         server's key and URL credentials, the fleet credential): what the log is scrubbed of (logsetup.py)."""
-        return _secrets(self.cameras, self.server, self.mqtt, self.model, self.fleet)
+        url = self.memory.timeline.embeddings_url
+        extra = tuple(s for s in url_secrets(url) if s) if url is not None else ()
+        return _secrets(self.cameras, self.server, self.mqtt, self.model, self.fleet) + extra
 
     def dtd_for(self, camera: CameraConfig) -> DTDConfig:
         return camera.dtd or self.dtd

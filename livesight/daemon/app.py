@@ -39,6 +39,7 @@ from livesight.redact import scrub
 from livesight.streaming.camera import Camera
 from livesight.timeline.backfill import Backfill
 from livesight.timeline.recall import Recaller
+from livesight.timeline.semantic.index import open_semantic
 from livesight.timeline.store import TimelineStore, keyframe_dir
 from livesight.timeline.summary import Summaries
 from livesight.timeline.when import parse_window, zone_of
@@ -261,12 +262,14 @@ class App:
         if self.capture is None or self.backfill is None:
             return None
         capture, backfill = self.capture, self.backfill
+        semantic = self.timeline.semantic if self.timeline is not None else None
         worker.on_entries = capture.closed
         self.service.responses.backfill = BackfillJobs(backfill, backend)
         self.service.health_parts["timeline_capture"] = lambda: {
             "state": "ok",
             "capture": capture.health(),
             "backfill": backfill.health(),
+            **({"semantic": semantic.counters()} if semantic is not None else {}),
         }
         return tg.create_task(backfill.run(), name="timeline-backfill")
 
@@ -446,7 +449,8 @@ def _open_timeline(cfg: Config, event_log: EventLog) -> TimelineStore | None:
     directory = keyframe_dir(cfg.memory.database)
     if directory is None:
         return None
-    store = TimelineStore(event_log, directory, cfg.memory.timeline)
+    semantic = open_semantic(cfg, cfg.memory.database)  # None unless memory.timeline.embeddings names a model
+    store = TimelineStore(event_log, directory, cfg.memory.timeline, semantic=semantic)
     store.open()
     return store
 

@@ -11,6 +11,11 @@
 - **Filters**: cameras; `start`/`end` keep the entries that overlap the window (an open entry runs until now).
   The window is turned into a row range through the `wall_time` index (entries are at most `timeline_max_span`
   long, kept in `meta` by a trigger), so FTS only walks the matches inside it.
+- **Semantic** (optional, `memory.timeline.embeddings`): the store passes `neighbours`, the entries whose caption
+  vectors are nearest the query's (semantic/), coarsely filtered by camera and start time (`start_bounds`) in the
+  sidecar, found before the read connection is taken (a brute-force scan: the slow part); they are
+  checked here against the same filters as BM25's candidates and the two lists are fused by reciprocal rank (`rrf`,
+  k = 60): `rank` is then the fused score (higher is better).
 - **Cursors**: opaque, signed with the database's own key (HMAC; a changed or foreign cursor is an error), bound
   to the query they came from, and stable: rows written after the first page never shift later pages.
 """
@@ -22,6 +27,7 @@ import hashlib
 import hmac
 import json
 import sqlite3
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,6 +39,7 @@ MAX_TERMS = 16
 MAX_CANDIDATES = 1000  # entries ranked per text query at most (see the module docstring)
 MAX_LIMIT = 500
 WEIGHTS = (1.0, 0.6, 1.0)  # bm25 column weights: caption, answers, watches
+RRF_K = 60
 
 STOP_WORDS = frozenset(  # English function words and the verbs of asking: they find everything
     """a about above after again against all am an and any are around as at be because been before being below
@@ -104,6 +111,23 @@ def decode_cursor(text: str, q: TimelineQuery, key: bytes) -> Cursor:
 # ---- queries --------------------------------------------------------------------------------------------------
 
 
+def start_bounds(
+    conn: sqlite3.Connection, start: float | None, end: float | None, *, newest: int | None = None
+) -> tuple[float | None, float | None]:
+    """The range of start times (wall_time) an entry overlapping [start, end] can have (None: unbounded); `newest`:
+    narrowed to the newest `newest` entries of that range (a bound on the work, as MAX_CANDIDATES is for BM25)."""
+    _, _, (lo, hi) = _window(conn, start, end)
+    if newest is not None:
+        row = conn.execute(
+            "SELECT wall_time FROM timeline INDEXED BY timeline_time WHERE wall_time <= ?"
+            " ORDER BY wall_time DESC LIMIT 1 OFFSET ?",
+            (1e300 if hi is None else hi, newest - 1),
+        ).fetchone()
+        if row is not None:
+            lo = row[0] if lo is None else max(lo, row[0])
+    return lo, hi
+
+
 def _lowest_start(conn: sqlite3.Connection, start: float) -> float:
     """The earliest wall_time an entry overlapping `start` can have: entries are at most `timeline_max_span` long
     (kept in meta by a trigger); an open one (few: one per camera) reaches to now."""
@@ -132,8 +156,25 @@ def _window(conn: sqlite3.Connection, start: float | None, end: float | None) ->
     return " AND ".join(conds), args, bounds
 
 
-def search(conn: sqlite3.Connection, q: TimelineQuery, key: bytes, stats: CorpusStats) -> TimelinePage:
-    """Raises ValueError (with the reason) for a bad query."""
+def rrf(lists: Sequence[Sequence[int]], k: int = RRF_K) -> list[tuple[int, float]]:
+    """Reciprocal rank fusion: each row scores the sum of 1 / (k + its rank) over the lists holding it (ranks from
+    1); best first, ties newest (highest row) first."""
+    fused: dict[int, float] = {}
+    for ranked in lists:
+        for i, row in enumerate(ranked, 1):
+            fused[row] = fused.get(row, 0.0) + 1.0 / (k + i)
+    return sorted(fused.items(), key=lambda r: (-r[1], -r[0]))
+
+
+def search(
+    conn: sqlite3.Connection,
+    q: TimelineQuery,
+    key: bytes,
+    stats: CorpusStats,
+    neighbours: list[tuple[int, str]] | None = None,
+) -> TimelinePage:
+    """Raises ValueError (with the reason) for a bad query. `neighbours`: semantic search is on, the (rowid, entry id)
+    of the entries nearest the text by meaning, nearest first (module docstring)."""
     if not 1 <= q.limit <= MAX_LIMIT:
         raise ValueError(f"limit must be 1..{MAX_LIMIT}")
     if q.start is not None and q.end is not None and q.start > q.end:
@@ -148,7 +189,7 @@ def search(conn: sqlite3.Connection, q: TimelineQuery, key: bytes, stats: Corpus
         (hi,) = conn.execute("SELECT coalesce(max(rowid), 0) FROM timeline").fetchone()
     if terms is None:
         return _listing(conn, q, key, hi, cursor)
-    return _ranked(conn, q, key, terms, stats, hi, cursor)
+    return _ranked(conn, q, key, terms, stats, hi, cursor, neighbours)
 
 
 def _listing(conn: sqlite3.Connection, q: TimelineQuery, key: bytes, hi: int, cur: Cursor | None) -> TimelinePage:
@@ -181,6 +222,7 @@ def _ranked(
     stats: CorpusStats,
     hi: int,
     cur: Cursor | None,
+    neighbours: list[tuple[int, str]] | None = None,
 ) -> TimelinePage:
     where, args, (lo, up) = _window(conn, q.start, q.end)
     conds = ["timeline_fts MATCH ?", "timeline_fts.rowid BETWEEN ? AND ?"]  # one range: FTS5 uses one bound each
@@ -195,8 +237,10 @@ def _ranked(
         qargs[1:3] = [lo_hi[0], min(hi, lo_hi[1])]
         conds.append(where)
         qargs += args
+    cams = ""
     if q.cameras is not None:
-        conds.append(f"t.camera IN ({','.join('?' * len(q.cameras))})")
+        cams = f"t.camera IN ({','.join('?' * len(q.cameras))})"
+        conds.append(cams)
         qargs += list(q.cameras)
     sql = (
         "SELECT timeline_fts.rowid, t.caption, t.answers, t.watches FROM timeline_fts JOIN timeline t"
@@ -208,6 +252,9 @@ def _ranked(
     n = max(n, *df.values())  # never fewer rows than hold a word
     cands = [(r[0], score(terms, r[1:], WEIGHTS, df, n, avgdl)) for r in rows]
     cands.sort(key=lambda r: (-r[1], -r[0]))
+    if neighbours is not None:
+        near = _checked(conn, neighbours, hi, where, args, cams, q.cameras)
+        cands = rrf([[c[0] for c in cands], near])
     off = cur.offset if cur is not None else 0
     chosen = cands[off : off + q.limit]
     by_row: dict[int, Any] = {}
@@ -218,6 +265,24 @@ def _ranked(
     hits = tuple(TimelineHit(entry_from_row(by_row[c[0]]), float(f"{c[1]:.6g}")) for c in chosen if c[0] in by_row)
     nxt = encode_cursor(Cursor(hi, offset=off + q.limit), q, key) if len(cands) > off + q.limit else None
     return TimelinePage(hits, nxt)
+
+
+def _checked(
+    conn: sqlite3.Connection,
+    near: list[tuple[int, str]],
+    hi: int,
+    where: str,
+    args: list[Any],
+    cams: str,
+    cameras: Sequence[str] | None,
+) -> list[int]:
+    """The neighbours that are still the entries they were embedded for and pass the query's filters, in order."""
+    if not near:
+        return []
+    conds = [f"t.rowid IN ({','.join('?' * len(near))})", "t.rowid <= ?", *(c for c in (where, cams) if c)]
+    sql = f"SELECT t.rowid, t.id FROM timeline t WHERE {' AND '.join(conds)}"
+    alive = dict(conn.execute(sql, [*(r for r, _ in near), hi, *args, *(cameras or ())]).fetchall())
+    return [r for r, entry_id in near if alive.get(r) == entry_id]
 
 
 def between(conn: sqlite3.Connection, camera: str | None, start: float, end: float, limit: int) -> list[TimelineEntry]:

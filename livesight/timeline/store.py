@@ -6,6 +6,9 @@ this store's own read-only connection (WAL: readers never wait for the writer). 
 database: `<db stem>.keyframes/<camera>/<entry id>-<index>.jpg`, written before their row is queued (a row never names
 a file that was never written; a file whose row is lost is deleted by retention's orphan sweep or overwritten).
 
+With semantic search on (`memory.timeline.embeddings`, semantic/), the store holds a SemanticIndex: captions it
+sets are hinted to the embedder, and text searches fuse the vector neighbours with BM25 (search.py).
+
 Every method does blocking I/O: call it in a thread (asyncio.to_thread, the picture thread), never on the event loop.
 """
 
@@ -29,6 +32,7 @@ from livesight.timeline import search as search_mod
 from livesight.timeline.ranking import CorpusStats
 from livesight.timeline.retention import Retention
 from livesight.timeline.rows import COLUMNS, entry_from_row
+from livesight.timeline.semantic.index import SemanticIndex
 from livesight.types import TimelineEntry, TimelinePage, TimelineQuery
 
 log = logging.getLogger(__name__)
@@ -59,8 +63,16 @@ class TimelineStore:
     store's own read connection. Every method does blocking I/O: call it in a thread (asyncio.to_thread / the
     picture thread), never on the event loop."""
 
-    def __init__(self, event_log: EventLog, keyframe_dir: Path | None, cfg: TimelineConfig) -> None:
+    def __init__(
+        self,
+        event_log: EventLog,
+        keyframe_dir: Path | None,
+        cfg: TimelineConfig,
+        *,
+        semantic: SemanticIndex | None = None,
+    ) -> None:
         self.log = event_log
+        self.semantic = semantic  # semantic search (off: None); opened and closed with the store
         self.dir = keyframe_dir
         self.cfg = cfg
         self._read: sqlite3.Connection | None = None
@@ -99,10 +111,18 @@ class TimelineStore:
             self._adopt_thumbnails()
         self.backlog()
         self._stats.corpus(self._read)  # the row count, once at the start rather than in the first search
+        if self.semantic is not None:
+            try:
+                self.semantic.open()  # RuntimeError naming the extra to install when sqlite-vec is missing
+            except BaseException:
+                self.close()
+                raise
         self.retention = Retention(self)
         self.retention.start()
 
     def close(self) -> None:
+        if self.semantic is not None:
+            self.semantic.close()
         if self.retention is not None:
             self.retention.stop()
             self.retention = None
@@ -149,6 +169,8 @@ class TimelineStore:
                 size,
             ),
         )
+        if entry.caption is not None and self.semantic is not None:
+            self.semantic.hint(entry.id)
         with self._count_lock:
             self.entries_written += 1
             self.keyframes_written += len(frames)
@@ -158,6 +180,8 @@ class TimelineStore:
     def set_caption(self, entry_id: str, caption: str) -> None:
         """The entry's caption (caption_state → "done")."""
         self.log.write("UPDATE timeline SET caption = ?, caption_state = 'done' WHERE id = ?", (caption, entry_id))
+        if self.semantic is not None:
+            self.semantic.hint(entry_id)
         with self._count_lock:
             self.captions_set += 1
             self._backlog = max(0, self._backlog - 1)
@@ -176,9 +200,20 @@ class TimelineStore:
     # ---- reads ---------------------------------------------------------------------------------------------
 
     def search(self, query: TimelineQuery) -> TimelinePage:
-        """Raises ValueError (with the reason) for a bad query: a text with nothing to search, a bad cursor."""
+        """Raises ValueError (with the reason) for a bad query: a text with nothing to search, a bad cursor. With
+        semantic search on, a text's vector is asked for first (cached; when it does not come, BM25 alone)."""
+        near = None
+        if self.semantic is not None and query.text is not None:
+            search_mod.search_terms(query.text)  # a text with nothing to search is refused before it is embedded
+            vec = self.semantic.query_vector(query.text)
+            if vec is not None:
+                with self._lock:
+                    lo, hi = search_mod.start_bounds(
+                        self._conn(), query.start, query.end, newest=self.semantic.scan_rows
+                    )
+                near = self.semantic.nearest(vec, cameras=query.cameras, lo=lo, hi=hi)  # without the read lock
         with self._lock:
-            return search_mod.search(self._conn(), query, self._key, self._stats)
+            return search_mod.search(self._conn(), query, self._key, self._stats, near)
 
     def get(self, entry_id: str) -> TimelineEntry | None:
         with self._lock:
@@ -246,6 +281,7 @@ class TimelineStore:
             "caption_failures": self.caption_failures,
             "caption_backlog": self._backlog,
             "thumbnails_adopted": self.thumbnails_adopted,
+            **(self.semantic.counters() if self.semantic is not None else {}),
         }
 
     def count_deletions(self, *, keyframes: int, rows: int) -> None:

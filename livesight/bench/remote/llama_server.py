@@ -202,8 +202,12 @@ def free_port() -> int:
 class LlamaServer:
     """`python -m llama_cpp.server` in a subprocess on a free loopback port; stopped (and waited for) on exit."""
 
-    def __init__(self, model: Path, mmproj: Path, *, n_ctx: int = 8192, port: int | None = None) -> None:
-        self.model, self.mmproj, self.n_ctx = model, mmproj, n_ctx
+    def __init__(
+        self, model: Path, mmproj: Path, *, n_ctx: int = 8192, port: int | None = None, embedding: bool = False
+    ) -> None:
+        """`embedding`: serve /v1/embeddings (llama.cpp's `--embedding true`; this model has no pooling: one vector per
+        token, which livesight's embedding client mean-pools)."""
+        self.model, self.mmproj, self.n_ctx, self.embedding = model, mmproj, n_ctx, embedding
         self.port = port or free_port()
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path: Path | None = None
@@ -223,6 +227,7 @@ class LlamaServer:
                 *("--clip_model_path", str(self.mmproj), "--chat_format", "qwen2.5-vl"),
                 *("--n_ctx", str(self.n_ctx), "--host", "127.0.0.1", "--port", str(self.port)),
                 *("--model_alias", "tiny-vl", "--n_threads", "2"),
+                *(("--embedding", "true") if self.embedding else ()),
             ],
             stdout=fd,
             stderr=subprocess.STDOUT,

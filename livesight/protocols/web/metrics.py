@@ -143,13 +143,13 @@ class _ModelServerCollector(Collector):
             yield CounterMetricFamily(f"livesight_model_server_{key}", doc, value=float(h[key]))
 
 
-_TIMELINE_GAUGES = frozenset({"backlog", "in_flight", "waiting_retry", "writes_waiting"})
+_TIMELINE_GAUGES = frozenset({"backlog", "in_flight", "waiting_retry", "writes_waiting", "embed_pending"})
 
 
 class _TimelineCollector(Collector):
     """The timeline capture and caption backfill (the `timeline_capture` part of /healthz): entries closed, written,
-    written without keyframes, lost; the caption backlog, captions backfilled, failed, in flight, waiting a retry.
-    Nothing without a timeline."""
+    written without keyframes, lost; the caption backlog, captions backfilled, failed, in flight, waiting a retry;
+    with semantic search, the embedder's and the query side's counters. Nothing without a timeline."""
 
     def __init__(self, service: ServiceAPI) -> None:
         self._service = service
@@ -163,7 +163,7 @@ class _TimelineCollector(Collector):
         except Exception as e:  # /healthz shows the broken part; /metrics still answers
             contain("metrics.timeline", e, log, "the timeline's counters")
             return
-        for section in ("capture", "backfill"):
+        for section in ("capture", "backfill", "semantic"):
             prefix = f"livesight_timeline_{section}_"
             for key, value in h.get(section, {}).items():
                 if not _is_number(value):
