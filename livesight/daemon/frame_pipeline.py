@@ -99,7 +99,14 @@ class EntriesLike(Protocol):
     """The camera's timeline entry tracker (timeline/keyframes.py): closed entries come back with their frames."""
 
     def update(
-        self, pts: float, wall_time: float, rgb: np.ndarray, kept: int, change: SceneChange | None = None
+        self,
+        pts: float,
+        wall_time: float,
+        rgb: np.ndarray,
+        kept: int,
+        change: SceneChange | None = None,
+        *,
+        full: bool = False,
     ) -> list[Any]: ...
 
 
@@ -278,7 +285,7 @@ class FramePipeline:
         if lane.entries is None:
             return ()
         try:
-            return tuple(lane.entries.update(step.pts, step.wall_time, p, step.kept, change))
+            return tuple(lane.entries.update(step.pts, step.wall_time, p, step.kept, change, full=step.full))
         except Exception as e:
             contain("timeline.capture", e, log, f"camera {lane.camera}: timeline entry tracking")
             return ()

@@ -1,20 +1,28 @@
 """Per camera: cuts the stream into timeline entries and picks each entry's keyframes (pure logic, no I/O).
 
-`EntryTracker.update(pts, wall_time, rgb, kept, change)` is fed every processed sampled frame (the RGB frame as the
-model saw it, the number of tokens DTD kept) and the scene change the detector declared on it, if any. An entry is
-closed — and returned, with the frames of its keyframes — when:
+`EntryTracker.update(pts, wall_time, rgb, kept, change, full=)` is fed every processed sampled frame (the RGB frame as
+the model saw it, the number of tokens DTD kept, whether DTD kept it whole by rule) and the scene change the
+detector declared on it, if any. An entry is closed — and returned, with the frames of its keyframes — when:
 
 - a scene change arrives: the entry ends where the new scene starts (`change.pts`). The detector reports a change a
   frame or more after the frame it names (confirmation), so frames join an entry `TAIL` frames late (held meanwhile
   as references to frames the worker never changes): those at or after `change.pts` start the new scene's entry;
+- activity on a still view has ended: the entry had an active frame (DTD kept more tokens than the view's noise:
+  `Activity`), no frame has been active for QUIET_S since, and the entry has lasted at least MIN_ENTRY_S. It ends
+  there, so two events minutes apart in one long still scene are two entries, each with its own "action"
+  keyframe. Bounded: such an entry lasts at least MIN_ENTRY_S (at most one a minute per camera), and a view that
+  stays busy (never quiet for QUIET_S) or stays still (no activity) is closed by the next rule only;
 - the entry has lasted `chunk_s` of stream time: a long still scene becomes several entries (chunk 0, 1, 2, …), so a
   long static view still has entries to find;
 - the camera stops (`close()`): nothing is lost on a clean stop.
 
-Keyframes (at most 3 frames held per entry, plus the tail): "first" — the entry's first frame with content (a scene
+Keyframes (at most 5 frames held per entry, plus the tail): "first" — the entry's first frame with content (a scene
 that starts black or flat, a cut or a fade to black, takes it from the content that follows; the flat test is the
 scene detector's: thumbnail + normalise(…, flat_level)); "action" — the content frame where DTD kept the most tokens
-(the earliest of equals); "last" — its last content frame. The same frame chosen for two roles is stored once (under
+(the earliest of equals, at least one), among the frames other than the first and the last (so an entry keeps up
+to 3 distinct pictures; the two most-kept are held, as the last one is known only at the close) and never a frame
+DTD kept whole by rule (`full`: the stream's first frame, a new resolution, a keyframe refresh — its kept count is
+no evidence of change); "last" — its last content frame. The same frame chosen for two roles is stored once (under
 the first role), and so is the same picture (normalised thumbnails within SAME_CELL in every cell: a still view's
 first and last frames differ by sensor noise only). An entry without any content (all black) keeps its first frame
 as "first", so every entry has 1–3.
@@ -33,6 +41,14 @@ from livesight.memory.pictures import normalise, thumbnail
 from livesight.types import Keyframe, SceneChange, TimelineEntry
 
 TAIL = 4  # recent frames held: a scene change is reported a frame or more after the frame it starts at
+MIN_ENTRY_S = 60.0  # an entry that the end of activity closes has lasted at least this (one a minute at most)
+QUIET_S = 5.0  # activity has ended when no frame was active for this long (stream time)
+NOISE_FRAMES = 300  # recent frames (not kept whole, with content) whose kept tokens measure the view's noise
+NOISE_MIN_FRAMES = 5  # no frame is active before this many measured the noise (a busy view's start is its noise)
+NOISE_PERCENTILE = 10.0  # the view's noise floor: this percentile of their kept tokens
+ACTIVE_TOKENS = 2  # a frame is active when it kept more than the floor plus this many tokens …
+ACTIVE_SHARE = 0.01  # … and this share of the frame's tokens, and more than twice the floor
+TOKEN_PX = 28  # one token per 28x28 px of the frame as the model saw it
 EPS = 1e-6
 SAME_CELL = 0.15  # two pictures whose normalised thumbnails differ by less than this in every cell are the same
 
@@ -56,6 +72,8 @@ class Shot:
     rgb: np.ndarray  # [H, W, 3] uint8, as the model saw it (never changed after it was made)
     kept: int  # tokens DTD kept
     z: np.ndarray | None  # its normalised 16x16 thumbnail (memory/pictures.py); None: flat (black, white, uniform)
+    full: bool = False  # DTD kept it whole by rule: its kept count is no evidence of change
+    active: bool = False  # DTD kept more than the view's noise (Activity)
 
     @property
     def content(self) -> bool:
@@ -78,9 +96,11 @@ class _Open:
     wall_time: float
     first_any: Shot | None = None  # the first frame, content or not (an all-black entry keeps it)
     first: Shot | None = None  # the first content frame
-    action: Shot | None = None
+    best: Shot | None = None  # the two content frames after the first, not kept whole, with the most kept tokens
+    second: Shot | None = None  # (the best may turn out to be the last: then the action is the second)
     last: Shot | None = None  # the last content frame
     frames: int = 0
+    active_pts: float | None = None  # the last active frame's
 
     def add(self, s: Shot) -> None:
         self.frames += 1
@@ -88,11 +108,27 @@ class _Open:
             self.first_any = s
         if not s.content:
             return
+        if s.active:
+            self.active_pts = s.pts
+        self.last = s
         if self.first is None:
             self.first = s
-        if self.action is None or s.kept > self.action.kept:
-            self.action = s
-        self.last = s
+            return
+        if s.full or s.kept <= 0:
+            return  # kept whole by rule (or nothing kept): no evidence of change
+        if self.best is None or s.kept > self.best.kept:
+            self.second, self.best = self.best, s
+        elif self.second is None or s.kept > self.second.kept:
+            self.second = s
+
+    @property
+    def action(self) -> Shot | None:
+        """The most-kept frame other than the first and the last (the earliest of equals)."""
+        return self.best if self.best is not self.last else self.second
+
+    def quiet_since(self, pts: float) -> bool:
+        """Activity in this entry has ended: no active frame for QUIET_S before `pts`."""
+        return self.active_pts is not None and pts - self.active_pts >= QUIET_S - EPS
 
     def keyframes(self) -> list[tuple[str, Shot]]:
         chosen = [("first", self.first or self.first_any), ("action", self.action), ("last", self.last)]
@@ -103,6 +139,30 @@ class _Open:
             out.append((role, shot))
         out.sort(key=lambda rs: rs[1].pts)
         return out
+
+
+@dataclass
+class Activity:
+    """Is a frame active — did DTD keep more tokens than the view's still-view noise? The noise floor is a low
+    percentile of the kept tokens of the camera's last NOISE_FRAMES frames (frames kept whole by rule and flat frames
+    left out); a frame is active when it kept more than twice the floor and more than the floor plus
+    max(ACTIVE_TOKENS, ACTIVE_SHARE of its tokens), and none is before NOISE_MIN_FRAMES were measured. A view that is
+    always busy raises its own floor: steady motion (a tree in the wind) is its noise, not an event."""
+
+    recent: deque[int] = field(default_factory=lambda: deque(maxlen=NOISE_FRAMES))
+
+    def floor(self) -> float:
+        return float(np.percentile(np.fromiter(self.recent, np.int64), NOISE_PERCENTILE)) if self.recent else 0.0
+
+    def judge(self, kept: int, rgb: np.ndarray, *, full: bool, content: bool) -> bool:
+        if full or not content:
+            return False
+        floor = self.floor()
+        tokens = max(1, (rgb.shape[0] // TOKEN_PX) * (rgb.shape[1] // TOKEN_PX))
+        margin = max(ACTIVE_TOKENS, ACTIVE_SHARE * tokens)
+        active = len(self.recent) >= NOISE_MIN_FRAMES and kept > max(2.0 * floor, floor + margin)
+        self.recent.append(kept)
+        return active
 
 
 @dataclass
@@ -121,15 +181,24 @@ class EntryTracker:
     _open: _Open | None = None
     _start: tuple[float, float] | None = None  # (pts, wall_time) where the next entry starts (a scene change's)
     _tail: deque[Shot] = field(default_factory=deque)
+    _activity: Activity = field(default_factory=Activity)
 
     def picture(self, rgb: np.ndarray) -> np.ndarray | None:
         """The detector's view of a frame: its normalised thumbnail, None when flat."""
         return normalise(thumbnail(rgb), self.flat_level)
 
     def update(
-        self, pts: float, wall_time: float, rgb: np.ndarray, kept: int, change: SceneChange | None = None
+        self,
+        pts: float,
+        wall_time: float,
+        rgb: np.ndarray,
+        kept: int,
+        change: SceneChange | None = None,
+        *,
+        full: bool = False,
     ) -> list[ClosedEntry]:
-        """One processed frame (and the scene change declared on it) → the entries it closed (0, 1 or 2)."""
+        """One processed frame (and the scene change declared on it) → the entries it closed (0, 1 or 2). `full`:
+        DTD kept it whole by rule (`DTDStep.full`)."""
         out: list[ClosedEntry] = []
         if change is not None:
             while self._tail and self._tail[0].pts < change.pts - EPS:  # the old scene's frames
@@ -137,7 +206,9 @@ class EntryTracker:
             out += self._close(change.pts, change.wall_time)
             self.scene = change.scene
             self._start = (change.pts, change.wall_time)
-        self._tail.append(Shot(pts, wall_time, rgb, int(kept), self.picture(rgb)))
+        z = self.picture(rgb)
+        active = self._activity.judge(int(kept), rgb, full=full, content=z is not None)
+        self._tail.append(Shot(pts, wall_time, rgb, int(kept), z, full, active))
         while len(self._tail) > TAIL:
             out += self._commit(self._tail.popleft())
         return out
@@ -155,8 +226,13 @@ class EntryTracker:
     def _commit(self, s: Shot) -> list[ClosedEntry]:
         out: list[ClosedEntry] = []
         cur = self._open
-        if cur is not None and (s.pts - cur.pts >= self.chunk_s - EPS or s.pts < cur.pts - EPS):
-            # lasted chunk_s (or the stream's clock went back: a restarted source): the next chunk starts here
+        if cur is not None and (
+            s.pts - cur.pts >= self.chunk_s - EPS
+            or s.pts < cur.pts - EPS
+            or (s.pts - cur.pts >= MIN_ENTRY_S - EPS and cur.quiet_since(s.pts))
+        ):
+            # lasted chunk_s (or the stream's clock went back: a restarted source), or its activity ended (quiet
+            # QUIET_S) and it lasted MIN_ENTRY_S: the next chunk starts here
             out += self._close(s.pts, s.wall_time)
             self._open = _Open(cur.scene, cur.chunk + 1, s.pts, s.wall_time)
         if self._open is None:

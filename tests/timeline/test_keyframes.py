@@ -8,7 +8,7 @@ import pytest
 
 from livesight.config import SceneConfig
 from livesight.memory.scene_detector import SceneDetector
-from livesight.timeline.keyframes import ClosedEntry, EntryTracker
+from livesight.timeline.keyframes import MIN_ENTRY_S, QUIET_S, ClosedEntry, EntryTracker
 from livesight.types import DTDStep
 
 FPS = 2.0
@@ -31,9 +31,15 @@ def _step(t: float, kept: int) -> DTDStep:
 
 
 def run(
-    frames: list[np.ndarray], kept: list[int] | None = None, *, chunk_s: float = 300.0, stop: bool = True
+    frames: list[np.ndarray],
+    kept: list[int] | None = None,
+    *,
+    chunk_s: float = 300.0,
+    stop: bool = True,
+    full: list[bool] | None = None,
 ) -> tuple[list[ClosedEntry], list[float]]:
-    """Frames at FPS through the detector and the tracker (as the frame pipeline feeds them) → closed entries."""
+    """Frames at FPS through the detector and the tracker (as the frame pipeline feeds them) → closed entries.
+    `full`: the frames DTD kept whole by rule (default: the stream's first frame, as DTD does)."""
     det = SceneDetector(SceneConfig(), "cam")
     tr = EntryTracker("cam", scene=1, chunk_s=chunk_s)
     out: list[ClosedEntry] = []
@@ -45,7 +51,7 @@ def run(
         change = det.update(_step(t, k), f)
         if change is not None:
             cuts.append(change.pts)
-        out += tr.update(t, 1000.0 + t, f, k, change)
+        out += tr.update(t, 1000.0 + t, f, k, change, full=full[i] if full is not None else i == 0)
         prev = f
     if stop:
         out += tr.close()
@@ -94,6 +100,91 @@ def test_first_action_last_and_identical_ones_stored_once() -> None:
     assert [k.role for k in e.entry.keyframes] == ["first", "last"]
     (e,), _ = run([a])  # one frame: one keyframe
     assert [k.role for k in e.entry.keyframes] == ["first"]
+
+
+def with_box(pic: np.ndarray, x: int, shade: int = 255) -> np.ndarray:
+    """A small object (1/64 of the picture) on a still view."""
+    out = pic.copy()
+    out[200:256, x : x + 56] = shade
+    return out
+
+
+def test_a_frame_kept_whole_by_rule_is_not_the_action() -> None:
+    """DTD keeps the stream's first frame, a new resolution and a keyframe refresh whole by rule: their kept count is
+    no evidence of change, so they never take the "action" keyframe from the frame where something happened."""
+    a = picture(13)
+    frames = [a] * 20
+    frames[6] = box = with_box(a, 100)  # a small object, for one frame
+    kept = [256] + [0] * 19
+    kept[6], kept[12] = 12, 256  # frame 12: a keyframe refresh of the still view
+    (e,), cuts = run(frames, kept, full=[i in (0, 12) for i in range(20)])
+    assert cuts == []
+    assert [(k.role, k.pts) for k in e.entry.keyframes] == [("first", 0.0), ("action", 3.0)]
+    assert e.frames[1] is box
+    # the same frame not kept by rule (a real change everywhere) may be the action
+    (e,), _ = run(frames, kept, full=[i == 0 for i in range(20)])
+    assert [(k.role, k.pts) for k in e.entry.keyframes] == [("first", 0.0)]  # frame 12: the still view again
+
+
+def test_the_action_is_neither_the_first_nor_the_last_frame() -> None:
+    """An entry whose first frame (a fade-in's end: everything changed) and last frame (something else came) keep the
+    most tokens still shows what happened between them: up to 3 distinct pictures."""
+    a = picture(14)
+    frames = [a] * 10
+    frames[4] = box = with_box(a, 100)
+    frames[9] = other = with_box(a, 300, shade=0)
+    kept = [200, 0, 0, 0, 10, 0, 0, 0, 0, 30]
+    (e,), cuts = run(frames, kept, full=[False] * 10)
+    assert cuts == []
+    assert [(k.role, k.pts) for k in e.entry.keyframes] == [("first", 0.0), ("action", 2.0), ("last", 4.5)]
+    assert e.frames[0] is a and e.frames[1] is box and e.frames[2] is other
+    # no frame between them kept anything: first and last only
+    (e,), _ = run(frames, [200] + [0] * 8 + [30], full=[False] * 10)
+    assert [k.role for k in e.entry.keyframes] == ["first", "last"]
+
+
+def still_view_with_events(seconds: float, events: list[tuple[float, float]]) -> tuple[list[np.ndarray], list[int]]:
+    """A still view at FPS, sensor noise (a token kept now and then), a small object during each (start, end)."""
+    a = picture(15)
+    frames, kept = [], []
+    boxes = [with_box(a, 60 * j) for j in range(len(events))]
+    for i in range(int(seconds * FPS)):
+        t = i / FPS
+        on = [j for j, (s, e) in enumerate(events) if s <= t < e]
+        frames.append(boxes[on[0]] if on else a)
+        kept.append(12 if on else int(i % 7 == 0))
+    kept[0] = 256
+    return frames, kept
+
+
+def test_events_minutes_apart_on_a_still_view_are_entries_of_their_own() -> None:
+    """The entry follows activity: when it has ended (quiet QUIET_S) and the entry lasted MIN_ENTRY_S, it closes, so
+    each event has its own entry and its own action keyframe."""
+    frames, kept = still_view_with_events(200.0, [(20.0, 25.0), (150.0, 155.0)])
+    entries, cuts = run(frames, kept)
+    assert cuts == []
+    assert MIN_ENTRY_S == 60.0 and QUIET_S == 5.0
+    assert [(e.entry.chunk, e.entry.pts, e.entry.end_pts) for e in entries] == [
+        (0, 0.0, 60.0),  # quiet since 24.5 s, but an entry lasts MIN_ENTRY_S
+        (1, 60.0, 159.5),  # the second event ended at 154.5 s: quiet 5 s later
+        (2, 159.5, 199.5),
+    ]
+    first, second = frames[int(22 * FPS)], frames[int(152 * FPS)]  # each event's object
+    assert any(f is first for f in entries[0].frames) and not any(f is second for f in entries[0].frames)
+    assert any(f is second for f in entries[1].frames) and not any(f is first for f in entries[1].frames)
+    assert [k.role for k in entries[0].entry.keyframes] == ["first", "action"]  # the still view's last: the first
+
+
+def test_entries_that_activity_closes_are_bounded() -> None:
+    # a burst every 10 s (quiet 9 s between): never more than one entry per MIN_ENTRY_S
+    frames, kept = still_view_with_events(400.0, [(10.0 * k, 10.0 * k + 1) for k in range(1, 40)])
+    entries, _ = run(frames, kept, chunk_s=1000.0)
+    assert [e.entry.pts for e in entries] == [0.0, 60.0, 120.0, 180.0, 240.0, 300.0, 360.0]
+    # a view that stays busy (never quiet QUIET_S) or busy alike all the time (its noise) closes at chunk_s only
+    a = picture(16)
+    for busy in ([40 if i % 2 else 8 for i in range(500)], [40] * 500):
+        entries, _ = run([a] * 500, [256, *busy[1:]], chunk_s=100.0)
+        assert [(e.entry.pts, e.entry.end_pts) for e in entries] == [(0.0, 100.0), (100.0, 200.0), (200.0, 249.5)]
 
 
 def test_a_long_still_scene_becomes_chunks_of_chunk_s() -> None:

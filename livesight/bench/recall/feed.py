@@ -236,7 +236,7 @@ class Feed:
         t2 = time.perf_counter()
         step = rig.dtd.decide(rig.camera, pts, wall, p, enc)
         change = rig.detector.update(step, p, 0)
-        closed = rig.tracker.update(pts, wall, p, step.kept, change)
+        closed = rig.tracker.update(pts, wall, p, step.kept, change, full=step.full)
         t3 = time.perf_counter()
         rig.frames += 1
         self.stats.frames += 1

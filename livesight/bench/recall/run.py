@@ -235,7 +235,8 @@ def report(
         "live). recall@k: the event's entry (its camera, overlapping its time) is among the k recalled and its "
         "oracle caption names the thing; 'moment': the right entry by time, whatever its keyframes show.",
         f"Keyframe coverage: {cov['shown']} of {cov['events']} events show in the keyframes of an entry overlapping "
-        "them (timeline/keyframes.py keeps first, most-kept-tokens and last frame per entry); no retrieval can find "
+        "them (timeline/keyframes.py keeps first, most-kept-tokens and last frame per entry, and closes an entry on a "
+        "still view when its activity ended, after at least a minute); no retrieval can find "
         "what no keyframe shows. recall@5 over the events that are shown: "
         f"{retrieval_only['recall@5']}.",
         f"TTFT (tiny model, in-process): same question asked of a camera memory with 1 min of stream and one with "
@@ -259,7 +260,8 @@ def report(
             "TTFT: 1 min vs 2 h of history, side by side": q_rows,
             "Events no keyframe shows, by cause": [
                 {"cause": k, "events": v} for k, v in sorted(cov["why_not_shown"].items(), key=lambda kv: -kv[1])
-            ],
+            ]
+            or [{"cause": "(none: every event shows in a keyframe)", "events": 0}],
             "Keyframe bytes per camera-day": [
                 {"camera": c, "MB/day": mb, "keyframes/day": keyframes["keyframes_per_camera_day"][c]}
                 for c, mb in keyframes["mb_per_camera_day"].items()
