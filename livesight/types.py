@@ -236,6 +236,12 @@ class Citation:
     wall_time: float
     thumbnail: str | None = None  # URL path of its keyframe (e.g. /api/timeline/<id>/keyframes/0.jpg), if kept
 
+    @classmethod
+    def of(cls, entry: TimelineEntry) -> Citation:
+        """The citation of a timeline entry (its first keyframe as the thumbnail, when it kept one)."""
+        thumbnail = keyframe_url(entry.id, 0) if entry.keyframes else None
+        return cls(entry.camera, entry.scene, entry.id, entry.pts, entry.wall_time, thumbnail)
+
     def as_dict(self) -> dict[str, object]:
         return {
             "camera": self.camera,

@@ -32,7 +32,7 @@ from livesight.config import RecallConfig
 from livesight.model.backend import Recalled, RecalledImage
 from livesight.timeline.search import STOP_WORDS as SEARCH_STOP_WORDS
 from livesight.timeline.when import Window, parse_window, zone_of
-from livesight.types import Citation, Keyframe, TimelineEntry, TimelinePage, TimelineQuery, keyframe_url
+from livesight.types import Citation, Keyframe, TimelineEntry, TimelinePage, TimelineQuery
 
 log = logging.getLogger(__name__)
 
@@ -198,16 +198,7 @@ class Recaller:
         lines, images, cites = [], [], []
         for e in entries:
             lines.append(f"[{self.span(e, now)}] {self._caption(e)}")
-            cites.append(
-                Citation(
-                    camera=e.camera,
-                    scene=e.scene,
-                    id=e.id,
-                    pts=e.pts,
-                    wall_time=e.wall_time,
-                    thumbnail=keyframe_url(e.id, 0) if e.keyframes else None,
-                )
-            )
+            cites.append(Citation.of(e))
             for index, kf in self._keyframes(e):
                 jpeg = self.store.keyframe_bytes(e.id, index)
                 if jpeg is None:  # deleted by retention meanwhile: the line stays, the picture does not

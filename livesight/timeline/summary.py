@@ -34,7 +34,7 @@ from datetime import datetime, tzinfo
 
 from livesight.errors import contain
 from livesight.timeline.when import parse_window
-from livesight.types import Citation, TimelineEntry, keyframe_url
+from livesight.types import Citation, TimelineEntry
 
 log = logging.getLogger(__name__)
 
@@ -202,18 +202,7 @@ def citations_of(lines: Sequence[Line], limit: int = MAX_CITATIONS) -> tuple[Cit
     else:
         step = (len(lines) - 1) / (limit - 1)
         picked = [lines[round(i * step)] for i in range(limit)]
-    return tuple(citation(line.entry) for line in picked)
-
-
-def citation(e: TimelineEntry) -> Citation:
-    return Citation(
-        camera=e.camera,
-        scene=e.scene,
-        id=e.id,
-        pts=e.pts,
-        wall_time=e.wall_time,
-        thumbnail=keyframe_url(e.id, 0) if e.keyframes else None,
-    )
+    return tuple(Citation.of(line.entry) for line in picked)
 
 
 def nothing_recorded(camera: str, start: float, end: float, zone: tzinfo) -> str:
