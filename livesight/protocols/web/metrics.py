@@ -103,6 +103,20 @@ class _ContainedCollector(Collector):
         yield family
 
 
+def _health_part(service: ServiceAPI, name: str, kind: str, what: str) -> dict[str, Any] | None:
+    """A /healthz part's current dict, for a collector that turns it into metrics; None when the service has no such
+    part, or when it raised (contained and counted as `kind`: /healthz shows the broken part, /metrics still
+    answers)."""
+    part = getattr(service, "health_parts", {}).get(name)
+    if part is None:
+        return None
+    try:
+        return part()
+    except Exception as e:
+        contain(kind, e, log, what)
+        return None
+
+
 class _ModelServerCollector(Collector):
     """A remote model server's counters (model.backend openai), from the `model` part of /healthz: requests by
     outcome and by kind, images, bytes and estimated image tokens sent, requests in flight, and whether it is well.
@@ -112,13 +126,8 @@ class _ModelServerCollector(Collector):
         self._service = service
 
     def collect(self) -> Iterator[Metric]:
-        part = getattr(self._service, "health_parts", {}).get("model")
-        if part is None:
-            return
-        try:
-            h = part()
-        except Exception as e:  # /healthz shows the broken part; /metrics still answers
-            contain("metrics.model_server", e, log, "the model server's counters")
+        h = _health_part(self._service, "model", "metrics.model_server", "the model server's counters")
+        if h is None:
             return
         yield GaugeMetricFamily(
             "livesight_model_server_ok",
@@ -155,13 +164,8 @@ class _TimelineCollector(Collector):
         self._service = service
 
     def collect(self) -> Iterator[Metric]:
-        part = getattr(self._service, "health_parts", {}).get("timeline_capture")
-        if part is None:
-            return
-        try:
-            h = part()
-        except Exception as e:  # /healthz shows the broken part; /metrics still answers
-            contain("metrics.timeline", e, log, "the timeline's counters")
+        h = _health_part(self._service, "timeline_capture", "metrics.timeline", "the timeline's counters")
+        if h is None:
             return
         for section in ("capture", "backfill", "semantic"):
             prefix = f"livesight_timeline_{section}_"
