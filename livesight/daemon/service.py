@@ -7,6 +7,7 @@ the model worker (model_worker.py) consumes the response queue.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -36,7 +37,6 @@ from livesight.types import (
     CameraSnapshot,
     CameraState,
     CameraStatus,
-    ResponseDone,
     ResponseEvent,
     ResponseKind,
 )
@@ -202,23 +202,16 @@ class Service:
             async for sev in summary_events(summaries, self.responses, cam, *window, query_id=query_id):
                 yield sev.done if isinstance(sev, SummaryEnd) else sev
             return
-        # Bounded by construction: a response has at most max_new_tokens deltas plus created/done.
-        events: asyncio.Queue[ResponseEvent] = asyncio.Queue()
+        events: asyncio.Queue[ResponseEvent] = asyncio.Queue()  # bounded by construction (events_of)
         recall = await self._recall(cam, text)
         job = ResponseJob(
             camera=cam, kind=ResponseKind.QUERY, prompt=text, sink=events.put_nowait, query_id=query_id, recall=recall
         )
         self.responses.put(job)  # BusyError when full
         events.put_nowait(job.created_event())
-        try:
-            while True:
-                ev = await events.get()
+        async with contextlib.aclosing(self.responses.events_of(job, events)) as stream:
+            async for ev in stream:
                 yield ev
-                if isinstance(ev, ResponseDone):
-                    return
-        finally:
-            if not job.done:
-                self.responses.cancel(job.response_id)
 
     async def _recall(self, camera: str, text: str) -> Recall | None:
         """The past entries to recall into a question (timeline/recall.py), fitted to the prompt room its camera's

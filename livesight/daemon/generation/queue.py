@@ -32,13 +32,13 @@ import asyncio
 import enum
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
 
 from livesight.daemon.generation.responses import ResponseJob
 from livesight.protocols.contract.api import BusyError, ModelUnavailableError
-from livesight.types import ResponseKind
+from livesight.types import ResponseDone, ResponseEvent, ResponseKind
 
 T = TypeVar("T")
 
@@ -421,6 +421,20 @@ class GenerationQueue:
         """Refuse every job from now on (and cancel the waiting ones): nobody will run them."""
         self.closed = reason
         self.cancel_all()
+
+    async def events_of(self, job: ResponseJob, events: asyncio.Queue[ResponseEvent]) -> AsyncIterator[ResponseEvent]:
+        """The events of a job put in this queue whose sink is `events.put_nowait`, up to its done event. Closed
+        before the job ended (its reader went away: use contextlib.aclosing), the job is cancelled. Bounded by
+        construction: a response has at most max_new_tokens deltas plus created/done."""
+        try:
+            while True:
+                ev = await events.get()
+                yield ev
+                if isinstance(ev, ResponseDone):
+                    return
+        finally:
+            if not job.done:
+                self.cancel(job.response_id)
 
     def cancel(self, response_id: str) -> bool:
         job = self._by_id.get(response_id)

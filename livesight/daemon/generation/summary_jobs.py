@@ -39,13 +39,11 @@ class GenerationFailed(Exception):
 async def generate_text(queue: GenerationQueue, camera: str, prompt: str, on_text: OnText | None) -> ResponseDone:
     """One text-only generation through the queue (BusyError when the questions waiting are at their bound): its
     done event (completed), or GenerationFailed."""
-    # Bounded by construction: a response has at most max_new_tokens deltas plus done.
-    events: asyncio.Queue[ResponseEvent] = asyncio.Queue()
+    events: asyncio.Queue[ResponseEvent] = asyncio.Queue()  # bounded by construction (events_of)
     job = ResponseJob(camera=camera, kind=ResponseKind.QUERY, prompt=prompt, sink=events.put_nowait, text_only=True)
     queue.put(job)
-    try:
-        while True:
-            ev = await events.get()
+    async with contextlib.aclosing(queue.events_of(job, events)) as stream:
+        async for ev in stream:
             if isinstance(ev, ResponseDelta) and on_text is not None:
                 on_text(ev.text)
             elif isinstance(ev, ResponseDone):
@@ -54,9 +52,7 @@ async def generate_text(queue: GenerationQueue, camera: str, prompt: str, on_tex
                 if ev.status is ResponseStatus.CANCELLED:
                     raise GenerationFailed("cancelled", "cancelled")
                 return ev
-    finally:
-        if not job.done:
-            queue.cancel(job.response_id)
+    raise GenerationFailed("the job ended without a done event", None)  # events_of returns after done only
 
 
 async def summary_events(
